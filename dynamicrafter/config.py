@@ -1,0 +1,141 @@
+"""Every number that describes a released DynamiCrafter variant, in frozen dataclasses.
+
+The network structure (:class:`UNetConfig`, :class:`ResamplerConfig`) is the same for all released
+variants except the learnable image-attention scale of 256; what really differs between variants is
+how they are sampled and conditioned (:class:`VariantConfig`). Code elsewhere reads these fields and
+never branches on a variant's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Prediction = Literal["eps", "v"]
+Spacing = Literal["uniform", "uniform_trailing"]
+
+TEXT_TOKENS = 77
+"""The UNet's cross-attention splits its context after this many text tokens."""
+IMAGE_TOKENS_PER_FRAME = 16
+"""The Resampler's queries per frame; the UNet gives frame i the tokens [16 i, 16 i + 16)."""
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Constructor arguments of the video UNet (the released values are the defaults)."""
+
+    in_channels: int = 8
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (4, 2, 1)
+    num_head_channels: int = 64
+    context_dim: int = 1024
+    temporal_length: int = 16
+    image_cross_attention_scale_learnable: bool = False
+    default_fs: int = 24
+    init_attn_heads: int = 8
+
+    @property
+    def time_embed_dim(self) -> int:
+        return self.model_channels * 4
+
+
+@dataclass(frozen=True)
+class ResamplerConfig:
+    """The image-token projector: CLIP vision tokens -> ``num_queries`` tokens per frame."""
+
+    dim: int = 1024
+    depth: int = 4
+    dim_head: int = 64
+    heads: int = 12
+    num_queries: int = 16
+    embedding_dim: int = 1280
+    output_dim: int = 1024
+    ff_mult: int = 4
+    video_length: int = 16
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The DDPM noise schedule the variant was trained with."""
+
+    timesteps: int = 1000
+    linear_start: float = 0.00085
+    linear_end: float = 0.012
+    zero_terminal_snr: bool = True
+    prediction: Prediction = "v"
+    dynamic_rescale: bool = True
+    base_scale: float = 0.7
+    turning_step: int = 400
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """What the original scripts pass to the DDIM sampler for this variant."""
+
+    steps: int = 50
+    eta: float = 1.0
+    cfg: float = 7.5
+    spacing: Spacing = "uniform_trailing"
+    guidance_rescale: float = 0.7
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """One released checkpoint: structure, schedule, sampling defaults and conditioning."""
+
+    name: str
+    height: int
+    width: int
+    fs_meaning: Literal["frame_stride", "fps"]
+    default_fs: int
+    fs_range: tuple[int, int]
+    unet: UNetConfig
+    schedule: ScheduleConfig
+    sampling: SamplingDefaults
+    resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
+    frames: int = 16
+    save_fps: int = 8
+    interpolation: bool = False
+    hf_repo: str = ""
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        return self.height // 8, self.width // 8
+
+
+_V_SCHEDULE = ScheduleConfig()
+
+VARIANTS: dict[str, VariantConfig] = {
+    "256": VariantConfig(
+        name="256", height=256, width=256, fs_meaning="frame_stride", default_fs=3, fs_range=(1, 6),
+        unet=UNetConfig(image_cross_attention_scale_learnable=True, default_fs=3),
+        schedule=ScheduleConfig(zero_terminal_snr=False, prediction="eps", dynamic_rescale=False),
+        sampling=SamplingDefaults(spacing="uniform", guidance_rescale=0.0),
+        hf_repo="Doubiiu/DynamiCrafter",
+    ),
+    "512": VariantConfig(
+        name="512", height=320, width=512, fs_meaning="fps", default_fs=24, fs_range=(15, 30),
+        unet=UNetConfig(default_fs=24), schedule=_V_SCHEDULE, sampling=SamplingDefaults(),
+        hf_repo="Doubiiu/DynamiCrafter_512",
+    ),
+    "1024": VariantConfig(
+        name="1024", height=576, width=1024, fs_meaning="fps", default_fs=10, fs_range=(5, 20),
+        unet=UNetConfig(default_fs=10), schedule=ScheduleConfig(base_scale=0.3),
+        sampling=SamplingDefaults(), hf_repo="Doubiiu/DynamiCrafter_1024",
+    ),
+    "512_interp": VariantConfig(
+        name="512_interp", height=320, width=512, fs_meaning="fps", default_fs=5, fs_range=(5, 30),
+        unet=UNetConfig(default_fs=24), schedule=_V_SCHEDULE, sampling=SamplingDefaults(),
+        interpolation=True, hf_repo="Doubiiu/DynamiCrafter_512_Interp",
+    ),
+}
+"""The four released variants, keyed by the name the original repository uses."""
+
+
+def get_variant(name: str) -> VariantConfig:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown DynamiCrafter variant {name!r}; choose one of {sorted(VARIANTS)}") from None

@@ -1,0 +1,210 @@
+"""Spatial and temporal transformers of the DynamiCrafter UNet (original ``lvdm/modules/attention.py``).
+
+Layer and attribute names follow the original checkpoint keys (``to_k_ip``, ``ff.net.0.proj``,
+``to_out.0``, ...), so a state dict loads without renaming.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .attention import AttentionFn, norm_fp32, sdpa_attention
+from .config import TEXT_TOKENS
+
+
+def _expand_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Repeat each sample of ``t`` so that it matches ``batch`` rows (frames of one video share it)."""
+    if t.shape[0] == batch:
+        return t
+    return t.repeat_interleave(batch // t.shape[0], dim=0)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention; with ``image_context`` it is the dual text/image cross-attention.
+
+    The image part has its own keys/values (``to_k_ip``/``to_v_ip``) and its own softmax; its result is
+    added with weight ``lambda`` (1, or ``tanh(alpha) + 1`` when the scale is learnable, as in 256).
+    Context tensors may have fewer rows than the queries (one per video instead of one per frame):
+    keys and values are then projected once and shared by the frames.
+    """
+
+    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
+                 image_cross_attention: bool = False, scale_learnable: bool = False,
+                 attention: AttentionFn = sdpa_attention, dtype=None, device=None, operations: Any = nn):
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = context_dim or query_dim
+        self.heads = heads
+        self.attention = attention
+        self.to_q = operations.Linear(query_dim, inner, bias=False, dtype=dtype, device=device)
+        self.to_k = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
+        self.to_v = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
+        self.to_out = nn.Sequential(operations.Linear(inner, query_dim, dtype=dtype, device=device))
+        self.image_cross_attention = image_cross_attention
+        if image_cross_attention:
+            self.to_k_ip = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
+            self.to_v_ip = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
+            if scale_learnable:
+                self.alpha = nn.Parameter(torch.zeros((), dtype=dtype, device=device))
+
+    def _attend(self, q: torch.Tensor, context: torch.Tensor, to_k: nn.Module, to_v: nn.Module) -> torch.Tensor:
+        k = _expand_batch(to_k(context), q.shape[0])
+        v = _expand_batch(to_v(context), q.shape[0])
+        return self.attention(q, k, v, self.heads)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                image_context: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.to_q(x)
+        out = self._attend(q, x if context is None else context, self.to_k, self.to_v)
+        if self.image_cross_attention and image_context is not None and image_context.shape[1] > 0:
+            out_ip = self._attend(q, image_context, self.to_k_ip, self.to_v_ip)
+            if hasattr(self, "alpha"):
+                out_ip = out_ip * (torch.tanh(self.alpha) + 1).to(device=out_ip.device, dtype=out_ip.dtype)
+            out = out + out_ip
+        return self.to_out(out)
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int, dtype=None, device=None, operations: Any = nn):
+        super().__init__()
+        self.proj = operations.Linear(dim_in, dim_out * 2, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, gate = self.proj(x).chunk(2, dim=-1)
+        return x * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4, dtype=None, device=None, operations: Any = nn):
+        super().__init__()
+        inner = dim * mult
+        self.net = nn.Sequential(GEGLU(dim, inner, dtype, device, operations), nn.Identity(),
+                                 operations.Linear(inner, dim, dtype=dtype, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    """Pre-norm block: self-attention, (dual) cross-attention, GEGLU feed-forward.
+
+    With ``context_dim=None`` the second attention is self-attention as well (temporal blocks).
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None,
+                 image_cross_attention: bool = False, scale_learnable: bool = False,
+                 attention: AttentionFn = sdpa_attention, dtype=None, device=None, operations: Any = nn):
+        super().__init__()
+        kw = dict(attention=attention, dtype=dtype, device=device, operations=operations)
+        self.attn1 = CrossAttention(dim, None, heads, dim_head, **kw)
+        self.ff = FeedForward(dim, dtype=dtype, device=device, operations=operations)
+        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention,
+                                    scale_learnable, **kw)
+        self.norm1 = operations.LayerNorm(dim, dtype=dtype, device=device)
+        self.norm2 = operations.LayerNorm(dim, dtype=dtype, device=device)
+        self.norm3 = operations.LayerNorm(dim, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                image_context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attn1(norm_fp32(self.norm1, x)) + x
+        x = self.attn2(norm_fp32(self.norm2, x), context, image_context) + x
+        return self.ff(norm_fp32(self.norm3, x)) + x
+
+
+class SpatialTransformer(nn.Module):
+    """Per-frame attention over h*w tokens with text/image cross-attention (``use_linear`` layout)."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int,
+                 scale_learnable: bool = False, attention: AttentionFn = sdpa_attention,
+                 dtype=None, device=None, operations: Any = nn):
+        super().__init__()
+        inner = heads * dim_head
+        self.norm = operations.GroupNorm(32, channels, eps=1e-6, affine=True, dtype=dtype, device=device)
+        self.proj_in = operations.Linear(channels, inner, dtype=dtype, device=device)
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(
+            inner, heads, dim_head, context_dim, image_cross_attention=True, scale_learnable=scale_learnable,
+            attention=attention, dtype=dtype, device=device, operations=operations)])
+        self.proj_out = operations.Linear(inner, channels, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, context: "FrameContext") -> torch.Tensor:
+        _, _, h, w = x.shape
+        x_in = x
+        x = rearrange(norm_fp32(self.norm, x), "b c h w -> b (h w) c")
+        x = self.proj_in(x)
+        for block in self.transformer_blocks:
+            x = block(x, context.text, context.image)
+        x = self.proj_out(x)
+        return rearrange(x, "b (h w) c -> b c h w", h=h, w=w) + x_in
+
+
+class TemporalTransformer(nn.Module):
+    """Attention over the frames of every pixel, without positional encoding or mask.
+
+    Both attentions of its block are self-attention. ``use_linear=False`` gives the 1x1 Conv1d
+    projections of ``init_attn``.
+    """
+
+    def __init__(self, channels: int, heads: int, dim_head: int, use_linear: bool = True,
+                 attention: AttentionFn = sdpa_attention, dtype=None, device=None, operations: Any = nn):
+        super().__init__()
+        inner = heads * dim_head
+        self.use_linear = use_linear
+        self.norm = operations.GroupNorm(32, channels, eps=1e-6, affine=True, dtype=dtype, device=device)
+        if use_linear:
+            self.proj_in = operations.Linear(channels, inner, dtype=dtype, device=device)
+            self.proj_out = operations.Linear(inner, channels, dtype=dtype, device=device)
+        else:
+            self.proj_in = operations.Conv1d(channels, inner, 1, dtype=dtype, device=device)
+            self.proj_out = operations.Conv1d(inner, channels, 1, dtype=dtype, device=device)
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(
+            inner, heads, dim_head, None, attention=attention, dtype=dtype, device=device,
+            operations=operations)])
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """``x`` is ``[(b t), c, h, w]``; statistics of the norm are pooled over the frames."""
+        _, _, h, w = x.shape
+        x_in = x
+        x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
+        x = norm_fp32(self.norm, x)
+        if self.use_linear:
+            x = self.proj_in(rearrange(x, "b c t h w -> (b h w) t c"))
+        else:
+            x = rearrange(self.proj_in(rearrange(x, "b c t h w -> (b h w) c t")), "n c t -> n t c")
+        for block in self.transformer_blocks:
+            x = block(x)
+        if self.use_linear:
+            x = self.proj_out(x)
+        else:
+            x = rearrange(self.proj_out(rearrange(x, "n t c -> n c t")), "n c t -> n t c")
+        x = rearrange(x, "(b h w) t c -> (b t) c h w", h=h, w=w)
+        return x + x_in
+
+
+class FrameContext(SimpleNamespace):
+    """Cross-attention inputs for the frames: ``text`` and ``image`` tokens.
+
+    Each may have one row per video or one per frame; attention repeats per-video rows over frames.
+    """
+
+    text: torch.Tensor
+    image: torch.Tensor | None
+
+
+def split_context(context: torch.Tensor, frames: int, image_context: torch.Tensor | None = None,
+                  tokens_per_frame: int = 16) -> FrameContext:
+    """Build per-frame cross-attention inputs the way the original UNet does.
+
+    Without ``image_context``, ``context`` is the original's concatenation [77 text ; image tokens].
+    When the image tokens number ``tokens_per_frame * frames``, frame i gets tokens
+    [16 i, 16 i + 16); otherwise every frame sees all of them (the original's rule, section 3.6).
+    """
+    if image_context is None:
+        context, image_context = context[:, :TEXT_TOKENS], context[:, TEXT_TOKENS:]
+    if image_context.shape[1] == tokens_per_frame * frames:
+        image_context = rearrange(image_context, "b (t n) c -> (b t) n c", t=frames)
+    return FrameContext(text=context, image=image_context)

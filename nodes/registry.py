@@ -1,0 +1,23 @@
+"""The list of node classes the pack registers; each feature module contributes its ``NODES``."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from comfy_api.latest import io
+
+NODE_PREFIX = "DynamiCrafter"
+CATEGORY = "DynamiCrafter"
+
+# Feature modules (relative to this package) that define a module-level NODES list.
+_FEATURE_MODULES: tuple[str, ...] = ()
+
+log = logging.getLogger(__name__)
+
+
+def all_nodes() -> list[type[io.ComfyNode]]:
+    nodes: list[type[io.ComfyNode]] = []
+    for name in _FEATURE_MODULES:
+        module = importlib.import_module(f".{name}", __package__)
+        nodes.extend(module.NODES)
+    return nodes

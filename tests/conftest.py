@@ -1,0 +1,28 @@
+"""Shared test setup: the project root on sys.path and the paths of the shared fixtures."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def shared_dir() -> Path | None:
+    """The shared reference folder (parity fixtures, manifests), beside the project when present."""
+    for candidate in (os.environ.get("DYNAMICRAFTER_SHARED"), ROOT.parent / "shared", ROOT.parent.parent / "shared"):
+        if candidate and (Path(candidate) / "parity").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if path is None:
+        pytest.fail("shared reference folder not found: set DYNAMICRAFTER_SHARED to the folder holding parity/ and checkpoint_manifests/")
+    return path
