@@ -14,7 +14,8 @@ if str(ROOT) not in sys.path:
 
 def shared_dir() -> Path | None:
     """The shared reference folder (parity fixtures, manifests), beside the project when present."""
-    for candidate in (os.environ.get("DYNAMICRAFTER_SHARED"), ROOT.parent / "shared", ROOT.parent.parent / "shared"):
+    candidates = [os.environ.get("DYNAMICRAFTER_SHARED")] + [parent / "shared" for parent in ROOT.parents]
+    for candidate in candidates:
         if candidate and (Path(candidate) / "parity").is_dir():
             return Path(candidate)
     return None

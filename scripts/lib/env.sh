@@ -17,11 +17,13 @@ ensure_venv() {
 
 # The shared provisioning kit (snapshot + install.sh) lives beside the project when available.
 shared_comfyui_kit() {
-  local candidate
-  for candidate in "${DYNAMICRAFTER_SHARED:-}" "$ROOT/../shared" "$ROOT/../../shared"; do
-    if [ -n "$candidate" ] && [ -f "$candidate/comfyui/install.sh" ]; then
-      echo "$candidate/comfyui"; return 0
-    fi
+  local dir=$ROOT
+  if [ -n "${DYNAMICRAFTER_SHARED:-}" ] && [ -f "$DYNAMICRAFTER_SHARED/comfyui/install.sh" ]; then
+    echo "$DYNAMICRAFTER_SHARED/comfyui"; return 0
+  fi
+  while [ "$dir" != "/" ]; do
+    dir=$(dirname "$dir")
+    if [ -f "$dir/shared/comfyui/install.sh" ]; then echo "$dir/shared/comfyui"; return 0; fi
   done
   return 1
 }
