@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "tests"):  # the project's packages, and tests/support helpers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def shared_dir() -> Path | None:
@@ -27,3 +29,12 @@ def shared() -> Path:
     if path is None:
         pytest.fail("shared reference folder not found: set DYNAMICRAFTER_SHARED to the folder holding parity/ and checkpoint_manifests/")
     return path
+
+
+@pytest.fixture
+def single_thread():
+    """Golden outputs were produced with one torch thread; matching it keeps results at the noise floor."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

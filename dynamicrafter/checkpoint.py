@@ -1,0 +1,243 @@
+"""Read DynamiCrafter checkpoint files, split them into their parts and tell what they are.
+
+Handles the original Lightning ``.ckpt`` (a dict with ``state_dict``), Kijai's full bf16
+``.safetensors`` and the ``*_fp16_pruned`` files (UNet + VAE + Resampler). The network config comes
+from the tensors' shapes, never from the file name; the name only picks among variants that share
+shapes (512, 1024, 512_interp) when the file carries no ``scale_arr``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from .config import VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
+from .detect import resampler_config_from_state_dict, unet_config_from_state_dict
+
+log = logging.getLogger(__name__)
+
+PART_PREFIXES: dict[str, str] = {
+    "unet": "model.diffusion_model.",
+    "vae": "first_stage_model.",
+    "text_encoder": "cond_stage_model.",
+    "clip_vision": "embedder.",
+    "resampler": "image_proj_model.",
+}
+"""Key prefix of each part inside an original checkpoint."""
+
+SCHEDULE_BUFFERS = (
+    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+    "scale_arr",
+)
+
+UNET_KEY_RENAMES = {"framestride_embed.": "fps_embedding."}
+"""Checkpoint name -> module name (the 256 file stores the fs MLP as ``framestride_embed``)."""
+
+WHERE_TO_GET = {
+    "text_encoder": "an OpenCLIP ViT-H/14 text encoder (the SD 2.x CLIP): load it with the stock 'Load CLIP' "
+                    "node, type 'stable_diffusion' (e.g. an SD 2.1 text encoder file in models/text_encoders)",
+    "clip_vision": "'CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors' in models/clip_vision, loaded with the stock "
+                   "'Load CLIP Vision' node",
+    "vae": "the SD 1.x/2.x VAE (e.g. 'vae-ft-mse-840000-ema-pruned.safetensors' in models/vae), loaded with "
+           "the stock 'Load VAE' node",
+    "unet": "a DynamiCrafter checkpoint: the original model.ckpt, or Kijai's *_bf16 / *_fp16_pruned .safetensors",
+    "resampler": "a DynamiCrafter checkpoint (every released file carries the image_proj_model Resampler)",
+}
+
+
+class CheckpointError(ValueError):
+    """A file could not be used as a DynamiCrafter checkpoint; the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        super().__init__(f"{Path(path).name}: {problem}")
+
+
+class MissingPartError(CheckpointError):
+    """The file is a DynamiCrafter checkpoint but lacks a part (e.g. a pruned file has no CLIP)."""
+
+    def __init__(self, path: str | os.PathLike, part: str):
+        self.part = part
+        super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. Use {WHERE_TO_GET[part]}.")
+
+
+def _read_ckpt(path: Path) -> Mapping[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(path, "refused to load: the pickle asks to run code or build objects that are not "
+                                    "plain tensors, which a weights file never needs. Use a .safetensors file, "
+                                    f"or the original model.ckpt from Hugging Face. (detail: {str(e).splitlines()[0]})") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(path, f"the file is truncated or corrupt ({e}); download it again.") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    elif isinstance(obj, Mapping) and isinstance(obj.get("module"), Mapping):  # DeepSpeed layout
+        obj = {k.removeprefix("_forward_module."): v for k, v in obj["module"].items()}
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(path, "the file holds no state dict of tensors; it is not a model checkpoint.")
+    return obj
+
+
+def _read_safetensors(path: Path) -> Mapping[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(path, f"the file is truncated or corrupt ({e}); download it again.") from None
+
+
+def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """Load every tensor of a ``.safetensors`` or ``.ckpt``/``.pt``/``.pth`` file (pickles: weights only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, f"no such file: {path}")
+    if path.suffix.lower() == ".safetensors":
+        return _read_safetensors(path)
+    return _read_ckpt(path)
+
+
+def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """Group keys by part (prefix stripped) and collect the schedule buffers; UNet keys are renamed."""
+    parts: dict[str, dict[str, torch.Tensor]] = {name: {} for name in PART_PREFIXES}
+    buffers: dict[str, torch.Tensor] = {}
+    for key, tensor in sd.items():
+        for name, prefix in PART_PREFIXES.items():
+            if key.startswith(prefix):
+                parts[name][key[len(prefix):]] = tensor
+                break
+        else:
+            if key in SCHEDULE_BUFFERS:
+                buffers[key] = tensor
+    parts["unet"] = {_rename_unet_key(k): v for k, v in parts["unet"].items()}
+    return {k: v for k, v in parts.items() if v}, buffers
+
+
+def _rename_unet_key(key: str) -> str:
+    for old, new in UNET_KEY_RENAMES.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def describe_foreign(sd: Mapping[str, torch.Tensor]) -> str:
+    """A plain-words guess of what a non-DynamiCrafter state dict is."""
+    keys = list(sd)
+    has = lambda fragment: any(fragment in k for k in keys)  # noqa: E731
+    if not keys:
+        return "it holds no tensors"
+    if has("lora_") or has(".lora."):
+        return "it looks like a LoRA, not a full model"
+    if has("conditioner.embedders"):
+        return "it looks like an SDXL or SVD checkpoint (it has 'conditioner.embedders')"
+    if "model.diffusion_model.input_blocks.0.0.weight" in sd:
+        in_ch = sd["model.diffusion_model.input_blocks.0.0.weight"].shape[1]
+        if has("time_stack"):
+            return "it looks like a Stable Video Diffusion checkpoint"
+        if in_ch in (4, 9):
+            return (f"it looks like a Stable Diffusion 1.x/2.x image checkpoint ({in_ch}-channel UNet without "
+                    "temporal layers); load it with the stock 'Load Checkpoint' node")
+        return f"it is a UNet checkpoint without DynamiCrafter's temporal layers ({in_ch} input channels)"
+    if has("double_blocks") or has("joint_blocks"):
+        return "it looks like a Flux/SD3-family model"
+    if any(k.startswith(("encoder.", "decoder.")) for k in keys):
+        return "it looks like a standalone VAE; put it in models/vae and use the stock 'Load VAE' node"
+    if has("text_model.") or has("token_embedding"):
+        return "it looks like a CLIP text encoder; use the stock 'Load CLIP' node"
+    if has("vision_model.") or has("visual."):
+        return "it looks like a CLIP vision model; use the stock 'Load CLIP Vision' node"
+    return f"its keys do not match any known model (first key: {keys[0]!r})"
+
+
+@dataclass
+class DynamiCrafterCheckpoint:
+    """A checkpoint split into parts, with the configs derived from its shapes."""
+
+    path: str
+    variant: VariantConfig
+    unet_config: UNetConfig
+    resampler_config: ResamplerConfig
+    parts: dict[str, dict[str, torch.Tensor]]
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def require(self, part: str) -> dict[str, torch.Tensor]:
+        """The tensors of ``part`` (keys without the part's prefix), or a MissingPartError."""
+        if part not in self.parts:
+            raise MissingPartError(self.path, part)
+        return self.parts[part]
+
+    def has(self, part: str) -> bool:
+        return part in self.parts
+
+
+def _choose_variant(path: str, unet_config: UNetConfig, buffers: Mapping[str, torch.Tensor],
+                    requested: str | None) -> VariantConfig:
+    """Pick the variant: shapes decide eps/256 vs v; scale_arr, the user, then the file name decide the rest."""
+    if unet_config.image_cross_attention_scale_learnable:
+        if requested not in (None, "auto", "256"):
+            raise CheckpointError(path, f"this is the 256 model (eps prediction, learnable image-attention scale), "
+                                        f"but variant {requested!r} was chosen; pick '256' or 'auto'.")
+        variant = VARIANTS["256"]
+    else:
+        if requested == "256":
+            raise CheckpointError(path, "this is a 512/1024/interp model (v prediction), but variant '256' was "
+                                        "chosen; pick 'auto', '512', '1024' or '512_interp'.")
+        if requested not in (None, "auto"):
+            variant = VARIANTS[requested]
+        else:
+            name = Path(path).name.lower()
+            base = float(buffers["scale_arr"][-1]) if "scale_arr" in buffers else None
+            if "interp" in name or "tooncrafter" in name:
+                variant = VARIANTS["512_interp"]
+            elif "1024" in name or (base is not None and abs(base - VARIANTS["1024"].schedule.base_scale) < 1e-6):
+                variant = VARIANTS["1024"]
+            else:
+                variant = VARIANTS["512"]
+    if "scale_arr" in buffers and variant.schedule.dynamic_rescale:
+        base = round(float(buffers["scale_arr"][-1]), 6)
+        if abs(base - variant.schedule.base_scale) > 1e-6:
+            log.info("%s: dynamic-rescale base scale %.3g from the file's scale_arr (variant default %.3g)",
+                     Path(path).name, base, variant.schedule.base_scale)
+            variant = dataclasses.replace(variant, schedule=dataclasses.replace(variant.schedule, base_scale=base))
+    return variant
+
+
+def checkpoint_from_state_dict(path: str | os.PathLike, sd: Mapping[str, torch.Tensor],
+                               variant: str | None = None) -> DynamiCrafterCheckpoint:
+    """Split an already-read state dict and derive its configs (``variant``: None/'auto' or a name)."""
+    path = str(path)
+    if variant not in (None, "auto") and variant not in VARIANTS:
+        raise CheckpointError(path, f"unknown variant {variant!r}; choose 'auto' or one of {sorted(VARIANTS)}")
+    parts, buffers = split_parts(sd)
+    unet = parts.get("unet", {})
+    if "init_attn.0.proj_in.weight" not in unet or "input_blocks.1.0.temopral_conv.conv1.0.weight" not in unet:
+        if unet or not parts.get("resampler"):
+            raise CheckpointError(path, f"not a DynamiCrafter checkpoint: {describe_foreign(sd)}.")
+        raise MissingPartError(path, "unet")
+    if "resampler" not in parts:
+        raise MissingPartError(path, "resampler")
+    try:
+        unet_config = unet_config_from_state_dict(unet)
+        resampler_config = resampler_config_from_state_dict(parts["resampler"])
+    except KeyError as e:
+        raise CheckpointError(path, f"the DynamiCrafter weights are incomplete: missing key {e.args[0]!r}; "
+                                    "the file may be damaged, download it again.") from None
+    chosen = _choose_variant(path, unet_config, buffers, variant)
+    unet_config = dataclasses.replace(unet_config, default_fs=chosen.unet.default_fs)
+    return DynamiCrafterCheckpoint(path, chosen, unet_config, resampler_config, parts, buffers)
+
+
+def load_checkpoint(path: str | os.PathLike, variant: str | None = None) -> DynamiCrafterCheckpoint:
+    """Read a DynamiCrafter checkpoint file and split it; errors name the file and what is wrong."""
+    return checkpoint_from_state_dict(path, read_state_dict(path), variant)

@@ -1,0 +1,40 @@
+"""Where the conditioning image latents go in the 16-frame concat input, per task.
+
+Latents are ``[B, C, T, h, w]`` here; the host adapter folds frames into the batch itself.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Task = Literal["i2v", "interp", "loop"]
+
+
+def concat_latent(first: torch.Tensor, frames: int, task: Task = "i2v",
+                  last: torch.Tensor | None = None) -> torch.Tensor:
+    """Build ``c_concat`` from per-image latents ``[B, C, h, w]``.
+
+    * ``i2v``: the image latent on every frame.
+    * ``interp``: ``first`` on frame 0, ``last`` on the final frame, zeros between.
+    * ``loop``: ``first`` on both ends (the caller drops the repeated last frame after decoding).
+    """
+    if frames < 2 and task != "i2v":
+        raise ValueError(f"{task} needs at least 2 frames, got {frames}")
+    if task == "i2v":
+        return first.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()
+    if task == "interp" and last is None:
+        raise ValueError("interpolation needs an end image latent ('last')")
+    end = first if task == "loop" else last
+    if end.shape != first.shape:
+        raise ValueError(f"start and end latents differ in shape: {tuple(first.shape)} vs {tuple(end.shape)}; "
+                         "resize both keyframes to the same size")
+    out = torch.zeros(first.shape[0], first.shape[1], frames, *first.shape[2:], dtype=first.dtype, device=first.device)
+    out[:, :, 0] = first
+    out[:, :, -1] = end
+    return out
+
+
+def frames_to_keep(frames: int, task: Task) -> int:
+    """Decoded frames to keep: a loop drops its last frame, which repeats the first."""
+    return frames - 1 if task == "loop" else frames
