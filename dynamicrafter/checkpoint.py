@@ -181,35 +181,43 @@ class DynamiCrafterCheckpoint:
         return part in self.parts
 
 
+def _file_base_scale(buffers: Mapping[str, torch.Tensor]) -> float | None:
+    """The dynamic-rescale base scale stored in the file's ``scale_arr`` (its constant tail), if any.
+
+    Rounded to two decimals: bf16/fp16 files store 0.3 as 0.30078 (released values are 0.7 and 0.3).
+    """
+    scale_arr = buffers.get("scale_arr")
+    if scale_arr is None or scale_arr.is_meta:
+        return None
+    return round(float(scale_arr[-1]), 2)
+
+
 def _choose_variant(path: str, unet_config: UNetConfig, buffers: Mapping[str, torch.Tensor],
                     requested: str | None) -> VariantConfig:
-    """Pick the variant: shapes decide eps/256 vs v; scale_arr, the user, then the file name decide the rest."""
+    """Pick the variant: shapes decide eps/256 vs v; then the user, the file name, the file's scale_arr."""
+    file_base = _file_base_scale(buffers)
     if unet_config.image_cross_attention_scale_learnable:
         if requested not in (None, "auto", "256"):
             raise CheckpointError(path, f"this is the 256 model (eps prediction, learnable image-attention scale), "
                                         f"but variant {requested!r} was chosen; pick '256' or 'auto'.")
-        variant = VARIANTS["256"]
+        return VARIANTS["256"]
+    if requested == "256":
+        raise CheckpointError(path, "this is a 512/1024/interp model (v prediction), but variant '256' was "
+                                    "chosen; pick 'auto', '512', '1024' or '512_interp'.")
+    if requested not in (None, "auto"):
+        variant = VARIANTS[requested]
     else:
-        if requested == "256":
-            raise CheckpointError(path, "this is a 512/1024/interp model (v prediction), but variant '256' was "
-                                        "chosen; pick 'auto', '512', '1024' or '512_interp'.")
-        if requested not in (None, "auto"):
-            variant = VARIANTS[requested]
+        name = Path(path).name.lower()
+        if "interp" in name or "tooncrafter" in name:
+            variant = VARIANTS["512_interp"]
+        elif "1024" in name or file_base == VARIANTS["1024"].schedule.base_scale:
+            variant = VARIANTS["1024"]
         else:
-            name = Path(path).name.lower()
-            base = float(buffers["scale_arr"][-1]) if "scale_arr" in buffers else None
-            if "interp" in name or "tooncrafter" in name:
-                variant = VARIANTS["512_interp"]
-            elif "1024" in name or (base is not None and abs(base - VARIANTS["1024"].schedule.base_scale) < 1e-6):
-                variant = VARIANTS["1024"]
-            else:
-                variant = VARIANTS["512"]
-    if "scale_arr" in buffers and variant.schedule.dynamic_rescale:
-        base = round(float(buffers["scale_arr"][-1]), 6)
-        if abs(base - variant.schedule.base_scale) > 1e-6:
-            log.info("%s: dynamic-rescale base scale %.3g from the file's scale_arr (variant default %.3g)",
-                     Path(path).name, base, variant.schedule.base_scale)
-            variant = dataclasses.replace(variant, schedule=dataclasses.replace(variant.schedule, base_scale=base))
+            variant = VARIANTS["512"]
+    if file_base is not None and file_base != variant.schedule.base_scale:
+        log.info("%s: dynamic-rescale base scale %.3g from the file's scale_arr (variant %s default %.3g)",
+                 Path(path).name, file_base, variant.name, variant.schedule.base_scale)
+        variant = dataclasses.replace(variant, schedule=dataclasses.replace(variant.schedule, base_scale=file_base))
     return variant
 
 

@@ -1,0 +1,38 @@
+"""Concat-latent layouts for image-to-video, interpolation and loop (spec section 8)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynamicrafter.frames import concat_latent, frames_to_keep
+
+
+def test_i2v_repeats_the_latent_on_every_frame():
+    z = torch.randn(2, 4, 5, 6)
+    out = concat_latent(z, 16)
+    assert out.shape == (2, 4, 16, 5, 6)
+    assert all(torch.equal(out[:, :, t], z) for t in range(16))
+
+
+def test_interp_puts_keyframes_at_both_ends_and_zeros_between():
+    a, b = torch.randn(1, 4, 5, 6), torch.randn(1, 4, 5, 6)
+    out = concat_latent(a, 16, "interp", b)
+    assert torch.equal(out[:, :, 0], a) and torch.equal(out[:, :, 15], b)
+    assert out[:, :, 1:15].abs().sum() == 0
+
+
+def test_loop_uses_the_start_at_both_ends_and_drops_the_last_frame():
+    a = torch.randn(1, 4, 5, 6)
+    out = concat_latent(a, 16, "loop")
+    assert torch.equal(out[:, :, 0], a) and torch.equal(out[:, :, 15], a)
+    assert frames_to_keep(16, "loop") == 15 and frames_to_keep(16, "interp") == 16
+
+
+def test_interp_errors_are_clear():
+    a = torch.randn(1, 4, 5, 6)
+    with pytest.raises(ValueError, match="end image"):
+        concat_latent(a, 16, "interp")
+    with pytest.raises(ValueError, match="same size"):
+        concat_latent(a, 16, "interp", torch.randn(1, 4, 5, 7))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        concat_latent(a, 1, "loop")
