@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE_PACKAGE = "_dynamicrafter_director_pure"
@@ -57,11 +57,13 @@ class Recorded:
 
 
 class FakeOpenAI:
-    """Records every request; answers with the queued replies in order, then with ``default_answer``."""
+    """Records every request; answers with the queued replies in order, then from ``responder(body)`` when set,
+    else with ``default_answer``."""
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.replies: list[Reply] = []
+        self.responder: Callable[[Any], Reply] | None = None
         self.default_answer = "A cat turns its head slowly, static camera."
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -79,7 +81,12 @@ class FakeOpenAI:
                     body = raw.decode("utf-8", "replace")
                 with fake._lock:
                     fake.requests.append(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                    reply = fake.replies.pop(0) if fake.replies else Reply(body=chat_body(fake.default_answer))
+                    if fake.replies:
+                        reply = fake.replies.pop(0)
+                    elif fake.responder is not None:
+                        reply = fake.responder(body)
+                    else:
+                        reply = Reply(body=chat_body(fake.default_answer))
                 if reply.delay:
                     fake._stop.wait(reply.delay)
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)

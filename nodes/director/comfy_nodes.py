@@ -1,0 +1,286 @@
+"""The director's ComfyUI nodes (V3). The logic lives in the sibling modules; this file only maps widgets."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from comfy_api.latest import io
+
+from . import advisor, audio, soundtrack, storyboard
+from .answers import one_line
+from .client import PRESETS, DirectorConnection, chat, make_connection
+from .errors import DirectorError
+from .media import png_data_url
+from .prompts import describe_messages
+
+log = logging.getLogger(__name__)
+
+CATEGORY = "DynamiCrafter/director"
+Director = io.Custom("DYNAMICRAFTER_DIRECTOR")
+SEED_MAX = 2**31 - 1
+
+
+def _abort_check() -> None:
+    """Raise when the user pressed Cancel in ComfyUI."""
+    import comfy.model_management
+
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def _connection_input() -> io.Input:
+    return Director.Input("director", tooltip="The AI director connection (from the 'Director Connection' node).")
+
+
+def _temperature_input() -> io.Input:
+    return io.Float.Input("temperature", default=0.0, min=0.0, max=2.0, step=0.05,
+                          tooltip="Randomness of the answer: 0 gives the same answer for the same inputs.")
+
+
+def _seed_input() -> io.Input:
+    return io.Int.Input("seed", default=0, min=0, max=SEED_MAX,
+                        tooltip="Sent to the model for repeatable answers where the server supports a seed.")
+
+
+def _check_connection(director: Any) -> DirectorConnection:
+    if not isinstance(director, DirectorConnection):
+        raise DirectorError("the 'director' input must come from the 'Director Connection' node")
+    return director
+
+
+class DirectorConnectionNode(io.ComfyNode):
+    """Where the director's vision-language model lives; the key stays in an environment variable."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterDirectorConnection",
+            display_name="Director Connection (AI model)",
+            category=CATEGORY,
+            description=("Connects the AI director nodes to a vision-language model through any OpenAI-compatible "
+                         "endpoint. The key is read from the environment variable you name, at run time, and is "
+                         "never stored in the workflow. Needs `pip install openai`."),
+            inputs=[
+                io.Combo.Input("provider", options=list(PRESETS), default="Gemini (OpenAI-compatible)",
+                               tooltip="The service: Gemini, GitHub Models, OpenAI, a local Ollama or LM Studio "
+                                       "server, or Custom (type its URL below)."),
+                io.String.Input("model", default="",
+                                tooltip="The model name; empty uses the provider's usual vision model "
+                                        "(gemini-2.5-flash, openai/gpt-4.1-mini, gpt-4.1-mini, qwen2.5vl)."),
+                io.String.Input("api_key_env", default="",
+                                tooltip="The NAME of the environment variable holding your key, never the key "
+                                        "itself. Empty uses the provider's usual one (GEMINI_API_KEY, GITHUB_TOKEN, "
+                                        "OPENAI_API_KEY; none for local servers)."),
+                io.String.Input("custom_url", default="",
+                                tooltip="Base URL for the Custom provider, e.g. http://127.0.0.1:8080/v1 "
+                                        "(ignored by the other providers)."),
+                io.Float.Input("timeout", default=60.0, min=1.0, max=600.0, step=1.0,
+                               tooltip="Seconds to wait for one answer before giving up on that try."),
+                io.Int.Input("retries", default=3, min=0, max=10,
+                             tooltip="How many times to try again after a rate limit (HTTP 429), a server error "
+                                     "(5xx), a timeout or a lost connection."),
+                io.Float.Input("retry_delay", default=1.0, min=0.0, max=30.0, step=0.1,
+                               tooltip="Seconds before the first retry; doubles with each further retry "
+                                       "(a longer Retry-After from the server wins)."),
+            ],
+            outputs=[Director.Output(display_name="director", tooltip="Connect to the director nodes.")],
+        )
+
+    @classmethod
+    def execute(cls, provider: str, model: str, api_key_env: str, custom_url: str, timeout: float, retries: int,
+                retry_delay: float) -> io.NodeOutput:
+        conn = make_connection(provider, model, api_key_env, custom_url, timeout, retries, retry_delay)
+        log.info("director: using %s", conn.describe())
+        return io.NodeOutput(conn)
+
+
+class DirectorDescribeImage(io.ComfyNode):
+    """Picture -> a short DynamiCrafter motion prompt."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterDirectorDescribeImage",
+            display_name="Director: Describe Image as Motion Prompt",
+            category=CATEGORY,
+            description="Looks at the picture and writes a short prompt (subject, motion, camera) for DynamiCrafter.",
+            inputs=[
+                _connection_input(),
+                io.Image.Input("image", tooltip="The picture to animate (the first one of a batch is used)."),
+                io.String.Input("hint", default="", multiline=True, optional=True,
+                                tooltip="Optional: what you want to happen, e.g. 'the waves roll in, slow zoom'."),
+                io.String.Input("style", default="", optional=True,
+                                tooltip="Optional: style words to keep in mind, e.g. 'dreamy, soft light'."),
+                _temperature_input(),
+                _seed_input(),
+            ],
+            outputs=[io.String.Output(display_name="prompt", tooltip="The motion prompt, one or two sentences.")],
+        )
+
+    @classmethod
+    def execute(cls, director: DirectorConnection, image: torch.Tensor, temperature: float, seed: int,
+                hint: str = "", style: str = "") -> io.NodeOutput:
+        conn = _check_connection(director)
+        messages = describe_messages(png_data_url(image), hint or "", style or "")
+        answer = chat(conn, messages, temperature=temperature, seed=seed, abort_check=_abort_check)
+        prompt = one_line(answer)
+        if not prompt:
+            raise DirectorError(f"{conn.endpoint} returned an empty prompt")
+        return io.NodeOutput(prompt)
+
+
+class DirectorStoryboard(io.ComfyNode):
+    """Story -> N scene prompts sharing one style line."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterDirectorStoryboard",
+            display_name="Director: Story to Scene Prompts",
+            category=CATEGORY,
+            description=("Splits a story into scene prompts for consecutive clips; every prompt ends with the same "
+                         "style line so the clips look alike."),
+            inputs=[
+                _connection_input(),
+                io.String.Input("story", default="", multiline=True,
+                                tooltip="What happens in the film, in a few sentences."),
+                io.Int.Input("scenes", default=4, min=1, max=32,
+                             tooltip="How many scenes (clips) to plan."),
+                io.String.Input("style", default="", optional=True,
+                                tooltip="Optional: your style words; empty lets the model write the style line."),
+                io.Image.Input("style_image", optional=True,
+                               tooltip="Optional: a picture whose look the style line should describe."),
+                _temperature_input(),
+                _seed_input(),
+            ],
+            outputs=[
+                io.String.Output("prompts", display_name="prompts",
+                                 tooltip="All scene prompts, one per line."),
+                io.String.Output("prompt_list", display_name="prompt list", is_output_list=True,
+                                 tooltip="The scene prompts as a list: nodes connected here run once per scene."),
+                io.String.Output("style_line", display_name="style", tooltip="The shared style line."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, director: DirectorConnection, story: str, scenes: int, temperature: float, seed: int,
+                style: str = "", style_image: torch.Tensor | None = None) -> io.NodeOutput:
+        conn = _check_connection(director)
+        style_url = png_data_url(style_image, max_side=768) if style_image is not None else None
+        board = storyboard.plan(conn, story, scenes, style or "", style_url, temperature, seed, _abort_check)
+        return io.NodeOutput(board.text, list(board.prompts), board.style)
+
+
+class DirectorMotionAdvisor(io.ComfyNode):
+    """Finished clip + its settings -> suggested settings for the next run."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterDirectorMotionAdvisor",
+            display_name="Director: Suggest Better Settings",
+            category=CATEGORY,
+            description=("Shows the model a few evenly spaced frames of a finished clip with the settings used, and "
+                         "returns suggested steps, CFG, fs and prompt to wire into the next run."),
+            inputs=[
+                _connection_input(),
+                io.Image.Input("frames", tooltip="The frames of the finished clip (e.g. from VAE Decode)."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="The sampling steps that made the clip."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1,
+                               tooltip="The CFG (text guidance) that made the clip."),
+                io.Int.Input("fs", default=24, min=1, max=1000,
+                             tooltip="The fs (frame stride or fps conditioning) that made the clip."),
+                io.String.Input("prompt", default="", multiline=True, tooltip="The prompt that made the clip."),
+                io.String.Input("goal", default="", optional=True,
+                                tooltip="Optional: what you want to improve, e.g. 'more motion, less flicker'."),
+                io.Int.Input("frames_shown", default=4, min=1, max=8,
+                             tooltip="How many evenly spaced frames the model sees, side by side in one picture."),
+                _temperature_input(),
+                _seed_input(),
+            ],
+            outputs=[
+                io.Int.Output("next_steps", display_name="steps", tooltip=f"Suggested steps {advisor.STEPS_RANGE}."),
+                io.Float.Output("next_cfg", display_name="cfg", tooltip=f"Suggested CFG {advisor.CFG_RANGE}."),
+                io.Int.Output("next_fs", display_name="fs", tooltip=f"Suggested fs {advisor.FS_RANGE}."),
+                io.String.Output("next_prompt", display_name="prompt", tooltip="Suggested prompt."),
+                io.String.Output("explanation", display_name="explanation", tooltip="Why, in plain words."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, director: DirectorConnection, frames: torch.Tensor, steps: int, cfg: float, fs: int,
+                prompt: str, frames_shown: int, temperature: float, seed: int, goal: str = "") -> io.NodeOutput:
+        conn = _check_connection(director)
+        current = advisor.Settings(int(steps), float(cfg), int(fs), prompt)
+        advice = advisor.advise(conn, frames, current, frames_shown, goal or "", temperature, seed, _abort_check)
+        s = advice.settings
+        return io.NodeOutput(s.steps, s.cfg, s.fs, s.prompt, advice.explanation)
+
+
+class DirectorSoundtrack(io.ComfyNode):
+    """Clip description + the user's music folder -> the chosen track as AUDIO, cut to the clip."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterDirectorSoundtrack",
+            display_name="Director: Pick Soundtrack from Folder",
+            category=CATEGORY,
+            description=("Lets the model choose a track from your audio folder by its name and tags (tags.json or "
+                         "tags.txt beside the files; only names and tags are sent, never audio), then trims it to the "
+                         "clip with a fade-out, ready for Create Video."),
+            inputs=[
+                _connection_input(),
+                io.String.Input("description", default="", multiline=True,
+                                tooltip="What the clip shows (e.g. the motion prompt)."),
+                io.String.Input("folder", default="",
+                                tooltip="Folder holding your audio files (wav, flac, mp3, ogg, m4a...), optionally "
+                                        "with tags.json {\"file.mp3\": \"calm, piano\"} or tags.txt "
+                                        "('file.mp3: calm, piano' per line)."),
+                io.Float.Input("seconds", default=2.0, min=0.1, max=3600.0, step=0.1,
+                               tooltip="Clip length in seconds (used when no frames are connected)."),
+                io.Float.Input("fps", default=8.0, min=0.1, max=240.0, step=0.1,
+                               tooltip="Frame rate of the video, to turn connected frames into seconds."),
+                io.Image.Input("frames", optional=True,
+                               tooltip="Optional: the clip's frames; the length is then frame count / fps."),
+                io.Float.Input("fade_out", default=0.5, min=0.0, max=10.0, step=0.1,
+                               tooltip="Seconds of fade-out at the end of the cut."),
+                _temperature_input(),
+                _seed_input(),
+            ],
+            outputs=[
+                io.Audio.Output("audio", display_name="audio", tooltip="The chosen track, cut to the clip length."),
+                io.String.Output("track", display_name="track", tooltip="File name of the chosen track."),
+                io.String.Output("reason", display_name="reason", tooltip="Why the model chose it."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, folder: str = "", **_: Any) -> str:
+        """Re-run when files in the folder change, not only when the widgets do."""
+        try:
+            tracks = soundtrack.scan_library(folder)
+        except DirectorError:
+            return ""
+        return "|".join(f"{t.name}:{t.path.stat().st_mtime_ns}" for t in tracks)
+
+    @classmethod
+    def execute(cls, director: DirectorConnection, description: str, folder: str, seconds: float, fps: float,
+                fade_out: float, temperature: float, seed: int, frames: torch.Tensor | None = None) -> io.NodeOutput:
+        conn = _check_connection(director)
+        length = frames.shape[0] / fps if frames is not None else seconds
+        tracks = soundtrack.scan_library(folder)
+        track, reason = soundtrack.choose(conn, description, tracks, temperature, seed, _abort_check)
+        waveform, rate = audio.decode(track.path, max_seconds=length)
+        clip = audio.fit_length(waveform, rate, length, fade_out)
+        log.info("director: soundtrack %s, %.2f s at %d Hz", track.name, length, rate)
+        return io.NodeOutput(audio.to_comfy_audio(clip, rate), track.name, reason)
+
+
+NODES: list[type[io.ComfyNode]] = [
+    DirectorConnectionNode,
+    DirectorDescribeImage,
+    DirectorStoryboard,
+    DirectorMotionAdvisor,
+    DirectorSoundtrack,
+]

@@ -1,0 +1,200 @@
+"""The real ComfyUI, in-process and CPU-only, for host tests: the ``comfy_host`` fixture.
+
+ComfyUI comes from the folder in ``$COMFYUI_DIR`` (default: ``<repo>/.cache/comfyui``, where the project's
+scripts extract the pinned snapshot). The pack is imported as the package ``dynamicrafter_pack`` (its
+folder name is not a Python name, and the pack's own ``nodes`` package would shadow ComfyUI's ``nodes``
+module), its ``comfy_entrypoint`` nodes are registered the way ``nodes.load_custom_node`` does, and
+``host.register(...)`` adds any further node classes. ``host.run_prompt(prompt)`` runs an API-format
+prompt through ``execution.PromptExecutor`` and returns every node's outputs.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import sys
+import types
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACK_PACKAGE = "dynamicrafter_pack"
+
+
+def comfyui_dir() -> Path:
+    """The ComfyUI folder: $COMFYUI_DIR, else the snapshot the project's scripts extract into .cache/comfyui."""
+    value = os.environ.get("COMFYUI_DIR")
+    return Path(value).expanduser().resolve() if value else ROOT / ".cache" / "comfyui"
+
+
+class _StubServer:
+    """Just enough of server.PromptServer for execution.PromptExecutor."""
+
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+    sockets_metadata: dict = {}
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def send_sync(self, event: str, data: Any, sid: Any = None) -> None:
+        self.events.append((event, data))
+
+    def queue_updated(self) -> None:
+        pass
+
+
+@dataclass
+class PromptRun:
+    """The result of one in-process prompt run."""
+
+    prompt_id: str
+    success: bool
+    messages: list[tuple[str, dict]]
+    ui: dict[str, Any]
+    outputs: dict[str, list[list[Any]]] = field(default_factory=dict)
+
+    def output(self, node_id: str, index: int = 0) -> Any:
+        """Output ``index`` of a node: the value itself, or the whole list for list outputs."""
+        values = self.outputs[str(node_id)][index]
+        return values[0] if len(values) == 1 else values
+
+    def output_list(self, node_id: str, index: int = 0) -> list[Any]:
+        """Output ``index`` of a node as the list ComfyUI holds (one item per list element)."""
+        return list(self.outputs[str(node_id)][index])
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """The ``execution_error`` message, when a node failed."""
+        for event, data in self.messages:
+            if event == "execution_error":
+                return data
+        return None
+
+
+class ComfyHost:
+    """Access to the imported ComfyUI (``nodes``, ``execution``, ``folder_paths``) and the pack."""
+
+    def __init__(self, comfy_dir: Path, work_dir: Path) -> None:
+        self.comfy_dir = comfy_dir
+        _prefer_comfyui_on_path(comfy_dir)
+        from comfy.cli_args import args
+
+        args.cpu = True  # before comfy.model_management decides the device at import
+        args.disable_api_nodes = True
+        import comfy.model_management  # noqa: F401
+        import utils.install_util  # noqa: F401  (ComfyUI's `utils` package first, as main.py does, so that
+        # comfy_extras modules importing `utils.*` do not meet comfy/utils.py instead)
+        import execution
+        import folder_paths
+        import nodes
+
+        self.nodes = nodes
+        self.execution = execution
+        self.folder_paths = folder_paths
+        for kind in ("output", "temp", "input"):
+            (work_dir / kind).mkdir(parents=True, exist_ok=True)
+        folder_paths.set_output_directory(str(work_dir / "output"))
+        folder_paths.set_temp_directory(str(work_dir / "temp"))
+        folder_paths.set_input_directory(str(work_dir / "input"))
+        self._extras_loaded = False
+        self.pack = _import_pack()
+        extension = asyncio.run(self.pack.comfy_entrypoint())
+        self.pack_nodes: list[type] = list(asyncio.run(extension.get_node_list()))
+        self.register(self.pack_nodes)
+
+    def import_pack_module(self, name: str) -> types.ModuleType:
+        """A module of the pack by its dotted path inside the pack, e.g. ``nodes.director``."""
+        return importlib.import_module(f"{PACK_PACKAGE}.{name}")
+
+    def register(self, node_classes: Iterable[type]) -> None:
+        """Register V3 node classes (by schema node_id) as ``nodes.load_custom_node`` does."""
+        for node_class in node_classes:
+            schema = node_class.GET_SCHEMA()
+            self.nodes.NODE_CLASS_MAPPINGS[schema.node_id] = node_class
+            if schema.display_name is not None:
+                self.nodes.NODE_DISPLAY_NAME_MAPPINGS[schema.node_id] = schema.display_name
+
+    def load_builtin_extras(self) -> None:
+        """The host's comfy_extras nodes (CreateVideo, SaveVideo, audio nodes...); loaded once, on demand."""
+        if not self._extras_loaded:
+            asyncio.run(self.nodes.init_builtin_extra_nodes())
+            self._extras_loaded = True
+
+    def run_prompt(self, prompt: dict[str, Any], outputs: Iterable[str] | None = None,
+                   extra_data: dict[str, Any] | None = None, check: bool = True) -> PromptRun:
+        """Validate and execute an API-format prompt in-process.
+
+        ``outputs``: node ids to execute (with what they need) even when they are not output nodes;
+        default: the prompt's output nodes. With ``check`` a failed run raises AssertionError.
+        """
+        prompt_id = uuid.uuid4().hex
+        if outputs is None:
+            valid = asyncio.run(self.execution.validate_prompt(prompt_id, prompt, None))
+            if not valid[0]:
+                raise AssertionError(f"prompt does not validate: {valid[1]} {valid[3]}")
+            targets = list(valid[2])
+        else:
+            targets = [str(node_id) for node_id in outputs]
+            validated: dict[str, Any] = {}
+            for node_id in targets:
+                ok, reasons, _ = asyncio.run(self.execution.validate_inputs(prompt_id, prompt, node_id, validated))
+                if not ok:
+                    raise AssertionError(f"node {node_id} does not validate: {reasons}")
+        executor = self.execution.PromptExecutor(_StubServer())
+        executor.execute(prompt, prompt_id, dict(extra_data or {}), targets)
+        collected: dict[str, list[list[Any]]] = {}
+        for node_id in prompt:
+            cached = executor.caches.outputs.get(node_id)
+            if cached is not None:
+                collected[str(node_id)] = list(getattr(cached, "outputs", cached))
+        run = PromptRun(prompt_id, executor.success, list(executor.status_messages),
+                        executor.history_result.get("outputs", {}), collected)
+        if check and not run.success:
+            error = run.error or {}
+            raise AssertionError(f"prompt failed in {error.get('node_type')}: {error.get('exception_message')}")
+        return run
+
+
+def _prefer_comfyui_on_path(comfy_dir: Path) -> None:
+    """Put ComfyUI first on sys.path and drop the pack's own ``nodes`` package if a test imported it by name."""
+    if str(comfy_dir) in sys.path:
+        sys.path.remove(str(comfy_dir))
+    sys.path.insert(0, str(comfy_dir))
+    loaded = sys.modules.get("nodes")
+    pack_nodes = str(ROOT / "nodes")
+    if loaded is not None and pack_nodes in [str(Path(p).resolve()) for p in getattr(loaded, "__path__", [])]:
+        for name in [n for n in sys.modules if n == "nodes" or n.startswith("nodes.")]:
+            del sys.modules[name]
+
+
+def _import_pack() -> types.ModuleType:
+    """The repository root imported as the package ``dynamicrafter_pack`` (relative imports work as in ComfyUI)."""
+    if PACK_PACKAGE in sys.modules:
+        return sys.modules[PACK_PACKAGE]
+    spec = importlib.util.spec_from_file_location(PACK_PACKAGE, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_PACKAGE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[PACK_PACKAGE]
+        raise
+    return module
+
+
+@pytest.fixture(scope="session")
+def comfy_host(tmp_path_factory: pytest.TempPathFactory) -> ComfyHost:
+    """ComfyUI imported in-process (CPU), with the pack loaded; shared by every host test of the session."""
+    comfy_dir = comfyui_dir()
+    if not (comfy_dir / "nodes.py").is_file() or not (comfy_dir / "execution.py").is_file():
+        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI "
+                    "(the project's scripts extract the pinned snapshot into .cache/comfyui)")
+    return ComfyHost(comfy_dir, tmp_path_factory.mktemp("comfy-host"))
