@@ -95,12 +95,15 @@ def ddim_timesteps(steps: int, spacing: Spacing, train_steps: int = 1000) -> tor
     """DDIM timesteps in ascending order, exactly as the original ``make_ddim_timesteps``.
 
     ``uniform`` is ``range(0, N, N // S) + 1`` and so runs more than S steps when S does not divide N
-    (the original's behaviour); ``uniform_trailing`` rounds half to even and ends at N - 1.
+    (the original's behaviour); ``uniform_trailing`` rounds half to even and ends at N - 1. Where
+    ``uniform`` would reach t = N (S = 3, 9, 27, 37, ...: the original fails there with an index
+    error) that step is left out.
     """
     if steps < 1:
         raise ValueError(f"DDIM needs at least 1 step, got {steps}")
     if spacing == "uniform":
-        return torch.arange(0, train_steps, train_steps // steps, dtype=torch.int64) + 1
+        tau = torch.arange(0, train_steps, train_steps // steps, dtype=torch.int64) + 1
+        return tau[tau < train_steps]
     if spacing == "uniform_trailing":
         stride = train_steps / steps
         points = torch.arange(train_steps, 0, -stride, dtype=torch.float64).round()

@@ -64,7 +64,7 @@ class CrossAttention(nn.Module):
         if self.image_cross_attention and image_context is not None and image_context.shape[1] > 0:
             out_ip = self._attend(q, image_context, self.to_k_ip, self.to_v_ip)
             if hasattr(self, "alpha"):
-                out_ip = out_ip * (torch.tanh(self.alpha) + 1).to(device=out_ip.device, dtype=out_ip.dtype)
+                out_ip = out_ip * (torch.tanh(self.alpha.float()) + 1).to(device=out_ip.device, dtype=out_ip.dtype)
             out = out + out_ip
         return self.to_out(out)
 

@@ -1,0 +1,106 @@
+"""Image-to-video conditioning, following the host's SVD/Wan conditioning-node pattern."""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import node_helpers
+from comfy_api.latest import io
+
+from ..dynamicrafter.frames import Task, concat_latent
+from ..dynamicrafter.image import fit_image
+from .encoders import image_tokens, unconditional_image
+from .model import COND_CONCAT, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS, FS_AUTO
+from .registry import CATEGORY
+
+GRID = 64  # the UNet halves the latent three times: pixel sizes must be multiples of 64
+
+
+def check_size(width: int, height: int) -> None:
+    if width % GRID or height % GRID:
+        raise ValueError(f"{width}x{height} is not a multiple of {GRID} in both sides; DynamiCrafter needs e.g. "
+                         "512x320 (512 / interp), 1024x576 (1024) or 256x256 (256)")
+
+
+def encode_keyframe(vae, image: torch.Tensor, width: int, height: int, fit: str) -> torch.Tensor:
+    """VAE latent ``[1, 4, h, w]`` (unscaled, as the host's VAE returns it) of the first image."""
+    pixels = fit_image(image[:1, :, :, :3], width, height, fit)
+    return vae.encode(pixels)
+
+
+def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor, width: int, height: int,
+                       frames: int, fs: int, batch_size: int, fit: str, task: Task,
+                       last: torch.Tensor | None = None):
+    """Positive/negative conditioning and the empty latent for one DynamiCrafter task.
+
+    Both sides carry the SAME image latent; the negative's image tokens come from CLIP vision of a
+    uniform mid-gray picture (the original's all-zero image in [-1, 1]).
+    """
+    check_size(width, height)
+    first_latent = encode_keyframe(vae, first, width, height, fit)
+    last_latent = encode_keyframe(vae, last, width, height, fit) if last is not None else None
+    concat = concat_latent(first_latent, frames, task, last_latent)  # [1, 4, T, h, w]
+    concat = concat[0].movedim(1, 0).contiguous()  # frames as batch: [T, 4, h, w]
+    clip_image = fit_image(first[:1, :, :, :3], width, height, fit)
+    tokens = image_tokens(clip_vision, clip_image)
+    uncond_tokens = image_tokens(clip_vision, unconditional_image(height, width))
+    shared = {COND_CONCAT: concat, COND_FRAMES: frames, COND_FS: fs}
+    positive = node_helpers.conditioning_set_values(positive, {**shared, COND_IMAGE_TOKENS: tokens})
+    negative = node_helpers.conditioning_set_values(negative, {**shared, COND_IMAGE_TOKENS: uncond_tokens})
+    latent = torch.zeros([batch_size * frames, 4, height // 8, width // 8], device=mm.intermediate_device())
+    return positive, negative, {"samples": latent}
+
+
+def common_inputs(default_fs_tooltip: str) -> list:
+    return [
+        io.Int.Input("width", default=512, min=GRID, max=4096, step=GRID,
+                     tooltip="Video width in pixels: 512 for the 512 and interp models, 1024 for 1024, 256 for 256."),
+        io.Int.Input("height", default=320, min=GRID, max=4096, step=GRID,
+                     tooltip="Video height in pixels: 320 for 512 / interp, 576 for 1024, 256 for 256."),
+        io.Int.Input("frames", default=16, min=2, max=64,
+                     tooltip="Frames to generate. The models were trained on 16; per-frame image guidance needs 16."),
+        io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=default_fs_tooltip),
+        io.Int.Input("batch_size", default=1, min=1, max=16, tooltip="How many videos to make at once."),
+        io.Combo.Input("fit", options=["crop", "pad"], default="crop",
+                       tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black."),
+    ]
+
+
+FS_TOOLTIP = ("Motion control. 0 = the model's default. 512/1024/interp read it as frames per second (smaller = more "
+              "motion; 512: 24, 1024: 10, interp: 5); 256 reads it as frame stride (larger = more motion; default 3).")
+
+CONDITIONING_IO = [
+    io.Conditioning.Input("positive", tooltip="The prompt, from CLIP Text Encode with the DynamiCrafter CLIP."),
+    io.Conditioning.Input("negative", tooltip="The negative prompt; the original uses an empty one."),
+    io.Vae.Input("vae", tooltip="The VAE from the DynamiCrafter loader."),
+    io.ClipVision.Input("clip_vision", tooltip="The CLIP vision model (ViT-H/14) from the loader or 'Load CLIP Vision'."),
+]
+CONDITIONING_OUTPUTS = [
+    io.Conditioning.Output(display_name="positive"),
+    io.Conditioning.Output(display_name="negative"),
+    io.Latent.Output(display_name="latent", tooltip="Empty video latent (frames folded into the batch)."),
+]
+
+
+class DynamiCrafterImageToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterImageToVideo",
+            display_name="DynamiCrafter Image To Video",
+            category=f"{CATEGORY}/conditioning",
+            description="Animates one picture: the image goes to every frame's latent and to the image tokens.",
+            inputs=[*CONDITIONING_IO,
+                    io.Image.Input("image", tooltip="The picture to animate (any size; fitted to width x height)."),
+                    *common_inputs(FS_TOOLTIP)],
+            outputs=CONDITIONING_OUTPUTS,
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, vae, clip_vision, image, width, height, frames, fs, batch_size,
+                fit) -> io.NodeOutput:
+        return io.NodeOutput(*build_conditioning(positive, negative, vae, clip_vision, image, width, height, frames,
+                                                 fs, batch_size, fit, "i2v"))
+
+
+NODES = [DynamiCrafterImageToVideo]

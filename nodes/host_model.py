@@ -1,0 +1,73 @@
+"""Build the host objects (MODEL patcher, VAE) from a split DynamiCrafter checkpoint."""
+from __future__ import annotations
+
+import logging
+import re
+
+import torch
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.sd
+import comfy.utils
+
+from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint
+from .model import DynamiCrafterConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHT_DTYPES: dict[str, torch.dtype | None] = {
+    "default": None,
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "fp8_e4m3fn": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+}
+"""Weight storage choices; fp8 is stored only and computed in the host's manual-cast dtype."""
+
+
+def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "default") -> comfy.model_patcher.ModelPatcher:
+    """The UNet + Resampler as a host model, with the host's dtype and device choices."""
+    config = DynamiCrafterConfig(ckpt.variant, ckpt.unet_config, ckpt.resampler_config)
+    state = dict(ckpt.require("unet"))
+    state.update({f"image_proj_model.{k}": v for k, v in ckpt.require("resampler").items()})
+    load_device = mm.get_torch_device()
+    stored = comfy.utils.weight_dtype(state)
+    dtype = WEIGHT_DTYPES[weight_dtype] or mm.unet_dtype(
+        model_params=comfy.utils.calculate_parameters(state), supported_dtypes=config.supported_inference_dtypes,
+        weight_dtype=stored)
+    manual_cast = mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes)
+    config.set_inference_dtype(dtype, manual_cast)
+    offload_device = mm.unet_offload_device()
+    model = config.get_model(device=mm.unet_inital_load_device(comfy.utils.calculate_parameters(state), dtype))
+    missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(ckpt.path, f"the weights do not fit the network derived from their shapes "
+                                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged")
+    model = model.to(offload_device)
+    log.info("DynamiCrafter %s: weights %s, compute %s", ckpt.variant.name, dtype, manual_cast or dtype)
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+
+
+def _vae_config(sd: dict[str, torch.Tensor]) -> dict | None:
+    """AutoencoderKL params read from shapes, for VAEs narrower than SD's (tiny test files)."""
+    ch = sd["encoder.conv_in.weight"].shape[0]
+    if ch == 128:
+        return None  # the standard SD VAE: let the host detect it
+    levels = sorted({int(m.group(1)) for k in sd if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}
+    ch_mult = [sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in levels]
+    ddconfig = {"double_z": True, "z_channels": sd["decoder.conv_in.weight"].shape[1], "resolution": 256,
+                "in_channels": 3, "out_ch": 3, "ch": ch, "ch_mult": ch_mult, "num_res_blocks": len(blocks),
+                "attn_resolutions": [], "dropout": 0.0}
+    return {"params": {"ddconfig": ddconfig, "embed_dim": sd["quant_conv.weight"].shape[0] // 2}}
+
+
+def vae_from_checkpoint(ckpt: DynamiCrafterCheckpoint) -> comfy.sd.VAE:
+    """The SD KL-f8 VAE of the checkpoint, as the host's VAE (decodes frames in memory-sized chunks)."""
+    sd = dict(ckpt.require("vae"))
+    try:
+        return comfy.sd.VAE(sd=sd, config=_vae_config(sd))
+    except KeyError as e:
+        raise CheckpointError(ckpt.path, f"the VAE weights are incomplete (missing {e.args[0]!r})") from None

@@ -1,0 +1,164 @@
+"""DynamiCrafter as a native ComfyUI model family.
+
+``DynamiCrafterConfig`` (a ``supported_models_base.BASE``) and ``DynamiCrafterModel`` (a
+``model_base.BaseModel``) let the host's ModelPatcher manage devices, offloading and weight dtypes,
+and let stock samplers run it. Latents are 2-D with frames folded into the batch
+(``[B*T, 4, h, w]``), so the stock SD VAE, previews and noise masks work unchanged; the number of
+frames T travels in the conditioning and ``DynamiCrafterNet`` unfolds videos from it.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from einops import rearrange
+
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.supported_models_base
+from comfy.ldm.modules.attention import optimized_attention
+
+from ..dynamicrafter.config import ResamplerConfig, UNetConfig, VariantConfig
+from ..dynamicrafter.resampler import Resampler
+from ..dynamicrafter.unet import DynamiCrafterUNet
+
+log = logging.getLogger(__name__)
+
+# Keys the conditioning nodes put into each conditioning entry's dict.
+COND_FRAMES = "dynamicrafter_frames"
+COND_FS = "dynamicrafter_fs"
+COND_IMAGE_TOKENS = "dynamicrafter_clip_vision_tokens"
+COND_CONCAT = "concat_latent_image"
+FS_AUTO = 0
+"""fs value meaning "the variant's default" (3, 24, 10 or 5)."""
+
+
+def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected)."""
+    return optimized_attention(q, k, v, heads)
+
+
+class DynamiCrafterNet(DynamiCrafterUNet):
+    """The UNet plus the image-token Resampler, called with the host's frames-as-batch tensors.
+
+    Every conditioning tensor arrives with one row per frame (the host repeats per-video conds to
+    the latent batch and may stack cond and uncond): one row per video is taken back with ``[::T]``.
+    """
+
+    def __init__(self, unet: UNetConfig, resampler: ResamplerConfig, dtype: torch.dtype | None = None,
+                 device=None, operations=None, **_: object):
+        super().__init__(unet, attention=host_attention, dtype=dtype, device=device, operations=operations)
+        self.image_proj_model = Resampler(resampler, attention=host_attention, dtype=dtype, device=device,
+                                          operations=operations)
+        self._tokens_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def image_tokens(self, clip_tokens: torch.Tensor) -> torch.Tensor:
+        """Resampler output, cached: the same CLIP tokens come back at every sampling step."""
+        cached = self._tokens_cache
+        if cached is not None and cached[0].shape == clip_tokens.shape and cached[0].device == clip_tokens.device \
+                and cached[0].dtype == clip_tokens.dtype and torch.equal(cached[0], clip_tokens):
+            return cached[1]
+        tokens = self.image_proj_model(clip_tokens)
+        self._tokens_cache = (clip_tokens.clone(), tokens)
+        return tokens
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
+                dynamicrafter_frames: int | None = None, dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
+                dynamicrafter_fs: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
+        frames = dynamicrafter_frames
+        if frames is None or dynamicrafter_clip_vision_tokens is None:
+            raise ValueError("DynamiCrafter needs its conditioning: connect the positive/negative outputs of a "
+                             "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
+        if x.shape[0] % frames:
+            raise ValueError(f"the latent batch ({x.shape[0]}) is not a multiple of the {frames} frames set by the "
+                             "conditioning node; use the latent that node outputs")
+        videos = x.shape[0] // frames
+        x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
+        tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames])
+        fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
+        out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens)
+        return rearrange(out, "b c t h w -> (b t) c h w")
+
+
+class DynamiCrafterModel(comfy.model_base.BaseModel):
+    """BaseModel whose ``extra_conds`` turn the conditioning node's values into UNet inputs."""
+
+    def __init__(self, model_config: "DynamiCrafterConfig", model_type: comfy.model_base.ModelType, device=None):
+        super().__init__(model_config, model_type, device=device, unet_model=DynamiCrafterNet)
+        self.variant: VariantConfig = model_config.variant
+
+    def extra_conds(self, **kwargs):
+        out = {}
+        noise = kwargs["noise"]
+        frames = kwargs.get(COND_FRAMES)
+        concat = kwargs.get(COND_CONCAT)
+        tokens = kwargs.get(COND_IMAGE_TOKENS)
+        if frames is None or concat is None or tokens is None:
+            raise ValueError("DynamiCrafter needs its conditioning: connect the positive and negative outputs of a "
+                             "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
+        if noise.shape[0] % frames:
+            raise ValueError(f"the latent batch ({noise.shape[0]}) is not a multiple of the {frames} frames of the "
+                             "conditioning; use the latent that the DynamiCrafter conditioning node outputs")
+        if concat.shape[-2:] != noise.shape[-2:]:
+            raise ValueError(f"the latent is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} but the conditioning image "
+                             f"is {concat.shape[-1] * 8}x{concat.shape[-2] * 8}; use the latent of the same node")
+        self.check_size(noise.shape[-2] * 8, noise.shape[-1] * 8)
+        concat = self.process_latent_in(concat).repeat(noise.shape[0] // concat.shape[0], 1, 1, 1)
+        out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
+        cross_attn = kwargs.get("cross_attn")
+        if cross_attn is not None:
+            out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
+        fs = kwargs.get(COND_FS, FS_AUTO)
+        fs = self.variant.default_fs if fs == FS_AUTO else fs
+        out[COND_FS] = comfy.conds.CONDRegular(torch.tensor([fs], dtype=torch.long))
+        out[COND_IMAGE_TOKENS] = comfy.conds.CONDRegular(tokens)
+        out[COND_FRAMES] = comfy.conds.CONDConstant(frames)
+        return out
+
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse sizes far from what the variant was trained on (the result would be noise).
+
+        Only released-size networks have a trained resolution; tiny test networks skip the check.
+        """
+        if self.diffusion_model.config.model_channels != UNetConfig().model_channels:
+            return
+        area, trained = height * width, self.variant.height * self.variant.width
+        if not 0.5 <= area / trained <= 2.0:
+            raise ValueError(f"{width}x{height} does not fit DynamiCrafter {self.variant.name}, which was trained at "
+                             f"{self.variant.width}x{self.variant.height}: set the conditioning node's width/height "
+                             "to that size (or use the checkpoint of the matching variant)")
+        if (height, width) != (self.variant.height, self.variant.width):
+            log.warning("DynamiCrafter %s was trained at %dx%d; sampling at %dx%d", self.variant.name,
+                        self.variant.width, self.variant.height, width, height)
+
+
+class DynamiCrafterConfig(comfy.supported_models_base.BASE):
+    """Host model config for one checkpoint: structure from its shapes, schedule from its variant."""
+
+    unet_extra_config: dict = {}
+    latent_format = comfy.latent_formats.SD15
+    supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
+    memory_usage_factor = 2.0
+    vae_key_prefix = ["first_stage_model."]
+    text_encoder_key_prefix = ["cond_stage_model."]
+
+    def __init__(self, variant: VariantConfig, unet: UNetConfig, resampler: ResamplerConfig):
+        super().__init__({"unet": unet, "resampler": resampler})
+        self.variant = variant
+        schedule = variant.schedule
+        self.sampling_settings = {
+            "beta_schedule": "linear", "linear_start": schedule.linear_start, "linear_end": schedule.linear_end,
+            "timesteps": schedule.timesteps, "zsnr": schedule.zero_terminal_snr,
+        }
+
+    def model_type(self, state_dict=None, prefix: str = "") -> comfy.model_base.ModelType:
+        if self.variant.schedule.prediction == "v":
+            return comfy.model_base.ModelType.V_PREDICTION
+        return comfy.model_base.ModelType.EPS
+
+    def get_model(self, state_dict=None, prefix: str = "", device=None) -> DynamiCrafterModel:
+        return DynamiCrafterModel(self, self.model_type(), device=device)
+
+    def clip_target(self, state_dict=None):
+        return None

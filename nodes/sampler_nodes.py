@@ -1,0 +1,153 @@
+"""Sampling nodes: the one-node original sampler, and its pieces for SamplerCustomAdvanced / KSampler."""
+from __future__ import annotations
+
+import comfy.sample
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io
+
+from .registry import CATEGORY
+from .sampling import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
+
+AUTO = "auto"
+SPACINGS = [AUTO, "uniform", "uniform_trailing"]
+SWITCH = [AUTO, "on", "off"]
+
+
+def _variant(model):
+    variant = getattr(model.model, "variant", None)
+    if variant is None:
+        raise ValueError("this node needs a DynamiCrafter model: load it with a DynamiCrafter loader node")
+    return variant
+
+
+def _rescale_value(model, guidance_rescale: float) -> float:
+    return _variant(model).sampling.guidance_rescale if guidance_rescale < 0 else guidance_rescale
+
+
+def with_guidance_rescale(model, guidance_rescale: float):
+    """A clone of the model whose CFG is the original's (with its video guidance rescale)."""
+    variant = _variant(model)
+    patched = model.clone()
+    patched.set_model_sampler_post_cfg_function(
+        video_guidance_rescale(_rescale_value(model, guidance_rescale), variant.schedule.prediction))
+    return patched
+
+
+def schedule_sigmas(model, steps: int, spacing: str):
+    spacing = _variant(model).sampling.spacing if spacing == AUTO else spacing
+    return dynamicrafter_sigmas(model.get_model_object("model_sampling"), steps, spacing)
+
+
+def ddim_sampler(model, eta: float, dynamic_rescale: str) -> DynamiCrafterKSampler:
+    enabled = _variant(model).schedule.dynamic_rescale if dynamic_rescale == AUTO else dynamic_rescale == "on"
+    return DynamiCrafterKSampler(eta, enabled)
+
+
+_STEPS = io.Int.Input("steps", default=50, min=1, max=1000,
+                      tooltip="DDIM steps; the original uses 50. Fewer is faster and softer.")
+_ETA = io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01,
+                      tooltip="DDIM eta: 1.0 (the original) adds fresh noise each step; 0 is deterministic.")
+_RESCALE = io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, step=0.05,
+                          tooltip="Pulls the guided prediction's contrast back toward the prompt-only one, per video. "
+                                  "-1 = the model's default (0.7 for 512/1024/interp, 0 for 256).")
+_SPACING = io.Combo.Input("spacing", options=SPACINGS, default=AUTO,
+                          tooltip="DDIM timesteps: 'uniform_trailing' (512/1024/interp, starts at the pure-noise "
+                                  "step) or 'uniform' (256). auto = the model's own.")
+_DYNAMIC = io.Combo.Input("dynamic_rescale", options=SWITCH, default=AUTO,
+                          tooltip="Rescales the predicted clean video by the training schedule (512/1024/interp). "
+                                  "auto = the model's own setting.")
+
+
+class DynamiCrafterSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterSampler",
+            display_name="DynamiCrafter Sampler",
+            category=f"{CATEGORY}/sampling",
+            description="The original DynamiCrafter DDIM sampler with its defaults (trailing DDIM, eta 1, CFG 7.5, "
+                        "guidance rescale 0.7, dynamic rescale), with ComfyUI's previews, progress and cancel.",
+            inputs=[
+                io.Model.Input("model", tooltip="The DynamiCrafter model."),
+                io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
+                io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
+                io.Latent.Input("latent", tooltip="The empty video latent from the conditioning node."),
+                io.Int.Input("seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Random seed of the start noise and of every step's noise."),
+                _STEPS,
+                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
+                               tooltip="Classifier-free guidance scale; the original uses 7.5."),
+                _ETA, _RESCALE, _SPACING, _DYNAMIC,
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, eta, guidance_rescale, spacing,
+                dynamic_rescale) -> io.NodeOutput:
+        patched = with_guidance_rescale(model, guidance_rescale)
+        samples = comfy.sample.fix_empty_latent_channels(patched, latent["samples"])
+        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        sigmas = schedule_sigmas(patched, steps, spacing)
+        callback = latent_preview.prepare_callback(patched, len(sigmas) - 1)
+        out = comfy.sample.sample_custom(patched, noise, cfg, ddim_sampler(patched, eta, dynamic_rescale), sigmas,
+                                         positive, negative, samples, noise_mask=latent.get("noise_mask"),
+                                         callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+                                         seed=seed)
+        return io.NodeOutput({**latent, "samples": out})
+
+
+class DynamiCrafterDDIMSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterDDIMSampler",
+            display_name="DynamiCrafter DDIM Sampler",
+            category=f"{CATEGORY}/sampling",
+            description="The original DDIM update as a SAMPLER for SamplerCustom / SamplerCustomAdvanced.",
+            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model (to read its schedule)."),
+                    _ETA, _DYNAMIC],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, eta, dynamic_rescale) -> io.NodeOutput:
+        return io.NodeOutput(ddim_sampler(model, eta, dynamic_rescale))
+
+
+class DynamiCrafterScheduler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterScheduler",
+            display_name="DynamiCrafter Scheduler",
+            category=f"{CATEGORY}/sampling",
+            description="Sigmas at the original DDIM timesteps, ending at the original's last noise level.",
+            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model."), _STEPS, _SPACING],
+            outputs=[io.Sigmas.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, steps, spacing) -> io.NodeOutput:
+        return io.NodeOutput(schedule_sigmas(model, steps, spacing))
+
+
+class DynamiCrafterGuidanceRescale(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterGuidanceRescale",
+            display_name="DynamiCrafter Guidance Rescale",
+            category=f"{CATEGORY}/sampling",
+            description="Video-aware guidance rescale for stock samplers (the stock RescaleCFG works per frame).",
+            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model."), _RESCALE],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, guidance_rescale) -> io.NodeOutput:
+        return io.NodeOutput(with_guidance_rescale(model, guidance_rescale))
+
+
+NODES = [DynamiCrafterSampler, DynamiCrafterDDIMSampler, DynamiCrafterScheduler, DynamiCrafterGuidanceRescale]

@@ -1,0 +1,156 @@
+"""The original DDIM sampler (trailing/uniform spacing, eta, dynamic rescale) and video guidance rescale,
+as host pieces: a KSAMPLER function, a sigma schedule and a CFG function.
+
+The host hands the sampler ComfyUI-scale latents (x_k = x_t * sqrt(1 + sigma^2)) and denoised
+estimates computed with its own schedule, whose zero-SNR end is clamped. To reproduce the original
+exactly, each step recovers the raw model output from the host's estimate and redoes the original
+DDIM update with the variant's exact alpha_bar (alpha_bar[999] = 0 for v-models).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+
+import comfy.samplers
+from tqdm.auto import trange
+
+from ..dynamicrafter.schedule import DiffusionSchedule, ddim_timesteps, make_schedule
+from ..dynamicrafter.config import Spacing, VariantConfig
+from .model import COND_FRAMES
+
+
+def raw_output(prediction: str, x_k: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Invert the host's ``calculate_denoised``: the model's own output (eps or v)."""
+    if prediction == "v":
+        return (x_k / (sigma ** 2 + 1) - denoised) * math.sqrt(sigma ** 2 + 1) / sigma
+    return (x_k - denoised) / sigma
+
+
+def to_host_denoised(prediction: str, x_k: torch.Tensor, output: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The host's ``calculate_denoised`` (sigma_data = 1)."""
+    if prediction == "v":
+        return x_k / (sigma ** 2 + 1) - output * sigma / math.sqrt(sigma ** 2 + 1)
+    return x_k - output * sigma
+
+
+class ExactSchedule:
+    """The variant's own alpha_bar and scale_arr, indexed by the timestep the host maps a sigma to."""
+
+    def __init__(self, variant: VariantConfig, model_sampling):
+        self.schedule: DiffusionSchedule = make_schedule(variant.schedule)
+        self.prediction = variant.schedule.prediction
+        self.model_sampling = model_sampling
+
+    def timestep(self, sigma: float) -> int:
+        return int(self.model_sampling.timestep(torch.tensor([sigma], dtype=torch.float32)).item())
+
+    def alpha_bar(self, sigma: float) -> torch.Tensor:
+        """alpha_bar as a float32 0-dim tensor; sigma 0 is the clean end (1)."""
+        if sigma <= 0:
+            return torch.tensor(1.0)
+        return self.schedule.alphas_cumprod[self.timestep(sigma)]
+
+    def x0_and_eps(self, x_t: torch.Tensor, output: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.timestep(sigma)
+        if self.prediction == "v":
+            sa, s1a = self.schedule.sqrt_alphas_cumprod[t], self.schedule.sqrt_one_minus_alphas_cumprod[t]
+            return sa * x_t - s1a * output, sa * output + s1a * x_t
+        a = self.schedule.alphas_cumprod[t]
+        return (x_t - (1.0 - a).sqrt() * output) / a.sqrt(), output
+
+    def rescale(self, sigma: float, sigma_next: float, last: bool) -> torch.Tensor | None:
+        """Dynamic rescale factor scale_arr[t_prev] / scale_arr[t]; 1 at the last step, as in the original."""
+        if self.schedule.scale_arr is None or last:
+            return None
+        scale = self.schedule.scale_arr
+        return scale[self.timestep(sigma_next)] / scale[self.timestep(sigma)]
+
+
+def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, eta: float = 1.0,
+                              dynamic_rescale: bool = True, noise_seed: int | None = None):
+    """KSAMPLER function: the original DDIM loop over any sigma list.
+
+    With the DynamiCrafter schedule the list ends at sigma(t=0) and the result is the original's
+    final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate.
+    """
+    extra_args = {} if extra_args is None else extra_args
+    base_model = model.inner_model.inner_model
+    exact = ExactSchedule(base_model.variant, base_model.model_sampling)
+    seed = extra_args.get("seed", 0) if noise_seed is None else noise_seed
+    generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+    s_in = x.new_ones([x.shape[0]])
+    x_t = x / math.sqrt(float(sigmas[0]) ** 2 + 1)
+    for i in trange(len(sigmas) - 1, disable=disable):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        x_k = x_t * math.sqrt(sigma ** 2 + 1)
+        denoised = model(x_k, sigmas[i] * s_in, **extra_args)
+        x0, eps = exact.x0_and_eps(x_t, raw_output(exact.prediction, x_k, denoised, sigma), sigma)
+        factor = exact.rescale(sigma, sigma_next, last=i == len(sigmas) - 2) if dynamic_rescale else None
+        if factor is not None:
+            x0 = x0 * factor
+        a, a_prev = exact.alpha_bar(sigma), exact.alpha_bar(sigma_next)
+        # sigma of the DDIM step in float64 from float32 alphas, as the original computes it
+        a64, a_prev64 = a.double(), a_prev.double()
+        step_sigma = (eta * ((1 - a_prev64) / (1 - a).double() * (1 - a64 / a_prev64)).sqrt()).float()
+        z = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+        x_t = a_prev.sqrt() * x0 + (1.0 - a_prev - step_sigma ** 2).sqrt() * eps + step_sigma * z
+        if callback is not None:
+            callback({"x": x_t, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": x0})
+    return x_t
+
+
+class DynamiCrafterKSampler(comfy.samplers.KSAMPLER):
+    """The DDIM sampler as a host SAMPLER. A run starts from unit-variance noise at its first timestep,
+    as the original's does (256's first step is t = 981, below the host's sigma_max, where the host
+    would otherwise scale the noise by sigma instead of sqrt(1 + sigma^2))."""
+
+    def __init__(self, eta: float, dynamic_rescale: bool):
+        super().__init__(sample_dynamicrafter_ddim, {"eta": eta, "dynamic_rescale": dynamic_rescale})
+
+    def max_denoise(self, model_wrap, sigmas) -> bool:
+        return True
+
+
+def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing) -> torch.Tensor:
+    """Host sigmas at the original's DDIM timesteps, descending, ending at sigma(t=0) (not 0)."""
+    tau = ddim_timesteps(steps, spacing, len(model_sampling.sigmas))
+    sigmas = model_sampling.sigmas[tau.flip(0)].float()
+    return torch.cat([sigmas, model_sampling.sigmas[:1].float()]).cpu()
+
+
+def frames_of(conds) -> int:
+    """The video length stored by the conditioning node in the processed conds."""
+    for cond in conds or []:
+        entry = cond.get("model_conds", {}).get(COND_FRAMES)
+        if entry is not None:
+            return int(entry.cond)
+    raise ValueError("DynamiCrafter guidance rescale needs the DynamiCrafter conditioning (frames not found)")
+
+
+def video_guidance_rescale(phi: float, prediction: str):
+    """A ``sampler_post_cfg_function``: the original's CFG and guidance rescale in model-output space,
+    with the std taken per video over (C, T, H, W) (the stock RescaleCFG works per frame).
+
+    A post-CFG function returns the denoised estimate itself; the host's ``sampler_cfg_function``
+    protocol (return x - denoised) would lose the estimate to float32 cancellation at the zero-SNR
+    start, where x is thousands of times larger than it.
+    """
+
+    def post_cfg(args: dict) -> torch.Tensor:
+        if args.get("uncond") is None:  # CFG 1: the host skipped the unconditional pass
+            return args["denoised"]
+        x_k, s, scale = args["input"], float(args["sigma"].flatten()[0]), args["cond_scale"]
+        out_c = raw_output(prediction, x_k, args["cond_denoised"], s)
+        out_u = raw_output(prediction, x_k, args["uncond_denoised"], s)
+        guided = out_u + scale * (out_c - out_u)
+        if phi > 0:
+            frames = frames_of(args["cond"])
+            per_video = lambda t: rearrange(t, "(b f) c h w -> b (f c h w)", f=frames)  # noqa: E731
+            ratio = per_video(out_c).std(dim=1) / per_video(guided).std(dim=1)
+            rescaled = guided * ratio.repeat_interleave(frames).view(-1, 1, 1, 1)
+            guided = phi * rescaled + (1 - phi) * guided
+        return to_host_denoised(prediction, x_k, guided, s)
+
+    return post_cfg
