@@ -1,6 +1,8 @@
 """Image-to-video conditioning, following the host's SVD/Wan conditioning-node pattern."""
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 import comfy.model_management as mm
@@ -10,7 +12,7 @@ from comfy_api.latest import io
 from ..dynamicrafter.frames import Task, concat_latent
 from ..dynamicrafter.image import fit_image
 from .encoders import image_tokens, unconditional_image
-from .model import COND_CONCAT, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS, FS_AUTO
+from .model import COND_CONCAT, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS, COND_TASK, FS_AUTO
 from .registry import CATEGORY
 
 GRID = 64  # the UNet halves the latent three times: pixel sizes must be multiples of 64
@@ -20,6 +22,17 @@ def check_size(width: int, height: int) -> None:
     if width % GRID or height % GRID:
         raise ValueError(f"{width}x{height} is not a multiple of {GRID} in both sides; DynamiCrafter needs e.g. "
                          "512x320 (512 / interp), 1024x576 (1024) or 256x256 (256)")
+
+
+_UNCOND_TOKENS: "weakref.WeakKeyDictionary[object, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
+def unconditional_tokens(clip_vision) -> torch.Tensor:
+    """CLIP tokens of the mid-gray picture: the same for every run of a CLIP vision model, so kept."""
+    tokens = _UNCOND_TOKENS.get(clip_vision)
+    if tokens is None:
+        tokens = _UNCOND_TOKENS[clip_vision] = image_tokens(clip_vision, unconditional_image(224, 224))
+    return tokens
 
 
 def encode_keyframe(vae, image: torch.Tensor, width: int, height: int, fit: str) -> torch.Tensor:
@@ -43,8 +56,8 @@ def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor
     concat = concat[0].movedim(1, 0).contiguous()  # frames as batch: [T, 4, h, w]
     clip_image = fit_image(first[:1, :, :, :3], width, height, fit)
     tokens = image_tokens(clip_vision, clip_image)
-    uncond_tokens = image_tokens(clip_vision, unconditional_image(height, width))
-    shared = {COND_CONCAT: concat, COND_FRAMES: frames, COND_FS: fs}
+    uncond_tokens = unconditional_tokens(clip_vision)
+    shared = {COND_CONCAT: concat, COND_FRAMES: frames, COND_FS: fs, COND_TASK: task}
     positive = node_helpers.conditioning_set_values(positive, {**shared, COND_IMAGE_TOKENS: tokens})
     negative = node_helpers.conditioning_set_values(negative, {**shared, COND_IMAGE_TOKENS: uncond_tokens})
     latent = torch.zeros([batch_size * frames, 4, height // 8, width // 8], device=mm.intermediate_device())
@@ -103,4 +116,39 @@ class DynamiCrafterImageToVideo(io.ComfyNode):
                                                  fs, batch_size, fit, "i2v"))
 
 
-NODES = [DynamiCrafterImageToVideo]
+INTERP_FS_TOOLTIP = ("Motion control as frames per second (smaller = more motion). 0 = the interpolation model's "
+                     "default, 5, as the original's interpolation and loop scripts use.")
+
+
+class DynamiCrafterInterpolation(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterInterpolation",
+            display_name="DynamiCrafter Interpolate / Loop",
+            category=f"{CATEGORY}/conditioning",
+            description="For the 512_interp model: fills the frames between a start and an end picture, or makes a "
+                        "seamless loop from one picture (then drop the repeated last frame with the stock 'ImageFromBatch', "
+                        "length frames - 1).",
+            inputs=[*CONDITIONING_IO,
+                    io.Image.Input("start_image", tooltip="The first frame."),
+                    io.Combo.Input("mode", options=["interpolate", "loop"], default="interpolate",
+                                   tooltip="interpolate: start -> end. loop: the start picture at both ends."),
+                    io.Image.Input("end_image", optional=True,
+                                   tooltip="The last frame (interpolate). Not used for loop."),
+                    *common_inputs(INTERP_FS_TOOLTIP)],
+            outputs=CONDITIONING_OUTPUTS,
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, vae, clip_vision, start_image, mode, width, height, frames, fs, batch_size,
+                fit, end_image=None) -> io.NodeOutput:
+        if mode == "interpolate" and end_image is None:
+            raise ValueError("interpolation needs an end_image; connect one, or choose mode 'loop'")
+        task: Task = "loop" if mode == "loop" else "interp"
+        return io.NodeOutput(*build_conditioning(positive, negative, vae, clip_vision, start_image, width, height,
+                                                 frames, fs, batch_size, fit, task,
+                                                 None if task == "loop" else end_image))
+
+
+NODES = [DynamiCrafterImageToVideo, DynamiCrafterInterpolation]

@@ -30,6 +30,7 @@ COND_FRAMES = "dynamicrafter_frames"
 COND_FS = "dynamicrafter_fs"
 COND_IMAGE_TOKENS = "dynamicrafter_clip_vision_tokens"
 COND_CONCAT = "concat_latent_image"
+COND_TASK = "dynamicrafter_task"
 FS_AUTO = 0
 """fs value meaning "the variant's default" (3, 24, 10 or 5)."""
 
@@ -104,6 +105,7 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
             raise ValueError(f"the latent is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} but the conditioning image "
                              f"is {concat.shape[-1] * 8}x{concat.shape[-2] * 8}; use the latent of the same node")
         self.check_size(noise.shape[-2] * 8, noise.shape[-1] * 8)
+        self.check_task(kwargs.get(COND_TASK, "i2v"))
         concat = self.process_latent_in(concat).repeat(noise.shape[0] // concat.shape[0], 1, 1, 1)
         out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
         cross_attn = kwargs.get("cross_attn")
@@ -115,6 +117,13 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         out[COND_IMAGE_TOKENS] = comfy.conds.CONDRegular(tokens)
         out[COND_FRAMES] = comfy.conds.CONDConstant(frames)
         return out
+
+    def check_task(self, task: str) -> None:
+        """Interpolation and loops need the interpolation checkpoint; the others never saw that layout."""
+        if task != "i2v" and not self.variant.interpolation:
+            raise ValueError(f"{task} needs the DynamiCrafter 512_interp checkpoint (Doubiiu/DynamiCrafter_512_Interp, "
+                             f"e.g. dynamicrafter_512_interp_v1.ckpt), but a {self.variant.name} model is loaded. If "
+                             "the file IS the interp model, set the loader's variant to '512_interp'.")
 
     def check_size(self, height: int, width: int) -> None:
         """Refuse sizes far from what the variant was trained on (the result would be noise).

@@ -100,3 +100,30 @@ def test_size_off_the_grid_is_a_clear_error(comfy_host, model_dirs):
     run = comfy_host.run_prompt(i2v_prompt("dynamicrafter_512_v1.ckpt", "dc_bad", width=100), check=False)
     assert not run.success
     assert "100x64 is not a multiple of 64" in run.error["exception_message"]
+
+
+def interp_prompt(ckpt_name: str, prefix: str, mode: str, variant: str = "auto") -> dict:
+    prompt = i2v_prompt(ckpt_name, prefix, steps=1)
+    prompt["1"]["inputs"]["variant"] = variant
+    prompt["5"] = {"class_type": "DynamiCrafterInterpolation",
+                   "inputs": {"positive": ["2", 0], "negative": ["3", 0], "vae": ["1", 2], "clip_vision": ["1", 3],
+                              "start_image": ["4", 0], "end_image": ["10", 0], "mode": mode, "width": WIDTH,
+                              "height": HEIGHT, "frames": FRAMES, "fs": 0, "batch_size": 1, "fit": "crop"}}
+    prompt["10"] = {"class_type": "ImageInvert", "inputs": {"image": ["4", 0]}}
+    if mode == "loop":
+        prompt["11"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["7", 0], "batch_index": 0,
+                                                                   "length": FRAMES - 1}}
+        prompt["8"]["inputs"]["images"] = ["11", 0]
+    return prompt
+
+
+@pytest.mark.parametrize("mode, frames", [("interpolate", FRAMES), ("loop", FRAMES - 1)])
+def test_interpolation_and_loop_graphs(comfy_host, model_dirs, mode, frames):
+    run = comfy_host.run_prompt(interp_prompt("dynamicrafter_512_v1.ckpt", f"dc_{mode}", mode, "512_interp"))
+    assert video_facts(saved_video(comfy_host, run)) == (frames, WIDTH, HEIGHT, 8.0)
+
+
+def test_non_interp_checkpoint_on_the_interpolation_node_says_which_file(comfy_host, model_dirs):
+    run = comfy_host.run_prompt(interp_prompt("dynamicrafter_512_v1.ckpt", "dc_wrong", "interpolate"), check=False)
+    assert not run.success
+    assert "512_interp checkpoint" in run.error["exception_message"]
