@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from .config import Prediction, Spacing
+from .config import Prediction, SamplingDefaults
 from .schedule import DiffusionSchedule, ddim_parameters, v_to_eps, v_to_x0
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
@@ -19,12 +19,9 @@ ModelFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class DDIMSettings:
-    steps: int = 50
-    eta: float = 1.0
-    cfg: float = 7.5
-    spacing: Spacing = "uniform_trailing"
-    guidance_rescale: float = 0.7
+class DDIMSettings(SamplingDefaults):
+    """A variant's sampling defaults plus whether x0 is dynamically rescaled."""
+
     dynamic_rescale: bool = True
 
 
