@@ -24,19 +24,3 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
     q, k, v = (t.view(batch, -1, heads, dim_head).transpose(1, 2) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v)
     return out.transpose(1, 2).reshape(batch, -1, inner)
-
-
-def norm_fp32(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a GroupNorm or LayerNorm in float32 and cast back, as the original does under autocast.
-
-    The weights are moved to the input's device here, so the norm also works while the host keeps
-    them offloaded.
-    """
-    weight = None if norm.weight is None else norm.weight.to(device=x.device, dtype=torch.float32)
-    bias = None if norm.bias is None else norm.bias.to(device=x.device, dtype=torch.float32)
-    if isinstance(norm, torch.nn.GroupNorm):
-        out = F.group_norm(x.float(), norm.num_groups, weight, bias, norm.eps)
-    else:
-        out = F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps)
-    return out.to(x.dtype)
-

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import AttentionFn, norm_fp32, sdpa_attention
+from .attention import AttentionFn, sdpa_attention
 from .config import ResamplerConfig
 
 
@@ -30,8 +30,8 @@ class PerceiverAttention(nn.Module):
         self.to_out = operations.Linear(inner, dim, bias=False, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        x = norm_fp32(self.norm1, x)
-        latents = norm_fp32(self.norm2, latents)
+        x = self.norm1(x)
+        latents = self.norm2(latents)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat([x, latents], dim=1)).chunk(2, dim=-1)
         return self.to_out(self.attention(q, k.contiguous(), v.contiguous(), self.heads))
@@ -66,9 +66,5 @@ class Resampler(nn.Module):
         latents = self.latents.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)
         for attn, ff in self.layers:
             latents = attn(x, latents) + latents
-            ff_norm, *ff_rest = ff
-            h = norm_fp32(ff_norm, latents)
-            for layer in ff_rest:
-                h = layer(h)
-            latents = h + latents
-        return norm_fp32(self.norm_out, self.proj_out(latents))
+            latents = ff(latents) + latents
+        return self.norm_out(self.proj_out(latents))

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .attention import AttentionFn, norm_fp32, sdpa_attention
+from .attention import AttentionFn, sdpa_attention
 
 ReferenceContext = list[torch.Tensor]
 """Encoder features of the first and last frames: one ``[b, 2, c, h, w]`` tensor per decoder level
@@ -111,8 +111,8 @@ class ResnetBlock(nn.Module):
             operations.Conv2d(in_channels, out_channels, 1, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(norm_fp32(self.norm1, x)))
-        h = self.conv2(F.silu(norm_fp32(self.norm2, h)))
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
         return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
 
 
@@ -131,8 +131,8 @@ class TemporalResidual(nn.Module):
                                         nn.Identity(), conv())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.in_layers[2](F.silu(norm_fp32(self.in_layers[0], x)))
-        return x + self.out_layers[3](F.silu(norm_fp32(self.out_layers[0], h)))
+        h = self.in_layers[2](F.silu(self.in_layers[0](x)))
+        return x + self.out_layers[3](F.silu(self.out_layers[0](h)))
 
 
 class VideoResnetBlock(ResnetBlock):
@@ -162,7 +162,7 @@ class AttnBlock(nn.Module):
             operations.Conv2d(channels, channels, 1, dtype=dtype, device=device) for _ in range(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = norm_fp32(self.norm, x)
+        h = self.norm(x)
         height, width = x.shape[2:]
         q, k, v = (rearrange(conv(h), "b c h w -> b (h w) c") for conv in (self.q, self.k, self.v))
         out = rearrange(self.attention(q, k, v, 1), "b (h w) c -> b c h w", h=height, w=width)
@@ -191,7 +191,7 @@ class ReferenceAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         videos, height, width = context.shape[0], x.shape[2], x.shape[3]
-        q = self.to_q(rearrange(norm_fp32(self.norm, x), "(b t) c h w -> b (t h w) c", b=videos))
+        q = self.to_q(rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", b=videos))
         refs = rearrange(context, "b r c h w -> b (r h w) c")
         out = self.to_out(self.attention(q, self.to_k(refs), self.to_v(refs), self.heads))
         return x + rearrange(out, "b (t h w) c -> (b t) c h w", h=height, w=width)
@@ -296,7 +296,7 @@ class Encoder(nn.Module):
         """Posterior moments before ``quant_conv`` (``2 z`` channels) and :meth:`features`."""
         h, features = self._down(x)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(norm_fp32(self.norm_out, h))), features
+        return self.conv_out(F.silu(self.norm_out(h))), features
 
 
 class DualReferenceDecoder(nn.Module):
@@ -345,7 +345,7 @@ class DualReferenceDecoder(nn.Module):
             for block in level.block:
                 h = block(h, frames)
             h = level.resample(self.attn_refinement[index](h, context[index]))
-        h = self.attn_refinement[-1](F.silu(norm_fp32(self.norm_out, h)), context[-1])
+        h = self.attn_refinement[-1](F.silu(self.norm_out(h)), context[-1])
         h = rearrange(self.conv_out(h), "(b t) c h w -> b c t h w", t=frames)
         return rearrange(self.conv_out.time_mix_conv(h), "b c t h w -> (b t) c h w")
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .attention import AttentionFn, norm_fp32, sdpa_attention
+from .attention import AttentionFn, sdpa_attention
 from .config import TEXT_TOKENS
 
 
@@ -111,9 +111,9 @@ class BasicTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 image_context: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attn1(norm_fp32(self.norm1, x)) + x
-        x = self.attn2(norm_fp32(self.norm2, x), context, image_context) + x
-        return self.ff(norm_fp32(self.norm3, x)) + x
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context, image_context) + x
+        return self.ff(self.norm3(x)) + x
 
 
 class SpatialTransformer(nn.Module):
@@ -134,7 +134,7 @@ class SpatialTransformer(nn.Module):
     def forward(self, x: torch.Tensor, context: "FrameContext") -> torch.Tensor:
         _, _, h, w = x.shape
         x_in = x
-        x = rearrange(norm_fp32(self.norm, x), "b c h w -> b (h w) c")
+        x = rearrange(self.norm(x), "b c h w -> b (h w) c")
         x = self.proj_in(x)
         for block in self.transformer_blocks:
             x = block(x, context.text, context.image)
@@ -170,7 +170,7 @@ class TemporalTransformer(nn.Module):
         _, _, h, w = x.shape
         x_in = x
         x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
-        x = norm_fp32(self.norm, x)
+        x = self.norm(x)
         if self.use_linear:
             x = self.proj_in(rearrange(x, "b c t h w -> (b h w) t c"))
         else:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .attention import AttentionFn, norm_fp32, sdpa_attention
+from .attention import AttentionFn, sdpa_attention
 from .config import IMAGE_TOKENS_PER_FRAME, UNetConfig
 from .transformer import FrameContext, SpatialTransformer, TemporalTransformer, split_context
 
@@ -49,10 +49,7 @@ class TemporalConvBlock(nn.Module):
         self.conv4 = stage(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for stage in (self.conv1, self.conv2, self.conv3, self.conv4):
-            h = stage[-1](F.silu(norm_fp32(stage[0], h)))
-        return x + h
+        return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
 
 
 class ResBlock(nn.Module):
@@ -76,9 +73,8 @@ class ResBlock(nn.Module):
         self.temopral_conv = TemporalConvBlock(out_channels, dtype, device, operations)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
-        h = self.in_layers[2](F.silu(norm_fp32(self.in_layers[0], x)))
-        h = h + self.emb_layers(emb)[..., None, None]
-        h = self.out_layers[3](F.silu(norm_fp32(self.out_layers[0], h)))
+        h = self.in_layers(x) + self.emb_layers(emb)[..., None, None]
+        h = self.out_layers(h)
         h = self.skip_connection(x) + h
         h = rearrange(h, "(b t) c h w -> b c t h w", t=frames)
         return rearrange(self.temopral_conv(h), "b c t h w -> (b t) c h w")
@@ -218,5 +214,5 @@ class DynamiCrafterUNet(nn.Module):
         h = self.middle_block(h, emb, frame_context, frames)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, frame_context, frames)
-        h = self.out[2](F.silu(norm_fp32(self.out[0], h)))
+        h = self.out(h)
         return rearrange(h, "(b t) c h w -> b c t h w", t=frames)
