@@ -1,0 +1,367 @@
+"""The shipped example workflows against the real host's node definitions (in-process).
+
+- the committed files are exactly what ``workflows/generate.py`` writes;
+- every API workflow validates (``execution.validate_prompt``) on a tiny checkpoint at a tiny size;
+- every UI workflow is a LiteGraph graph the frontend can load: its nodes exist, its sockets, outputs and
+  links match the node definitions, and its positional ``widgets_values`` follow the frontend's widget
+  order (``/object_info`` input order, plus "control after generate" after a seed and Load Image's
+  upload button) with values each widget accepts;
+- the UI and API versions describe the same graph (converted here from the UI file and the host's
+  definitions, independently of the generator);
+- the settings are the original's for each variant, and the note explains every widget.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import json
+import re
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dynamicrafter.config import VARIANTS
+from support.comfy_server import (API_WORKFLOWS, WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, pack_folder_name,
+                                  shrink_workflow, workflow_names)
+from support.host_checkpoints import write_host_checkpoint
+
+FRONTEND_ONLY = {"Note", "MarkdownNote"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+CONTROL, UPLOAD = "control_after_generate", "upload"
+FILE_WIDGETS = {("DynamiCrafterCheckpointLoader", "ckpt_name"), ("LoadImage", "image")}
+"""Combos listing the user's files: checked against the workflow's download hint and shipped pictures."""
+TINY_CKPT = "dynamicrafter_tiny_512.safetensors"
+NAMES = workflow_names()
+EXPECTED_NAMES = ["image_to_video_1024", "image_to_video_256", "image_to_video_512", "interpolation_512",
+                  "loop_512"]
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("dynamicrafter_workflow_generator", WORKFLOWS / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_ui(name: str) -> dict[str, Any]:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The frontend's view of a node definition
+# --------------------------------------------------------------------------------------------------
+
+
+def node_info(host, class_type: str) -> dict[str, Any]:
+    """What GET /object_info says about a node (server.py's ``node_info``, the parts used here)."""
+    cls = host.nodes.NODE_CLASS_MAPPINGS[class_type]
+    if hasattr(cls, "GET_NODE_INFO_V1"):
+        info = cls.GET_NODE_INFO_V1()
+        return dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info)
+    inputs = cls.INPUT_TYPES()
+    return {"input": inputs, "input_order": {k: list(v) for k, v in inputs.items()},
+            "output": list(cls.RETURN_TYPES), "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))}
+
+
+@dataclasses.dataclass
+class Layout:
+    sockets: list[tuple[str, str, bool]]  # (name, type, optional), in slot order
+    widgets: list[tuple[str, str, dict]]  # (name or CONTROL/UPLOAD, type, options), in widgets_values order
+    outputs: list[tuple[str, str]]
+
+
+def frontend_layout(info: dict[str, Any]) -> Layout:
+    """Slots and widgets as the frontend builds them (``getOrderedInputSpecs`` and the widget constructors)."""
+    specs: dict[str, tuple[Any, dict, bool]] = {}
+    for category in ("required", "optional"):
+        for name, spec in (info["input"].get(category) or {}).items():
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            specs[name] = (spec[0], options, category == "optional")
+    order = info.get("input_order") or {}
+    names = [n for n in order.get("required", []) if n in specs and not specs[n][2]]
+    names += [n for n in order.get("optional", []) if n in specs and specs[n][2]]
+    names += [n for n in specs if n not in names]
+    layout = Layout([], [], list(zip(info["output_name"], info["output"])))
+    for name in names:
+        kind, options, optional = specs[name]
+        kind = "COMBO" if isinstance(kind, list) else kind
+        if kind not in WIDGET_TYPES or options.get("forceInput"):
+            layout.sockets.append((name, kind, optional))
+            continue
+        if kind == "COMBO" and isinstance(specs[name][0], list):
+            options = {**options, "options": specs[name][0]}
+        layout.widgets.append((name, kind, options))
+        if options.get("control_after_generate") or (kind == "INT" and name in ("seed", "noise_seed")):
+            layout.widgets.append((CONTROL, "COMBO", {"options": sorted(CONTROL_VALUES)}))
+        if options.get("image_upload"):
+            layout.widgets.append((UPLOAD, "UPLOAD", {}))
+    return layout
+
+
+def check_value(class_type: str, name: str, kind: str, options: dict, value: Any) -> str | None:
+    """Why ``value`` does not fit the widget, or None."""
+    if kind == "UPLOAD":
+        return None if value == "image" else f"upload widget value {value!r}"
+    if kind == "COMBO":
+        if (class_type, name) in FILE_WIDGETS:
+            return None if isinstance(value, str) and value else f"{name}: empty file name"
+        return None if value in options.get("options", []) else f"{name}: {value!r} not in {options.get('options')}"
+    if kind == "INT":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{name}: {value!r} is not an integer"
+    elif kind == "FLOAT":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"{name}: {value!r} is not a number"
+    elif kind == "STRING":
+        return None if isinstance(value, str) else f"{name}: {value!r} is not text"
+    elif kind == "BOOLEAN":
+        return None if isinstance(value, bool) else f"{name}: {value!r} is not a boolean"
+    if "min" in options and value < options["min"] or "max" in options and value > options["max"]:
+        return f"{name}: {value} outside [{options.get('min')}, {options.get('max')}]"
+    return None
+
+
+def ui_to_api(host, ui: dict[str, Any]) -> dict[str, Any]:
+    """The API prompt a UI graph stands for: the frontend's export, from the host's definitions."""
+    links = {row[0]: row for row in ui["links"]}
+    prompt: dict[str, Any] = {}
+    for node in ui["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        layout = frontend_layout(node_info(host, node["type"]))
+        inputs: dict[str, Any] = {}
+        for entry in node["inputs"]:
+            if entry.get("link") is not None:
+                row = links[entry["link"]]
+                inputs[entry["name"]] = [str(row[1]), row[2]]
+        for (name, _, _), value in zip(layout.widgets, node["widgets_values"]):
+            if name not in (CONTROL, UPLOAD):
+                inputs[name] = value
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def host(comfy_host, shared, tmp_path_factory):
+    """The in-process host with the video nodes, a tiny checkpoint and the shipped pictures in its input folder."""
+    comfy_host.load_builtin_extras()
+    folder = tmp_path_factory.mktemp("workflow-models")
+    manifest = shared / "checkpoint_manifests" / "dynamicrafter_512.json"
+    write_host_checkpoint(folder / TINY_CKPT, "512", manifest, "pruned")
+    comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
+    for picture in WORKFLOW_INPUTS.glob("*.png"):
+        shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
+    return comfy_host
+
+
+def validate(host, prompt: dict[str, Any]):
+    return asyncio.run(host.execution.validate_prompt(uuid.uuid4().hex, prompt, None))
+
+
+# --------------------------------------------------------------------------------------------------
+# The files
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_set_of_workflows():
+    assert NAMES == EXPECTED_NAMES
+    assert sorted(p.stem for p in API_WORKFLOWS.glob("*.json")) == EXPECTED_NAMES
+
+
+def test_committed_files_are_the_generator_output():
+    generator = load_generator()
+    expected = generator.json_files()
+    committed = {str(p.relative_to(WORKFLOWS)): p.read_text(encoding="utf-8")
+                 for p in [*WORKFLOWS.glob("*.json"), *API_WORKFLOWS.glob("*.json")]}
+    assert sorted(committed) == sorted(expected), "run python workflows/generate.py"
+    stale = [path for path, text in expected.items() if committed[path] != text]
+    assert not stale, f"out of date (run python workflows/generate.py): {stale}"
+    for relative, pixels in generator.picture_files().items():
+        with Image.open(WORKFLOWS / relative) as image:
+            shipped = np.asarray(image.convert("RGB"), dtype=np.int16)
+        assert shipped.shape == pixels.shape, relative
+        if relative.endswith(".png"):
+            assert np.array_equal(shipped, pixels), relative
+        else:  # JPEG thumbnails: lossy, and encoders differ slightly between Pillow builds
+            assert np.abs(shipped - pixels).mean() < 4, relative
+
+
+def test_ui_workflows_reference_the_shipped_pictures_and_thumbnails():
+    pictures = {p.name for p in WORKFLOW_INPUTS.glob("*.png")}
+    for name in NAMES:
+        assert (WORKFLOWS / f"{name}.jpg").is_file(), f"{name}: no thumbnail for the template browser"
+        images = [n["widgets_values"][0] for n in load_ui(name)["nodes"] if n["type"] == "LoadImage"]
+        assert images and set(images) <= pictures, f"{name}: {images} not in workflows/inputs"
+
+
+# --------------------------------------------------------------------------------------------------
+# API format
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_validates_on_a_tiny_checkpoint(host, name):
+    prompt = shrink_workflow(load_api_workflow(name), ckpt_name=TINY_CKPT)
+    valid, error, outputs, node_errors = validate(host, prompt)
+    assert valid, f"{name}: {error} {node_errors}"
+    saves = [node_id for node_id, node in prompt.items() if node["class_type"] == "SaveVideo"]
+    assert list(outputs) == saves and len(saves) == 1
+
+
+def test_validation_catches_a_bad_value(host):
+    """The check above is real: the same graph with one value out of range is refused."""
+    prompt = shrink_workflow(load_api_workflow("image_to_video_512"), ckpt_name=TINY_CKPT)
+    (conditioning,) = [n for n in prompt.values() if n["class_type"] == "DynamiCrafterImageToVideo"]
+    conditioning["inputs"]["frames"] = 1
+    valid, _, _, node_errors = validate(host, prompt)
+    assert not valid
+    assert "frames" in json.dumps(node_errors)
+
+
+# --------------------------------------------------------------------------------------------------
+# UI format
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_matches_the_node_definitions(host, name):
+    ui = load_ui(name)
+    assert ui["version"] == 0.4 and isinstance(ui["id"], str)
+    links = {row[0]: row for row in ui["links"]}
+    assert len(links) == len(ui["links"]) and ui["last_link_id"] == max(links)
+    nodes = {node["id"]: node for node in ui["nodes"]}
+    assert len(nodes) == len(ui["nodes"]) and ui["last_node_id"] == max(nodes)
+    pack_ids = {cls.GET_SCHEMA().node_id for cls in host.pack_nodes}
+    problems: list[str] = []
+    for node in ui["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        assert node["type"] in host.nodes.NODE_CLASS_MAPPINGS, f"{name}: unknown node {node['type']}"
+        layout = frontend_layout(node_info(host, node["type"]))
+        where = f"{name} node {node['id']} ({node['type']})"
+        values = node["widgets_values"]
+        if len(values) != len(layout.widgets):
+            problems.append(f"{where}: {len(values)} widget values, the frontend builds {len(layout.widgets)} "
+                            f"({[w[0] for w in layout.widgets]})")
+            continue
+        for (widget, kind, options), value in zip(layout.widgets, values):
+            problem = check_value(node["type"], widget, kind, options, value)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        sockets = [(i["name"], i["type"], i.get("shape") == 7) for i in node["inputs"]]
+        if sockets != layout.sockets:
+            problems.append(f"{where}: inputs {sockets} != {layout.sockets}")
+        outputs = [(o["name"], o["type"]) for o in node["outputs"]]
+        if outputs != layout.outputs:
+            problems.append(f"{where}: outputs {outputs} != {layout.outputs}")
+        for slot, entry in enumerate(node["inputs"]):
+            if entry["link"] is not None:
+                row = links[entry["link"]]
+                origin = nodes[row[1]]
+                if row[3:5] != [node["id"], slot] or row[5] != entry["type"] or \
+                        origin["outputs"][row[2]]["type"] != entry["type"] or \
+                        entry["link"] not in (origin["outputs"][row[2]]["links"] or []):
+                    problems.append(f"{where}: link {row} does not join {entry['name']} to its source")
+        for slot, entry in enumerate(node["outputs"]):
+            for link_id in entry["links"] or []:
+                if links[link_id][1:3] != [node["id"], slot]:
+                    problems.append(f"{where}: output {entry['name']} lists link {link_id} of another slot")
+        expected_cnr = pack_folder_name() if node["type"] in pack_ids else "comfy-core"
+        if node["properties"].get("cnr_id") != expected_cnr:
+            problems.append(f"{where}: cnr_id {node['properties'].get('cnr_id')!r}, expected {expected_cnr!r}")
+        if node["properties"].get("Node name for S&R") != node["type"]:
+            problems.append(f"{where}: 'Node name for S&R' is not the node type")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_and_api_describe_the_same_graph(host, name):
+    ui, api = load_ui(name), load_api_workflow(name)
+    assert ui_to_api(host, ui) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+    titles = {str(n["id"]): n.get("title") for n in ui["nodes"]}
+    assert all(node["_meta"]["title"] == titles[node_id] for node_id, node in api.items())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loader_offers_the_download(host, name):
+    ui = load_ui(name)
+    (loader,) = [n for n in ui["nodes"] if n["type"] == "DynamiCrafterCheckpointLoader"]
+    (hint,) = loader["properties"]["models"]
+    variant = re.fullmatch(r"dynamicrafter_(.+)_v1\.ckpt", loader["widgets_values"][0]).group(1)
+    assert hint == {"name": loader["widgets_values"][0], "directory": "checkpoints",
+                    "url": f"https://huggingface.co/{VARIANTS[variant].hf_repo}/resolve/main/model.ckpt"}
+    assert hint["directory"] in host.folder_paths.folder_names_and_paths
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_note_explains_every_widget(host, name):
+    ui = load_ui(name)
+    notes = [n for n in ui["nodes"] if n["type"] in FRONTEND_ONLY]
+    assert len(notes) == 1, f"{name}: expected one note"
+    text = notes[0]["widgets_values"][0]
+    sections = {block.split("**", 2)[1]: block for block in text.split("\n\n") if block.startswith("**")}
+    for node in ui["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        layout = frontend_layout(node_info(host, node["type"]))
+        if not layout.widgets:
+            continue
+        assert node["title"] in sections, f"{name}: the note has no section for {node['title']!r}"
+        for widget, _, _ in layout.widgets:
+            label = {CONTROL: "control after generate"}.get(widget, widget)
+            assert re.search(rf"^- \*\*{re.escape(label)}\*\*.*: \S", sections[node["title"]], re.MULTILINE), \
+                f"{name}: the note does not explain {label!r} of {node['title']!r}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The settings
+# --------------------------------------------------------------------------------------------------
+
+EXPECTED = {
+    "image_to_video_256": ("256", "DynamiCrafterImageToVideo", None),
+    "image_to_video_512": ("512", "DynamiCrafterImageToVideo", None),
+    "image_to_video_1024": ("1024", "DynamiCrafterImageToVideo", None),
+    "interpolation_512": ("512_interp", "DynamiCrafterInterpolation", "interpolate"),
+    "loop_512": ("512_interp", "DynamiCrafterInterpolation", "loop"),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_settings_are_the_originals(name):
+    variant_name, conditioning_type, mode = EXPECTED[name]
+    variant = VARIANTS[variant_name]
+    prompt = load_api_workflow(name)
+
+    def single(class_type: str) -> dict[str, Any]:
+        (node,) = [n["inputs"] for n in prompt.values() if n["class_type"] == class_type]
+        return node
+
+    assert single("DynamiCrafterCheckpointLoader")["ckpt_name"] == f"dynamicrafter_{variant_name}_v1.ckpt"
+    conditioning = single(conditioning_type)
+    assert (conditioning["width"], conditioning["height"]) == (variant.width, variant.height)
+    assert conditioning["fs"] == variant.default_fs and conditioning["frames"] == 16
+    sampler = single("DynamiCrafterSampler")
+    assert (sampler["steps"], sampler["cfg"], sampler["eta"]) == (50, 7.5, 1.0)
+    assert single("CreateVideo")["fps"] == 8.0
+    if mode is not None:
+        assert conditioning["mode"] == mode
+        assert ("end_image" in conditioning) == (mode == "interpolate")
+    if mode == "loop":
+        trim = single("ImageFromBatch")
+        assert (trim["batch_index"], trim["length"]) == (0, conditioning["frames"] - 1)
+        (trim_id,) = [k for k, n in prompt.items() if n["class_type"] == "ImageFromBatch"]
+        assert single("CreateVideo")["images"] == [trim_id, 0]
