@@ -44,7 +44,7 @@ UNET_KEY_RENAMES = {"framestride_embed.": "fps_embedding."}
 
 WHERE_TO_GET = {
     "text_encoder": "an OpenCLIP ViT-H/14 text encoder (the SD 2.x CLIP): load it with the stock 'Load CLIP' "
-                    "node, type 'stable_diffusion' (e.g. an SD 2.1 text encoder file in models/text_encoders)",
+                    "node, type 'stable_diffusion' (e.g. stable-diffusion-2-1-clip.safetensors in models/text_encoders)",
     "clip_vision": "'CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors' in models/clip_vision, loaded with the stock "
                    "'Load CLIP Vision' node",
     "vae": "the SD 1.x/2.x VAE (e.g. 'vae-ft-mse-840000-ema-pruned.safetensors' in models/vae), loaded with "
@@ -65,9 +65,10 @@ class CheckpointError(ValueError):
 class MissingPartError(CheckpointError):
     """The file is a DynamiCrafter checkpoint but lacks a part (e.g. a pruned file has no CLIP)."""
 
-    def __init__(self, path: str | os.PathLike, part: str):
+    def __init__(self, path: str | os.PathLike, part: str, advice: str | None = None):
         self.part = part
-        super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. Use {WHERE_TO_GET[part]}.")
+        advice = advice or f"Use {WHERE_TO_GET[part]}."
+        super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. {advice}")
 
 
 def _read_ckpt(path: Path) -> Mapping[str, torch.Tensor]:

@@ -12,6 +12,7 @@ import comfy.sd
 import comfy.utils
 
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint
+from ..dynamicrafter.tooncrafter_vae import is_dual_reference_vae
 from .model import DynamiCrafterConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ def _vae_config(sd: dict[str, torch.Tensor]) -> dict | None:
 def vae_from_checkpoint(ckpt: DynamiCrafterCheckpoint) -> comfy.sd.VAE:
     """The SD KL-f8 VAE of the checkpoint, as the host's VAE (decodes frames in memory-sized chunks)."""
     sd = dict(ckpt.require("vae"))
+    if is_dual_reference_vae(sd):
+        raise CheckpointError(ckpt.path, "this is a ToonCrafter checkpoint (dual-reference VAE); load it with "
+                                         "'DynamiCrafter Load ToonCrafter'")
     try:
         return comfy.sd.VAE(sd=sd, config=_vae_config(sd))
     except KeyError as e:

@@ -6,7 +6,7 @@ import logging
 import folder_paths
 from comfy_api.latest import io
 
-from ..dynamicrafter.checkpoint import DynamiCrafterCheckpoint, load_checkpoint
+from ..dynamicrafter.checkpoint import WHERE_TO_GET, DynamiCrafterCheckpoint, MissingPartError, load_checkpoint
 from ..dynamicrafter.config import VARIANTS
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
@@ -15,6 +15,9 @@ from .registry import CATEGORY
 log = logging.getLogger(__name__)
 
 VARIANT_CHOICES = ["auto", *VARIANTS]
+PRUNED_FILE_ADVICE = ("It looks like a pruned file (UNet, VAE and Resampler only): load it with 'DynamiCrafter Load "
+                      f"Model', and get the text encoder with {WHERE_TO_GET['text_encoder']}, and the image encoder "
+                      f"with {WHERE_TO_GET['clip_vision']}.")
 MODEL_FOLDERS = ("checkpoints", "diffusion_models")
 
 _VARIANT_TOOLTIP = ("Which DynamiCrafter this file is. 'auto' reads it from the weights (256 vs the rest) and the file "
@@ -72,6 +75,9 @@ class DynamiCrafterCheckpointLoader(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name: str, variant: str, weight_dtype: str) -> io.NodeOutput:
         ckpt = _read(ckpt_name, ("checkpoints",), variant)
+        if not (ckpt.has("text_encoder") and ckpt.has("clip_vision")):
+            raise MissingPartError(ckpt.path, "text_encoder" if not ckpt.has("text_encoder") else "clip_vision",
+                                   PRUNED_FILE_ADVICE)
         text_sd, vision_sd = ckpt.require("text_encoder"), ckpt.require("clip_vision")
         return io.NodeOutput(model_from_checkpoint(ckpt, weight_dtype), text_encoder_from_state_dict(text_sd),
                              vae_from_checkpoint(ckpt), clip_vision_from_state_dict(vision_sd))

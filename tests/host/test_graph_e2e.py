@@ -96,10 +96,12 @@ def test_pruned_file_through_the_model_loader(comfy_host, model_dirs):
     assert vae.latent_channels == 4
 
 
-def test_size_off_the_grid_is_a_clear_error(comfy_host, model_dirs):
-    run = comfy_host.run_prompt(i2v_prompt("dynamicrafter_512_v1.ckpt", "dc_bad", width=100), check=False)
-    assert not run.success
-    assert "100x64 is not a multiple of 64" in run.error["exception_message"]
+def test_size_off_the_grid_is_refused_when_queued(comfy_host, model_dirs):
+    import asyncio
+    valid = asyncio.run(comfy_host.execution.validate_prompt(
+        "size", i2v_prompt("dynamicrafter_512_v1.ckpt", "dc_bad", width=100), None))
+    assert not valid[0]
+    assert "100x64 is not a multiple of 64" in str(valid[3]["5"]["errors"])
 
 
 def interp_prompt(ckpt_name: str, prefix: str, mode: str, variant: str = "auto") -> dict:

@@ -167,8 +167,12 @@ def test_pruned_file_in_the_full_loader_names_the_stock_clip_files(server):
     expect_failure(server, tiny("image_to_video_512", ckpt_name=PRUNED), PRUNED, "Load CLIP", "stable_diffusion")
 
 
-def test_size_off_the_grid(server):
-    expect_failure(server, tiny("image_to_video_512", width=100), "100x64 is not a multiple of 64")
+def test_size_off_the_grid_is_refused_before_running(server):
+    with pytest.raises(PromptRejected) as refused:
+        server.run(tiny("image_to_video_512", width=100))
+    assert refused.value.reply.status == 400
+    assert "100x64 is not a multiple of 64" in json.dumps(refused.value.reply.body["node_errors"])
+    assert server.alive()
 
 
 # --------------------------------------------------------------------------------------------------
