@@ -1,0 +1,301 @@
+"""The API batch client (scripts/batch_client.py): workflow editing by class_type, items, journal; then a real
+headless ComfyUI: 20 items with the client and the server SIGKILLed mid-way finish with exactly 20 outputs, none
+run twice; a broken picture is reported and the rest complete."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+import batch_client as bc  # noqa: E402
+from dynamicrafter_run import ComfyServer, link_pack, write_extra_paths  # noqa: E402
+
+BATCH = SCRIPTS / "batch_client.py"
+ITEMS = 20
+TINY = ["--width", "128", "--height", "64", "--frames", "8", "--steps", "1"]
+
+
+def picture(path: Path, colour: tuple[int, int, int] = (220, 120, 40)) -> Path:
+    pixels = np.zeros((90, 160, 3), dtype=np.uint8)
+    pixels[:, :80] = colour
+    pixels[30:60, 100:140] = (40, 90, 230)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def renumbered(graph: bc.Graph, offset: int = 40) -> bc.Graph:
+    """The same graph under other node ids: nothing may depend on the ids."""
+    ids = {old: str(int(old) + offset) for old in graph}
+    out = {}
+    for old, node in graph.items():
+        inputs = {k: [ids[v[0]], v[1]] if bc._is_link(v) else v for k, v in node["inputs"].items()}
+        out[ids[old]] = {**node, "inputs": inputs}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Without a server
+# --------------------------------------------------------------------------------------------------
+
+
+def test_values_are_set_by_class_type_not_node_id(tmp_path):
+    name, shipped = bc.WorkflowSource("image_to_video").get("512")
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(json.dumps(renumbered(shipped)))
+    item = bc.Item(row=1, image=picture(tmp_path / "p.png"), prompt="waves", seed="7", fs="10", steps="2")
+    job = bc.prepare(item, bc.Settings(workflow=str(workflow), ckpt="demo.ckpt", width=128, height=64, frames=8),
+                     bc.WorkflowSource(str(workflow)))
+    assert job.error is None, job.error
+    by_class = {node["class_type"]: node["inputs"] for node in job.graph.values()}
+    assert by_class["LoadImage"]["image"] == job.upload_name
+    assert by_class["DynamiCrafterCheckpointLoader"]["ckpt_name"] == "demo.ckpt"
+    conditioning = by_class["DynamiCrafterImageToVideo"]
+    assert (conditioning["width"], conditioning["height"], conditioning["frames"], conditioning["fs"]) == (128, 64, 8, 10)
+    assert (by_class["DynamiCrafterSampler"]["seed"], by_class["DynamiCrafterSampler"]["steps"]) == (7, 2)
+    positive = job.graph[conditioning["positive"][0]]["inputs"]["text"]
+    negative = job.graph[conditioning["negative"][0]]["inputs"]["text"]
+    assert positive == "waves" and negative != "waves"
+    assert list(job.prefixes.values()) == [f"{bc.DEFAULT_PREFIX}/{job.key[:20]}"]
+
+
+def test_prompt_id_is_deterministic_per_item(tmp_path):
+    image = picture(tmp_path / "p.png")
+    source = bc.WorkflowSource("image_to_video")
+    first = bc.prepare(bc.Item(1, image, "waves", seed=1), bc.Settings(), source)
+    again = bc.prepare(bc.Item(5, image, "waves", seed=1), bc.Settings(), source)
+    other = bc.prepare(bc.Item(1, image, "waves", seed=2), bc.Settings(), source)
+    assert first.prompt_id == again.prompt_id != other.prompt_id
+    picture(image, colour=(10, 200, 10))  # same name, new content: a new item
+    assert bc.prepare(bc.Item(1, image, "waves", seed=1), bc.Settings(), source).prompt_id != first.prompt_id
+
+
+def test_shipped_api_workflow_is_found_by_name_and_variant(tmp_path):
+    (tmp_path / "api").mkdir()
+    ui = {"nodes": [], "links": [], "version": 0.4}
+    (tmp_path / "image_to_video_1024.json").write_text(json.dumps(ui))
+    (tmp_path / "api" / "image_to_video_1024.json").write_text(json.dumps(bc.builtin_image_to_video()))
+    found = bc.find_workflow("image_to_video", "1024", dirs=[tmp_path])
+    assert found == tmp_path / "api" / "image_to_video_1024.json"
+    assert bc.find_workflow("interpolation", "1024", dirs=[tmp_path]) is None
+    with pytest.raises(bc.WorkflowError, match="Export \\(API\\)"):
+        bc.load_workflow(tmp_path / "image_to_video_1024.json")
+
+
+def test_workflow_without_the_node_for_a_setting_is_an_item_error(tmp_path):
+    graph = bc.builtin_image_to_video()
+    del graph["6"]["inputs"]["steps"]
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(graph))
+    job = bc.prepare(bc.Item(1, picture(tmp_path / "p.png"), "x", steps=3), bc.Settings(workflow=str(path)),
+                     bc.WorkflowSource(str(path)))
+    assert "no node that takes 'steps'" in job.error
+
+
+def test_csv_rows(tmp_path):
+    picture(tmp_path / "a.png")
+    (tmp_path / "batch.csv").write_text("image,prompt,seed,fs,variant,steps\n"
+                                        "a.png,waves,3,,,\n"
+                                        "missing.png,clouds,,,,\n"
+                                        "a.png,,x,,,\n")
+    items = bc.items_from_csv(tmp_path / "batch.csv", default_prompt="default")
+    assert [(i.row, i.image.name, i.prompt, i.seed) for i in items] == [
+        (2, "a.png", "waves", "3"), (3, "missing.png", "clouds", None), (4, "a.png", "default", "x")]
+    jobs = bc.build_jobs(items, bc.Settings())
+    assert jobs[0].error is None
+    assert "image not found" in jobs[1].error
+    assert "not a whole number" in jobs[2].error
+
+
+def test_journal_survives_a_torn_last_line(tmp_path):
+    journal = bc.Journal(tmp_path / "journal.jsonl")
+    client = journal.client_id()
+    journal.write("done", item="abc", files=["x.mp4"])
+    journal.close()
+    with open(tmp_path / "journal.jsonl", "a") as f:
+        f.write('{"event": "done", "item": "de')  # killed mid-write
+    again = bc.Journal(tmp_path / "journal.jsonl")
+    assert again.client_id() == client
+    assert again.last("abc")["files"] == ["x.mp4"] and again.last("de") is None
+
+
+def test_complete_mp4_is_told_from_a_truncated_one(tmp_path):
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(4):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    data = path.read_bytes()
+    assert bc.is_complete(data, "mp4")
+    assert not bc.is_complete(data[: len(data) // 2], "mp4")
+    assert not bc.is_complete(b"", "mp4")
+
+
+# --------------------------------------------------------------------------------------------------
+# On a real server
+# --------------------------------------------------------------------------------------------------
+
+
+def _comfyui_dir() -> Path:
+    value = os.environ.get("COMFYUI_DIR")
+    return Path(value).resolve() if value else ROOT / ".cache" / "comfyui"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from support.host_checkpoints import shared_demo_checkpoint
+
+    comfy_dir = _comfyui_dir()
+    if not (comfy_dir / "main.py").is_file():
+        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR")
+    ckpt = shared_demo_checkpoint()
+    work = tmp_path_factory.mktemp("batch-server")
+    extra = write_extra_paths(work / "extra_model_paths.yaml", link_pack(work), [ckpt.parent], None)
+    # One thread: on a busy 2-core machine torch's thread pool spins and runs the tiny networks 10x slower.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    instance = ComfyServer(comfy_dir, work / "comfy", python=sys.executable, extra_paths=extra, cpu=True, env=env)
+    instance.start()
+    try:
+        instance.wait_ready(300)
+        yield instance
+    finally:
+        instance.stop()
+
+
+def _client(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as stderr:
+        return subprocess.Popen([sys.executable, str(BATCH), *args], stdout=subprocess.PIPE, stderr=stderr,
+                                text=True)
+
+
+def _journal(out: Path) -> list[dict]:
+    path = out / bc.JOURNAL_NAME
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
+
+
+def _in_flight(records: list[dict]) -> set[str]:
+    done = {r["item"] for r in records if r["event"] in ("done", "failed")}
+    return {r["item"] for r in records if r["event"] == "submitted"} - done
+
+
+def _wait_until_busy(out: Path, count: int, process: subprocess.Popen, timeout: float = 300) -> set[str]:
+    """Once ``count`` items are done and at least one is queued on the server: the items in flight."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = _journal(out)
+        busy = _in_flight(records)
+        if sum(r["event"] == "done" for r in records) >= count and busy:
+            return busy
+        assert process.poll() is None, f"the client exited early ({process.returncode})"
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} items done after {timeout} s")
+
+
+def _complete_server_outputs(server: ComfyServer) -> Counter:
+    """Complete videos per item prefix in the server's output folder."""
+    folder = server.work_dir / "output" / bc.DEFAULT_PREFIX
+    counts: Counter = Counter()
+    for path in folder.glob("*.mp4"):
+        if bc.is_complete(path.read_bytes(), "mp4"):
+            counts[path.name.rsplit("_", 2)[0]] += 1
+    return counts
+
+
+def _frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
+    image = picture(tmp_path / "photo.png")
+    rows = "".join(f"{image.name},waves crashing,{seed},,,\n" for seed in range(1, ITEMS + 1))
+    (tmp_path / "batch.csv").write_text("image,prompt,seed,fs,variant,steps\n" + rows)
+    out, log = tmp_path / "out", tmp_path / "client.log"
+    args = ["--csv", str(tmp_path / "batch.csv"), "--out", str(out), "--server", server.url, "--ckpt",
+            "dynamicrafter_512_demo_noise.ckpt", *TINY, "--concurrency", "2", "--poll", "0.5", "--server-wait", "300"]
+
+    client = _client(args, log)
+    queued_by_killed_client = _wait_until_busy(out, 3, client)
+    client.kill()  # SIGKILL: what it had queued stays queued on the server
+    client.wait()
+
+    client = _client(args, log)
+    lost_by_killed_server = _wait_until_busy(out, 9, client)
+    server.kill()  # SIGKILL: the server forgets its queue and history
+    server.start()
+    server.wait_ready(300)
+    summary, _ = client.communicate(timeout=900)
+    assert client.returncode == 0, f"{summary}\n{log.read_text()[-3000:]}"
+
+    records = _journal(out)
+    done = Counter(r["item"] for r in records if r["event"] == "done")
+    assert len(done) == ITEMS and set(done.values()) == {1}, "each item is done exactly once"
+    videos = sorted(out.glob("*.mp4"))
+    assert len(videos) == ITEMS
+    assert all(_frames(v) == 8 for v in videos)
+    submitted = Counter(r["item"] for r in records if r["event"] == "submitted")
+    requeued = {r["item"] for r in records if r["event"] == "requeued"}
+    rows = {r["item"]: r["row"] for r in records if r["event"] == "done"}
+    found = {int(line.split()[0]) for line in summary.splitlines() if "found on the server" in line}
+    # What the killed client had queued is followed, not sent again ...
+    for key in queued_by_killed_client - lost_by_killed_server:
+        assert submitted[key] == 1 and key not in requeued, key
+    # ... what the killed server lost is sent again, unless its complete video was already on disk.
+    for key in lost_by_killed_server:
+        assert key in requeued or rows[key] in found, key
+    assert sum(submitted.values()) <= ITEMS + len(lost_by_killed_server), submitted
+    outputs = _complete_server_outputs(server)
+    assert len(outputs) == ITEMS and set(outputs.values()) == {1}, f"an item ran twice on the server: {outputs}"
+    assert summary.count(" done ") >= ITEMS
+
+    rerun = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.count("earlier run") == ITEMS
+    assert len(_journal(out)) == len(records), "a finished batch sends nothing again"
+
+
+def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    picture(folder / "a.png", (200, 30, 30))
+    picture(folder / "c.png", (30, 200, 30))
+    (folder / "b_broken.png").write_bytes(b"this is not a picture")
+    out = tmp_path / "out"
+    args = ["--images", str(folder), "--prompt", "waves", "--out", str(out), "--server", server.url, "--ckpt",
+            "dynamicrafter_512_demo_noise.ckpt", *TINY, "--poll", "0.5", "-q"]
+    result = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)
+    assert " failed " in broken and "LoadImage" in broken
+    assert sorted(p.name.split("_")[0] for p in out.glob("*.mp4")) == ["a", "c"]
+    failed = [r for r in _journal(out) if r["event"] == "failed"]
+    assert len(failed) == 1 and "LoadImage" in failed[0]["error"]
+
+    again = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1
+    assert "skipped" in next(line for line in again.stdout.splitlines() if "b_broken.png" in line)
+    assert again.stdout.count("earlier run") == 2
