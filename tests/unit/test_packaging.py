@@ -1,0 +1,145 @@
+"""Packaging: pyproject.toml for the Comfy Registry, requirements.txt without torch, the licence, and
+requirements.txt installing into a fresh environment that already has torch without touching it."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCH_VERSION = "2.13.0"
+TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
+CACHE = ROOT / ".cache" / "packaging"
+
+
+def _requirement_names(path: Path) -> list[str]:
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.append(re.split(r"[\s<>=!~\[;@]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def test_registry_fields(pyproject):
+    project, comfy = pyproject["project"], pyproject["tool"]["comfy"]
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]{0,99}", project["name"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"]), "version must be semver MAJOR.MINOR.PATCH"
+    assert project["description"]
+    assert project["urls"]["Repository"].startswith("https://")
+    assert project["license"] == {"file": "LICENSE"}
+    for key in ("PublisherId", "DisplayName", "Icon"):
+        assert comfy[key], f"[tool.comfy] {key} is empty"
+    assert comfy["Icon"].startswith("https://")
+    assert "director" in project["optional-dependencies"]
+
+
+def test_classifiers_are_ones_the_registry_knows(pyproject):
+    known = re.compile(r"Operating System :: (Microsoft|POSIX|MacOS|OS Independent)|"
+                       r"Environment :: (GPU :: (NVIDIA CUDA|AMD ROCm|Intel Arc|Apple Metal)|NPU :: Huawei Ascend)")
+    assert all(known.fullmatch(c) for c in pyproject["project"].get("classifiers", []))
+
+
+def test_licence_is_apache_2():
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+
+
+def test_requirements_list_no_torch_and_mirror_the_project(pyproject):
+    names = _requirement_names(ROOT / "requirements.txt")
+    assert names, "requirements.txt is empty"
+    assert not TORCH_FAMILY & set(names), "requirements.txt must never list torch/torchvision/torchaudio"
+    declared = [re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower().replace("_", "-")
+                for d in pyproject["project"]["dependencies"]]
+    assert sorted(declared) == sorted(names)
+    for extra in pyproject["project"].get("optional-dependencies", {}).values():
+        assert not TORCH_FAMILY & {re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower() for d in extra}
+
+
+def test_console_script_points_at_the_batch_client(pyproject):
+    target = pyproject["project"]["scripts"]["dynamicrafter-batch"]
+    module, _, function = target.partition(":")
+    package, _, name = module.partition(".")
+    setuptools = pyproject["tool"]["setuptools"]
+    assert package in setuptools["packages"]
+    folder = ROOT / setuptools["package-dir"][package]
+    source = (folder / f"{name}.py").read_text(encoding="utf-8")
+    assert re.search(rf"^def {function}\(", source, re.MULTILINE)
+    # The pack's own packages must never be installed top-level (`nodes` would shadow ComfyUI's nodes.py).
+    assert not {"nodes", "dynamicrafter"} & set(setuptools["packages"])
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_wheel_carries_the_console_script_only(tmp_path):
+    """``pip wheel`` of the project: the batch client under its own package name, nothing of the pack."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "LICENSE", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "scripts", source / "scripts", ignore=shutil.ignore_patterns("__pycache__", "lib"))
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
+          str(source)])
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "dynamicrafter_batch/batch_client.py" in names
+    assert not [n for n in names if n.startswith(("nodes/", "dynamicrafter/"))]
+    assert "dynamicrafter-batch = dynamicrafter_batch.batch_client:main" in entry_points
+
+
+def _fresh_venv() -> Path:
+    """A venv with torch==2.13.0 (the local wheel), cached under .cache/packaging across runs.
+
+    Reruns reuse it with the requirements already in: pip must still leave torch alone (a changed
+    requirements.txt is resolved against it again). A cache whose torch changed is made again.
+    """
+    venv = CACHE / "fresh-venv"
+    python = venv / "bin" / "python"
+    stamp = venv / ".torch-ok"
+    if stamp.is_file():
+        probe = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                               text=True)
+        if probe.returncode != 0 or not probe.stdout.strip().startswith(TORCH_VERSION):
+            stamp.unlink()
+    if not stamp.is_file():
+        shutil.rmtree(venv, ignore_errors=True)
+        _run([sys.executable, "-m", "venv", str(venv)])
+        _run([str(python), "-m", "pip", "install", "-q", f"torch=={TORCH_VERSION}"], timeout=1800)
+        stamp.write_text(TORCH_VERSION)
+    return python
+
+
+@pytest.mark.timeout(2400)
+def test_requirements_install_without_changing_torch():
+    python = _fresh_venv()
+    version = "import torch; print(torch.__version__)"
+    before = _run([str(python), "-c", version]).stdout.strip()
+    assert before.startswith(TORCH_VERSION)
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    _run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt")], env=env, timeout=1800)
+    after = _run([str(python), "-c", version]).stdout.strip()
+    assert after == before, f"installing requirements.txt changed torch from {before} to {after}"
+    _run([str(python), "-c", "import einops, safetensors, kornia, huggingface_hub, av"])
