@@ -225,7 +225,9 @@ def download_label(server: str, variant: str) -> str:
     async def options() -> list[str]:
         async with batch_client.ComfyClient(server, "run") as client:
             info = await client.object_info("DynamiCrafterModelDownload")
-        return list(info["input"]["required"]["model"][0]) if info else []
+        spec = info.get("input", {}).get("required", {}).get("model", [[]]) if info else [[]]
+        # V1 combos list their options first; V3 ones are ["COMBO", {"options": [...]}].
+        return list(spec[0]) if isinstance(spec[0], list) else list(spec[1].get("options", []))
 
     labels = asyncio.run(options())
     if variant in labels:
