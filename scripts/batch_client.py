@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import dataclasses
 import hashlib
 import json
 import logging

@@ -353,24 +353,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                          args.server_arg)
     say(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")
     progress = batch_client.Progress(1)
-    with server:
-        try:
+    try:
+        with server:
             server.wait_ready(args.timeout)
-        except (RuntimeError, TimeoutError) as e:
-            say(f"error: {e}")
-            return 1
-        if args.download:
-            ckpt_name = download_model(server.url, args.download, progress)
-        settings = batch_client.Settings(
-            workflow=args.workflow, ckpt=ckpt_name, seed=args.seed, steps=args.steps, fs=args.fs,
-            variant=variant if args.variant or args.download or args.demo else None,
-            width=args.width, height=args.height, frames=args.frames, overrides=args.overrides,
-            prefix="dynamicrafter_run")
-        item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
-        jobs = batch_client.build_jobs([item], settings)
-        say(f"workflow: {jobs[0].workflow or args.workflow}")
-        options = batch_client.Options(concurrency=1, poll=1.0, server_wait=30.0, retry_failed=True)
-        result = batch_client.run_batch(server.url, jobs, out_dir, options, progress)[0]
+            if args.download:
+                ckpt_name = download_model(server.url, args.download, progress)
+            settings = batch_client.Settings(
+                workflow=args.workflow, ckpt=ckpt_name, seed=args.seed, steps=args.steps, fs=args.fs,
+                variant=variant,
+                width=args.width, height=args.height, frames=args.frames, overrides=args.overrides,
+                prefix="dynamicrafter_run")
+            item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
+            jobs = batch_client.build_jobs([item], settings)
+            say(f"workflow: {jobs[0].workflow or args.workflow}")
+            options = batch_client.Options(concurrency=1, poll=1.0, server_wait=30.0, retry_failed=True)
+            result = batch_client.run_batch(server.url, jobs, out_dir, options, progress)[0]
+    except (RuntimeError, TimeoutError, batch_client.ServerDown) as e:
+        say(f"error: {e}")
+        return 1
+    finally:
+        extra.unlink(missing_ok=True)
     if result.status != "done":
         say(f"error: {result.error}\n--- ComfyUI log ({server.log_path}) ---\n{server.log_tail()}")
         return 1

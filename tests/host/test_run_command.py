@@ -70,3 +70,28 @@ def test_demo_run_from_a_clean_clone_writes_an_mp4(clone, tmp_path):
     assert "workflows/api/image_to_video_512.json" in result.stderr or "built-in" in result.stderr
     assert (clone / ".cache" / "run" / "custom_nodes" / "comfyui-dynamicrafter-native").resolve() == clone
     assert not (comfy_dir / "custom_nodes" / "comfyui-dynamicrafter-native").exists(), "ComfyUI stays untouched"
+
+
+def test_download_fetches_the_variant_through_the_download_node(clone, tmp_path):
+    """``--download 512``: the pack's download node, run on the server against a local fake hub, saves the
+    authors' file as dynamicrafter_512_v1.ckpt in --models-dir; here the hub's "model" is not a checkpoint, so
+    the run then stops with the loader's error naming the file (a real file would go on to the video)."""
+    from support.fake_hf_server import FakeHub
+
+    comfy_dir = _comfyui_dir()
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    payload = b"not a checkpoint " * 4096
+    with FakeHub() as hub:
+        hub.add_file("Doubiiu/DynamiCrafter_512", "model.ckpt", payload)
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
+        env.update({"DYNAMICRAFTER_VENV": sys.prefix, "COMFYUI_DIR": str(comfy_dir), "OMP_NUM_THREADS": "1",
+                    "HF_ENDPOINT": hub.url})
+        command = [str(clone / "scripts" / "run"), "--download", "512", "--image", "photo.png",
+                   "--models-dir", str(tmp_path / "models"), "--out", "videos"]
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    saved = tmp_path / "models" / "checkpoints" / "dynamicrafter_512_v1.ckpt"
+    assert saved.is_file(), result.stderr[-3000:]
+    assert saved.read_bytes() == payload
+    assert result.returncode == 1 and result.stdout == ""
+    assert "downloading (or finding) 512 (original" in result.stderr
+    assert "dynamicrafter_512_v1.ckpt" in result.stderr.split("error:", 1)[1]
