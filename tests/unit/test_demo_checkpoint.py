@@ -95,7 +95,7 @@ def test_missing_encoder_keys_are_an_error():
 
 
 @pytest.mark.parametrize("variant", ["256", "512"])
-def test_tiny_networks_run_without_nan(variant):
+def test_tiny_networks_run_without_nan(variant, single_thread):
     sd = demo_state_dict(variant, with_encoders=False)
     unet_sd = {k[len("model.diffusion_model."):]: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
     unet_sd = {k.replace("framestride_embed.", "fps_embedding.", 1): v for k, v in unet_sd.items()}
