@@ -108,6 +108,11 @@ def test_wheel_carries_the_console_script_only(tmp_path):
     assert "dynamicrafter_batch/batch_client.py" in names
     assert not [n for n in names if n.startswith(("nodes/", "dynamicrafter/"))]
     assert "dynamicrafter-batch = dynamicrafter_batch.batch_client:main" in entry_points
+    # Installed, the entry point's module imports as a package member, away from the checkout.
+    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)])
+    code = "import sys; from dynamicrafter_batch.batch_client import main; sys.exit(main(['--help']))"
+    usage = _run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert "dynamicrafter-batch" in usage.stdout and "--csv" in usage.stdout
 
 
 def _fresh_venv() -> Path:
