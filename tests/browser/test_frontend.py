@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,7 +35,10 @@ pytestmark = pytest.mark.host
 
 log = logging.getLogger(__name__)
 
-IMAGES = ROOT / "docs" / "images"
+# The README's pictures: written to docs/images only when asked (DYNAMICRAFTER_SCREENSHOTS=1), so that a
+# test run leaves the checkout clean; otherwise to a scratch folder.
+IMAGES = ROOT / "docs" / "images" if os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1" else \
+    Path(tempfile.gettempdir()) / "dynamicrafter-screenshots"
 VIEWPORT = {"width": 1920, "height": 1080}
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
