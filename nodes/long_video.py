@@ -1,0 +1,315 @@
+"""Long videos in one queue run: a keyframe chain (A -> B -> C ...) and an image-to-video continuation.
+
+Both nodes sample their 16-frame clips themselves with the pack's own pieces: ``build_conditioning``
+(the conditioning nodes' code), the DynamiCrafter Sampler's model patch, schedule and DDIM sampler
+(``sample_custom``), and the VAE's decode. Clips are joined by :mod:`..dynamicrafter.chain`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.utils
+import latent_preview
+import node_helpers
+from comfy_api.latest import io
+
+from ..dynamicrafter.chain import (ContinuationPlan, chain_length, check_chain, join_segments, join_with_overlap,
+                                   keyframe_segments, match_color_stats, segment_seed)
+from ..dynamicrafter.frames import Task
+from ..dynamicrafter.image import fit_image
+from .conditioning import CONDITIONING_IO, FS_TOOLTIP, GRID, INTERP_FS_TOOLTIP, build_conditioning
+from .model import COND_IMAGE_TOKENS, FS_AUTO
+from .registry import CATEGORY
+from .sampler_nodes import AUTO, _variant, ddim_sampler, schedule_sigmas, with_guidance_rescale
+
+log = logging.getLogger(__name__)
+
+LONG_CATEGORY = f"{CATEGORY}/long video"
+INTERP_FILE_HINT = ("the DynamiCrafter 512_interp checkpoint (Doubiiu/DynamiCrafter_512_Interp, e.g. "
+                    "dynamicrafter_512_interp_v1.ckpt)")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The DynamiCrafter Sampler's settings; clip ``i`` samples with ``segment_seed(seed, i)``."""
+
+    seed: int
+    steps: int
+    cfg: float
+    eta: float
+    guidance_rescale: float
+
+
+class ClipSampler:
+    """Samples and decodes clips one after another, with one progress bar over all of them.
+
+    Cancel is honoured between clips (and inside each, through the progress hook the host installs).
+    """
+
+    def __init__(self, model, vae, settings: SamplingSettings, clips: int) -> None:
+        self.vae, self.settings, self.clips = vae, settings, clips
+        self._patched = with_guidance_rescale(model, settings.guidance_rescale)
+        self._sigmas = schedule_sigmas(self._patched, settings.steps, AUTO)
+        self._sampler = ddim_sampler(self._patched, settings.eta, AUTO)
+        self._progress = comfy.utils.ProgressBar(clips * self.steps)
+        self._previewer = latent_preview.get_previewer(self._patched.load_device, self._patched.model.latent_format)
+
+    @property
+    def steps(self) -> int:
+        return len(self._sigmas) - 1
+
+    def sample(self, index: int, positive, negative, latent: dict) -> torch.Tensor:
+        """Latent samples (frames as batch, VAE scale) of clip ``index``."""
+        mm.throw_exception_if_processing_interrupted()
+        seed = segment_seed(self.settings.seed, index)
+        samples = comfy.sample.fix_empty_latent_channels(self._patched, latent["samples"])
+        noise = comfy.sample.prepare_noise(samples, seed)
+        done = index * self.steps
+
+        def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
+            preview = self._previewer.decode_latent_to_preview_image("JPEG", x0) if self._previewer else None
+            self._progress.update_absolute(done + step + 1, self.clips * self.steps, preview)
+
+        log.info("DynamiCrafter long video: clip %d of %d (seed %d)", index + 1, self.clips, seed)
+        return comfy.sample.sample_custom(self._patched, noise, self.settings.cfg, self._sampler, self._sigmas,
+                                          positive, negative, samples, callback=callback,
+                                          disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """IMAGE frames ``[T, H, W, 3]`` of one clip's latents."""
+        images = self.vae.decode(samples)
+        return images.reshape(-1, *images.shape[-3:]).to(mm.intermediate_device())
+
+
+def require_interpolation(model, what: str) -> None:
+    """Raise a clear error unless the loaded model is the interpolation checkpoint."""
+    variant = _variant(model)
+    if not variant.interpolation:
+        raise ValueError(f"{what} needs {INTERP_FILE_HINT}, but a {variant.name} model is loaded. Load that file, "
+                         "or, if the file IS the interp model, set the loader's variant to '512_interp'.")
+
+
+def stack_keyframes(keyframes: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """Keyframes as one IMAGE batch ``[K, H, W, C]``; a list of IMAGE batches must agree in size."""
+    if isinstance(keyframes, torch.Tensor):
+        batches = [keyframes]
+    else:
+        batches = list(keyframes)
+    if not batches:
+        raise ValueError("no keyframes given: connect an IMAGE batch of 2 or more pictures")
+    size = tuple(batches[0].shape[1:3])
+    for i, batch in enumerate(batches):
+        if batch.ndim != 4 or batch.shape[-1] < 3:
+            raise ValueError(f"keyframes must be IMAGE batches [K, H, W, 3], got shape {tuple(batch.shape)}")
+        if tuple(batch.shape[1:3]) != size:
+            raise ValueError(f"keyframes differ in size: batch {i} is {batch.shape[2]}x{batch.shape[1]}, the first "
+                             f"is {size[1]}x{size[0]}; resize them to one size first (e.g. 'Upscale Image')")
+    return torch.cat([b[..., :3] for b in batches], dim=0)
+
+
+def segment_positives(positive, clip, segment_prompts: str, segments: int) -> list:
+    """Positive conditioning per segment: one line of ``segment_prompts`` each, an empty line = ``positive``."""
+    if not segment_prompts.strip():
+        return [positive] * segments
+    lines = segment_prompts.splitlines()
+    if len(lines) != segments:
+        raise ValueError(f"segment_prompts has {len(lines)} lines but there are {segments} segments (keyframes - 1): "
+                         "write one line per segment; an empty line uses the positive input")
+    if clip is None and any(line.strip() for line in lines):
+        raise ValueError("segment_prompts needs the 'clip' input (the DynamiCrafter CLIP) to encode its lines")
+    return [clip.encode_from_tokens_scheduled(clip.tokenize(line.strip())) if line.strip() else positive
+            for line in lines]
+
+
+_SAMPLING_INPUTS = [
+    io.Int.Input("seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                 tooltip="Random seed; clip i uses seed + 2*i, so clips never share noise."),
+    io.Int.Input("steps", default=50, min=1, max=1000, tooltip="DDIM steps per clip; the original uses 50."),
+    io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
+                   tooltip="Classifier-free guidance scale; the original uses 7.5."),
+    io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01,
+                   tooltip="DDIM eta: 1.0 (the original) adds fresh noise each step; 0 is deterministic."),
+    io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, step=0.05,
+                   tooltip="Guidance rescale per video; -1 = the model's default (0.7 for 512/1024/interp)."),
+]
+
+
+def _size_inputs() -> list:
+    return [
+        io.Int.Input("width", default=512, min=GRID, max=4096, step=GRID,
+                     tooltip="Video width in pixels: 512 for the 512 / interp models."),
+        io.Int.Input("height", default=320, min=GRID, max=4096, step=GRID,
+                     tooltip="Video height in pixels: 320 for the 512 / interp models."),
+    ]
+
+
+_FIT = io.Combo.Input("fit", options=["crop", "pad"], default="crop",
+                      tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black.")
+
+
+class DynamiCrafterKeyframeChain(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterKeyframeChain",
+            display_name="DynamiCrafter Keyframe Chain",
+            category=LONG_CATEGORY,
+            description="One video through several keyframes (A -> B -> C ...) with the 512_interp model, in one run: "
+                        "each pair of neighbouring keyframes is interpolated as its own clip (seed + 2*i), and the "
+                        "clips are joined with every keyframe shown once, so K keyframes and 16-frame segments "
+                        "give 15*(K-1)+1 frames without a repeated frame at the joins.",
+            inputs=[
+                io.Model.Input("model", tooltip="The DynamiCrafter 512_interp model."),
+                *CONDITIONING_IO,
+                io.Image.Input("keyframes", tooltip="The keyframes in order, as one IMAGE batch of 2 or more pictures "
+                                                    "of one size ('Batch Images')."),
+                *_size_inputs(),
+                io.Int.Input("frames", default=16, min=2, max=64,
+                             tooltip="Frames per segment, both keyframes included; the model was trained on 16."),
+                io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=INTERP_FS_TOOLTIP),
+                *_SAMPLING_INPUTS,
+                _FIT,
+                io.Clip.Input("clip", optional=True,
+                              tooltip="The DynamiCrafter CLIP, to encode segment_prompts."),
+                io.String.Input("segment_prompts", default="", multiline=True, optional=True,
+                                tooltip="Optional: one prompt per line, line i for the segment from keyframe i to "
+                                        "i+1; an empty line (or no text) uses the positive input. Needs 'clip'."),
+            ],
+            outputs=[io.Image.Output(display_name="images", tooltip="All frames of the chained video.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, vae, clip_vision, keyframes, width, height, frames, fs, seed, steps,
+                cfg, eta, guidance_rescale, fit, clip=None, segment_prompts: str = "") -> io.NodeOutput:
+        keyframes = stack_keyframes(keyframes)
+        check_chain(keyframes.shape[0], frames)
+        require_interpolation(model, "The keyframe chain")
+        segments = keyframe_segments(keyframes.shape[0])
+        positives = segment_positives(positive, clip, segment_prompts or "", len(segments))
+        sampler = ClipSampler(model, vae, SamplingSettings(seed, steps, cfg, eta, guidance_rescale), len(segments))
+        clips = []
+        for index, (start, end) in enumerate(segments):
+            pos, neg, latent = build_conditioning(positives[index], negative, vae, clip_vision,
+                                                  keyframes[start:start + 1], width, height, frames, fs, 1, fit,
+                                                  "interp", keyframes[end:end + 1])
+            clips.append(sampler.decode(sampler.sample(index, pos, neg, latent)))
+        video = join_segments(clips)
+        log.info("DynamiCrafter keyframe chain: %d keyframes -> %d frames", keyframes.shape[0],
+                 chain_length(keyframes.shape[0], frames))
+        return io.NodeOutput(video)
+
+
+MODE_CONTINUE = "continue"
+MODE_RETURN = "return to source (512_interp)"
+
+
+@dataclass
+class LongVideoResult:
+    """The joined video, every clip as generated, and the picture each clip was conditioned on."""
+
+    video: torch.Tensor
+    clips: list[torch.Tensor]
+    starts: list[torch.Tensor]
+
+
+def generate_long_video(model, positive, negative, vae, clip_vision, image: torch.Tensor, plan: ContinuationPlan,
+                        width: int, height: int, fs: int, fit: str, settings: SamplingSettings, mode: str,
+                        anchor_tokens: bool, match_colors: bool) -> LongVideoResult:
+    """Clip 0 animates ``image``; clip k+1 continues from frame ``plan.condition_index`` of clip k.
+
+    ``anchor_tokens``: every clip's image tokens come from the source picture (only the concat latent moves
+    on). ``match_colors``: a continuation's start frame gets the source's per-channel colour statistics.
+    ``MODE_RETURN`` (512_interp): clip 0 is a loop of the source, each continuation interpolates from its
+    start frame back to the source picture.
+    """
+    returning = mode == MODE_RETURN
+    if returning:
+        require_interpolation(model, f"mode '{MODE_RETURN}'")
+    elif _variant(model).interpolation:
+        log.warning("DynamiCrafter long video: the 512_interp model was trained on first/last-frame clips; "
+                    "mode '%s' suits it better", MODE_RETURN)
+    source = fit_image(image[:1, :, :, :3], width, height, fit)
+    sampler = ClipSampler(model, vae, settings, plan.clips)
+    clips: list[torch.Tensor] = []
+    starts: list[torch.Tensor] = []
+    source_tokens = None
+    for index in range(plan.clips):
+        if index == 0:
+            start = source
+        else:
+            start = clips[-1][plan.condition_index:plan.condition_index + 1]
+            if match_colors:
+                start = match_color_stats(start, source)
+        task: Task = ("loop" if index == 0 else "interp") if returning else "i2v"
+        last = source if task == "interp" else None
+        pos, neg, latent = build_conditioning(positive, negative, vae, clip_vision, start, width, height,
+                                              plan.clip_frames, fs, 1, fit, task, last)
+        if index == 0:
+            source_tokens = pos[0][1][COND_IMAGE_TOKENS]
+        elif anchor_tokens:
+            pos = node_helpers.conditioning_set_values(pos, {COND_IMAGE_TOKENS: source_tokens})
+        starts.append(start)
+        clips.append(sampler.decode(sampler.sample(index, pos, neg, latent)))
+    return LongVideoResult(join_with_overlap(clips, plan.overlap, plan.total), clips, starts)
+
+
+class DynamiCrafterLongVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterLongVideo",
+            display_name="DynamiCrafter Long Video",
+            category=LONG_CATEGORY,
+            description="Image to video longer than one clip, in one run. Each new clip continues from the previous "
+                        "clip: it starts at the frame where an overlap of 'overlap' frames begins, and the overlapping "
+                        "frames are crossfaded linearly in pixel space, so there is no cut and no repeated frame. "
+                        "Against drift, every clip's image tokens come from the ORIGINAL picture (anchor_tokens) "
+                        "while only its image latent follows the video; match_colors pulls each new start frame "
+                        "back to the picture's colours; with the 512_interp model, 'return to source' makes every "
+                        "clip end on the original picture. Exactly total_frames frames come out.",
+            inputs=[
+                io.Model.Input("model", tooltip="The DynamiCrafter model (256, 512, 1024, or 512_interp)."),
+                *CONDITIONING_IO,
+                io.Image.Input("image", tooltip="The picture to animate (any size; fitted to width x height)."),
+                io.Int.Input("total_frames", default=40, min=1, max=4096,
+                             tooltip="Frames of the finished video (cut from the last clip)."),
+                io.Int.Input("overlap", default=4, min=1, max=32,
+                             tooltip="Frames each new clip shares with the one before, crossfaded; at most half a "
+                                     "clip. More = smoother joins, fewer new frames per clip."),
+                io.Combo.Input("mode", options=[MODE_CONTINUE, MODE_RETURN], default=MODE_CONTINUE,
+                               tooltip="continue: each clip animates on from the previous one (any model). return to "
+                                       "source: 512_interp only, every clip ends on the original picture (no drift; "
+                                       "the motion keeps coming back)."),
+                io.Boolean.Input("anchor_tokens", default=True,
+                                 tooltip="Take every clip's image tokens from the original picture, not from the "
+                                         "frame it starts at: keeps subject and style from drifting."),
+                io.Boolean.Input("match_colors", default=False,
+                                 tooltip="Give each continuation's start frame the original picture's colour mean "
+                                         "and contrast, against slow colour drift."),
+                *_size_inputs(),
+                io.Int.Input("clip_frames", default=16, min=2, max=64,
+                             tooltip="Frames per generated clip; the models were trained on 16."),
+                io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=FS_TOOLTIP),
+                *_SAMPLING_INPUTS,
+                _FIT,
+            ],
+            outputs=[io.Image.Output(display_name="images", tooltip="The frames of the long video.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, vae, clip_vision, image, total_frames, overlap, mode, anchor_tokens,
+                match_colors, width, height, clip_frames, fs, seed, steps, cfg, eta, guidance_rescale,
+                fit) -> io.NodeOutput:
+        plan = ContinuationPlan(total_frames, clip_frames, overlap)
+        result = generate_long_video(model, positive, negative, vae, clip_vision, image, plan, width, height, fs, fit,
+                                     SamplingSettings(seed, steps, cfg, eta, guidance_rescale), mode, anchor_tokens,
+                                     match_colors)
+        return io.NodeOutput(result.video)
+
+
+NODES = [DynamiCrafterKeyframeChain, DynamiCrafterLongVideo]
