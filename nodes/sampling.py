@@ -79,7 +79,7 @@ def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, 
     base_model = model.inner_model.inner_model
     exact = ExactSchedule(base_model.variant, base_model.model_sampling)
     seed = extra_args.get("seed", 0) if noise_seed is None else noise_seed
-    generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+    generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % 2 ** 64)
     s_in = x.new_ones([x.shape[0]])
     x_t = x / math.sqrt(float(sigmas[0]) ** 2 + 1)
     for i in trange(len(sigmas) - 1, disable=disable):

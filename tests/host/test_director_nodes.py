@@ -16,6 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+import support.director_fakes as H
+
 
 def _load(name: str, path: Path):
     if name not in sys.modules:
@@ -29,7 +31,6 @@ def _load(name: str, path: Path):
 pytestmark = pytest.mark.host
 
 UNIT = Path(__file__).resolve().parents[1] / "unit"
-H = _load("_director_test_helpers", UNIT / "test_director_fake_server.py")
 SOUND = _load("_director_test_soundtrack", UNIT / "test_director_soundtrack.py")
 
 NODE_IDS = {"DynamiCrafterDirectorConnection", "DynamiCrafterDirectorDescribeImage", "DynamiCrafterDirectorStoryboard",

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,7 @@ import torch
 from PIL import Image
 
 
-def _helpers():
-    name = "_director_test_helpers"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "unit" / "test_director_fake_server.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _helpers()
+import support.director_fakes as H  # noqa: E402
 answers = H.director("answers")
 storyboard = H.director("storyboard")
 advisor = H.director("advisor")

@@ -1,10 +1,8 @@
 """Soundtrack pick: the user's folder with tags, PyAV decoding of WAV/FLAC/MP3, cut to the clip with a fade-out."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,18 +12,7 @@ import pytest
 import torch
 
 
-def _helpers():
-    name = "_director_test_helpers"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "unit" / "test_director_fake_server.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _helpers()
+import support.director_fakes as H  # noqa: E402
 soundtrack = H.director("soundtrack")
 audio = H.director("audio")
 client = H.director("client")

@@ -1,0 +1,138 @@
+"""A fake OpenAI-compatible chat server on 127.0.0.1 and access to the director modules without ComfyUI."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import types
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+PURE_PACKAGE = "_dynamicrafter_director_pure"
+
+
+def director(module: str) -> types.ModuleType:
+    """Import ``nodes/director/<module>.py`` without ComfyUI: its package ``__init__`` (the nodes) is not run."""
+    if PURE_PACKAGE not in sys.modules:
+        package = types.ModuleType(PURE_PACKAGE)
+        package.__path__ = [str(ROOT / "nodes" / "director")]
+        sys.modules[PURE_PACKAGE] = package
+    return importlib.import_module(f"{PURE_PACKAGE}.{module}")
+
+
+def chat_body(content: str, model: str = "fake-model") -> dict[str, Any]:
+    """A minimal chat-completions response."""
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None          # dict -> JSON, str -> raw text
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeOpenAI:
+    """Records every request; answers with the queued replies in order, then from ``responder(body)`` when set,
+    else with ``default_answer``."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.replies: list[Reply] = []
+        self.responder: Callable[[Any], Reply] | None = None
+        self.default_answer = "A cat turns its head slowly, static camera."
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep pytest output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body: Any = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                with fake._lock:
+                    fake.requests.append(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    if fake.replies:
+                        reply = fake.replies.pop(0)
+                    elif fake.responder is not None:
+                        reply = fake.responder(body)
+                    else:
+                        reply = Reply(body=chat_body(fake.default_answer))
+                if reply.delay:
+                    fake._stop.wait(reply.delay)
+                payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+                data = payload.encode()
+                try:
+                    self.send_response(reply.status)
+                    content_type = "text/plain" if isinstance(reply.body, str) else "application/json"
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def answer(self, content: str, **kw: Any) -> None:
+        self.replies.append(Reply(body=chat_body(content), **kw))
+
+    def fail(self, status: int, message: str = "error", **kw: Any) -> None:
+        self.replies.append(Reply(status=status, body={"error": {"message": message, "code": status}}, **kw))
+
+    def __enter__(self) -> "FakeOpenAI":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- checks of the fake itself -----------------------------------------------------------------------------------
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
