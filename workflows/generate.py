@@ -50,6 +50,7 @@ UPLOAD = "upload"
 
 START_PICTURE = "dynamicrafter_start.png"
 END_PICTURE = "dynamicrafter_end.png"
+MIDDLE_PICTURE = "dynamicrafter_middle.png"  # the keyframe between the two, same size
 VIDEO_FPS = 8.0  # the original scripts save their 16-frame clips at 8 frames per second
 FRAMES = 16
 
@@ -116,9 +117,59 @@ NODE_TYPES: dict[str, NodeType] = {
     "CreateVideo": NodeType((Socket("images", "IMAGE"), Socket("audio", "AUDIO", optional=True)), ("fps",),
                             (("VIDEO", "VIDEO"),)),
     "SaveVideo": NodeType((Socket("video", "VIDEO"),), ("filename_prefix", "format", "codec"), ()),
+    "ImageBatch": NodeType((Socket("image1", "IMAGE"), Socket("image2", "IMAGE")), (), (("IMAGE", "IMAGE"),)),
+    "DynamiCrafterKeyframeChain": NodeType(
+        (Socket("model", "MODEL"), *_CONDITIONING_SOCKETS, Socket("keyframes", "IMAGE"),
+         Socket("clip", "CLIP", optional=True)),
+        ("width", "height", "frames", "fs", "seed", CONTROL, "steps", "cfg", "eta", "guidance_rescale", "fit",
+         "segment_prompts"), (("images", "IMAGE"),), ours=True),
+    "DynamiCrafterLongVideo": NodeType(
+        (Socket("model", "MODEL"), *_CONDITIONING_SOCKETS, Socket("image", "IMAGE")),
+        ("total_frames", "overlap", "mode", "anchor_tokens", "match_colors", "width", "height", "clip_frames", "fs",
+         "seed", CONTROL, "steps", "cfg", "eta", "guidance_rescale", "fit"), (("images", "IMAGE"),), ours=True),
+    "DynamiCrafterToonCrafterLoader": NodeType(
+        (), ("ckpt_name", "weight_dtype"),
+        (("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE"), ("CLIP_VISION", "CLIP_VISION"),
+         ("tooncrafter_vae", "TOONCRAFTER_VAE")), ours=True),
+    "DynamiCrafterToonCrafterDecode": NodeType(
+        (Socket("samples", "LATENT"), Socket("tooncrafter_vae", "TOONCRAFTER_VAE"), Socket("start_image", "IMAGE"),
+         Socket("end_image", "IMAGE")), ("frames", "fit", "middle_pass"), (("IMAGE", "IMAGE"),), ours=True),
+    "DynamiCrafterDirectorConnection": NodeType(
+        (), ("provider", "model", "api_key_env", "custom_url", "timeout", "retries", "retry_delay"),
+        (("director", "DYNAMICRAFTER_DIRECTOR"),), ours=True),
+    "DynamiCrafterDirectorDescribeImage": NodeType(
+        (Socket("director", "DYNAMICRAFTER_DIRECTOR"), Socket("image", "IMAGE")),
+        ("temperature", "seed", CONTROL, "hint", "style"), (("prompt", "STRING"),), ours=True),
+    "DynamiCrafterDirectorStoryboard": NodeType(
+        (Socket("director", "DYNAMICRAFTER_DIRECTOR"), Socket("style_image", "IMAGE", optional=True)),
+        ("story", "scenes", "temperature", "seed", CONTROL, "style"),
+        (("prompts", "STRING"), ("prompt list", "STRING"), ("style", "STRING")), ours=True),
+    "DynamiCrafterDirectorSoundtrack": NodeType(
+        (Socket("director", "DYNAMICRAFTER_DIRECTOR"), Socket("frames", "IMAGE", optional=True)),
+        ("description", "folder", "seconds", "fps", "fade_out", "temperature", "seed", CONTROL),
+        (("audio", "AUDIO"), ("track", "STRING"), ("reason", "STRING")), ours=True),
 }
+LOADER_TYPES = ("DynamiCrafterCheckpointLoader", "DynamiCrafterToonCrafterLoader")
 NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""
+
+
+_SAMPLING_HELP = {
+    "seed": "the random number that picks the noise. Clip i uses seed + 2*i, so clips never share noise; the "
+            "original uses 123.",
+    CONTROL: "what happens to the seed after each run: `fixed` keeps it, `randomize` picks a new one, "
+             "`increment` / `decrement` step it.",
+    "steps": "denoising steps per clip: 50 as in the original. Fewer is faster and softer.",
+    "cfg": "how strongly the prompt and pictures steer the video (classifier-free guidance); 7.5 as in the original.",
+    "eta": "1.0 (the original) adds fresh noise at every step; 0 makes the steps deterministic.",
+    "guidance_rescale": "tones down the over-contrast strong guidance causes. -1 = the model's own setting (0.7).",
+    "fit": "how a picture of another shape fits the frame: `crop` keeps the centre, `pad` adds black bars.",
+}
+_DIRECTOR_HELP = {
+    "temperature": "how freely the AI model answers: 0 gives the most predictable answer.",
+    "seed": "sent to the AI model for repeatable answers where the service supports it.",
+    CONTROL: "what happens to the seed after each run: `fixed` keeps it, `randomize` picks a new one.",
+}
 
 # --------------------------------------------------------------------------------------------------
 # What each widget means, in plain words (the workflows' notes are written from this)
@@ -191,6 +242,75 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
         "format": "the file format (`mp4`).",
         "codec": "the video codec (`h264` plays almost everywhere).",
     },
+    "ImageBatch": {},
+    "DynamiCrafterKeyframeChain": {
+        "width": "video width in pixels: 512 for the interpolation model.",
+        "height": "video height in pixels: 320 for the interpolation model.",
+        "frames": "frames per segment (from one keyframe to the next), both keyframes included; the model was "
+                  "trained on 16. K keyframes give 15*(K-1)+1 frames: every keyframe is shown once.",
+        "fs": "motion control as frames per second (smaller = more motion); 5 as in the original interpolation "
+              "script, 0 means the same.",
+        **_SAMPLING_HELP,
+        "segment_prompts": "optional: one prompt per line, line i for the segment from keyframe i to i+1 (needs the "
+                           "`clip` input). An empty line, or no text, uses the positive prompt.",
+    },
+    "DynamiCrafterLongVideo": {
+        "total_frames": "how many frames the finished video has (cut from the last clip).",
+        "overlap": "frames each new clip shares with the one before; they are crossfaded. More = smoother joins, "
+                   "fewer new frames per clip (at most half a clip).",
+        "mode": "`continue` animates each clip on from the end of the previous one; `return to source` (512_interp "
+                "model only) makes every clip end on the original picture.",
+        "anchor_tokens": "take every clip's image tokens from the original picture, so the subject and style do not "
+                         "drift.",
+        "match_colors": "give each new clip's start frame the original picture's colours, against slow colour drift.",
+        "width": "video width in pixels: 512 for the 512 model.",
+        "height": "video height in pixels: 320 for the 512 model.",
+        "clip_frames": "frames per generated clip; the models were trained on 16.",
+        "fs": "motion control as frames per second (smaller = more motion); the 512 model's default is 24.",
+        **_SAMPLING_HELP,
+    },
+    "DynamiCrafterToonCrafterLoader": {
+        "ckpt_name": "the ToonCrafter file in `models/checkpoints` (the original `model.ckpt`, renamed as shown, or "
+                     "`tooncrafter_512_interp-fp16.safetensors`).",
+        "weight_dtype": "how the model weights are kept in memory. `default` lets ComfyUI choose; `fp8_*` halves "
+                        "the memory again on small graphics cards.",
+    },
+    "DynamiCrafterToonCrafterDecode": {
+        "frames": "frames per video: the same as the conditioning node's (16).",
+        "fit": "how the pictures were fitted in the conditioning node (keep the two the same).",
+        "middle_pass": "decode the two middle frames a second time, as the original scripts do (sharper middle).",
+    },
+    "DynamiCrafterDirectorConnection": {
+        "provider": "the AI service: Gemini, GitHub Models, OpenAI, a local Ollama or LM Studio server, or "
+                    "`Custom` (type its URL in custom_url).",
+        "model": "the model name; empty uses the provider's usual vision model.",
+        "api_key_env": "the NAME of the environment variable holding your key (never the key itself). Empty uses "
+                       "the provider's usual one, e.g. `GEMINI_API_KEY`.",
+        "custom_url": "the base URL for the `Custom` provider, e.g. `http://127.0.0.1:8080/v1`.",
+        "timeout": "seconds to wait for one answer.",
+        "retries": "how many times to try again after a rate limit, a server error or a lost connection.",
+        "retry_delay": "seconds before the first retry; doubles with each further one.",
+    },
+    "DynamiCrafterDirectorDescribeImage": {
+        **_DIRECTOR_HELP,
+        "hint": "optional: what you want to happen, e.g. `the waves roll in, slow zoom`.",
+        "style": "optional: style words to keep in mind.",
+    },
+    "DynamiCrafterDirectorStoryboard": {
+        "story": "what happens in the film, in a few sentences.",
+        "scenes": "how many scenes to plan: one per segment of the keyframe chain (keyframes - 1).",
+        **_DIRECTOR_HELP,
+        "style": "optional: your style words; empty lets the AI model write the shared style line.",
+    },
+    "DynamiCrafterDirectorSoundtrack": {
+        "description": "what the clip shows; here it comes from the prompt(s) above.",
+        "folder": "the folder holding your music (wav, flac, mp3, ogg, m4a...), optionally with `tags.txt` "
+                  "(`file.mp3: calm, piano` per line). Only names and tags are sent, never audio.",
+        "seconds": "clip length in seconds, used only when no frames are connected.",
+        "fps": "the video's frame rate, to turn the connected frames into seconds (keep it equal to Make video's).",
+        "fade_out": "seconds of fade-out at the end of the music.",
+        **_DIRECTOR_HELP,
+    },
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -224,6 +344,12 @@ class Workflow:
     nodes: tuple[Node, ...]
     note_pos: tuple[int, int] = (-460, 0)
     note_size: tuple[int, int] = (420, 1000)
+    pictures: tuple[str, ...] = ()
+    """The example pictures the thumbnail shows (empty: the conditioning node's start and end pictures)."""
+    size: tuple[int, int] | None = None
+    """The video size the thumbnail is cropped to (None: the conditioning node's)."""
+    extra_notes: tuple[str, ...] = ()
+    """Further sections of the note (markdown), after the model and pictures."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +373,9 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+TOONCRAFTER = Variant("tooncrafter", "tooncrafter_512_interp.ckpt", "Doubiiu/ToonCrafter", 512, 320, 10)
+
+
 def model_download(variant: Variant) -> dict[str, str]:
     """The frontend's download hint: the original file, saved under the name the workflow loads."""
     return {"name": variant.ckpt_name, "url": f"https://huggingface.co/{variant.hf_repo}/resolve/main/model.ckpt",
@@ -259,6 +388,8 @@ NOTE_COLOR = ("#432", "#653")
 
 # Node ids, shared by every workflow (batch scripts can patch e.g. node 6's seed in any of them).
 LOADER, POSITIVE, NEGATIVE, IMAGE, CONDITIONING, SAMPLER, DECODE, VIDEO, SAVE, END_IMAGE, TRIM, NOTE = range(1, 13)
+# Nodes of the longer workflows (the keyframe chain and the long video take the sampler's id, 6, for their seed).
+MIDDLE_IMAGE, BATCH_FIRST, BATCH_ALL, DIRECTOR, DESCRIBE, STORYBOARD, SOUNDTRACK = range(13, 20)
 
 
 def _common_nodes(variant: Variant, prompt: str, conditioning: Node, prefix: str,
@@ -358,12 +489,228 @@ def loop() -> Workflow:
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# Longer videos, ToonCrafter and the AI director
+# --------------------------------------------------------------------------------------------------
+
+DIRECTOR_NOTE = (
+    "## AI director\n"
+    "The *Director* nodes ask a vision-language model through any OpenAI-compatible service. Set your key in an "
+    "environment variable before starting ComfyUI (e.g. `GEMINI_API_KEY`) and name that variable in "
+    "*api_key_env*: the key itself is never stored in the workflow. Needs `pip install openai`. Put a few music "
+    "files in a folder and type its path in the soundtrack node's *folder*.")
+MUSIC_FOLDER = "~/Music/dynamicrafter"
+KEYFRAME_SEGMENT_PROMPTS = ("the sun sinking toward the sea, clouds drifting\n"
+                            "the sun touching the horizon, the sky turning deep orange")
+
+
+def _loader(variant: Variant) -> Node:
+    return Node(LOADER, "DynamiCrafterCheckpointLoader", "Load DynamiCrafter", (0, 0), (380, 130),
+                {"ckpt_name": variant.ckpt_name, "variant": "auto", "weight_dtype": "default"},
+                models=(model_download(variant),))
+
+
+def _prompts(prompt: str | None, prompt_help: str | None = None) -> list[Node]:
+    """Positive and negative prompt; ``None`` for a positive prompt that comes from the describe node."""
+    positive_links: dict[str, Link] = {"clip": (LOADER, 1)}
+    if prompt is None:
+        positive_links["text"] = (DESCRIBE, 0)
+    return [
+        Node(POSITIVE, "CLIPTextEncode", "Prompt: the motion you want", (430, 0), (420, 170), {"text": prompt or ""},
+             positive_links, color=POSITIVE_COLOR,
+             help={"text": prompt_help or "what should happen in the video: what moves and how, the camera, the "
+                                          "mood. Short, concrete words work best."}),
+        Node(NEGATIVE, "CLIPTextEncode", "Negative prompt (empty, as in the original)", (430, 220), (420, 120),
+             {"text": ""}, {"clip": (LOADER, 1)}, color=NEGATIVE_COLOR,
+             help={"text": "what the video should avoid. The original leaves it empty."}),
+    ]
+
+
+def _video_out(images: Link, prefix: str, audio: Link | None = None) -> list[Node]:
+    links = {"images": images}
+    if audio is not None:
+        links["audio"] = audio
+    return [
+        Node(VIDEO, "CreateVideo", "Make video", (1680, 240), (270, 80), {"fps": VIDEO_FPS}, links),
+        Node(SAVE, "SaveVideo", "Save video", (1990, 0), (420, 420),
+             {"filename_prefix": prefix, "format": "mp4", "codec": "h264"}, {"video": (VIDEO, 0)}),
+    ]
+
+
+def _keyframes() -> list[Node]:
+    """Three pictures of one size, batched in order: start, middle, end."""
+    return [
+        Node(IMAGE, "LoadImage", "Keyframe 1", (0, 200), (300, 320), {"image": START_PICTURE}),
+        Node(MIDDLE_IMAGE, "LoadImage", "Keyframe 2", (0, 560), (300, 320), {"image": MIDDLE_PICTURE}),
+        Node(END_IMAGE, "LoadImage", "Keyframe 3", (0, 920), (300, 320), {"image": END_PICTURE}),
+        Node(BATCH_FIRST, "ImageBatch", "Keyframes 1 + 2", (430, 400), (220, 50), {},
+             {"image1": (IMAGE, 0), "image2": (MIDDLE_IMAGE, 0)}),
+        Node(BATCH_ALL, "ImageBatch", "Keyframes 1 + 2 + 3", (430, 500), (220, 50), {},
+             {"image1": (BATCH_FIRST, 0), "image2": (END_IMAGE, 0)}),
+    ]
+
+
+def _chain(segment_prompts: str | Link) -> Node:
+    variant = VARIANTS["512_interp"]
+    links: dict[str, Link] = {"model": (LOADER, 0), "positive": (POSITIVE, 0), "negative": (NEGATIVE, 0),
+                              "vae": (LOADER, 2), "clip_vision": (LOADER, 3), "keyframes": (BATCH_ALL, 0),
+                              "clip": (LOADER, 1)}
+    text = segment_prompts if isinstance(segment_prompts, str) else ""
+    if not isinstance(segment_prompts, str):
+        links["segment_prompts"] = segment_prompts
+    return Node(SAMPLER, "DynamiCrafterKeyframeChain", "DynamiCrafter Keyframe Chain", (900, 0), (340, 520),
+                {"width": variant.width, "height": variant.height, "frames": FRAMES, "fs": variant.fs, "seed": 123,
+                 CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0, "fit": "crop",
+                 "segment_prompts": text}, links)
+
+
+def _director() -> Node:
+    return Node(DIRECTOR, "DynamiCrafterDirectorConnection", "Director connection (AI model)", (0, -420), (380, 250),
+                {"provider": "Gemini (OpenAI-compatible)", "model": "", "api_key_env": "", "custom_url": "",
+                 "timeout": 60.0, "retries": 3, "retry_delay": 1.0})
+
+
+def _soundtrack(description: Link, frames: Link) -> Node:
+    return Node(SOUNDTRACK, "DynamiCrafterDirectorSoundtrack", "Director: soundtrack from your music folder",
+                (1290, 400), (340, 300),
+                {"description": "", "folder": MUSIC_FOLDER, "seconds": 2.0, "fps": VIDEO_FPS, "fade_out": 0.5,
+                 "temperature": 0.0, "seed": 0, CONTROL: "fixed"},
+                {"director": (DIRECTOR, 0), "description": description, "frames": frames})
+
+
+def _sorted(nodes: list[Node]) -> tuple[Node, ...]:
+    return tuple(sorted(nodes, key=lambda n: n.id))
+
+
+def keyframe_chain() -> Workflow:
+    variant = VARIANTS["512_interp"]
+    nodes = [_loader(variant), *_prompts("the sun slowly sinking into the sea, the sky turning orange"),
+             *_keyframes(), _chain(KEYFRAME_SEGMENT_PROMPTS), *_video_out((SAMPLER, 0), "DynamiCrafter/keyframes_512")]
+    return Workflow(
+        name="keyframe_chain_512",
+        title="DynamiCrafter 512: one video through three keyframes",
+        about=(f"Interpolates keyframe 1 -> 2 -> 3 ({variant.width}x{variant.height}) with the interpolation model "
+               f"in one run, one {FRAMES}-frame segment per pair, every keyframe shown once: "
+               f"{2 * (FRAMES - 1) + 1} frames. Each line of *segment_prompts* steers one segment."),
+        nodes=_sorted(nodes), pictures=(START_PICTURE, MIDDLE_PICTURE, END_PICTURE),
+        size=(variant.width, variant.height))
+
+
+def long_video() -> Workflow:
+    variant = VARIANTS["512"]
+    node = Node(SAMPLER, "DynamiCrafterLongVideo", "DynamiCrafter Long Video", (900, 0), (340, 560),
+                {"total_frames": 40, "overlap": 4, "mode": "continue", "anchor_tokens": True, "match_colors": False,
+                 "width": variant.width, "height": variant.height, "clip_frames": FRAMES, "fs": variant.fs,
+                 "seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
+                 "fit": "crop"},
+                {"model": (LOADER, 0), "positive": (POSITIVE, 0), "negative": (NEGATIVE, 0), "vae": (LOADER, 2),
+                 "clip_vision": (LOADER, 3), "image": (IMAGE, 0)})
+    nodes = [_loader(variant), *_prompts(I2V_PROMPT),
+             Node(IMAGE, "LoadImage", "Picture to animate", (0, 200), (380, 360), {"image": START_PICTURE}), node,
+             *_video_out((SAMPLER, 0), "DynamiCrafter/long_512")]
+    return Workflow(
+        name="long_video_512",
+        title="DynamiCrafter 512: long video from one picture",
+        about=(f"Animates one picture into a 40-frame {variant.width}x{variant.height} video (5 s at 8 fps): "
+               f"{FRAMES}-frame clips, each continuing the one before, joined by 4 crossfaded frames."),
+        nodes=_sorted(nodes), pictures=(START_PICTURE,), size=(variant.width, variant.height))
+
+
+def tooncrafter() -> Workflow:
+    variant = TOONCRAFTER
+    loader = Node(LOADER, "DynamiCrafterToonCrafterLoader", "Load ToonCrafter", (0, 0), (380, 130),
+                  {"ckpt_name": variant.ckpt_name, "weight_dtype": "default"}, models=(model_download(variant),))
+    conditioning = Node(CONDITIONING, "DynamiCrafterInterpolation", "DynamiCrafter Interpolate", (900, 0), (340, 340),
+                        {"mode": "interpolate", "width": variant.width, "height": variant.height, "frames": FRAMES,
+                         "fs": variant.fs, "batch_size": 1, "fit": "crop"},
+                        {"positive": (POSITIVE, 0), "negative": (NEGATIVE, 0), "vae": (LOADER, 2),
+                         "clip_vision": (LOADER, 3), "start_image": (IMAGE, 0), "end_image": (END_IMAGE, 0)},
+                        help={"fs": "motion control as frames per second; ToonCrafter's original scripts use 10.",
+                              "width": "video width in pixels: 512 for ToonCrafter.",
+                              "height": "video height in pixels: 320 for ToonCrafter."})
+    nodes = [loader, *_prompts("an anime scene, the sun sinking into the sea, clouds drifting"),
+             Node(IMAGE, "LoadImage", "Start picture", (0, 200), (380, 360), {"image": START_PICTURE}),
+             Node(END_IMAGE, "LoadImage", "End picture", (0, 600), (380, 360), {"image": END_PICTURE}),
+             conditioning,
+             Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
+                  {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
+                   "spacing": "auto", "dynamic_rescale": "auto"},
+                  {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
+                   "latent": (CONDITIONING, 2)}),
+             Node(DECODE, "DynamiCrafterToonCrafterDecode", "ToonCrafter decode", (1680, 0), (300, 200),
+                  {"frames": FRAMES, "fit": "crop", "middle_pass": True},
+                  {"samples": (SAMPLER, 0), "tooncrafter_vae": (LOADER, 4), "start_image": (IMAGE, 0),
+                   "end_image": (END_IMAGE, 0)}),
+             *_video_out((DECODE, 0), "DynamiCrafter/tooncrafter_512")]
+    return Workflow(
+        name="tooncrafter_512",
+        title="ToonCrafter 512: cartoon interpolation between two pictures",
+        about=(f"Fills the frames between a start and an end picture ({variant.width}x{variant.height}, {FRAMES} "
+               "frames) with ToonCrafter: the interpolation UNet, then ToonCrafter's own decoder, which looks at "
+               "both pictures again while decoding."),
+        nodes=_sorted(nodes))
+
+
+def photo_to_film() -> Workflow:
+    variant = VARIANTS["512"]
+    describe = Node(DESCRIBE, "DynamiCrafterDirectorDescribeImage", "Director: describe the picture", (430, -420),
+                    (420, 260), {"temperature": 0.0, "seed": 0, CONTROL: "fixed", "hint": "", "style": ""},
+                    {"director": (DIRECTOR, 0), "image": (IMAGE, 0)})
+    nodes = [_loader(variant), _director(), describe,
+             *_prompts(None, "comes from the director's description of the picture (type your own prompt here "
+                             "instead by removing the link)."),
+             Node(IMAGE, "LoadImage", "Picture to animate", (0, 200), (380, 360), {"image": START_PICTURE}),
+             _i2v_conditioning(variant),
+             Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
+                  {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
+                   "spacing": "auto", "dynamic_rescale": "auto"},
+                  {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
+                   "latent": (CONDITIONING, 2)}),
+             Node(DECODE, "VAEDecode", "Decode frames", (1680, 0), (220, 50), {},
+                  {"samples": (SAMPLER, 0), "vae": (LOADER, 2)}),
+             _soundtrack((DESCRIBE, 0), (DECODE, 0)),
+             *_video_out((DECODE, 0), "DynamiCrafter/photo_to_film", audio=(SOUNDTRACK, 0))]
+    return Workflow(
+        name="photo_to_film",
+        title="DynamiCrafter 512: photo to film with music (AI director)",
+        about=(f"An AI model describes the picture as a motion prompt, DynamiCrafter 512 animates it "
+               f"({FRAMES} frames, {variant.width}x{variant.height}), and the AI picks a track from your music "
+               "folder, cut to the clip's length."),
+        nodes=_sorted(nodes), extra_notes=(DIRECTOR_NOTE,))
+
+
+def story_to_film() -> Workflow:
+    variant = VARIANTS["512_interp"]
+    storyboard = Node(STORYBOARD, "DynamiCrafterDirectorStoryboard", "Director: story to scene prompts", (430, -420),
+                      (420, 300),
+                      {"story": "The sun sets over a quiet sea. It sinks to the horizon and the sky burns orange.",
+                       "scenes": 2, "temperature": 0.0, "seed": 0, CONTROL: "fixed", "style": ""},
+                      {"director": (DIRECTOR, 0)})
+    nodes = [_loader(variant), _director(), storyboard, *_prompts("a calm sea at sunset"), *_keyframes(),
+             _chain((STORYBOARD, 0)), _soundtrack((STORYBOARD, 0), (SAMPLER, 0)),
+             *_video_out((SAMPLER, 0), "DynamiCrafter/story_to_film", audio=(SOUNDTRACK, 0))]
+    return Workflow(
+        name="story_to_film",
+        title="DynamiCrafter 512: story to film through keyframes, with music (AI director)",
+        about=(f"An AI model splits the story into one scene prompt per segment (scenes = keyframes - 1), the "
+               f"keyframe chain interpolates keyframe 1 -> 2 -> 3 with them ({2 * (FRAMES - 1) + 1} frames, "
+               f"{variant.width}x{variant.height}), and the AI picks a track from your music folder."),
+        nodes=_sorted(nodes), pictures=(START_PICTURE, MIDDLE_PICTURE, END_PICTURE),
+        size=(variant.width, variant.height), extra_notes=(DIRECTOR_NOTE,))
+
+
+
 WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     lambda: image_to_video("256"),
     lambda: image_to_video("512"),
     lambda: image_to_video("1024"),
     interpolation,
     loop,
+    keyframe_chain,
+    long_video,
+    tooncrafter,
+    photo_to_film,
+    story_to_film,
 )
 
 
@@ -387,7 +734,7 @@ def _format_value(value: Any) -> str:
 
 
 def note_text(workflow: Workflow) -> str:
-    loader = next(n for n in workflow.nodes if n.type == "DynamiCrafterCheckpointLoader")
+    loader = next(n for n in workflow.nodes if n.type in LOADER_TYPES)
     download = loader.models[0]
     lines = [
         f"# {workflow.title}",
@@ -405,8 +752,10 @@ def note_text(workflow: Workflow) -> str:
         f"The example pictures are in this pack's `workflows/{INPUT_DIR}` folder: copy them into `ComfyUI/input`, "
         "or choose your own picture in the Load Image node.",
         "",
-        "## Settings, node by node",
     ]
+    for section in workflow.extra_notes:
+        lines += [section, ""]
+    lines += ["## Settings, node by node"]
     order = _execution_order(workflow)
     for node in sorted(workflow.nodes, key=lambda n: order[n.id]):
         layout = NODE_TYPES[node.type].widgets
@@ -442,7 +791,16 @@ def _link_table(workflow: Workflow) -> list[list[Any]]:
                 origin, origin_slot = node.links[socket.name]
                 out_type = NODE_TYPES[by_id[origin].type].outputs[origin_slot][1]
                 table.append([len(table) + 1, origin, origin_slot, node.id, slot, out_type])
+        for slot, name in enumerate(_linked_widgets(node), start=len(sockets)):
+            origin, origin_slot = node.links[name]
+            out_type = NODE_TYPES[by_id[origin].type].outputs[origin_slot][1]
+            table.append([len(table) + 1, origin, origin_slot, node.id, slot, out_type])
     return table
+
+
+def _linked_widgets(node: Node) -> list[str]:
+    """Widgets fed by a link (the frontend's widget inputs), in widget order; they follow the sockets."""
+    return [name for name in NODE_TYPES[node.type].widgets if name in node.links]
 
 
 def _execution_order(workflow: Workflow) -> dict[int, int]:
@@ -474,6 +832,9 @@ def ui_format(workflow: Workflow, cnr_id: str) -> dict[str, Any]:
             if socket.optional:
                 entry["shape"] = 7
             inputs.append(entry)
+        for slot, name in enumerate(_linked_widgets(node), start=len(spec.sockets)):
+            row = next(row for row in links if row[3] == node.id and row[4] == slot)
+            inputs.append({"name": name, "type": row[5], "widget": {"name": name}, "link": row[0]})
         outputs = []
         for slot, (name, out_type) in enumerate(spec.outputs):
             out_links = [row[0] for row in links if row[1] == node.id and row[2] == slot]
@@ -515,7 +876,12 @@ def api_format(workflow: Workflow) -> dict[str, Any]:
             if socket.name in node.links:
                 origin, slot = node.links[socket.name]
                 inputs[socket.name] = [str(origin), slot]
-        inputs.update({name: node.widgets[name] for name in spec.widgets if name not in (CONTROL, UPLOAD)})
+        for name in spec.widgets:
+            if name in node.links:
+                origin, slot = node.links[name]
+                inputs[name] = [str(origin), slot]
+            elif name not in (CONTROL, UPLOAD):
+                inputs[name] = node.widgets[name]
         prompt[str(node.id)] = {"class_type": node.type, "inputs": inputs, "_meta": {"title": node.title}}
     return prompt
 
@@ -556,6 +922,7 @@ def draw_picture(sun_height: float) -> np.ndarray:
 
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     START_PICTURE: lambda: draw_picture(1.0),
+    MIDDLE_PICTURE: lambda: draw_picture(0.55),
     END_PICTURE: lambda: draw_picture(0.15),
 }
 
@@ -568,9 +935,9 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def thumbnail(workflow: Workflow) -> np.ndarray:
     """The template browser's picture: the example picture cropped to the video's shape (start | end)."""
-    node = next(n for n in workflow.nodes if n.id == CONDITIONING)
-    width, height = node.widgets["width"], node.widgets["height"]
-    names = [START_PICTURE, END_PICTURE] if "end_image" in node.links else [START_PICTURE]
+    node = next((n for n in workflow.nodes if n.id == CONDITIONING), None)
+    width, height = workflow.size or (node.widgets["width"], node.widgets["height"])
+    names = list(workflow.pictures) or ([START_PICTURE, END_PICTURE] if "end_image" in node.links else [START_PICTURE])
     tiles = [_crop(PICTURES[name](), width / height) for name in names]
     joined = np.concatenate(tiles, axis=1)
     image = Image.fromarray(joined)
