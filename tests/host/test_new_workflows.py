@@ -1,0 +1,356 @@
+"""The keyframe-chain, long-video, ToonCrafter and AI-director workflows (in-process).
+
+The generic checks of ``test_workflows.py`` (validation against the real node definitions, the frontend's
+widget layout, UI and API agreement, a note line for every widget), extended to widgets fed by a link (the
+director's prompts), then every new API workflow run end to end on tiny checkpoints at 128x64, 1 step:
+frame counts, and for the director workflows a fake OpenAI-compatible service on 127.0.0.1 (random key in a
+random environment variable) and an MP4 whose soundtrack lasts as long as the video.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import math
+import os
+import secrets
+import shutil
+import struct
+import sys
+import time
+import uuid
+import wave
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import support.director_fakes as H
+from dynamicrafter.checkpoint import PART_PREFIXES
+from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
+from support.host_checkpoints import host_state_dict, write_host_checkpoint
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name: str, path: Path):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+W = _load("_new_workflows_generic_checks", HERE / "test_workflows.py")
+TOON = _load("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
+
+NEW = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
+WIDTH, HEIGHT, STEPS, FPS = 128, 64, 1, 8.0
+TINY = {"dynamicrafter_512_v1.ckpt": "dynamicrafter_tiny_512.ckpt",
+        "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
+        "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors"}
+SIZED = {"DynamiCrafterImageToVideo", "DynamiCrafterInterpolation", "DynamiCrafterKeyframeChain",
+         "DynamiCrafterLongVideo"}
+SAMPLING = {"DynamiCrafterSampler", "DynamiCrafterKeyframeChain", "DynamiCrafterLongVideo"}
+STORY = ['```json\n{"style": "warm oil painting", "scenes": ["The sun sinks toward the sea.", '
+         '"The sun touches the horizon."]}\n```']
+DESCRIBE = "The sun sinks slowly into the sea while the waves shimmer, static camera."
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def host(comfy_host, shared, tmp_path_factory):
+    """Tiny checkpoints for every file the new workflows load (one model folder for the module), the pictures."""
+    comfy_host.load_builtin_extras()
+    folder = tmp_path_factory.mktemp("new-workflow-models")
+    manifest = shared / "checkpoint_manifests" / "dynamicrafter_512.json"
+    write_host_checkpoint(folder / TINY["dynamicrafter_512_v1.ckpt"], "512", manifest, "ckpt")
+    os.link(folder / TINY["dynamicrafter_512_v1.ckpt"], folder / TINY["dynamicrafter_512_interp_v1.ckpt"])
+    interp_manifest = shared / "checkpoint_manifests" / "dynamicrafter_512_interp.json"
+    sd = {k: v for k, v in host_state_dict("512_interp", interp_manifest).items()
+          if not k.startswith(PART_PREFIXES["vae"])}
+    sd.update({PART_PREFIXES["vae"] + k: v for k, v in TOON.tiny_tooncrafter_vae_state_dict().items()})
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / TINY["tooncrafter_512_interp.ckpt"]))
+    del sd
+    comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
+    for picture in WORKFLOW_INPUTS.glob("*.png"):
+        shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
+    return comfy_host
+
+
+def tiny(name: str) -> dict[str, Any]:
+    """A new API workflow on the tiny checkpoints at 128x64, 1 step."""
+    prompt = load_api_workflow(name)
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if "ckpt_name" in inputs:
+            inputs["ckpt_name"] = TINY[inputs["ckpt_name"]]
+        if node["class_type"] in SIZED:
+            inputs.update(width=WIDTH, height=HEIGHT)
+        if node["class_type"] in SAMPLING:
+            inputs["steps"] = STEPS
+    return prompt
+
+
+def of_type(prompt: dict[str, Any], class_type: str) -> dict[str, Any]:
+    (node,) = [n["inputs"] for n in prompt.values() if n["class_type"] == class_type]
+    return node
+
+
+def load_ui(name: str) -> dict[str, Any]:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The files
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_new_workflows_are_shipped_and_current():
+    assert set(NEW) <= set(workflow_names()) and W.NEW_NAMES == NEW
+    generator = W.load_generator()
+    assert generator.stale_files() == []
+    assert generator.main(["--check"]) == 0
+    for name in NEW:
+        assert (WORKFLOWS / f"{name}.jpg").is_file()
+    pictures = {p.name for p in WORKFLOW_INPUTS.glob("*.png")}
+    assert "dynamicrafter_middle.png" in pictures
+
+
+def test_keyframes_are_one_size():
+    from PIL import Image
+    sizes = set()
+    for name in ("dynamicrafter_start.png", "dynamicrafter_middle.png", "dynamicrafter_end.png"):
+        with Image.open(WORKFLOW_INPUTS / name) as image:
+            sizes.add(image.size)
+    assert sizes == {(512, 320)}
+
+
+def ui_to_api(host, ui: dict[str, Any]) -> dict[str, Any]:
+    """test_workflows.ui_to_api, where a widget fed by a link is the link (as the frontend exports it)."""
+    prompt = W.ui_to_api(host, ui)
+    links = {row[0]: row for row in ui["links"]}
+    for node in ui["nodes"]:
+        for entry in node.get("inputs", []):
+            if "widget" in entry and entry["link"] is not None:
+                row = links[entry["link"]]
+                prompt[str(node["id"])]["inputs"][entry["widget"]["name"]] = [str(row[1]), row[2]]
+    return prompt
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_api_workflow_validates(host, name):
+    prompt = tiny(name)
+    valid, error, outputs, node_errors = asyncio.run(host.execution.validate_prompt(uuid.uuid4().hex, prompt, None))
+    assert valid, f"{name}: {error} {node_errors}"
+    assert [n["class_type"] for k, n in prompt.items() if k in outputs] == ["SaveVideo"]
+
+
+def test_validation_catches_a_bad_value_in_a_new_node(host):
+    prompt = tiny("keyframe_chain_512")
+    of_type(prompt, "DynamiCrafterKeyframeChain")["frames"] = 1
+    valid, _, _, node_errors = asyncio.run(host.execution.validate_prompt(uuid.uuid4().hex, prompt, None))
+    assert not valid and "frames" in json.dumps(node_errors)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_ui_workflow_matches_the_node_definitions(host, name):
+    ui = load_ui(name)
+    links = {row[0]: row for row in ui["links"]}
+    nodes = {node["id"]: node for node in ui["nodes"]}
+    assert ui["last_link_id"] == max(links) and ui["last_node_id"] == max(nodes)
+    problems: list[str] = []
+    for node in ui["nodes"]:
+        if node["type"] in W.FRONTEND_ONLY:
+            continue
+        layout = W.frontend_layout(W.node_info(host, node["type"]))
+        where = f"{name} node {node['id']} ({node['type']})"
+        values = node["widgets_values"]
+        if len(values) != len(layout.widgets):
+            problems.append(f"{where}: {len(values)} widget values, expected {[w[0] for w in layout.widgets]}")
+            continue
+        for (widget, kind, options), value in zip(layout.widgets, values):
+            if (node["type"], widget) == ("DynamiCrafterToonCrafterLoader", "ckpt_name"):  # the user's files
+                problem = None if value == node["properties"]["models"][0]["name"] else f"{widget}: {value!r}"
+            else:
+                problem = W.check_value(node["type"], widget, kind, options, value)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        sockets = [(i["name"], i["type"], i.get("shape") == 7) for i in node["inputs"] if "widget" not in i]
+        if sockets != layout.sockets:
+            problems.append(f"{where}: inputs {sockets} != {layout.sockets}")
+        widget_types = {w[0]: w[1] for w in layout.widgets}
+        for entry in node["inputs"]:
+            if "widget" in entry and (entry["widget"]["name"] != entry["name"] or
+                                      widget_types.get(entry["name"]) != entry["type"]):
+                problems.append(f"{where}: widget input {entry} is not a {widget_types.get(entry['name'])} widget")
+        if [(o["name"], o["type"]) for o in node["outputs"]] != layout.outputs:
+            problems.append(f"{where}: outputs differ from {layout.outputs}")
+        for slot, entry in enumerate(node["inputs"]):
+            if entry["link"] is not None:
+                row = links[entry["link"]]
+                origin = nodes[row[1]]
+                if row[3:5] != [node["id"], slot] or origin["outputs"][row[2]]["type"] != entry["type"] or \
+                        entry["link"] not in (origin["outputs"][row[2]]["links"] or []):
+                    problems.append(f"{where}: link {row} does not join {entry['name']} to its source")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_ui_and_api_describe_the_same_graph(host, name):
+    api = load_api_workflow(name)
+    assert ui_to_api(host, load_ui(name)) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
+                                               for k, v in api.items()}
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_note_explains_every_widget(host, name):
+    W.test_note_explains_every_widget(host, name)  # the same check, on the new files
+
+
+def test_the_settings_are_the_models_own():
+    chain = of_type(load_api_workflow("keyframe_chain_512"), "DynamiCrafterKeyframeChain")
+    long = of_type(load_api_workflow("long_video_512"), "DynamiCrafterLongVideo")
+    toon = load_api_workflow("tooncrafter_512")
+    photo = load_api_workflow("photo_to_film")
+    story = load_api_workflow("story_to_film")
+    for sampling in (chain, long, of_type(toon, "DynamiCrafterSampler"), of_type(photo, "DynamiCrafterSampler"),
+                     of_type(story, "DynamiCrafterKeyframeChain")):
+        assert (sampling["steps"], sampling["cfg"], sampling["eta"]) == (50, 7.5, 1.0)
+    assert (chain["width"], chain["height"], chain["fs"], chain["frames"]) == (512, 320, 5, 16)
+    assert len(chain["segment_prompts"].splitlines()) == 2
+    assert (long["width"], long["height"], long["fs"], long["total_frames"], long["overlap"]) == (512, 320, 24, 40, 4)
+    assert of_type(photo, "DynamiCrafterImageToVideo")["fs"] == 24
+    assert of_type(toon, "DynamiCrafterInterpolation")["fs"] == 10  # ToonCrafter's own (TOONCRAFTER_OVERRIDES)
+    assert of_type(toon, "DynamiCrafterToonCrafterLoader")["ckpt_name"] == "tooncrafter_512_interp.ckpt"
+    assert of_type(story, "DynamiCrafterDirectorStoryboard")["scenes"] == 2
+    for name in NEW:
+        assert of_type(load_api_workflow(name), "CreateVideo")["fps"] == FPS
+    for prompt in (photo, story):
+        assert "audio" in of_type(prompt, "CreateVideo")
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end
+# --------------------------------------------------------------------------------------------------
+
+
+def saved_video(host, run) -> Path:
+    files = [f for node in run.ui.values() for f in node.get("images", [])]
+    assert len(files) == 1, run.ui
+    return Path(host.folder_paths.get_output_directory()) / files[0].get("subfolder", "") / files[0]["filename"]
+
+
+def video_facts(path: Path) -> dict[str, Any]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        facts = {"frames": sum(1 for _ in container.decode(stream)), "size": (stream.width, stream.height),
+                 "fps": float(stream.average_rate), "audio": None}
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            audio = container.streams.audio[0]
+            samples = sum(frame.samples for frame in container.decode(audio))
+            facts["audio"] = samples / audio.rate
+    return facts
+
+
+def run_timed(host, prompt: dict[str, Any], **kw: Any):
+    start = time.perf_counter()
+    run = host.run_prompt(prompt, **kw)
+    print(f"\nran in {time.perf_counter() - start:.1f} s")
+    return run
+
+
+def test_keyframe_chain_runs(host):
+    run = run_timed(host, tiny("keyframe_chain_512"))
+    assert video_facts(saved_video(host, run)) == {"frames": 31, "size": (WIDTH, HEIGHT), "fps": FPS, "audio": None}
+
+
+def test_long_video_runs(host):
+    prompt = tiny("long_video_512")
+    run = run_timed(host, prompt)
+    frames = of_type(prompt, "DynamiCrafterLongVideo")["total_frames"]
+    assert video_facts(saved_video(host, run))["frames"] == frames == 40
+
+
+def test_tooncrafter_runs(host):
+    run = run_timed(host, tiny("tooncrafter_512"))
+    assert video_facts(saved_video(host, run)) == {"frames": 16, "size": (WIDTH, HEIGHT), "fps": FPS, "audio": None}
+
+
+def write_wav(path: Path, seconds: float, rate: int = 16000, hz: float = 220.0) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / rate)))
+                                 for i in range(int(seconds * rate))))
+
+
+def _route(body: dict[str, Any]) -> H.Reply:
+    system = body["messages"][0]["content"]
+    for marker, answer in (("You write motion prompts", DESCRIBE), ("film director", STORY[0]),
+                           ("background music", '{"index": 2, "reason": "a slow sunset"}')):
+        if marker in system:
+            return H.Reply(body=H.chat_body(answer))
+    return H.Reply(status=500, body={"error": {"message": "unexpected request"}})
+
+
+@pytest.fixture
+def director(monkeypatch, tmp_path):
+    """A fake AI service, a random key in a random variable, and a music folder."""
+    env = "DIRECTOR_WORKFLOW_KEY_" + secrets.token_hex(4).upper()
+    key = "sk-wf-" + secrets.token_urlsafe(24)
+    monkeypatch.setenv(env, key)
+    music = tmp_path / "music"
+    music.mkdir()
+    write_wav(music / "bright_march.wav", 2.0, hz=440.0)
+    write_wav(music / "slow_sunset.wav", 8.0)
+    with H.FakeOpenAI() as fake:
+        fake.responder = _route
+        yield fake, env, key, music
+
+
+def directed(prompt: dict[str, Any], fake, env: str, music: Path) -> dict[str, Any]:
+    of_type(prompt, "DynamiCrafterDirectorConnection").update(
+        provider="Custom", model="vision-test", api_key_env=env, custom_url=fake.base_url, timeout=10.0, retries=0)
+    of_type(prompt, "DynamiCrafterDirectorSoundtrack")["folder"] = str(music)
+    return prompt
+
+
+def check_film(host, run, fake, key: str, frames: int) -> dict[str, Any]:
+    facts = video_facts(saved_video(host, run))
+    assert facts["frames"] == frames and facts["size"] == (WIDTH, HEIGHT)
+    assert facts["audio"] is not None, "no audio stream in the MP4"
+    assert abs(facts["audio"] - frames / FPS) < 0.2, facts
+    assert fake.requests and all(r.headers["authorization"] == f"Bearer {key}" for r in fake.requests)
+    return facts
+
+
+def test_photo_to_film_runs(host, director):
+    fake, env, key, music = director
+    prompt = directed(tiny("photo_to_film"), fake, env, music)
+    run = run_timed(host, prompt)
+    check_film(host, run, fake, key, 16)
+    tasks = sorted(r.body["messages"][0]["content"].split(".")[0] for r in fake.requests)
+    assert len(tasks) == 2  # describe + soundtrack
+    describe = [k for k, n in prompt.items() if n["class_type"] == "DynamiCrafterDirectorDescribeImage"]
+    assert of_type(prompt, "DynamiCrafterDirectorSoundtrack")["description"] == [describe[0], 0]
+
+
+def test_story_to_film_runs(host, director):
+    fake, env, key, music = director
+    prompt = directed(tiny("story_to_film"), fake, env, music)
+    (board,) = [k for k, n in prompt.items() if n["class_type"] == "DynamiCrafterDirectorStoryboard"]
+    run = run_timed(host, prompt, outputs=[k for k, n in prompt.items() if n["class_type"] == "SaveVideo"] + [board])
+    check_film(host, run, fake, key, 31)
+    assert len(run.output(board).splitlines()) == 2
+    assert of_type(prompt, "DynamiCrafterKeyframeChain")["segment_prompts"] == [board, 0]
