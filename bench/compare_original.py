@@ -1,6 +1,6 @@
 """Side by side on CPU: our UNet against the ORIGINAL UNetModel, same weights and inputs, one process.
 
-    python bench/compare_original.py --original /tmp/orig/DynamiCrafter --preset medium
+    python bench/compare_original.py --original PATH/TO/DynamiCrafter --preset medium
 
 Needs a Python with torch, einops, safetensors, numpy and opencv (the original's ``utils/utils.py``
 imports cv2). Both models run in float32, eval mode, under ``torch.inference_mode``; calls are
