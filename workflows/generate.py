@@ -728,6 +728,8 @@ def _widget_label(name: str) -> str:
 
 
 def _format_value(value: Any) -> str:
+    if isinstance(value, str) and "\n" in value:  # one line of the note per widget
+        return " / ".join(f"`{line}`" for line in value.splitlines())
     if isinstance(value, str):
         return f"`{value}`" if value else "empty"
     return f"`{value}`"
