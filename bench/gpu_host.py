@@ -64,6 +64,7 @@ def build_model(model_mod, variant_name: str, weights: str, device: torch.device
     import comfy.model_management as mm
     import comfy.model_patcher
 
+    from bench.models import randomize_
     from dynamicrafter.config import ResamplerConfig, UNetConfig, get_variant
 
     variant = get_variant(variant_name)
@@ -76,16 +77,7 @@ def build_model(model_mod, variant_name: str, weights: str, device: torch.device
     compute = mm.unet_manual_cast(storage, device, config.supported_inference_dtypes)
     config.set_inference_dtype(storage, compute)
     model = config.get_model(device=device)
-    generator = torch.Generator(model.diffusion_model.time_embed[0].weight.device).manual_seed(0)
-    for name, p in model.diffusion_model.named_parameters():
-        values = torch.empty(p.shape, device=p.device, dtype=torch.float32)
-        if p.ndim >= 2:
-            values.normal_(0, p[0].numel() ** -0.5, generator=generator)
-        elif name.endswith("weight"):
-            values.fill_(1.0)
-        else:
-            values.normal_(0, 0.02, generator=generator)
-        p.copy_(values.to(p.dtype))
+    randomize_(model.diffusion_model)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
     return patcher, variant, compute or storage
 

@@ -64,16 +64,19 @@ def compute_dtype(mode: str) -> torch.dtype:
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Fill every parameter in place on its device: matrices/kernels N(0, 1/fan_in), norm weights 1,
-    biases and scalars N(0, 0.02^2). Nothing is zero, nothing overflows in fp16 or fp8."""
+    biases and scalars N(0, 0.02^2). Nothing is zero, nothing overflows in fp16 or fp8. Values are drawn
+    in float32 and cast, so parameters stored in fp8 (no random kernels of their own) work too."""
     generators: dict[torch.device, torch.Generator] = {}
     for name, param in model.named_parameters():
         generator = generators.setdefault(param.device, torch.Generator(param.device).manual_seed(seed))
+        values = torch.empty(param.shape, device=param.device, dtype=torch.float32)
         if param.ndim >= 2:
-            param.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
+            values.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
         elif name.endswith("weight"):
-            param.fill_(1.0)
+            values.fill_(1.0)
         else:
-            param.normal_(0.0, 0.02, generator=generator)
+            values.normal_(0.0, 0.02, generator=generator)
+        param.copy_(values.to(param.dtype))
     return model
 
 

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import logging
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
+from support.modules import load_by_path
+
 import support.director_fakes as H
 
-
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 pytestmark = pytest.mark.host
 
 UNIT = Path(__file__).resolve().parents[1] / "unit"
-SOUND = _load("_director_test_soundtrack", UNIT / "test_director_soundtrack.py")
+SOUND = load_by_path("_director_test_soundtrack", UNIT / "test_director_soundtrack.py")
 
 NODE_IDS = {"DynamiCrafterDirectorConnection", "DynamiCrafterDirectorDescribeImage", "DynamiCrafterDirectorStoryboard",
             "DynamiCrafterDirectorMotionAdvisor", "DynamiCrafterDirectorSoundtrack"}

@@ -13,7 +13,6 @@ flag, ``args.fp32_text_enc``), so only float32 round-off remains.
 from __future__ import annotations
 
 import gc
-import importlib.metadata
 import json
 from types import ModuleType
 

@@ -9,14 +9,12 @@ random environment variable) and an MP4 whose soundtrack lasts as long as the vi
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
 import os
 import secrets
 import shutil
 import struct
-import sys
 import time
 import uuid
 import wave
@@ -25,28 +23,20 @@ from typing import Any
 
 import av
 import pytest
-import torch
 from safetensors.torch import save_file
 
 import support.director_fakes as H
 from dynamicrafter.checkpoint import PART_PREFIXES
 from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
+from support.modules import load_by_path
 
 HERE = Path(__file__).resolve().parent
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
-
-W = _load("_new_workflows_generic_checks", HERE / "test_workflows.py")
-TOON = _load("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
+W = load_by_path("_new_workflows_generic_checks", HERE / "test_workflows.py")
+TOON = load_by_path("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
 
 NEW = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
 WIDTH, HEIGHT, STEPS, FPS = 128, 64, 1, 8.0

@@ -12,7 +12,6 @@ import socket
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import pytest
 import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from support.director_fakes import director, FakeOpenAI, _post, ROOT
+from support.director_fakes import FakeOpenAI, ROOT, _post
 
 
 def test_fake_server_records_and_replies_in_order() -> None:
