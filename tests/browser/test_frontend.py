@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # test run leaves the checkout clean; otherwise to a scratch folder.
 IMAGES = ROOT / "docs" / "images" if os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1" else \
     Path(tempfile.gettempdir()) / "dynamicrafter-screenshots"
-VIEWPORT = {"width": 1920, "height": 1080}
+VIEWPORT = {"width": 2400, "height": 1350}
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
 MISSING_NODES_TITLE = "Some Nodes Are Missing"
