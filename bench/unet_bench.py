@@ -1,6 +1,6 @@
 """UNet call and default-run benchmark per variant and weight mode, on CPU or CUDA.
 
-    python bench/unet_bench.py                                   # CPU default: 256, fp32/bf16/fp8, 1 step
+    python bench/unet_bench.py --threads 1                       # CPU default: 256, fp32 and bf16, 1 step
     python bench/unet_bench.py --variants 512 1024 --modes bf16 fp16 fp8 --steps 50   # a GPU
 
 Full-size shapes and random weights in the real layout. ``--steps`` below 50 extrapolates the
@@ -28,24 +28,32 @@ from dynamicrafter.config import VARIANTS  # noqa: E402
 log = logging.getLogger("unet_bench")
 
 
+GPU_DEFAULTS = {"variants": ["512", "1024"], "modes": ["bf16", "fp16", "fp8"], "steps": 50, "warmup": 2}
+CPU_DEFAULTS = {"variants": ["256"], "modes": ["fp32", "bf16"], "steps": 1, "warmup": 1}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if cuda else "cpu")
-    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["512", "1024"] if cuda else ["256"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), help="GPU: 512 1024; CPU: 256")
     parser.add_argument("--modes", nargs="+", choices=WEIGHT_MODES,
-                        default=["bf16", "fp16", "fp8"] if cuda else ["fp32", "bf16", "fp8"],
-                        help="weight modes (fp8 = float8_e4m3fn storage, bf16 compute). fp16 on CPU is "
-                             "extremely slow (no native fp16 compute)")
-    parser.add_argument("--steps", type=int, default=50 if cuda else 1,
-                        help="DDIM steps actually run (2 UNet calls each); below 50 the default run is extrapolated")
-    parser.add_argument("--warmup", type=int, default=2 if cuda else 1, help="untimed UNet calls first")
+                        help="weight modes; GPU: bf16 fp16 fp8, CPU: fp32 bf16 (fp8 = float8_e4m3fn storage, "
+                             "bf16 compute; fp16 on a CPU without native fp16 compute is extremely slow)")
+    parser.add_argument("--steps", type=int,
+                        help="DDIM steps actually run, 2 UNet calls each (GPU 50, CPU 1); below 50 the default "
+                             "run is extrapolated")
+    parser.add_argument("--warmup", type=int, help="untimed UNet calls first (GPU 2, CPU 1)")
     parser.add_argument("--latent", type=int, nargs=2, metavar=("H", "W"), help="REDUCED latent size")
     parser.add_argument("--frames", type=int, help="REDUCED frame count")
     parser.add_argument("--smoke", action="store_true", help="the parity fixtures' tiny network (seconds)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/unet_<device>.json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    defaults = GPU_DEFAULTS if torch.device(args.device).type == "cuda" else CPU_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -141,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = benchmark_vae(sd_module, ddconfig, args.variants, args.modes, args.frames, args.smoke)
     env = environment(torch.device(rows[0]["device"]))
     print(f"\nComfyUI VAE decode (comfy.sd.VAE, SD1.5 layout, random weights); {env['device']}, torch {env['torch']}")
-    print(table(rows, ("variant", "mode", "frames_timed", "decode_s", "decode_cpu_s", "video_16f_s", "basis", "tflop_16f",
-                       "spec_tflop_16f", "tflops", "fraction_of_peak", "peak_gib", "peak_delta_gib", "load_1m")))
+    print(table(rows, ("variant", "mode", "frames_timed", "decode_s", "decode_cpu_s", "video_16f_s", "basis",
+                       "tflop_16f", "spec_tflop_16f", "tflops", "fraction_of_peak", "peak_gib", "peak_delta_gib",
+                       "load_1m")))
     out = args.out or RESULTS_DIR / f"vae_{env['device_type']}{'_smoke' if args.smoke else ''}.json"
     write_json(out, {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, "runs": rows})
 
