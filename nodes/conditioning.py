@@ -61,19 +61,20 @@ def encode_keyframe(vae, image: torch.Tensor, width: int, height: int, fit: str)
 
 def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor, width: int, height: int,
                        frames: int, fs: int, batch_size: int, fit: str, task: Task,
-                       last: torch.Tensor | None = None):
+                       last: torch.Tensor | None = None, tokens: torch.Tensor | None = None):
     """Positive/negative conditioning and the empty latent for one DynamiCrafter task.
 
     Both sides carry the SAME image latent; the negative's image tokens come from CLIP vision of a
-    uniform mid-gray picture (the original's all-zero image in [-1, 1]).
+    uniform mid-gray picture (the original's all-zero image in [-1, 1]). ``tokens``: CLIP tokens to use
+    instead of those of ``first`` (a long video re-anchors on its source picture).
     """
     check_size(width, height)
     first_latent = encode_keyframe(vae, first, width, height, fit)
     last_latent = encode_keyframe(vae, last, width, height, fit) if last is not None else None
     concat = concat_latent(first_latent, frames, task, last_latent)  # [1, 4, T, h, w]
     concat = concat[0].movedim(1, 0).contiguous()  # frames as batch: [T, 4, h, w]
-    clip_image = fit_image(first[:1, :, :, :3], width, height, fit)
-    tokens = image_tokens(clip_vision, clip_image)
+    if tokens is None:
+        tokens = image_tokens(clip_vision, fit_image(first[:1, :, :, :3], width, height, fit))
     uncond_tokens = unconditional_tokens(clip_vision)
     shared = {COND_CONCAT: concat, COND_FRAMES: frames, COND_FS: fs, COND_TASK: task}
     positive = node_helpers.conditioning_set_values(positive, {**shared, COND_IMAGE_TOKENS: tokens})

@@ -15,7 +15,6 @@ import comfy.model_management as mm
 import comfy.sample
 import comfy.utils
 import latent_preview
-import node_helpers
 from comfy_api.latest import io
 
 from ..dynamicrafter.chain import (ContinuationPlan, chain_length, check_chain, join_segments, join_with_overlap,
@@ -248,11 +247,10 @@ def generate_long_video(model, positive, negative, vae, clip_vision, image: torc
         task: Task = ("loop" if index == 0 else "interp") if returning else "i2v"
         last = source if task == "interp" else None
         pos, neg, latent = build_conditioning(positive, negative, vae, clip_vision, start, width, height,
-                                              plan.clip_frames, fs, 1, fit, task, last)
+                                              plan.clip_frames, fs, 1, fit, task, last,
+                                              tokens=source_tokens if anchor_tokens else None)
         if index == 0:
             source_tokens = pos[0][1][COND_IMAGE_TOKENS]
-        elif anchor_tokens:
-            pos = node_helpers.conditioning_set_values(pos, {COND_IMAGE_TOKENS: source_tokens})
         starts.append(start)
         clips.append(sampler.decode(sampler.sample(index, pos, neg, latent)))
     return LongVideoResult(join_with_overlap(clips, plan.overlap, plan.total), clips, starts)
