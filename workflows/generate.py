@@ -410,11 +410,7 @@ def _common_nodes(variant: Variant, prompt: str, conditioning: Node, prefix: str
                            "is a plain gray image, added by the DynamiCrafter node by itself."}),
         Node(IMAGE, "LoadImage", image_title, (0, 200), (380, 360), {"image": START_PICTURE}),
         conditioning,
-        Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
-             {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
-              "spacing": "auto", "dynamic_rescale": "auto"},
-             {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
-              "latent": (CONDITIONING, 2)}),
+        _sampler(),
         Node(DECODE, "VAEDecode", "Decode frames", (1680, 0), (220, 50), {}, {"samples": (SAMPLER, 0),
                                                                               "vae": (LOADER, 2)}),
         Node(VIDEO, "CreateVideo", "Make video", (1680, 240), (270, 80), {"fps": VIDEO_FPS},
@@ -508,6 +504,15 @@ def _loader(variant: Variant) -> Node:
     return Node(LOADER, "DynamiCrafterCheckpointLoader", "Load DynamiCrafter", (0, 0), (380, 130),
                 {"ckpt_name": variant.ckpt_name, "variant": "auto", "weight_dtype": "default"},
                 models=(model_download(variant),))
+
+
+def _sampler() -> Node:
+    """The DynamiCrafter Sampler with the original's defaults, fed by the conditioning node."""
+    return Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
+                {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
+                 "spacing": "auto", "dynamic_rescale": "auto"},
+                {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
+                 "latent": (CONDITIONING, 2)})
 
 
 def _prompts(prompt: str | None, prompt_help: str | None = None) -> list[Node]:
@@ -632,11 +637,7 @@ def tooncrafter() -> Workflow:
              Node(IMAGE, "LoadImage", "Start picture", (0, 200), (380, 360), {"image": START_PICTURE}),
              Node(END_IMAGE, "LoadImage", "End picture", (0, 600), (380, 360), {"image": END_PICTURE}),
              conditioning,
-             Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
-                  {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
-                   "spacing": "auto", "dynamic_rescale": "auto"},
-                  {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
-                   "latent": (CONDITIONING, 2)}),
+             _sampler(),
              Node(DECODE, "DynamiCrafterToonCrafterDecode", "ToonCrafter decode", (1680, 0), (300, 200),
                   {"frames": FRAMES, "fit": "crop", "middle_pass": True},
                   {"samples": (SAMPLER, 0), "tooncrafter_vae": (LOADER, 4), "start_image": (IMAGE, 0),
@@ -661,11 +662,7 @@ def photo_to_film() -> Workflow:
                              "instead by removing the link)."),
              Node(IMAGE, "LoadImage", "Picture to animate", (0, 200), (380, 360), {"image": START_PICTURE}),
              _i2v_conditioning(variant),
-             Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
-                  {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
-                   "spacing": "auto", "dynamic_rescale": "auto"},
-                  {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
-                   "latent": (CONDITIONING, 2)}),
+             _sampler(),
              Node(DECODE, "VAEDecode", "Decode frames", (1680, 0), (220, 50), {},
                   {"samples": (SAMPLER, 0), "vae": (LOADER, 2)}),
              _soundtrack((DESCRIBE, 0), (DECODE, 0)),
