@@ -4,8 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ SOUND = load_by_path("_director_test_soundtrack", UNIT / "test_director_soundtra
 
 NODE_IDS = {"DynamiCrafterDirectorConnection", "DynamiCrafterDirectorDescribeImage", "DynamiCrafterDirectorStoryboard",
             "DynamiCrafterDirectorMotionAdvisor", "DynamiCrafterDirectorSoundtrack"}
-HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
 
 DESCRIBE_ANSWER = "A lighthouse stands on the cliff while waves crash below, slow zoom in."
 STORY_ANSWER = ('```json\n{"style": "moody oil painting, teal and amber", "scenes": '
@@ -48,13 +45,7 @@ def director_nodes(comfy_host) -> list[type]:
 @pytest.fixture
 def secret(monkeypatch, caplog):
     """A random key in a random variable, and every log captured at DEBUG (the HTTP stack's too)."""
-    caplog.set_level(logging.DEBUG)
-    for name in HTTP_LOGGERS:
-        caplog.set_level(logging.DEBUG, logger=name)
-    env = "DIRECTOR_HOST_KEY_" + secrets.token_hex(4).upper()
-    value = "sk-host-" + secrets.token_urlsafe(24)
-    monkeypatch.setenv(env, value)
-    return env, value
+    return H.secret_key_in_env(monkeypatch, caplog, "host")
 
 
 def _route(body: dict[str, Any]) -> Any:

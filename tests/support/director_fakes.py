@@ -135,3 +135,21 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return err.code, json.loads(err.read())
 
 
+
+
+HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
+"""Loggers of the HTTP stack, captured at DEBUG so a leaked key would show in them."""
+
+
+def secret_key_in_env(monkeypatch, caplog, tag: str) -> tuple[str, str]:
+    """A random key in a randomly named environment variable, with every log captured at DEBUG."""
+    import logging
+    import secrets
+
+    caplog.set_level(logging.DEBUG)
+    for name in HTTP_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    env = f"DIRECTOR_{tag.upper()}_KEY_" + secrets.token_hex(4).upper()
+    value = f"sk-{tag}-" + secrets.token_urlsafe(24)
+    monkeypatch.setenv(env, value)
+    return env, value

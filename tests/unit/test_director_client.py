@@ -5,9 +5,7 @@ import base64
 import dataclasses
 import io
 import json
-import logging
 import pickle
-import secrets
 import socket
 import sys
 import time
@@ -24,7 +22,6 @@ media = H.director("media")
 prompts = H.director("prompts")
 DirectorError = H.director("errors").DirectorError
 
-HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
 
 
 @pytest.fixture
@@ -36,12 +33,7 @@ def fake():
 @pytest.fixture
 def secret(monkeypatch, caplog):
     """A random key in a random variable; after the test, it must not be anywhere in the captured logs."""
-    caplog.set_level(logging.DEBUG)
-    for name in HTTP_LOGGERS:
-        caplog.set_level(logging.DEBUG, logger=name)
-    env = "DIRECTOR_TEST_KEY_" + secrets.token_hex(4).upper()
-    value = "sk-test-" + secrets.token_urlsafe(24)
-    monkeypatch.setenv(env, value)
+    env, value = H.secret_key_in_env(monkeypatch, caplog, "test")
     yield env, value
     assert value not in caplog.text
 
