@@ -1,7 +1,10 @@
-"""Shared test setup: the project root on sys.path and the paths of the shared fixtures."""
+"""Shared test setup: the project root and ``tests/support`` on sys.path, and a one-thread fixture.
+
+The reference data (golden outputs of the original, checkpoint manifests) are the project's own:
+``support.reference_data`` says where.
+"""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,23 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT, ROOT / "tests"):  # the project's packages, and tests/support helpers
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
-
-
-def shared_dir() -> Path | None:
-    """The shared reference folder (parity fixtures, manifests), beside the project when present."""
-    candidates = [os.environ.get("DYNAMICRAFTER_SHARED")] + [parent / "shared" for parent in ROOT.parents]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "parity").is_dir():
-            return Path(candidate)
-    return None
-
-
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    path = shared_dir()
-    if path is None:
-        pytest.fail("shared reference folder not found: set DYNAMICRAFTER_SHARED to the folder holding parity/ and checkpoint_manifests/")
-    return path
 
 
 @pytest.fixture

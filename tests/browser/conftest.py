@@ -20,6 +20,7 @@ from typing import Iterator
 import pytest
 
 from support.comfy_server import WORKFLOW_INPUTS, ComfyServer, ServerSetup, write_checkpoints
+from support.reference_data import manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def chromium_executable() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
     """A headless ComfyUI with the pack installed, the example pictures and one tiny 512 checkpoint."""
     comfy_dir = comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
@@ -88,7 +89,7 @@ def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     server = ComfyServer(comfy_dir, setup, root / "server.log")
     server.start()  # ComfyUI imports while the checkpoint is written
     try:
-        write_checkpoints(comfy_dir, shared / "checkpoint_manifests" / "dynamicrafter_512.json",
+        write_checkpoints(comfy_dir, manifest_path("512"),
                           [(setup.models / "checkpoints" / TINY_CHECKPOINT, "512", "ckpt")])
         for picture in WORKFLOW_INPUTS.glob("*.png"):
             shutil.copy(picture, setup.input_dir / picture.name)

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from dynamicrafter.checkpoint import PART_PREFIXES, split_parts
+from support.reference_data import manifest_path
 
 pytestmark = pytest.mark.host
 
@@ -161,8 +162,8 @@ def image_results(comfy_host, encoders: ModuleType, oracle: torch.nn.Module,
     return {"ours": ours, "reference": reference, "reference_ln_post": reference_ln_post}
 
 
-def test_parts_have_the_checkpoint_layout(parts: dict[str, dict[str, torch.Tensor]], shared) -> None:
-    manifest = json.loads((shared / "checkpoint_manifests" / "dynamicrafter_512.json").read_text())["keys"]
+def test_parts_have_the_checkpoint_layout(parts: dict[str, dict[str, torch.Tensor]]) -> None:
+    manifest = json.loads(manifest_path("512").read_text())["keys"]
     for part in ("text_encoder", "clip_vision"):
         prefix = PART_PREFIXES[part]
         expected = {k[len(prefix):]: list(shape) for k, shape in manifest.items() if k.startswith(prefix)}

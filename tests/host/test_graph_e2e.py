@@ -10,15 +10,16 @@ import pytest
 from PIL import Image
 
 from support.host_checkpoints import write_host_checkpoint
+from support.reference_data import manifest_path
 
 WIDTH, HEIGHT, FRAMES = 128, 64, 16
 
 
 @pytest.fixture(scope="module")
-def model_dirs(comfy_host, shared, tmp_path_factory):
+def model_dirs(comfy_host, tmp_path_factory):
     """Model folders registered with the host, holding one file per layout, and an input picture."""
     root = tmp_path_factory.mktemp("models")
-    manifest = shared / "checkpoint_manifests" / "dynamicrafter_512.json"
+    manifest = manifest_path("512")
     (root / "checkpoints").mkdir()
     (root / "diffusion_models").mkdir()
     write_host_checkpoint(root / "checkpoints" / "dynamicrafter_512_v1.ckpt", "512", manifest, "ckpt")

@@ -20,6 +20,7 @@ from dynamicrafter.chain import ContinuationPlan, crossfade_weights
 from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from support.tiny_checkpoints import tiny_resampler_state_dict, tiny_unet_state_dict
 from support.parity_data import relative_error, relative_l2
+from support.reference_data import PARITY_SMALL_512, manifest_path
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_interp"
 SCALE = 0.18215
@@ -187,9 +188,9 @@ def golden_clip(pack, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def fixture_model(pack, shared):
+def fixture_model(pack):
     """The shared small_512 parity network, loaded as the 512_interp variant through the pack's loader code."""
-    folder = shared / "parity" / "small_512"
+    folder = PARITY_SMALL_512
     sd = {**load_file(str(folder / "weights.safetensors")), **load_file(str(folder / "buffers.safetensors"))}
     ckpt = checkpoint_from_state_dict(folder / "weights.safetensors", sd, "512_interp")
     return pack["host_model"].model_from_checkpoint(ckpt, "fp32")
@@ -417,12 +418,12 @@ def test_return_to_source_mode_ends_every_clip_on_the_source(pack, tiny, fake_cl
 
 
 @pytest.fixture(scope="module")
-def interp_file(comfy_host, shared, tmp_path_factory):
+def interp_file(comfy_host, tmp_path_factory):
     from support.host_checkpoints import write_host_checkpoint
 
     root = tmp_path_factory.mktemp("long-video-models")
     write_host_checkpoint(root / "dynamicrafter_512_interp_v1.ckpt", "512_interp",
-                          shared / "checkpoint_manifests" / "dynamicrafter_512.json", "ckpt")
+                          manifest_path("512"), "ckpt")
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(root), is_default=True)
     picture = np.zeros((90, 160, 3), dtype=np.uint8)
     picture[:, :80] = (220, 120, 40)

@@ -30,6 +30,7 @@ from dynamicrafter.checkpoint import PART_PREFIXES
 from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.modules import load_by_path
+from support.reference_data import manifest_path
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,14 +58,14 @@ DESCRIBE = "The sun sinks slowly into the sea while the waves shimmer, static ca
 
 
 @pytest.fixture(scope="module")
-def host(comfy_host, shared, tmp_path_factory):
+def host(comfy_host, tmp_path_factory):
     """Tiny checkpoints for every file the new workflows load (one model folder for the module), the pictures."""
     comfy_host.load_builtin_extras()
     folder = tmp_path_factory.mktemp("new-workflow-models")
-    manifest = shared / "checkpoint_manifests" / "dynamicrafter_512.json"
+    manifest = manifest_path("512")
     write_host_checkpoint(folder / TINY["dynamicrafter_512_v1.ckpt"], "512", manifest, "ckpt")
     os.link(folder / TINY["dynamicrafter_512_v1.ckpt"], folder / TINY["dynamicrafter_512_interp_v1.ckpt"])
-    interp_manifest = shared / "checkpoint_manifests" / "dynamicrafter_512_interp.json"
+    interp_manifest = manifest_path("512_interp")
     sd = {k: v for k, v in host_state_dict("512_interp", interp_manifest).items()
           if not k.startswith(PART_PREFIXES["vae"])}
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in TOON.tiny_tooncrafter_vae_state_dict().items()})

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from support.comfy_server import (WORKFLOW_INPUTS, ComfyServer, PromptRejected, PromptRun, ServerSetup,
                                   load_api_workflow, nodes_of, shrink_workflow, workflow_names, write_checkpoints)
+from support.reference_data import manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,14 @@ def sd15_shaped_file(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(comfy_host, shared, tmp_path_factory):
+def server(comfy_host, tmp_path_factory):
     root = tmp_path_factory.mktemp("comfy-server")
     setup = ServerSetup.create(root)
     server = ComfyServer(comfy_host.comfy_dir, setup, root / "server.log")
     server.start()  # ComfyUI imports while the checkpoints are written
     try:
         checkpoints = setup.models / "checkpoints"
-        write_checkpoints(comfy_host.comfy_dir, shared / "checkpoint_manifests" / "dynamicrafter_512.json",
+        write_checkpoints(comfy_host.comfy_dir, manifest_path("512"),
                           [(checkpoints / TINY, "512", "ckpt"), (checkpoints / PRUNED, "512", "pruned")])
         sd15_shaped_file(checkpoints / SD15)
         for picture in WORKFLOW_INPUTS.glob("*.png"):

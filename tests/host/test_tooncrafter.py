@@ -13,6 +13,7 @@ from dynamicrafter.checkpoint import PART_PREFIXES
 from dynamicrafter.tooncrafter_vae import ToonCrafterVAE, ToonCrafterVAEConfig, decode_video
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.tiny_checkpoints import shrunk_part
+from support.reference_data import manifest_path
 
 TINY_VAE = ToonCrafterVAEConfig(channels=32, channel_mult=(1, 1, 2, 2), num_res_blocks=1)
 FRAMES, SIZE = 16, 32
@@ -33,11 +34,11 @@ def tiny_tooncrafter_vae_state_dict(seed: int = 5) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def tooncrafter(comfy_host, shared, tmp_path_factory):
+def tooncrafter(comfy_host, tmp_path_factory):
     """The ToonCrafter nodes registered, and a folder with a tiny ToonCrafter file and a tiny DynamiCrafter one."""
-    manifest_path = shared / "checkpoint_manifests" / "dynamicrafter_512_interp.json"
-    manifest = json.loads(manifest_path.read_text())
-    sd = {k: v for k, v in host_state_dict("512_interp", manifest_path, with_encoders=False).items()
+    manifest_file = manifest_path("512_interp")
+    manifest = json.loads(manifest_file.read_text())
+    sd = {k: v for k, v in host_state_dict("512_interp", manifest_file, with_encoders=False).items()
           if not k.startswith(PART_PREFIXES["vae"])}
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in tiny_tooncrafter_vae_state_dict().items()})
     for part in ("text_encoder", "clip_vision"):  # real key names, narrow shapes: the loader only splits them
@@ -46,7 +47,7 @@ def tooncrafter(comfy_host, shared, tmp_path_factory):
     folder.mkdir()
     torch.save({"state_dict": sd}, folder / TOON_CKPT)
     save_file({k: v.half().contiguous() for k, v in sd.items()}, str(folder / TOON_FILE))
-    write_host_checkpoint(folder / PLAIN_FILE, "512_interp", manifest_path, "pruned")
+    write_host_checkpoint(folder / PLAIN_FILE, "512_interp", manifest_file, "pruned")
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder), is_default=True)
     module = comfy_host.import_pack_module("nodes.tooncrafter")
     comfy_host.register(module.NODES)
@@ -141,11 +142,11 @@ def test_wrong_inputs_are_clear_errors(comfy_host, tooncrafter, stub_encoders):
         loader.execute(PLAIN_FILE, "default")
 
 
-def test_interpolation_graph_end_to_end(comfy_host, tooncrafter, shared, tmp_path_factory):
+def test_interpolation_graph_end_to_end(comfy_host, tooncrafter, tmp_path_factory):
     """Loader -> CLIP text -> interpolation conditioning -> sampler -> ToonCrafter decode, with real
     (random, full-size) CLIP towers. The slowest test here (the towers are 1 B parameters on CPU)."""
-    manifest_path = shared / "checkpoint_manifests" / "dynamicrafter_512_interp.json"
-    sd = {k: v for k, v in host_state_dict("512_interp", manifest_path).items()
+    manifest_file = manifest_path("512_interp")
+    sd = {k: v for k, v in host_state_dict("512_interp", manifest_file).items()
           if not k.startswith(PART_PREFIXES["vae"])}
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in tiny_tooncrafter_vae_state_dict().items()})
     folder = tmp_path_factory.mktemp("tooncrafter_full")

@@ -31,6 +31,7 @@ from dynamicrafter.config import VARIANTS
 from support.comfy_server import (API_WORKFLOWS, WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, pack_folder_name,
                                   shrink_workflow, workflow_names)
 from support.host_checkpoints import write_host_checkpoint
+from support.reference_data import manifest_path
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -158,11 +159,11 @@ def ui_to_api(host, ui: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def host(comfy_host, shared, tmp_path_factory):
+def host(comfy_host, tmp_path_factory):
     """The in-process host with the video nodes, a tiny checkpoint and the shipped pictures in its input folder."""
     comfy_host.load_builtin_extras()
     folder = tmp_path_factory.mktemp("workflow-models")
-    manifest = shared / "checkpoint_manifests" / "dynamicrafter_512.json"
+    manifest = manifest_path("512")
     write_host_checkpoint(folder / TINY_CKPT, "512", manifest, "pruned")
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
     for picture in WORKFLOW_INPUTS.glob("*.png"):

@@ -6,13 +6,12 @@ import json
 import pytest
 import torch
 
-from conftest import shared_dir
+from support.reference_data import MANIFESTS as MANIFEST_DIR
 from dynamicrafter.checkpoint import PART_PREFIXES, checkpoint_from_state_dict, split_parts
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
 
-SHARED = shared_dir()
-MANIFESTS = sorted((SHARED / "checkpoint_manifests").glob("dynamicrafter_*.json")) if SHARED else []
+MANIFESTS = sorted(MANIFEST_DIR.glob("dynamicrafter_*.json"))
 UNET_PARAMS = 1_438_854_980  # spec section 10: 1.439 B (256: +16 alphas)
 RESAMPLER_PARAMS = 48_787_456
 

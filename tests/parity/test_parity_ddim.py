@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import shared_dir
+from support.reference_data import parity_dir
 from dynamicrafter.sampler import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import make_schedule
 from support.parity_data import FixtureSet, fixture_sets, relative_error
 
-SETS = fixture_sets(shared_dir()) if shared_dir() else []
+SETS = fixture_sets(parity_dir())
 TOL = 1e-4
 
 

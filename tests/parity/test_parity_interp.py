@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from dynamicrafter.frames import concat_latent, frames_to_keep
 from support.parity_data import FixtureSet, relative_error
+from support.reference_data import PARITY_SMALL_512
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_interp"
 SCALE = 0.18215
@@ -43,9 +44,9 @@ def test_loop_keeps_fifteen_frames():
 
 
 @pytest.mark.parametrize("task", ["interp", "loop"])
-def test_image_tokens_are_the_resampler_of_the_first_frame(shared, single_thread, task):
+def test_image_tokens_are_the_resampler_of_the_first_frame(single_thread, task):
     t = goldens(task)
-    _, resampler = FixtureSet(shared / "parity" / "small_512").networks()
+    _, resampler = FixtureSet(PARITY_SMALL_512).networks()
     with torch.no_grad():
         assert relative_error(resampler(t["image_embeds"]), t["image_tokens"]) < TOL
         assert relative_error(resampler(t["uc_image_embeds"]), t["uc_image_tokens"]) < TOL

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import shared_dir
+from support.reference_data import parity_dir
 from support.parity_data import FixtureSet, fixture_sets, relative_error, relative_l2
 
-SETS = fixture_sets(shared_dir()) if shared_dir() else []
+SETS = fixture_sets(parity_dir())
 TOL = 1e-4
 
 HOOKED = {  # intermediate name in unet_intermediates -> our module path
@@ -25,7 +25,7 @@ HOOKED = {  # intermediate name in unet_intermediates -> our module path
 
 
 def test_fixtures_present():
-    assert SETS, "no parity fixture sets found under shared/parity"
+    assert SETS, f"no parity fixture sets found in {parity_dir()}"
 
 
 @pytest.fixture(params=SETS, ids=lambda s: s.name)

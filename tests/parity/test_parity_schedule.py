@@ -6,16 +6,16 @@ import json
 import pytest
 import torch
 
-from conftest import shared_dir
+from support.reference_data import parity_dir
 from dynamicrafter.schedule import ddim_parameters, ddim_timesteps, make_schedule
 from support.parity_data import fixture_sets
 
-SHARED = shared_dir()
-SETS = fixture_sets(SHARED) if SHARED else []
+PARITY = parity_dir()
+SETS = fixture_sets(PARITY)
 
 
 def _schedules() -> dict:
-    return json.loads((SHARED / "parity" / "schedules.json").read_text())["variants"]
+    return json.loads((PARITY / "schedules.json").read_text())["variants"]
 
 
 @pytest.mark.parametrize("fixture_set", SETS, ids=lambda s: s.name)

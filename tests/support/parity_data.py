@@ -1,4 +1,4 @@
-"""Access to the golden outputs of the original implementation (the shared ``parity/`` folder)."""
+"""Access to the golden outputs of the original implementation (``tests/data/parity`` or ``$DYNAMICRAFTER_PARITY_DIR``)."""
 from __future__ import annotations
 
 import json
@@ -65,5 +65,8 @@ class FixtureSet:
         return unet, resampler
 
 
-def fixture_sets(shared: Path) -> list[FixtureSet]:
-    return [FixtureSet(p) for p in sorted((shared / "parity").iterdir()) if (p / "config.json").is_file()]
+def fixture_sets(folder: Path) -> list[FixtureSet]:
+    """Every fixture set (a sub-folder with a ``config.json``) in ``folder``; none when it does not exist."""
+    if not folder.is_dir():
+        return []
+    return [FixtureSet(p) for p in sorted(folder.iterdir()) if (p / "config.json").is_file()]

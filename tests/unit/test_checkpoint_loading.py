@@ -13,6 +13,7 @@ from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.tiny_checkpoints import (TINY_RESAMPLER, TINY_UNET, tiny_unet_state_dict, write_bf16_safetensors,
                                       write_fp16_pruned, write_original_ckpt)
+from support.reference_data import manifest_path
 
 WRITERS = {
     "model.ckpt": write_original_ckpt,
@@ -21,8 +22,8 @@ WRITERS = {
 }
 
 
-def _manifest(shared, variant):
-    return shared / "checkpoint_manifests" / f"dynamicrafter_{variant}.json"
+def _manifest(variant):
+    return manifest_path(variant)
 
 
 # Every released layout of every variant (no fp16-pruned file was ever published for 256).
@@ -31,8 +32,8 @@ CASES = [(v, layout) for v in ("256", "512", "1024", "512_interp") for layout in
 
 
 @pytest.mark.parametrize(("variant", "layout"), CASES)
-def test_round_trip_every_layout(tmp_path, shared, variant, layout):
-    path = WRITERS[layout](tmp_path / layout.format(v=variant), variant, _manifest(shared, variant))
+def test_round_trip_every_layout(tmp_path, variant, layout):
+    path = WRITERS[layout](tmp_path / layout.format(v=variant), variant, _manifest(variant))
     ckpt = load_checkpoint(path, variant if layout == "model.ckpt" else None)
     assert ckpt.variant.name == variant
     assert ckpt.unet_config.model_channels == TINY_UNET.model_channels
@@ -52,8 +53,8 @@ def test_round_trip_every_layout(tmp_path, shared, variant, layout):
         assert ckpt.require("text_encoder") and ckpt.require("clip_vision")
 
 
-def test_pruned_file_asked_for_clip_names_the_stock_files(tmp_path, shared):
-    path = write_fp16_pruned(tmp_path / "dynamicrafter_512_fp16_pruned.safetensors", "512", _manifest(shared, "512"))
+def test_pruned_file_asked_for_clip_names_the_stock_files(tmp_path):
+    path = write_fp16_pruned(tmp_path / "dynamicrafter_512_fp16_pruned.safetensors", "512", _manifest("512"))
     ckpt = load_checkpoint(path)
     with pytest.raises(MissingPartError) as err:
         ckpt.require("text_encoder")
@@ -64,8 +65,8 @@ def test_pruned_file_asked_for_clip_names_the_stock_files(tmp_path, shared):
 
 
 @pytest.mark.parametrize("variant", ["256", "512", "1024", "512_interp"])
-def test_config_detection_on_full_size_shapes(shared, variant):
-    manifest = json.loads(_manifest(shared, variant).read_text())
+def test_config_detection_on_full_size_shapes(variant):
+    manifest = json.loads(_manifest(variant).read_text())
     sd = {k: torch.empty(s, device="meta") for k, s in manifest["keys"].items()}
     ckpt = checkpoint_from_state_dict(f"dynamicrafter_{variant}_v1/model.ckpt", sd, variant)
     c = ckpt.unet_config
@@ -77,8 +78,8 @@ def test_config_detection_on_full_size_shapes(shared, variant):
     assert ckpt.variant.schedule.prediction == ("eps" if variant == "256" else "v")
 
 
-def test_variant_from_file_name_and_scale_arr(tmp_path, shared):
-    manifest = _manifest(shared, "1024")
+def test_variant_from_file_name_and_scale_arr(tmp_path):
+    manifest = _manifest("1024")
     ckpt = load_checkpoint(write_bf16_safetensors(tmp_path / "dynamicrafter_1024_v1_bf16.safetensors", "1024", manifest))
     assert ckpt.variant.name == "1024" and ckpt.variant.schedule.base_scale == 0.3
     # A 1024 file under a neutral name is still recognised by its scale_arr (base scale 0.3).
@@ -88,11 +89,11 @@ def test_variant_from_file_name_and_scale_arr(tmp_path, shared):
     assert load_checkpoint(neutral, "512").variant.schedule.base_scale == 0.3
 
 
-def test_wrong_variant_choice_is_refused(tmp_path, shared):
-    path = write_original_ckpt(tmp_path / "model.ckpt", "256", _manifest(shared, "256"))
+def test_wrong_variant_choice_is_refused(tmp_path):
+    path = write_original_ckpt(tmp_path / "model.ckpt", "256", _manifest("256"))
     with pytest.raises(CheckpointError, match="this is the 256 model"):
         load_checkpoint(path, "512")
-    path = write_original_ckpt(tmp_path / "model512.ckpt", "512", _manifest(shared, "512"))
+    path = write_original_ckpt(tmp_path / "model512.ckpt", "512", _manifest("512"))
     with pytest.raises(CheckpointError, match="variant '256' was chosen"):
         load_checkpoint(path, "256")
 
@@ -121,16 +122,16 @@ def test_plain_pickle_with_code_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned_marker").exists()
 
 
-def test_truncated_safetensors(tmp_path, shared):
-    path = write_fp16_pruned(tmp_path / "cut.safetensors", "512", _manifest(shared, "512"))
+def test_truncated_safetensors(tmp_path):
+    path = write_fp16_pruned(tmp_path / "cut.safetensors", "512", _manifest("512"))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="cut.safetensors: the file is truncated or corrupt"):
         load_checkpoint(path)
 
 
-def test_truncated_ckpt(tmp_path, shared):
-    path = write_original_ckpt(tmp_path / "cut.ckpt", "512", _manifest(shared, "512"))
+def test_truncated_ckpt(tmp_path):
+    path = write_original_ckpt(tmp_path / "cut.ckpt", "512", _manifest("512"))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="cut.ckpt: the file is truncated or corrupt"):
@@ -158,8 +159,8 @@ def test_missing_file_is_named(tmp_path):
         load_checkpoint(tmp_path / "nothing.safetensors")
 
 
-def test_incomplete_unet_names_the_missing_key(tmp_path, shared):
-    path = write_fp16_pruned(tmp_path / "dc.safetensors", "512", _manifest(shared, "512"))
+def test_incomplete_unet_names_the_missing_key(tmp_path):
+    path = write_fp16_pruned(tmp_path / "dc.safetensors", "512", _manifest("512"))
     from safetensors.torch import load_file
     sd = load_file(str(path))
     del sd["model.diffusion_model.out.2.weight"]

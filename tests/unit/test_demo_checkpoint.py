@@ -11,6 +11,7 @@ from dynamicrafter.demo import (DEMO_RESAMPLER, DEMO_UNET, NOISE_NOTICE, SD_VAE,
                                 openclip_h_key_shapes, vae_key_shapes, write_demo_checkpoint)
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
+from support.reference_data import manifest_path
 
 ENCODER_PREFIXES = ("cond_stage_model.", "embedder.")
 LEFTOVERS = {"embedder.model.positional_embedding", "embedder.model.text_projection", "embedder.model.logit_scale",
@@ -18,34 +19,34 @@ LEFTOVERS = {"embedder.model.positional_embedding", "embedder.model.text_project
              "embedder.model.ln_final.bias"}
 
 
-def _manifest(shared, variant: str = "512") -> dict[str, tuple[int, ...]]:
-    keys = json.loads((shared / "checkpoint_manifests" / f"dynamicrafter_{variant}.json").read_text())["keys"]
+def _manifest(variant: str = "512") -> dict[str, tuple[int, ...]]:
+    keys = json.loads(manifest_path(variant).read_text())["keys"]
     return {k: tuple(v) for k, v in keys.items()}
 
 
 @pytest.mark.parametrize("variant", ["256", "512", "1024", "512_interp"])
-def test_encoder_keys_and_shapes_equal_the_released_file(shared, variant):
-    released = {k: v for k, v in _manifest(shared, variant).items() if k.startswith(ENCODER_PREFIXES)}
+def test_encoder_keys_and_shapes_equal_the_released_file(variant):
+    released = {k: v for k, v in _manifest(variant).items() if k.startswith(ENCODER_PREFIXES)}
     assert list(openclip_h_key_shapes(embedder_text_leftovers=True).items()) == list(released.items())
 
 
-def test_demo_omits_only_the_embedders_text_leftovers(shared):
-    released = {k: v for k, v in _manifest(shared).items() if k.startswith(ENCODER_PREFIXES)}
+def test_demo_omits_only_the_embedders_text_leftovers():
+    released = {k: v for k, v in _manifest().items() if k.startswith(ENCODER_PREFIXES)}
     lean = openclip_h_key_shapes(embedder_text_leftovers=False)
     assert set(released) - set(lean) == LEFTOVERS
     assert {k: released[k] for k in lean} == lean
     assert all(k.startswith(("cond_stage_model.model.", "embedder.model.visual.")) for k in lean)
 
 
-def test_vae_keys_from_sd_ddconfig_equal_the_released_file(shared):
-    released = {k[len("first_stage_model."):]: v for k, v in _manifest(shared).items()
+def test_vae_keys_from_sd_ddconfig_equal_the_released_file():
+    released = {k[len("first_stage_model."):]: v for k, v in _manifest().items()
                 if k.startswith("first_stage_model.")}
     assert list(vae_key_shapes(SD_VAE).items()) == list(released.items())
 
 
-def test_schedule_buffers_are_the_released_ones(shared):
+def test_schedule_buffers_are_the_released_ones():
     sd = demo_state_dict("512", with_encoders=False)
-    buffers = {k: v for k, v in _manifest(shared).items() if "." not in k}
+    buffers = {k: v for k, v in _manifest().items() if "." not in k}
     assert {k: tuple(sd[k].shape) for k in buffers} == buffers
     assert all(sd[k].dtype == torch.float32 for k in buffers)
 

@@ -3,10 +3,10 @@
 Runs only in a throwaway environment that can import the original repository (see README.md here); it is
 never imported by the tests:
 
-    python generate_with_original.py --original /path/to/DynamiCrafter --shared /path/to/shared \
+    python generate_with_original.py --original /path/to/DynamiCrafter --fixture tests/data/parity/small_512 \
         [--stubs /path/to/torchvision-stand-in]
 
-The network is the ``small_512`` parity fixture (``<shared>/parity/small_512``: weights, schedule
+The network is the ``small_512`` parity fixture (``tests/data/parity/small_512``: weights, schedule
 buffers, configuration), built as the original ``LatentVisualDiffusion`` and loaded strictly. The
 conditioning and the run go through the original ``scripts/evaluation/inference.py::image_guided_synthesis``
 with ``--interp`` / ``--loop`` semantics (``videos`` laid out as ``load_data_prompts`` lays them out) and
@@ -244,7 +244,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", type=Path, required=True, help=f"the {REPO} repository at {COMMIT}")
-    parser.add_argument("--shared", type=Path, required=True, help="the shared folder holding parity/small_512")
+    parser.add_argument("--fixture", type=Path, default=Path(__file__).resolve().parents[1] / "parity" / "small_512",
+                        help="the small_512 parity fixture folder (default: the project's tests/data/parity/small_512)")
     parser.add_argument("--stubs", type=Path, help="folder with an import-time torchvision stand-in")
     args = parser.parse_args()
     original = args.original.resolve()
@@ -259,7 +260,7 @@ def main() -> None:
     import inference  # the original scripts/evaluation/inference.py
 
     _patch_sampler()
-    fixture = args.shared.resolve() / "parity" / "small_512"
+    fixture = args.fixture.resolve()
     model = _build_model(original, fixture)
     shapes, goldens = {}, {}
     for task in TASKS:
@@ -278,7 +279,7 @@ def main() -> None:
     config = {
         "source": {"repo": REPO, "commit": COMMIT, "git_blob_sha1": {s: _blob_sha1(original / s) for s in SOURCES}},
         "command": "python tests/data/parity_interp/generate_with_original.py --original <DynamiCrafter@c453369> "
-                   "--shared <shared> --stubs <torchvision stand-in>",
+                   "--stubs <torchvision stand-in>",
         "network": "shared parity/small_512 (weights.safetensors + buffers.safetensors), original "
                    "LatentVisualDiffusion, strict load",
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
