@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -66,6 +67,23 @@ OPENCLIP_H_TEXT = {"width": 1024, "layers": 24, "context": 77, "vocab": 49408, "
 OPENCLIP_H_VISION = {"width": 1280, "layers": 32, "patch": 14, "image": 224, "embed_dim": 1024}
 """OpenCLIP ViT-H/14: the text tower (``cond_stage_model``) and vision tower (``embedder``)."""
 
+
+@dataclass(frozen=True)
+class DemoSizes:
+    """The sizes of a demo checkpoint's networks: tiny UNet and Resampler, and the encoder towers.
+
+    The default has the released encoders' sizes (the pack's loader builds the host's encoders from
+    whatever sizes a file has, so narrower towers load the same way; tests use them to stay fast).
+    """
+
+    unet: UNetConfig = DEMO_UNET
+    resampler: ResamplerConfig = DEMO_RESAMPLER
+    text: Mapping[str, int] = field(default_factory=lambda: dict(OPENCLIP_H_TEXT))
+    vision: Mapping[str, int] = field(default_factory=lambda: dict(OPENCLIP_H_VISION))
+
+
+DEMO_SIZES = DemoSizes()
+
 Shapes = dict[str, tuple[int, ...]]
 
 
@@ -88,9 +106,8 @@ def _resblocks(prefix: str, width: int, layers: int) -> Iterator[tuple[str, tupl
         ]
 
 
-def _openclip_text_side(prefix: str, with_transformer: bool) -> tuple[Shapes, Shapes]:
+def _openclip_text_side(prefix: str, with_transformer: bool, t: Mapping[str, int]) -> tuple[Shapes, Shapes]:
     """The text tower's direct parameters (first in state_dict order) and its trailing modules."""
-    t = OPENCLIP_H_TEXT
     head = {prefix + "positional_embedding": (t["context"], t["width"]),
             prefix + "text_projection": (t["width"], t["embed_dim"]),
             prefix + "logit_scale": ()}
@@ -100,19 +117,19 @@ def _openclip_text_side(prefix: str, with_transformer: bool) -> tuple[Shapes, Sh
     return head, tail
 
 
-def openclip_h_key_shapes(embedder_text_leftovers: bool = True) -> Shapes:
+def openclip_h_key_shapes(embedder_text_leftovers: bool = True, sizes: DemoSizes = DEMO_SIZES) -> Shapes:
     """Every ``cond_stage_model.*`` and ``embedder.*`` key of a released file with its shape, in file order.
 
     ``cond_stage_model.model`` is OpenCLIP-H without its vision tower; ``embedder.model`` is OpenCLIP-H
     without its text transformer, which leaves the text tower's other parameters in the file
-    (``embedder_text_leftovers``).
+    (``embedder_text_leftovers``). ``sizes.text`` / ``sizes.vision``: the towers' sizes (default ViT-H/14).
     """
     text = PART_PREFIXES["text_encoder"] + "model."
-    head, tail = _openclip_text_side(text, with_transformer=True)
+    head, tail = _openclip_text_side(text, with_transformer=True, t=sizes.text)
     shapes: Shapes = {**head, **tail}
 
     image = PART_PREFIXES["clip_vision"] + "model."
-    v = OPENCLIP_H_VISION
+    v = sizes.vision
     grid = v["image"] // v["patch"]
     visual = image + "visual."
     vision: Shapes = {
@@ -124,7 +141,7 @@ def openclip_h_key_shapes(embedder_text_leftovers: bool = True) -> Shapes:
         **dict(_resblocks(visual, v["width"], v["layers"])),
         visual + "ln_post.weight": (v["width"],), visual + "ln_post.bias": (v["width"],),
     }
-    head, tail = _openclip_text_side(image, with_transformer=False)
+    head, tail = _openclip_text_side(image, with_transformer=False, t=sizes.text)
     if embedder_text_leftovers:
         shapes.update({**head, **vision, **tail})
     else:
@@ -229,17 +246,17 @@ def _encoder_value(key: str, shape: tuple[int, ...], generator: torch.Generator)
     return torch.randn(shape, generator=generator) * 0.02
 
 
-def openclip_h_state_dict(seed: int = 0, embedder_text_leftovers: bool = True,
-                          dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
-    """Full-size random OpenCLIP-H text (``cond_stage_model.``) and vision (``embedder.``) weights.
+def openclip_h_state_dict(seed: int = 0, embedder_text_leftovers: bool = True, dtype: torch.dtype = torch.float16,
+                          sizes: DemoSizes = DEMO_SIZES) -> dict[str, torch.Tensor]:
+    """Random OpenCLIP text (``cond_stage_model.``) and vision (``embedder.``) weights (default: full-size ViT-H).
 
     Values are drawn in file order from one generator, so the same ``seed`` gives the same tensors for
     every key whichever ``embedder_text_leftovers`` is chosen (the leftovers are drawn and dropped).
     """
     generator = torch.Generator().manual_seed(seed)
     out = {}
-    keep = openclip_h_key_shapes(embedder_text_leftovers).keys()
-    for key, shape in openclip_h_key_shapes(True).items():
+    keep = openclip_h_key_shapes(embedder_text_leftovers, sizes).keys()
+    for key, shape in openclip_h_key_shapes(True, sizes).items():
         value = _encoder_value(key, shape, generator).to(dtype)
         if key in keep:
             out[key] = value
@@ -258,9 +275,9 @@ def random_module_state(module: torch.nn.Module, seed: int, std: float = 0.05) -
     return out
 
 
-def unet_state_dict(variant: str, seed: int = 1) -> dict[str, torch.Tensor]:
+def unet_state_dict(variant: str, seed: int = 1, config: UNetConfig = DEMO_UNET) -> dict[str, torch.Tensor]:
     """Tiny UNet weights under the checkpoint's names (the 256 file's fs MLP is ``framestride_embed``)."""
-    config = UNetConfig(**{**DEMO_UNET.__dict__, "image_cross_attention_scale_learnable": variant == "256"})
+    config = UNetConfig(**{**config.__dict__, "image_cross_attention_scale_learnable": variant == "256"})
     sd = random_module_state(DynamiCrafterUNet(config), seed)
     if variant == "256":
         file_names = {module: stored for stored, module in UNET_KEY_RENAMES.items()}
@@ -268,8 +285,8 @@ def unet_state_dict(variant: str, seed: int = 1) -> dict[str, torch.Tensor]:
     return sd
 
 
-def resampler_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:
-    return random_module_state(Resampler(DEMO_RESAMPLER), seed)
+def resampler_state_dict(seed: int = 2, config: ResamplerConfig = DEMO_RESAMPLER) -> dict[str, torch.Tensor]:
+    return random_module_state(Resampler(config), seed)
 
 
 def vae_state_dict(ddconfig: Mapping = DEMO_VAE, seed: int = 3) -> dict[str, torch.Tensor]:
@@ -286,22 +303,23 @@ def vae_state_dict(ddconfig: Mapping = DEMO_VAE, seed: int = 3) -> dict[str, tor
 
 
 def demo_state_dict(variant: str = "512", with_encoders: bool = True, embedder_text_leftovers: bool = False,
-                    encoders: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                    encoders: Mapping[str, torch.Tensor] | None = None,
+                    sizes: DemoSizes = DEMO_SIZES) -> dict[str, torch.Tensor]:
     """A complete original-layout state dict for ``variant`` whose networks run on a CPU in seconds.
 
     ``encoders``: ready-made ``cond_stage_model.`` / ``embedder.`` tensors (e.g. from a cache) instead of
-    drawing them; keys outside the chosen layout are dropped.
+    drawing them; keys outside the chosen layout are dropped. ``sizes``: the networks' sizes.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    sd = {PART_PREFIXES["unet"] + k: v for k, v in unet_state_dict(variant).items()}
-    sd.update({PART_PREFIXES["resampler"] + k: v for k, v in resampler_state_dict().items()})
+    sd = {PART_PREFIXES["unet"] + k: v for k, v in unet_state_dict(variant, config=sizes.unet).items()}
+    sd.update({PART_PREFIXES["resampler"] + k: v for k, v in resampler_state_dict(config=sizes.resampler).items()})
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in vae_state_dict().items()})
     sd.update({k: v.float() for k, v in make_schedule(VARIANTS[variant].schedule).buffers().items()})
     if with_encoders:
-        keys = openclip_h_key_shapes(embedder_text_leftovers)
+        keys = openclip_h_key_shapes(embedder_text_leftovers, sizes)
         if encoders is None:
-            encoders = openclip_h_state_dict(embedder_text_leftovers=embedder_text_leftovers)
+            encoders = openclip_h_state_dict(embedder_text_leftovers=embedder_text_leftovers, sizes=sizes)
         missing = [k for k in keys if k not in encoders]
         if missing:
             raise ValueError(f"the encoder weights lack {len(missing)} keys, e.g. {missing[0]!r}")

@@ -106,6 +106,7 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
                              f"is {concat.shape[-1] * 8}x{concat.shape[-2] * 8}; use the latent of the same node")
         self.check_size(noise.shape[-2] * 8, noise.shape[-1] * 8)
         self.check_task(kwargs.get(COND_TASK, "i2v"))
+        self.check_image_tokens(tokens)
         concat = self.process_latent_in(concat).repeat(noise.shape[0] // concat.shape[0], 1, 1, 1)
         out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
         cross_attn = kwargs.get("cross_attn")
@@ -124,6 +125,14 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
             raise ValueError(f"{task} needs the DynamiCrafter 512_interp checkpoint (Doubiiu/DynamiCrafter_512_Interp, "
                              f"e.g. dynamicrafter_512_interp_v1.ckpt), but a {self.variant.name} model is loaded. If "
                              "the file IS the interp model, set the loader's variant to '512_interp'.")
+
+    def check_image_tokens(self, tokens: torch.Tensor) -> None:
+        """The CLIP vision tokens must have the width this model's Resampler reads (1280: ViT-H/14)."""
+        width = self.model_config.unet_config["resampler"].embedding_dim
+        if tokens.shape[-1] != width:
+            raise ValueError(f"the CLIP vision tokens are {tokens.shape[-1]} wide but this DynamiCrafter model reads "
+                             f"{width}-wide ones: use the OpenCLIP ViT-H/14 CLIP vision model "
+                             "(e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) in the conditioning node")
 
     def check_size(self, height: int, width: int) -> None:
         """Refuse sizes far from what the variant was trained on (the result would be noise).

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import inspect
 import os
+import shutil
+import subprocess
 import sys
 import types
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pytest
 
@@ -127,6 +130,11 @@ class ComfyHost:
             asyncio.run(self.nodes.init_builtin_extra_nodes())
             self._extras_loaded = True
 
+    def new_executor(self) -> Any:
+        """A ``PromptExecutor`` built as this host's ``main.py`` builds it (the arguments differ by release)."""
+        executor_class = self.execution.PromptExecutor
+        return executor_class(_StubServer(), **_executor_arguments(executor_class))
+
     def run_prompt(self, prompt: dict[str, Any], outputs: Iterable[str] | None = None,
                    extra_data: dict[str, Any] | None = None, check: bool = True) -> PromptRun:
         """Validate and execute an API-format prompt in-process.
@@ -147,7 +155,7 @@ class ComfyHost:
                 ok, reasons, _ = asyncio.run(self.execution.validate_inputs(prompt_id, prompt, node_id, validated))
                 if not ok:
                     raise AssertionError(f"node {node_id} does not validate: {reasons}")
-        executor = self.execution.PromptExecutor(_StubServer())
+        executor = self.new_executor()
         executor.execute(prompt, prompt_id, dict(extra_data or {}), targets)
         collected: dict[str, list[list[Any]]] = {}
         for node_id in prompt:
@@ -160,6 +168,22 @@ class ComfyHost:
             error = run.error or {}
             raise AssertionError(f"prompt failed in {error.get('node_type')}: {error.get('exception_message')}")
         return run
+
+
+def _executor_arguments(executor_class: type) -> dict[str, Any]:
+    """The keyword arguments the host's own ``main.py`` gives ``PromptExecutor``, with its default cache.
+
+    Releases differ here: 0.8.0 takes ``cache_args`` (and reads ``cache_args["ram"]`` after every node),
+    0.3.64 takes ``cache_size``. The constructor's signature tells which one this host has.
+    """
+    from comfy.cli_args import args
+
+    parameters = inspect.signature(executor_class).parameters
+    if "cache_args" in parameters:
+        return {"cache_args": {"lru": args.cache_lru, "ram": args.cache_ram}}
+    if "cache_size" in parameters:
+        return {"cache_size": args.cache_lru}
+    return {}
 
 
 def _prefer_comfyui_on_path(comfy_dir: Path) -> None:
@@ -198,3 +222,34 @@ def comfy_host(tmp_path_factory: pytest.TempPathFactory) -> ComfyHost:
         pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI "
                     "(the project's scripts extract the pinned snapshot into .cache/comfyui)")
     return ComfyHost(comfy_dir, tmp_path_factory.mktemp("comfy-host"))
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A models folder whose ``checkpoints/`` holds the full-size demo checkpoint of ``scripts/run --demo``.
+
+    About 2 GB (the real encoders' sizes are the point of that file): written once per test run, in a
+    child process (the test process never holds the weights), and removed when the run ends.
+    """
+    from support.host_checkpoints import DEMO_FILE_NAME
+
+    folder = tmp_path_factory.mktemp("demo-models")
+    path = folder / "checkpoints" / DEMO_FILE_NAME
+    path.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "dynamicrafter.demo", str(path), "512"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=900)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder whose ``checkpoints/`` holds ``support.host_checkpoints.TINY_FILE_NAME``: a 512 file in the original layout
+    with every network small (a few MB), for server tests that only need some DynamiCrafter checkpoint."""
+    from support.host_checkpoints import TINY_FILE_NAME, write_host_checkpoint
+    from support.reference_data import manifest_path
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    (folder / "checkpoints").mkdir()
+    write_host_checkpoint(folder / "checkpoints" / TINY_FILE_NAME, "512", manifest_path("512"))
+    return folder

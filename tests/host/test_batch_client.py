@@ -23,6 +23,7 @@ if str(SCRIPTS) not in sys.path:
 
 import batch_client as bc  # noqa: E402
 from dynamicrafter_run import ComfyServer, link_pack, write_extra_paths  # noqa: E402
+from support.host_checkpoints import TINY_FILE_NAME  # noqa: E402
 
 BATCH = SCRIPTS / "batch_client.py"
 ITEMS = 20
@@ -158,13 +159,11 @@ def _comfyui_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from support.host_checkpoints import shared_demo_checkpoint
-
+def server(tmp_path_factory, tiny_models):
     comfy_dir = _comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
         pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR")
-    ckpt = shared_demo_checkpoint()
+    ckpt = tiny_models / "checkpoints" / TINY_FILE_NAME
     work = tmp_path_factory.mktemp("batch-server")
     extra = write_extra_paths(work / "extra_model_paths.yaml", link_pack(work), [ckpt.parent], None)
     # One thread: on a busy 2-core machine torch's thread pool spins and runs the tiny networks 10x slower.
@@ -236,7 +235,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     (tmp_path / "batch.csv").write_text("image,prompt,seed,fs,variant,steps\n" + rows)
     out, log = tmp_path / "out", tmp_path / "client.log"
     args = ["--csv", str(tmp_path / "batch.csv"), "--out", str(out), "--server", server.url, "--ckpt",
-            "dynamicrafter_512_demo_noise.ckpt", *TINY, "--concurrency", "2", "--poll", "0.5", "--server-wait", "300"]
+            TINY_FILE_NAME, *TINY, "--concurrency", "2", "--poll", "0.5", "--server-wait", "300"]
 
     client = _client(args, log)
     queued_by_killed_client = _wait_until_busy(out, 3, client)
@@ -286,7 +285,7 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
     (folder / "b_broken.png").write_bytes(b"this is not a picture")
     out = tmp_path / "out"
     args = ["--images", str(folder), "--prompt", "waves", "--out", str(out), "--server", server.url, "--ckpt",
-            "dynamicrafter_512_demo_noise.ckpt", *TINY, "--poll", "0.5", "-q"]
+            TINY_FILE_NAME, *TINY, "--poll", "0.5", "-q"]
     result = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.host_checkpoints import DEMO_MODELS, shared_demo_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,11 +41,10 @@ def test_help_needs_no_setup(clone):
     assert not (clone / ".venv").exists()
 
 
-def test_demo_run_from_a_clean_clone_writes_an_mp4(clone, tmp_path):
+def test_demo_run_from_a_clean_clone_writes_an_mp4(clone, tmp_path, demo_models):
     comfy_dir = _comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
         pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR")
-    shared_demo_checkpoint()
     pixels = np.zeros((90, 160, 3), dtype=np.uint8)
     pixels[:, :80] = (220, 120, 40)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
@@ -54,7 +52,7 @@ def test_demo_run_from_a_clean_clone_writes_an_mp4(clone, tmp_path):
            # one torch thread: on a busy 2-core machine the thread pool spins and runs tiny models 10x slower
            "OMP_NUM_THREADS": "1"}
     command = [str(clone / "scripts" / "run"), "--demo", "--image", "photo.png", "--prompt", "waves",
-               "--out", "videos", "--models-dir", str(DEMO_MODELS)]
+               "--out", "videos", "--models-dir", str(demo_models)]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-5000:]}"
 
