@@ -8,29 +8,26 @@
    symlink to this checkout, named by an extra-model-paths YAML (``custom_nodes:``) that also adds the
    model folders (skipped when the install's own custom_nodes/ already holds this checkout);
 2. gets the model: ``--model PATH`` (any file), ``--download VARIANT`` (the pack's
-   DynamiCrafterModelDownload node, run on the server, resumable), or ``--demo`` (a tiny RANDOM checkpoint
-   written by ``dynamicrafter/demo.py``: the video is random noise; tiny sizes so it takes a minute or two
-   on a CPU);
+   DynamiCrafterModelDownload node, run on the server, resumable), or ``--demo`` (a RANDOM checkpoint
+   written by ``dynamicrafter/demo.py``: tiny UNet, full-size encoders, 1.9 GB; the video is random
+   noise); downloads and the demo file live in the models folder (``models/`` in the checkout by
+   default), which re-provisioning ComfyUI never touches;
 3. starts ComfyUI on 127.0.0.1 at a free port (inputs, outputs and its log under ``.cache/run/``);
 4. runs the picture through the batch client's engine (``scripts/batch_client.py``): the shipped API
    workflow ``image_to_video[_<variant>]`` (or the built-in equivalent), values set by node class, the
    picture uploaded, progress on stderr, the MP4 fetched into ``--out``;
-5. prints the MP4's path on stdout, and stops the server.
+5. prints the MP4's path on stdout, and stops the server: also on SIGTERM or Ctrl-C, which end the
+   command with one line instead of a traceback. A failure is told last, after the server log's tail.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import Sequence
 
 SCRIPTS = Path(__file__).resolve().parent
 PACK_ROOT = SCRIPTS.parent
@@ -38,18 +35,18 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import batch_client  # noqa: E402  (beside this file)
+from comfy_process import ComfyProcess, free_port  # noqa: E402
+from run_cli import DEMO_SIZE, argument_errors, parse_args  # noqa: E402
 
 log = logging.getLogger("dynamicrafter.run")
 
 PACK_NAME = "comfyui-dynamicrafter-native"
 STATE_DIR = PACK_ROOT / ".cache" / "run"
 DEMO_FILE = "dynamicrafter_512_demo_noise.ckpt"
-DEMO_SIZE = {"width": 128, "height": 64, "frames": 16, "steps": 3}
-"""--demo defaults: the 512 variant's 512x320 frame shrunk to the 64-pixel grid, and 3 DDIM steps."""
 NOISE_WARNING = ("DEMO: the checkpoint has RANDOM weights, so the video is random noise (tiny size, "
                  f"{DEMO_SIZE['width']}x{DEMO_SIZE['height']}, {DEMO_SIZE['steps']} steps): it shows that "
                  "the pipeline works, not what DynamiCrafter does.")
-VARIANTS = ("256", "512", "1024", "512_interp")
+STARTED = time.monotonic()
 
 
 def say(text: str) -> None:
@@ -57,15 +54,22 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------------------------------
-# ComfyUI: linking the pack, model folders, the server process
-# --------------------------------------------------------------------------------------------------
+def stage(text: str) -> None:
+    """A step of the run, with the seconds since the command started."""
+    say(f"[{time.monotonic() - STARTED:.0f}s] {text}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived: the server is stopped and the command ends with one line."""
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+# --------------------------------------------------------------------------------------------------
+# ComfyUI: linking the pack, model folders, the server's folders
+# --------------------------------------------------------------------------------------------------
 
 
 def pack_already_installed(comfy_dir: Path) -> bool:
@@ -110,94 +114,13 @@ def write_extra_paths(path: Path, custom_nodes: Path | None, checkpoint_dirs: Se
     return path
 
 
-class ComfyServer:
-    """A headless ComfyUI on 127.0.0.1 started from ``comfy_dir`` with ``python``; its log goes to a file."""
-
-    def __init__(self, comfy_dir: Path, work_dir: Path, port: int | None = None, python: str = sys.executable,
-                 extra_paths: Path | None = None, cpu: bool = True, extra_args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None) -> None:
-        self.comfy_dir = Path(comfy_dir)
-        self.work_dir = Path(work_dir)
-        self.port = port or free_port()
-        self.python = python
-        self.extra_paths = extra_paths
-        self.cpu = cpu
-        self.extra_args = list(extra_args)
-        self.env = dict(env) if env is not None else None
-        self.process: subprocess.Popen | None = None
-        self.log_path = self.work_dir / f"comfyui_{self.port}.log"
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        dirs = {kind: self.work_dir / kind for kind in ("input", "output", "temp", "user")}
-        for d in dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
-        command = [self.python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port),
-                   "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
-                   "--input-directory", str(dirs["input"]), "--output-directory", str(dirs["output"]),
-                   "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"].resolve())]
-        if self.extra_paths is not None:
-            command += ["--extra-model-paths-config", str(self.extra_paths)]
-        if self.cpu:
-            command.append("--cpu")
-        return command + self.extra_args
-
-    def start(self) -> "ComfyServer":
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.command(), cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
-        return self
-
-    def wait_ready(self, timeout: float = 600.0, node: str = "DynamiCrafterCheckpointLoader") -> None:
-        """Until the server answers with ``node`` registered; raises with the log's tail otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/object_info/{node}", timeout=5) as response:
-                    if node in response.read().decode("utf-8", "replace"):
-                        return
-                    raise RuntimeError(f"ComfyUI started without the {node} node (the pack did not load):\n"
-                                       f"{self.log_tail()}")
-            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
-                time.sleep(0.5)
-        raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would (tests)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> "ComfyServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def server_folders(work_dir: Path) -> list[str]:
+    """The server's input, output, temp and user folders under ``work_dir`` (ComfyUI's own stay untouched)."""
+    dirs = {kind: work_dir / kind for kind in ("input", "output", "temp", "user")}
+    for folder in dirs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return ["--input-directory", str(dirs["input"]), "--output-directory", str(dirs["output"]),
+            "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"].resolve())]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,7 +129,7 @@ class ComfyServer:
 
 
 def demo_checkpoint(folder: Path) -> Path:
-    """The demo checkpoint in ``folder`` (written once, about 2 GB, half a minute)."""
+    """The demo checkpoint in ``folder`` (written once: 1.9 GB, about half a minute)."""
     path = folder / DEMO_FILE
     if path.is_file():
         return path
@@ -214,7 +137,7 @@ def demo_checkpoint(folder: Path) -> Path:
         sys.path.insert(0, str(PACK_ROOT))
     from dynamicrafter.demo import write_demo_checkpoint
 
-    say(f"writing the demo checkpoint {path} (random weights, about 2 GB; once)")
+    stage(f"writing the demo checkpoint {path} (random weights, 1.9 GB; once, then reused)")
     return write_demo_checkpoint(path, "512")
 
 
@@ -257,50 +180,8 @@ def download_model(server: str, variant: str, progress: batch_client.Progress) -
 
 
 # --------------------------------------------------------------------------------------------------
-# Command line
+# The run
 # --------------------------------------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="scripts/run", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Animate one picture with DynamiCrafter in a headless ComfyUI; prints the MP4's path.",
-        epilog="examples:\n  scripts/run --demo --image photo.png --prompt \"waves\"\n"
-               "  scripts/run --download 512 --image photo.png --prompt \"a boat sailing\"\n"
-               "  scripts/run --model ~/models/dynamicrafter_1024_v1_bf16.safetensors --variant 1024 --image photo.png")
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model", type=Path, help="a DynamiCrafter checkpoint file (original .ckpt or Kijai's full bf16)")
-    model.add_argument("--download", choices=VARIANTS, metavar="VARIANT",
-                       help=f"download the authors' checkpoint ({', '.join(VARIANTS)}; 10.4 GB) into ComfyUI's "
-                            "models/checkpoints (or --models-dir), resuming a partial download")
-    model.add_argument("--demo", action="store_true",
-                       help="a tiny checkpoint with RANDOM weights (the video is noise): checks the set-up in a minute "
-                            "or two on a CPU")
-    parser.add_argument("--image", type=Path, required=True, help="the picture to animate")
-    parser.add_argument("--prompt", default="", help="what should move, e.g. \"waves crashing on the rocks\"")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the MP4 (default ./outputs)")
-    parser.add_argument("--variant", choices=("auto",) + VARIANTS, help="the model variant (default: from the file)")
-    parser.add_argument("--workflow", default=batch_client.DEFAULT_WORKFLOW,
-                        help="shipped workflow name or API-format JSON (default image_to_video[_<variant>])")
-    parser.add_argument("--seed", type=int, help="default: the workflow's (123)")
-    parser.add_argument("--steps", type=int, help=f"DDIM steps (default: the workflow's 50; --demo {DEMO_SIZE['steps']})")
-    parser.add_argument("--fs", type=int, help="frame stride / fps conditioning (0: the variant's default)")
-    parser.add_argument("--width", type=int, help="video width, a multiple of 64 (default: the variant's)")
-    parser.add_argument("--height", type=int, help="video height, a multiple of 64")
-    parser.add_argument("--frames", type=int, help="frames (default 16)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="CLASS.INPUT=VALUE",
-                        help="set any workflow input by node class (repeatable)")
-    parser.add_argument("--models-dir", type=Path,
-                        help="a models folder (checkpoints/, ...) searched first and used for downloads and the demo file")
-    parser.add_argument("--comfyui", type=Path, default=os.environ.get("COMFYUI_DIR"),
-                        help="the ComfyUI folder (scripts/run passes the pinned one)")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                        help="auto: the GPU when torch sees one, else --cpu")
-    parser.add_argument("--port", type=int, help="default: a free port")
-    parser.add_argument("--server-arg", action="append", default=[], help="an extra argument for ComfyUI's main.py")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for ComfyUI to start")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
 
 
 def use_cpu(device: str) -> bool:
@@ -313,32 +194,47 @@ def use_cpu(device: str) -> bool:
     return not (torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+def _fail(message: str, server: ComfyProcess | None) -> int:
+    """The server's log first, the error last (the line a user reads)."""
+    if server is not None:
+        say(f"--- the last lines of the ComfyUI log ({server.log_path}) ---\n{server.log_tail()}\n---")
+    say(f"scripts/run: error: {message.strip().splitlines()[0] if message.strip() else 'unknown error'}")
+    return 1
+
+
+def _fresh_copy(files: list[Path], out_dir: Path) -> list[Path]:
+    """Move ``--again`` outputs from their scratch folder into ``out_dir`` under names not taken yet."""
+    moved = []
+    for file in files:
+        target, n = out_dir / file.name, 1
+        while target.exists():
+            target, n = out_dir / f"{file.stem}_again{n}{file.suffix}", n + 1
+        moved.append(file.replace(target))
+    return moved
+
+
+def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
     if args.comfyui is None or not (args.comfyui / "main.py").is_file():
-        say(f"error: ComfyUI not found at {args.comfyui}: use scripts/run, or give --comfyui / COMFYUI_DIR")
+        say(f"scripts/run: error: ComfyUI not found at {args.comfyui}: use scripts/run, or give --comfyui / COMFYUI_DIR")
         return 2
-    if not args.image.is_file():
-        say(f"error: no such picture: {args.image}")
+    errors = argument_errors(args)
+    for error in errors:
+        say(f"scripts/run: error: {error}")
+    if errors:
         return 2
     comfy_dir = args.comfyui.resolve()
-    models_dir = args.models_dir.expanduser().resolve() if args.models_dir else None
+    models_dir = args.models_dir.expanduser().resolve()
     out_dir = args.out.expanduser().resolve()
 
     checkpoint_dirs: list[Path] = []
     ckpt_name: str | None = None
     if args.model is not None:
         model = args.model.expanduser().resolve()
-        if not model.is_file():
-            say(f"error: no such model file: {model}")
-            return 2
         checkpoint_dirs.append(model.parent)
         ckpt_name = model.name
     elif args.demo:
         say(NOISE_WARNING)
-        folder = (models_dir / "checkpoints") if models_dir else PACK_ROOT / ".cache" / "demo-models" / "checkpoints"
-        checkpoint_dirs.append(demo_checkpoint(folder).parent)
+        checkpoint_dirs.append(demo_checkpoint(models_dir / "checkpoints").parent)
         ckpt_name = DEMO_FILE
         for key, value in DEMO_SIZE.items():
             if getattr(args, key) is None:
@@ -349,38 +245,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     custom_nodes = None if pack_already_installed(comfy_dir) else link_pack(STATE_DIR)
     port = args.port or free_port()
     extra = write_extra_paths(STATE_DIR / f"extra_model_paths_{port}.yaml", custom_nodes, checkpoint_dirs, models_dir)
-    server = ComfyServer(comfy_dir, STATE_DIR / "comfyui", port, sys.executable, extra, use_cpu(args.device),
-                         args.server_arg)
-    say(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")
+    work = STATE_DIR / "comfyui"
+    server = ComfyProcess(comfy_dir, work / f"comfyui_{port}.log", folder_args=server_folders(work), port=port,
+                          extra_paths=extra, cpu=use_cpu(args.device), extra_args=args.server_arg)
+    servers.append(server)
+    stage(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")
     progress = batch_client.Progress(1)
+    batch_dir = out_dir / f".again-{int(time.time() * 1000)}" if args.again else out_dir
     try:
-        with server:
-            server.wait_ready(args.timeout)
-            if args.download:
-                ckpt_name = download_model(server.url, args.download, progress)
-            settings = batch_client.Settings(
-                workflow=args.workflow, ckpt=ckpt_name, seed=args.seed, steps=args.steps, fs=args.fs,
-                variant=variant,
-                width=args.width, height=args.height, frames=args.frames, overrides=args.overrides,
-                prefix="dynamicrafter_run")
-            item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
-            jobs = batch_client.build_jobs([item], settings)
-            say(f"workflow: {jobs[0].workflow or args.workflow}")
-            options = batch_client.Options(concurrency=1, poll=1.0, server_wait=30.0, retry_failed=True)
-            result = batch_client.run_batch(server.url, jobs, out_dir, options, progress)[0]
+        server.start()
+        server.wait_ready(args.timeout, node="DynamiCrafterCheckpointLoader")
+        stage("ComfyUI is ready")
+        if args.download:
+            ckpt_name = download_model(server.url, args.download, progress)
+        settings = batch_client.Settings(
+            workflow=args.workflow or batch_client.DEFAULT_WORKFLOW, ckpt=ckpt_name, seed=args.seed,
+            steps=args.steps, fs=args.fs, variant=variant, width=args.width, height=args.height,
+            frames=args.frames, overrides=args.overrides, prefix="dynamicrafter_run")
+        item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
+        jobs = batch_client.build_jobs([item], settings)
+        stage(f"workflow: {jobs[0].workflow or settings.workflow}; rendering (progress below)")
+        options = batch_client.Options(concurrency=1, poll=1.0, server_wait=30.0, retry_failed=True)
+        result = batch_client.run_batch(server.url, jobs, batch_dir, options, progress)[0]
     except (RuntimeError, TimeoutError, batch_client.ServerDown) as e:
-        say(f"error: {e}")
-        return 1
+        return _fail(str(e), server)
     finally:
         extra.unlink(missing_ok=True)
     if result.status != "done":
-        say(f"error: {result.error}\n--- ComfyUI log ({server.log_path}) ---\n{server.log_tail()}")
-        return 1
-    videos = [f for f in result.files if f.suffix.lower() in (".mp4", ".webm", ".mov")] or result.files
+        return _fail(result.error, server)
+    files = _fresh_copy(result.files, out_dir) if args.again else result.files
+    if args.again:
+        for leftover in sorted(batch_dir.rglob("*"), reverse=True):
+            leftover.unlink() if leftover.is_file() else leftover.rmdir()
+        batch_dir.rmdir()
+    videos = [f for f in files if f.suffix.lower() in (".mp4", ".webm", ".mov")] or files
+    if result.note == "earlier run":
+        say(f"this picture, prompt and settings were rendered into {out_dir} before: returning that video "
+            "without rendering (add --again to render it anew)")
+    else:
+        stage("done")
     if args.demo:
         say(NOISE_WARNING)
     print(videos[0])
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop_on_signal)
+    servers: list[ComfyProcess] = []
+    try:
+        return _run(args, servers)
+    except Stopped as stopped:
+        say(f"scripts/run: stopped by {stopped}; the ComfyUI server it started is stopped as well")
+        return 128 + signal.Signals[str(stopped)].value
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(signum, signal.SIG_IGN)
+        for server in servers:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ ensure_pack_requirements() {
   local want
   want=$(cat "$ROOT/requirements.txt" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    stage "installing the pack's requirements into $VENV"
     "$PY" -m pip install -q -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" >&2
     echo "$want" > "$stamp"
   fi

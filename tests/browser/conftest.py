@@ -19,7 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from support.comfy_server import WORKFLOW_INPUTS, ComfyServer, ServerSetup, write_checkpoints
+from support.comfy_server import WORKFLOW_INPUTS, ComfyServer, ServerSetup
+from support.host_checkpoints import write_host_checkpoint
 from support.reference_data import manifest_path
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
     server = ComfyServer(comfy_dir, setup, root / "server.log")
     server.start()  # ComfyUI imports while the checkpoint is written
     try:
-        write_checkpoints(comfy_dir, manifest_path("512"),
-                          [(setup.models / "checkpoints" / TINY_CHECKPOINT, "512", "ckpt")])
+        write_host_checkpoint(setup.models / "checkpoints" / TINY_CHECKPOINT, "512", manifest_path("512"))
         for picture in WORKFLOW_INPUTS.glob("*.png"):
             shutil.copy(picture, setup.input_dir / picture.name)
         server.wait_ready()
@@ -101,7 +101,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
         yield server
     finally:
         server.stop()
-        log.info("server log:\n%s", server.log_tail(20000))
+        log.info("server log:\n%s", server.log_text())
 
 
 @pytest.fixture(scope="session")

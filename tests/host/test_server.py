@@ -26,7 +26,8 @@ import torch
 from safetensors.torch import save_file
 
 from support.comfy_server import (WORKFLOW_INPUTS, ComfyServer, PromptRejected, PromptRun, ServerSetup,
-                                  load_api_workflow, nodes_of, shrink_workflow, workflow_names, write_checkpoints)
+                                  load_api_workflow, nodes_of, shrink_workflow, workflow_names)
+from support.host_checkpoints import write_host_checkpoint
 from support.reference_data import manifest_path
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ def server(comfy_host, tmp_path_factory):
     server.start()  # ComfyUI imports while the checkpoints are written
     try:
         checkpoints = setup.models / "checkpoints"
-        write_checkpoints(comfy_host.comfy_dir, manifest_path("512"),
-                          [(checkpoints / TINY, "512", "ckpt"), (checkpoints / PRUNED, "512", "pruned")])
+        write_host_checkpoint(checkpoints / TINY, "512", manifest_path("512"))
+        write_host_checkpoint(checkpoints / PRUNED, "512", manifest_path("512"), "pruned")
         sd15_shaped_file(checkpoints / SD15)
         for picture in WORKFLOW_INPUTS.glob("*.png"):
             shutil.copy(picture, setup.input_dir / picture.name)
@@ -69,7 +70,7 @@ def server(comfy_host, tmp_path_factory):
         yield server
     finally:
         server.stop()
-        log.info("server log:\n%s", server.log_tail(20000))
+        log.info("server log:\n%s", server.log_text())
 
 
 def tiny(name: str, ckpt_name: str = TINY, width: int = WIDTH, steps: int = STEPS) -> dict[str, Any]:

@@ -6,8 +6,7 @@ folders, and an ``extra_model_paths.yaml`` that points ComfyUI at both. ``ComfyS
 ``main.py --cpu --listen 127.0.0.1`` on a free port with ``--base-directory`` in the same temp folder (input,
 output, temp and user files never touch the ComfyUI checkout), waits until it answers, and stops it.
 ``ComfyServer.run`` queues an API-format prompt and follows it on the websocket until it succeeds, fails
-or is interrupted. Also: ``write_checkpoints`` (tiny DynamiCrafter files, written in a subprocess so that
-the test process never holds the big encoder weights) and the prompt helpers the workflow tests share.
+or is interrupted. Also: the prompt helpers the workflow tests share.
 """
 from __future__ import annotations
 
@@ -15,10 +14,6 @@ import asyncio
 import json
 import logging
 import re
-import socket
-import subprocess
-import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +25,10 @@ from typing import Any, Iterable
 import aiohttp
 import yaml
 
+from support.modules import load_by_path
+
 ROOT = Path(__file__).resolve().parents[2]
+ComfyProcess = load_by_path("comfy_process", ROOT / "scripts" / "comfy_process.py").ComfyProcess
 WORKFLOWS = ROOT / "workflows"
 API_WORKFLOWS = WORKFLOWS / "api"
 WORKFLOW_INPUTS = WORKFLOWS / "inputs"
@@ -124,40 +122,9 @@ class ServerSetup:
         return self.base / "output"
 
 
-def write_checkpoints(comfy_dir: Path, manifest: Path, jobs: Iterable[tuple[Path, str, str]],
-                      timeout: float = 600) -> None:
-    """Write tiny DynamiCrafter files ``(path, variant, layout)`` with ``support.host_checkpoints``.
-
-    Runs in a child process: the full-size random encoder weights (about 2 GB) never stay in the test
-    process, and ComfyUI (needed by the VAE helper) is imported there on the CPU only.
-    """
-    jobs = [(str(path), variant, layout) for path, variant, layout in jobs]
-    code = textwrap.dedent("""
-        import json, sys
-        from pathlib import Path
-        comfy_dir, root, manifest, jobs = sys.argv[1:5]
-        sys.path[:0] = [comfy_dir, root, root + "/tests"]
-        from comfy.cli_args import args
-        args.cpu = True
-        from support.host_checkpoints import write_host_checkpoint
-        for path, variant, layout in json.loads(jobs):
-            write_host_checkpoint(Path(path), variant, Path(manifest), layout)
-    """)
-    result = subprocess.run([sys.executable, "-c", code, str(comfy_dir), str(ROOT), str(manifest), json.dumps(jobs)],
-                            capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"writing the test checkpoints failed:\n{result.stderr[-4000:]}")
-
-
 # --------------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -196,59 +163,14 @@ class PromptRejected(AssertionError):
 _OUTCOMES = ("execution_success", "execution_error", "execution_interrupted")
 
 
-class ComfyServer:
-    """``python main.py --cpu`` of the ComfyUI in ``comfy_dir``, on 127.0.0.1 and a free port."""
+class ComfyServer(ComfyProcess):
+    """The server of a :class:`ServerSetup` (``--base-directory`` and its extra-model-paths file), with the
+    HTTP and websocket calls the tests make."""
 
     def __init__(self, comfy_dir: Path, setup: ServerSetup, log_path: Path) -> None:
-        self.comfy_dir = comfy_dir
+        super().__init__(comfy_dir, log_path, folder_args=["--base-directory", str(setup.base)],
+                         extra_paths=setup.config)
         self.setup = setup
-        self.log_path = log_path
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def command(self) -> list[str]:
-        return [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                "--disable-api-nodes", "--disable-auto-launch", "--base-directory", str(self.setup.base),
-                "--extra-model-paths-config", str(self.setup.config), "--database-url", "sqlite:///:memory:"]
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(self.command(), cwd=self.comfy_dir, stdout=log_file,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.info("ComfyUI server starting on %s (log: %s)", self.url, self.log_path)
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"the ComfyUI server exited while starting:\n{self.log_tail()}")
-            try:
-                if self.get("/system_stats", timeout=5).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"the ComfyUI server did not answer within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.is_file() else ""
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_text()[-chars:]
 
     # ---- HTTP GET (stdlib) ----
 

@@ -1,0 +1,127 @@
+"""A headless ComfyUI server as a child process: start it, wait until it answers, stop it (or kill it).
+
+Shared by ``scripts/run`` and the tests that need a real server. Standard library only. The server
+listens on 127.0.0.1 only, never opens a browser, loads no paid API nodes and keeps its database in
+memory; its output goes to a log file whose tail error messages quote.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Mapping, Sequence
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ComfyProcess:
+    """``python main.py`` of the ComfyUI in ``comfy_dir`` on 127.0.0.1, in its own process group.
+
+    ``folder_args``: where the server keeps its files (``--base-directory DIR``, or ``--input-directory``
+    and friends); ``extra_paths``: an extra-model-paths YAML (model folders, a ``custom_nodes`` entry).
+    """
+
+    def __init__(self, comfy_dir: Path, log_path: Path, *, folder_args: Sequence[str] = (), port: int | None = None,
+                 python: str = sys.executable, extra_paths: Path | None = None, cpu: bool = True,
+                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+        self.comfy_dir = Path(comfy_dir)
+        self.log_path = Path(log_path)
+        self.folder_args = list(folder_args)
+        self.port = port or free_port()
+        self.python = python
+        self.extra_paths = extra_paths
+        self.cpu = cpu
+        self.extra_args = list(extra_args)
+        self.env = dict(env) if env is not None else None
+        self.process: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        command = [self.python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
+                   "--disable-api-nodes", "--database-url", "sqlite:///:memory:", *self.folder_args]
+        if self.extra_paths is not None:
+            command += ["--extra-model-paths-config", str(self.extra_paths)]
+        if self.cpu:
+            command.append("--cpu")
+        return command + self.extra_args
+
+    def start(self) -> "ComfyProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.command(), cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, timeout: float = 600.0, node: str | None = None) -> None:
+        """Until the server answers (with ``node`` registered, when given); raises with the log's tail otherwise."""
+        path = f"/object_info/{node}" if node else "/system_stats"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with code {self.process.returncode} while starting:\n"
+                                   f"{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                    body = response.read().decode("utf-8", "replace")
+                if node is None or node in body:
+                    return
+                raise RuntimeError(f"ComfyUI started without the {node} node (the pack did not load):\n"
+                                   f"{self.log_tail()}")
+            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+                time.sleep(0.5)
+        raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL to the server's process group, as a crash would."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._close_log()
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGINT (ComfyUI's own clean exit), SIGKILL to its process group after ``grace`` seconds."""
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(the log is empty)"
+
+    def __enter__(self) -> "ComfyProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
