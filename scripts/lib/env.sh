@@ -50,9 +50,8 @@ ensure_venv() {
   mkdir -p "$ROOT/.cache"
   echo "torch==2.13.0" > "$CONSTRAINTS"
   if ! "$PY" -c 'import torch' 2>/dev/null; then
-    stage "installing CPU torch 2.13.0 into $VENV (about 200 MB)"
-    # The CPU build: from this machine's wheel or PyTorch's CPU index (PyPI's default is the multi-GB CUDA build).
-    "$PY" -m pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu >&2
+    stage "installing torch 2.13.0 into $VENV"
+    "$PY" -m pip install -q torch==2.13.0 >&2
   fi
 }
 
@@ -100,8 +99,7 @@ ensure_comfyui() {
     stage "installing ComfyUI $HOST_VERSION's requirements into $VENV"
     grep -vE '^(torch|torchvision|torchaudio)[[:space:]]*$' "$COMFYUI_DIR/requirements.txt" > "$COMFYUI_DIR/.requirements-notorch.txt"
     "$PY" -m pip install -q -c "$CONSTRAINTS" -r "$COMFYUI_DIR/.requirements-notorch.txt" >&2
-    "$PY" -m pip install -q -c "$CONSTRAINTS" torchvision torchaudio \
-      --extra-index-url https://download.pytorch.org/whl/cpu >&2
+    "$PY" -m pip install -q -c "$CONSTRAINTS" torchvision torchaudio >&2
     echo "$commit" > "$stamp"
   fi
 }
