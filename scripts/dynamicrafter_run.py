@@ -251,7 +251,10 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
     servers.append(server)
     stage(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")
     progress = batch_client.Progress(1)
-    batch_dir = out_dir / f".again-{int(time.time() * 1000)}" if args.again else out_dir
+    # --again: a scratch journal and new server-side names, so neither the journal nor the server's earlier
+    # output files stand in for the render; the video then moves into --out.
+    again = f"again-{int(time.time() * 1000)}" if args.again else None
+    batch_dir = out_dir / f".{again}" if again else out_dir
     try:
         server.start()
         server.wait_ready(args.timeout, node="DynamiCrafterCheckpointLoader")
@@ -261,7 +264,8 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         settings = batch_client.Settings(
             workflow=args.workflow or batch_client.DEFAULT_WORKFLOW, ckpt=ckpt_name, seed=args.seed,
             steps=args.steps, fs=args.fs, variant=variant, width=args.width, height=args.height,
-            frames=args.frames, overrides=args.overrides, prefix="dynamicrafter_run")
+            frames=args.frames, overrides=args.overrides,
+            prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run")
         item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
         jobs = batch_client.build_jobs([item], settings)
         stage(f"workflow: {jobs[0].workflow or settings.workflow}; rendering (progress below)")
@@ -273,8 +277,8 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         extra.unlink(missing_ok=True)
     if result.status != "done":
         return _fail(result.error, server)
-    files = _fresh_copy(result.files, out_dir) if args.again else result.files
-    if args.again:
+    files = _fresh_copy(result.files, out_dir) if again else result.files
+    if again:
         for leftover in sorted(batch_dir.rglob("*"), reverse=True):
             leftover.unlink() if leftover.is_file() else leftover.rmdir()
         batch_dir.rmdir()
