@@ -176,11 +176,16 @@ def test_download_goes_to_the_models_folder_that_reprovisioning_keeps(clone, pho
     assert result.stderr.index("--- the last lines of the ComfyUI log") < result.stderr.rindex(last)
 
     # Re-provision the clone's own ComfyUI as a release change does (its folder is deleted and extracted again).
-    version = os.environ.get("DYNAMICRAFTER_COMFYUI_VERSION", "0.8.0")
+    version = os.environ.get("DYNAMICRAFTER_COMFYUI_VERSION")
+    if not version:
+        pytest.fail("set DYNAMICRAFTER_COMFYUI_VERSION to the release of COMFYUI_DIR and this venv (scripts/test does)")
     host = clone / ".cache" / f"comfyui-{version}"
     host.mkdir(parents=True)
     (host / ".comfyui_commit").write_text("an older release\n")
     env = {k: v for k, v in _env().items() if k != "COMFYUI_DIR"}
+    kit = next((folder / "shared" for folder in ROOT.parents if (folder / "shared/comfyui/install.sh").is_file()), None)
+    if kit is not None:  # the provisioning kit beside this checkout (the clone lives elsewhere); else a git clone
+        env["DYNAMICRAFTER_SHARED"] = str(kit)
     provision = subprocess.run(["bash", "-c", f'ROOT="$1"; source "$1/scripts/lib/env.sh"; use_host {version}; '
                                 'ensure_comfyui; echo "$COMFYUI_DIR"', "_", str(clone)],
                                env=env, capture_output=True, text=True, timeout=600)
