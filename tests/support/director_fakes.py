@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 PURE_PACKAGE = "_dynamicrafter_director_pure"
+KEYS_ENV, HOSTS_ENV, AUDIO_DIRS_ENV = "DYNAMICRAFTER_DIRECTOR_KEYS", "DYNAMICRAFTER_DIRECTOR_HOSTS", "DYNAMICRAFTER_AUDIO_DIRS"
+"""The admin's settings (nodes/director/policy.py); spelled out here so a renamed setting fails the tests."""
 
 
 def director(module: str) -> types.ModuleType:
@@ -104,8 +106,17 @@ class FakeOpenAI:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
+    def host(self) -> str:
+        """``127.0.0.1:port``, as an admin lists it in DYNAMICRAFTER_DIRECTOR_HOSTS."""
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://{self.host}/v1"
+
+    def allow(self, monkeypatch) -> None:
+        """Be the admin: allow the Custom provider to ask this fake (the key variable: ``secret_key_in_env``)."""
+        monkeypatch.setenv(HOSTS_ENV, self.host)
 
     def answer(self, content: str, **kw: Any) -> None:
         self.replies.append(Reply(body=chat_body(content), **kw))
@@ -142,7 +153,7 @@ HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
 
 
 def secret_key_in_env(monkeypatch, caplog, tag: str) -> tuple[str, str]:
-    """A random key in a randomly named environment variable, with every log captured at DEBUG."""
+    """A random key in a randomly named environment variable the admin allows, with every log captured at DEBUG."""
     import logging
     import secrets
 
@@ -152,4 +163,5 @@ def secret_key_in_env(monkeypatch, caplog, tag: str) -> tuple[str, str]:
     env = f"DIRECTOR_{tag.upper()}_KEY_" + secrets.token_hex(4).upper()
     value = f"sk-{tag}-" + secrets.token_urlsafe(24)
     monkeypatch.setenv(env, value)
+    monkeypatch.setenv(KEYS_ENV, env)
     return env, value
