@@ -148,14 +148,6 @@ def _read_key(conn: DirectorConnection) -> str | None:
     return key
 
 
-def _server_message(exc: Any) -> str:
-    """The server's short error text from a JSON error body (for the debug log only, never for the error)."""
-    body = getattr(exc, "body", None)
-    inner = body.get("error", body) if isinstance(body, dict) else None
-    message = inner.get("message") if isinstance(inner, dict) else inner
-    return " ".join(str(message or "").split())[:200]
-
-
 def _retry_after(exc: Any) -> float | None:
     response = getattr(exc, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
@@ -274,7 +266,7 @@ def _outcome(openai: Any, conn: DirectorConnection, key: str | None, failure: Ex
     exc = failure.error if isinstance(failure, WorkFailed) else failure
     if isinstance(exc, openai.APIStatusError):
         status = int(exc.status_code)
-        log.debug("director: HTTP %d from %s: %s", status, url, scrub(_server_message(exc), key))
+        log.debug("director: HTTP %d from %s (its body is not logged)", status, url)
         if status == 400 and "seed" in request:
             log.info("director: %s refused the request with a seed; trying again without it", url)
             request.pop("seed")
