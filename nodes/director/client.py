@@ -115,12 +115,12 @@ def authorize(conn: DirectorConnection) -> None:
     preset = PRESETS.get(conn.provider)
     if preset is None:
         raise DirectorError(f"unknown provider '{conn.provider}': choose one of {', '.join(PRESETS)}")
+    if conn.key_env:
+        policy.check_key_var(conn.key_env, preset.key_env, conn.provider)
     if conn.provider == CUSTOM:
         policy.check_custom_url(conn.base_url)
     elif conn.base_url != preset.base_url:
         raise DirectorError(f"provider '{conn.provider}' asks only {preset.base_url}: use Custom for other URLs")
-    if conn.key_env:
-        policy.check_key_var(conn.key_env, preset.key_env, conn.provider)
 
 
 def _openai() -> Any:

@@ -34,6 +34,11 @@ def _route(body: dict[str, Any]) -> H.Reply:
     return H.Reply(body=H.chat_body(TRACK if "background music" in system else DESCRIBE))
 
 
+def _fresh_seed() -> int:
+    """A new seed for every prompt, so that ComfyUI's cache never skips the director node."""
+    return secrets.randbelow(2**31 - 1)
+
+
 def _connection(base_url: str, env: str) -> dict[str, Any]:
     return {"class_type": "DynamiCrafterDirectorConnection",
             "inputs": {"provider": "Custom", "model": "vision-test", "api_key_env": env, "custom_url": base_url,
@@ -44,7 +49,7 @@ def _describe_prompt(base_url: str, env: str) -> dict[str, Any]:
     return {"1": _connection(base_url, env),
             "2": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
             "3": {"class_type": "DynamiCrafterDirectorDescribeImage",
-                  "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": 0}},
+                  "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": _fresh_seed()}},
             "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}
 
 
@@ -53,7 +58,8 @@ def _soundtrack_prompt(base_url: str, env: str, folder: str, frames: int = 1, fp
             "2": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": frames, "color": 0}},
             "3": {"class_type": "DynamiCrafterDirectorSoundtrack",
                   "inputs": {"director": ["1", 0], "description": "calm sea", "folder": folder, "seconds": 1.0,
-                             "fps": fps, "frames": ["2", 0], "fade_out": 0.1, "temperature": 0.0, "seed": 0}},
+                             "fps": fps, "frames": ["2", 0], "fade_out": 0.1, "temperature": 0.0,
+                             "seed": _fresh_seed()}},
             "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}}}
 
 
