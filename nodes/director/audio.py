@@ -33,7 +33,7 @@ def decode(path: Path, max_seconds: float | None = None) -> tuple[torch.Tensor, 
 
     try:
         container = av.open(str(path))
-    except Exception as exc:  # av raises its own error classes per cause
+    except Exception as exc:  # noqa: BLE001  (av raises its own error classes per cause)
         raise DirectorError(f"cannot open audio file {path.name}: {type(exc).__name__}") from None
     with container:
         if not container.streams.audio:
@@ -62,7 +62,7 @@ def decode(path: Path, max_seconds: float | None = None) -> tuple[torch.Tensor, 
             else:
                 for out in resampler.resample(None):
                     chunks.append(out.to_ndarray())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (as above)
             raise DirectorError(f"cannot decode audio file {path.name}: {type(exc).__name__}") from None
     if not chunks:
         raise DirectorError(f"{path.name} decoded to no audio samples")
@@ -72,13 +72,13 @@ def decode(path: Path, max_seconds: float | None = None) -> tuple[torch.Tensor, 
 
 def fit_length(waveform: torch.Tensor, sample_rate: int, seconds: float, fade_out_s: float = 0.5) -> torch.Tensor:
     """Trim (or pad with silence) [channels, samples] to ``seconds`` and fade the last ``fade_out_s`` to zero."""
-    target = max(1, int(round(seconds * sample_rate)))
+    target = max(1, round(seconds * sample_rate))
     if target * waveform.shape[0] > MAX_SAMPLES:
         raise DirectorError(f"{seconds:g} s at {sample_rate} Hz is more than the soundtrack limit of {MAX_SAMPLES} "
                             "samples")
     clip = waveform[:, :target].clone()
     sounding = clip.shape[1]
-    fade = min(int(round(fade_out_s * sample_rate)), sounding // 2)
+    fade = min(round(fade_out_s * sample_rate), sounding // 2)
     if fade > 0:
         ramp = torch.linspace(1.0, 0.0, fade, dtype=clip.dtype)
         clip[:, sounding - fade:] *= ramp

@@ -11,8 +11,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import policy
 from .errors import DirectorError
@@ -295,7 +296,7 @@ def _answer_text(conn: DirectorConnection, response: Any) -> str:
         return _read_answer(conn, response)
     except DirectorError:
         raise
-    except Exception as exc:  # an odd answer shape: attribute, index or type errors inside the parsed model
+    except Exception as exc:  # noqa: BLE001  (an odd answer shape: attribute, index or type errors)
         log.debug("director: unreadable answer from %s (%s)", conn.endpoint, type(exc).__name__)
         raise DirectorError(f"{conn.endpoint} sent an answer that is not a chat-completions answer: check the "
                             "base URL (it usually ends in /v1) and the model") from None

@@ -12,8 +12,8 @@ from . import advisor, audio, soundtrack, storyboard
 from .answers import one_line
 from .client import PRESETS, DirectorConnection, chat, make_connection
 from .errors import DirectorError
-from .policy import AUDIO_DIRS_ENV, HOSTS_ENV, KEYS_ENV, audio_roots
 from .media import png_data_url
+from .policy import AUDIO_DIRS_ENV, HOSTS_ENV, KEYS_ENV, audio_roots
 from .prompts import describe_messages
 
 log = logging.getLogger(__name__)

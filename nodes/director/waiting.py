@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 POLL_S = 0.1
@@ -34,7 +35,7 @@ def run_polling(work: Callable[[], T], limit_s: float, abort_check: Callable[[],
     def target() -> None:
         try:
             result.append(work())
-        except BaseException as exc:  # handed to the waiting thread, which decides
+        except BaseException as exc:  # noqa: BLE001  (handed to the waiting thread, which decides)
             failure.append(exc)
         finally:
             done.set()

@@ -9,14 +9,10 @@ from typing import Any
 
 import av
 import pytest
+import support.director_fakes as H
 import torch
 from PIL import Image
-
 from support.modules import load_by_path
-
-import support.director_fakes as H
-
-
 
 pytestmark = pytest.mark.host
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-
 import support.director_fakes as H
+import torch
 from support.comfy_server import ComfyServer, ServerSetup
 from support.modules import load_by_path
 

@@ -10,10 +10,14 @@ import time
 import types
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; only for the annotation
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 PURE_PACKAGE = "_dynamicrafter_director_pure"
@@ -71,7 +75,7 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:  # keep pytest output quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     body: Any = json.loads(raw)
@@ -124,11 +128,11 @@ class FakeOpenAI:
     def fail(self, status: int, message: str = "error", **kw: Any) -> None:
         self.replies.append(Reply(status=status, body={"error": {"message": message, "code": status}}, **kw))
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()

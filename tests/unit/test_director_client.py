@@ -12,11 +12,10 @@ import time
 import traceback
 
 import pytest
+import support.director_fakes as H
 import torch
 from PIL import Image
 
-
-import support.director_fakes as H  # noqa: E402
 client = H.director("client")
 media = H.director("media")
 prompts = H.director("prompts")
@@ -40,7 +39,7 @@ def secret(monkeypatch, caplog):
 
 
 def _conn(fake, env=None, **kw):
-    options = dict(timeout_s=5.0, max_retries=3, retry_delay_s=0.01)
+    options = {"timeout_s": 5.0, "max_retries": 3, "retry_delay_s": 0.01}
     options.update(kw)
     return client.DirectorConnection(base_url=fake.base_url, model="vision-test", key_env=env, **options)
 

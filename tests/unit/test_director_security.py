@@ -9,7 +9,6 @@ import traceback
 from urllib.parse import quote
 
 import pytest
-
 import support.director_fakes as H
 
 client = H.director("client")
@@ -76,7 +75,7 @@ def test_a_preset_takes_only_its_own_variable(monkeypatch):
 def test_custom_host_must_be_listed_by_the_admin(fake, secret, monkeypatch, listed, allowed):
     env, key = secret
     monkeypatch.setenv(H.HOSTS_ENV, listed.format(host=fake.host))
-    make = lambda: client.make_connection("Custom", model="m", key_env=env, custom_url=fake.base_url)  # noqa: E731
+    make = lambda: client.make_connection("Custom", model="m", key_env=env, custom_url=fake.base_url)
     if allowed:
         assert client.chat(make(), HI) and fake.requests[0].headers["authorization"] == f"Bearer {key}"
         return
@@ -136,7 +135,7 @@ def test_unexpected_client_exception_becomes_a_clear_error_without_the_key(fake,
 
 
 def test_redirects_are_not_followed(fake, secret, monkeypatch):
-    env, key = secret
+    env, _ = secret
     with H.FakeOpenAI() as elsewhere:
         fake.replies.append(H.Reply(status=307, body="", headers={"Location": elsewhere.base_url + "/chat/completions"}))
         with pytest.raises(DirectorError, match=r"redirect \(HTTP 307\), which is not followed"):

@@ -9,10 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import support.director_fakes as H
 import torch
 
-
-import support.director_fakes as H  # noqa: E402
 soundtrack = H.director("soundtrack")
 audio = H.director("audio")
 client = H.director("client")
