@@ -213,8 +213,12 @@ def chat(conn: DirectorConnection, messages: list[dict[str, Any]], *, temperatur
 
 def _ask(openai: Any, conn: DirectorConnection, key: str | None, messages: list[dict[str, Any]], temperature: float,
          seed: int | None, abort_check: Callable[[], None] | None, sleep: Callable[[float], None] | None) -> str:
-    client = openai.OpenAI(api_key=key or _NO_KEY_PLACEHOLDER, base_url=conn.base_url, timeout=conn.timeout_s,
-                           max_retries=0, http_client=openai.DefaultHttpxClient(follow_redirects=False))
+    try:
+        client = openai.OpenAI(api_key=key or _NO_KEY_PLACEHOLDER, base_url=conn.base_url, timeout=conn.timeout_s,
+                               max_retries=0, http_client=openai.DefaultHttpxClient(follow_redirects=False))
+    except Exception as exc:  # noqa: BLE001  (a broken install or TLS setup: say so, without the details)
+        raise DirectorError(f"cannot set up the HTTP client for {conn.endpoint} ({type(exc).__name__}): check "
+                            "the `openai` install of the Python that runs ComfyUI") from None
     request: dict[str, Any] = {"model": conn.model, "messages": messages, "temperature": float(temperature)}
     if seed is not None:
         request["seed"] = int(seed)

@@ -10,11 +10,13 @@ import time
 import types
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 if TYPE_CHECKING:
     from typing import Self  # Python 3.11+; only for the annotation
@@ -154,6 +156,22 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
 
 HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
 """Loggers of the HTTP stack, captured at DEBUG so a leaked key would show in them."""
+
+
+@pytest.fixture
+def fake(monkeypatch) -> Iterator[FakeOpenAI]:
+    """A fake service the admin allows the Custom provider to ask."""
+    with FakeOpenAI() as server:
+        server.allow(monkeypatch)
+        yield server
+
+
+@pytest.fixture
+def secret(monkeypatch, caplog) -> Iterator[tuple[str, str]]:
+    """A random allowed key in a random variable; after the test it must be nowhere in the captured logs."""
+    env, value = secret_key_in_env(monkeypatch, caplog, "test")
+    yield env, value
+    assert value not in caplog.text
 
 
 def secret_key_in_env(monkeypatch, caplog, tag: str) -> tuple[str, str]:

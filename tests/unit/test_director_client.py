@@ -16,6 +16,7 @@ import support.director_fakes as H
 import torch
 from PIL import Image
 
+fake, secret = H.fake, H.secret  # the shared fixtures
 client = H.director("client")
 media = H.director("media")
 prompts = H.director("prompts")
@@ -23,19 +24,6 @@ DirectorError = H.director("errors").DirectorError
 
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    with H.FakeOpenAI() as server:
-        server.allow(monkeypatch)
-        yield server
-
-
-@pytest.fixture
-def secret(monkeypatch, caplog):
-    """A random key in a random variable; after the test, it must not be anywhere in the captured logs."""
-    env, value = H.secret_key_in_env(monkeypatch, caplog, "test")
-    yield env, value
-    assert value not in caplog.text
 
 
 def _conn(fake, env=None, **kw):

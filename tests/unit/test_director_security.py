@@ -11,25 +11,12 @@ from urllib.parse import quote
 import pytest
 import support.director_fakes as H
 
+fake, secret = H.fake, H.secret  # the shared fixtures
 client = H.director("client")
 redact = H.director("redact")
 DirectorError = H.director("errors").DirectorError
 
 HI = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    with H.FakeOpenAI() as server:
-        server.allow(monkeypatch)
-        yield server
-
-
-@pytest.fixture
-def secret(monkeypatch, caplog):
-    env, value = H.secret_key_in_env(monkeypatch, caplog, "sec")
-    yield env, value
-    assert value not in caplog.text
 
 
 def _error_text(exc: BaseException) -> str:
@@ -147,51 +134,43 @@ class _Cancel(Exception):
     """Stands in for ComfyUI's InterruptProcessingException."""
 
 
-def test_cancel_is_heard_while_the_server_is_still_thinking(fake, secret):
+@pytest.mark.parametrize("waiting", ["for the answer", "to retry"])
+def test_cancel_is_heard_while_waiting(fake, secret, waiting):
     env, _ = secret
-    fake.replies.append(H.Reply(body=H.chat_body("late"), delay=20.0))
-    pressed = threading.Event()
-    threading.Timer(0.5, pressed.set).start()
+    if waiting == "for the answer":
+        fake.replies.append(H.Reply(body=H.chat_body("late"), delay=20.0))
+    else:
+        fake.fail(503, "busy", headers={"Retry-After": "30"})
+    pressed: list[float] = []
+
+    def press_once_asked() -> None:  # Cancel 0.3 s after the request reached the service
+        while not fake.requests:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        pressed.append(time.monotonic())
 
     def abort_check() -> None:
-        if pressed.is_set():
+        if pressed:
             raise _Cancel()
 
-    started = time.monotonic()
+    threading.Thread(target=press_once_asked, daemon=True).start()
     with pytest.raises(_Cancel):
         client.chat(client.DirectorConnection(base_url=fake.base_url, model="m", key_env=env, timeout_s=60.0,
                                               max_retries=10), HI, abort_check=abort_check)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - pressed[0] < 3.0  # heard while waiting: the service holds on for 20 s or 30 s
     assert len(fake.requests) == 1
-
-
-def test_cancel_is_heard_while_waiting_to_retry(fake, secret):
-    env, _ = secret
-    fake.fail(503, "busy", headers={"Retry-After": "30"})
-    pressed = threading.Event()
-    threading.Timer(0.5, pressed.set).start()
-
-    def abort_check() -> None:
-        if pressed.is_set():
-            raise _Cancel()
-
-    started = time.monotonic()
-    with pytest.raises(_Cancel):
-        client.chat(client.DirectorConnection(base_url=fake.base_url, model="m", key_env=env), HI,
-                    abort_check=abort_check)
-    assert time.monotonic() - started < 1.5
 
 
 def test_one_node_ends_within_the_cap_whatever_timeout_and_retries_say(fake, secret, monkeypatch):
     env, _ = secret
-    monkeypatch.setattr(client, "MAX_NODE_SECONDS", 1.2)
+    monkeypatch.setattr(client, "MAX_NODE_SECONDS", 1.5)
     fake.responder = lambda body: H.Reply(body=H.chat_body("late"), delay=5.0)
     started = time.monotonic()
     with pytest.raises(DirectorError, match=r"no answer from .* within"):
-        client.chat(client.DirectorConnection(base_url=fake.base_url, model="m", key_env=env, timeout_s=0.5,
+        client.chat(client.DirectorConnection(base_url=fake.base_url, model="m", key_env=env, timeout_s=1.0,
                                               max_retries=10, retry_delay_s=0.0), HI)
-    assert time.monotonic() - started < 2.5
-    assert 2 <= len(fake.requests) <= 3
+    assert time.monotonic() - started < 5.0  # 11 tries of 1 s each would take 11 s
+    assert 1 <= len(fake.requests) <= 2
 
 
 def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(secret, monkeypatch):
@@ -226,4 +205,4 @@ def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(secret, monkeyp
     finally:
         stop.set()
         listener.close()
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5.0  # httpx alone would wait as long as bytes keep coming
