@@ -286,7 +286,8 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
         "model": "the model name; empty uses the provider's usual vision model.",
         "api_key_env": "the NAME of the environment variable holding your key (never the key itself). Empty uses "
                        "the provider's usual one, e.g. `GEMINI_API_KEY`.",
-        "custom_url": "the base URL for the `Custom` provider, e.g. `http://127.0.0.1:8080/v1`.",
+        "custom_url": "the base URL for the `Custom` provider, e.g. `http://127.0.0.1:8080/v1`; the server admin "
+                      "must list its host in `DYNAMICRAFTER_DIRECTOR_HOSTS`.",
         "timeout": "seconds to wait for one answer.",
         "retries": "how many times to try again after a rate limit, a server error or a lost connection.",
         "retry_delay": "seconds before the first retry; doubles with each further one.",
@@ -304,8 +305,9 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
     },
     "DynamiCrafterDirectorSoundtrack": {
         "description": "what the clip shows; here it comes from the prompt(s) above.",
-        "folder": "the folder holding your music (wav, flac, mp3, ogg, m4a...), optionally with `tags.txt` "
-                  "(`file.mp3: calm, piano` per line). Only names and tags are sent, never audio.",
+        "folder": "the folder holding your music (wav, flac, mp3, ogg, m4a...), inside ComfyUI's `input` folder "
+                  "(`music` = `input/music`), optionally with `tags.txt` (`file.mp3: calm, piano` per line). Only "
+                  "names and tags are sent, never audio.",
         "seconds": "clip length in seconds, used only when no frames are connected.",
         "fps": "the video's frame rate, to turn the connected frames into seconds (keep it equal to Make video's).",
         "fade_out": "seconds of fade-out at the end of the music.",
@@ -494,8 +496,10 @@ DIRECTOR_NOTE = (
     "The *Director* nodes ask a vision-language model through any OpenAI-compatible service. Set your key in an "
     "environment variable before starting ComfyUI (e.g. `GEMINI_API_KEY`) and name that variable in "
     "*api_key_env*: the key itself is never stored in the workflow. Needs `pip install openai`. Put a few music "
-    "files in a folder and type its path in the soundtrack node's *folder*.")
-MUSIC_FOLDER = "~/Music/dynamicrafter"
+    "files in ComfyUI's `input/music` folder (the soundtrack node's *folder* `music`); other folders must be "
+    "listed by the server admin in `DYNAMICRAFTER_AUDIO_DIRS`. Custom URLs and other key variables must be "
+    "allowed too (`DYNAMICRAFTER_DIRECTOR_HOSTS`, `DYNAMICRAFTER_DIRECTOR_KEYS`; see the README).")
+MUSIC_FOLDER = "music"
 KEYFRAME_SEGMENT_PROMPTS = ("the sun sinking toward the sea, clouds drifting\n"
                             "the sun touching the horizon, the sky turning deep orange")
 

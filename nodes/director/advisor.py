@@ -1,8 +1,10 @@
 """Motion advisor: look at a finished clip and suggest the next run's steps, CFG, fs and prompt."""
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -42,9 +44,9 @@ def _number(value: Any, kind: type) -> float | int | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         return None
-    return int(round(number)) if kind is int else number
+    return round(number) if kind is int else number
 
 
 def _clamp(name: str, value: Any, kind: type, bounds: tuple, current: Any, notes: list[str]) -> Any:

@@ -1,7 +1,9 @@
 """Connection to an OpenAI-compatible chat-completions endpoint: presets, key lookup, retries, errors.
 
 The key never leaves this module: it is read from the environment variable the connection names at
-call time, handed to the ``openai`` client, and scrubbed from every message this module produces.
+call time (only one the admin allows, see ``policy``), handed to the ``openai`` client for the preset's host or
+an allowed Custom host, and scrubbed in every written form from every message this module produces. Answers'
+bodies are never copied into messages: a workflow must not be able to read a service through the error text.
 """
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from . import policy
 from .errors import DirectorError
+from .redact import scrub
+from .waiting import TimedOut, WorkFailed, run_polling, sleep_polling
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _KEY_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghu_", "ghs_", "github_pat_", "aiza", "gsk_", "xai-", "hf_")
 _NO_KEY_PLACEHOLDER = "not-needed"
 _MAX_DELAY_S = 60.0
+MAX_NODE_SECONDS = 300.0
+"""One director request, all tries and waits together, ends within this (whatever timeout x retries say)."""
 
 
 @dataclass(frozen=True)
@@ -83,22 +91,37 @@ def check_env_name(name: str) -> str | None:
 
 def make_connection(provider: str, model: str = "", key_env: str = "", custom_url: str = "",
                     timeout_s: float = 60.0, max_retries: int = 3, retry_delay_s: float = 1.0) -> DirectorConnection:
-    """Resolve a preset plus overrides into a connection; empty fields take the preset's default."""
+    """Resolve a preset plus overrides into a connection; empty fields take the preset's default.
+
+    Refuses a key variable or Custom host the server admin does not allow (see ``policy``)."""
     if provider not in PRESETS:
         raise DirectorError(f"unknown provider '{provider}': choose one of {', '.join(PRESETS)}")
     preset = PRESETS[provider]
     base_url = custom_url.strip() if provider == CUSTOM else preset.base_url
     if provider == CUSTOM and not base_url:
         raise DirectorError("provider 'Custom' needs a base URL, e.g. http://127.0.0.1:8080/v1")
-    if not re.match(r"^https?://[^\s/]+", base_url):
-        raise DirectorError(f"the base URL must start with http:// or https://, got '{base_url[:100]}'")
     model = model.strip() or preset.model
     if not model:
-        raise DirectorError(f"no model name given for {base_url}: type the model the server serves")
+        raise DirectorError("no model name given for the Custom provider: type the model the server serves")
     env = check_env_name(key_env) if key_env.strip() else preset.key_env
-    return DirectorConnection(base_url=base_url, model=model, key_env=env, timeout_s=float(timeout_s),
+    conn = DirectorConnection(base_url=base_url, model=model, key_env=env, timeout_s=float(timeout_s),
                               max_retries=max(0, int(max_retries)), retry_delay_s=max(0.0, float(retry_delay_s)),
                               provider=provider)
+    authorize(conn)
+    return conn
+
+
+def authorize(conn: DirectorConnection) -> None:
+    """Refuse a connection whose host or key variable the admin does not allow (checked again before each request)."""
+    preset = PRESETS.get(conn.provider)
+    if preset is None:
+        raise DirectorError(f"unknown provider '{conn.provider}': choose one of {', '.join(PRESETS)}")
+    if conn.key_env:
+        policy.check_key_var(conn.key_env, preset.key_env, conn.provider)
+    if conn.provider == CUSTOM:
+        policy.check_custom_url(conn.base_url)
+    elif conn.base_url != preset.base_url:
+        raise DirectorError(f"provider '{conn.provider}' asks only {preset.base_url}: use Custom for other URLs")
 
 
 def _openai() -> Any:
@@ -119,33 +142,11 @@ def _read_key(conn: DirectorConnection) -> str | None:
         raise DirectorError(
             f"environment variable ${conn.key_env} is not set (or empty): set it to your key for "
             f"{conn.endpoint} and restart ComfyUI")
+    if not all("!" <= c <= "~" for c in key):
+        raise DirectorError(
+            f"the value of ${conn.key_env} cannot be sent as a key: it holds spaces, line breaks or characters "
+            "outside ASCII; set the variable to the key alone and restart ComfyUI")
     return key
-
-
-def _scrub(text: str, key: str | None) -> str:
-    if key:
-        text = text.replace(key, "***")
-    return text
-
-
-def _server_message(exc: Any) -> str:
-    """The server's own short error text (from a JSON error body when there is one)."""
-    body = getattr(exc, "body", None)
-    message = ""
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            message = str(inner.get("message") or "")
-        elif isinstance(inner, str):
-            message = inner
-    if not message:
-        response = getattr(exc, "response", None)
-        try:
-            message = response.text if response is not None else ""
-        except Exception:  # a streamed or closed body
-            message = ""
-    message = " ".join(message.split())
-    return message[:300]
 
 
 def _retry_after(exc: Any) -> float | None:
@@ -157,103 +158,160 @@ def _retry_after(exc: Any) -> float | None:
         return None
 
 
-def _status_error(conn: DirectorConnection, status: int, server_msg: str, tries: int) -> DirectorError:
+def _status_error(conn: DirectorConnection, status: int, tries: int) -> DirectorError:
     url = conn.endpoint
-    detail = f": {server_msg}" if server_msg else ""
     if status in (401, 403):
         if conn.key_env:
-            text = f"the key in ${conn.key_env} was rejected by {url}: HTTP {status}{detail}"
+            text = f"the key in ${conn.key_env} was rejected by {url}: HTTP {status}"
         else:
-            text = (f"{url} refused the request without a key: HTTP {status}{detail}; name the environment "
+            text = (f"{url} refused the request without a key: HTTP {status}; name the environment "
                     "variable that holds the key in the connection node")
+    elif 300 <= status < 400:
+        text = f"{url} answered with a redirect (HTTP {status}), which is not followed: use the final URL"
     elif status == 404:
-        text = f"{url} answered HTTP 404{detail}: check the base URL and that model '{conn.model}' exists there"
+        text = f"{url} answered HTTP 404: check the base URL and that model '{conn.model}' exists there"
     elif status == 429:
-        text = (f"{url} kept answering HTTP 429 (rate limit or quota) after {tries} tries{detail}: wait a "
+        text = (f"{url} kept answering HTTP 429 (rate limit or quota) after {tries} tries: wait a "
                 "moment, raise the retries, or check your plan's quota")
     elif status >= 500:
-        text = f"{url} failed with HTTP {status} after {tries} tries{detail}: the service has trouble, try later"
+        text = f"{url} failed with HTTP {status} after {tries} tries: the service has trouble, try later"
     else:
-        text = (f"{url} rejected the request: HTTP {status}{detail} (does model '{conn.model}' accept images "
+        text = (f"{url} rejected the request: HTTP {status} (does model '{conn.model}' accept images "
                 "and these options?)")
     return DirectorError(text)
 
 
+class _Retry(Exception):
+    """This try failed in a way worth another try; ``error`` is what to report when no try is left."""
+
+    def __init__(self, error: DirectorError, delay: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delay = delay
+
+
 def chat(conn: DirectorConnection, messages: list[dict[str, Any]], *, temperature: float = 0.0,
          seed: int | None = None, abort_check: Callable[[], None] | None = None,
-         sleep: Callable[[float], None] = time.sleep) -> str:
+         sleep: Callable[[float], None] | None = None) -> str:
     """Send one chat-completions request and return the answer text.
 
     Retries 429, 5xx, timeouts and connection failures with exponential backoff
     (``retry_delay_s * 2**attempt``, or the server's Retry-After when longer, at most 60 s).
     A 400 while a seed was sent is tried once more without the seed, for servers that do not take one.
-    ``abort_check`` is called before every attempt and may raise to stop (ComfyUI's cancel button).
+    ``abort_check`` (ComfyUI's Cancel) is polled while waiting for an answer and between tries and may raise
+    to stop; everything together ends within ``MAX_NODE_SECONDS``. Every failure is a DirectorError without
+    any form of the key and without the answer's body. ``sleep`` replaces the wait between tries (tests).
     """
     openai = _openai()
+    authorize(conn)
     key = _read_key(conn)
-    url = conn.endpoint
-    client = openai.OpenAI(api_key=key or _NO_KEY_PLACEHOLDER, base_url=conn.base_url,
-                           timeout=conn.timeout_s, max_retries=0)
+    try:
+        return _ask(openai, conn, key, messages, temperature, seed, abort_check, sleep)
+    except DirectorError as exc:
+        raise DirectorError(scrub(str(exc), key)) from None
+
+
+def _ask(openai: Any, conn: DirectorConnection, key: str | None, messages: list[dict[str, Any]], temperature: float,
+         seed: int | None, abort_check: Callable[[], None] | None, sleep: Callable[[float], None] | None) -> str:
+    try:
+        client = openai.OpenAI(api_key=key or _NO_KEY_PLACEHOLDER, base_url=conn.base_url, timeout=conn.timeout_s,
+                               max_retries=0, http_client=openai.DefaultHttpxClient(follow_redirects=False))
+    except Exception as exc:  # noqa: BLE001  (a broken install or TLS setup: say so, without the details)
+        raise DirectorError(f"cannot set up the HTTP client for {conn.endpoint} ({type(exc).__name__}): check "
+                            "the `openai` install of the Python that runs ComfyUI") from None
     request: dict[str, Any] = {"model": conn.model, "messages": messages, "temperature": float(temperature)}
     if seed is not None:
         request["seed"] = int(seed)
-    tries = 0
+    deadline = time.monotonic() + MAX_NODE_SECONDS
     attempts = 1 + conn.max_retries
+    tries = 0
     try:
         while True:
             if abort_check is not None:
                 abort_check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DirectorError(f"no answer from {conn.endpoint} within the director's limit of "
+                                    f"{MAX_NODE_SECONDS:g} s per node (tried {tries} times): lower the timeout "
+                                    "or the retries, or check the server")
             tries += 1
             log.info("director: asking %s (try %d of %d)", conn.describe(), tries, attempts)
-            started = time.monotonic()
-            delay: float | None = None
             try:
-                response = client.chat.completions.create(**request)
-                log.debug("director: answer after %.2f s", time.monotonic() - started)
-                return _answer_text(conn, response)
-            except openai.APIStatusError as exc:
-                status = int(exc.status_code)
-                server_msg = _scrub(_server_message(exc), key)
-                log.debug("director: HTTP %d from %s: %s", status, url, server_msg)
-                if status == 400 and "seed" in request:
-                    log.info("director: %s refused the request with a seed; trying again without it", url)
-                    request.pop("seed")
+                response = run_polling(lambda: client.chat.completions.create(**request),
+                                       min(conn.timeout_s, left), abort_check)
+            except (TimedOut, WorkFailed) as failure:
+                outcome = _outcome(openai, conn, key, failure, tries, request)
+                if outcome is None:  # the seed was dropped: the same try again
                     tries -= 1
                     continue
-                if (status == 429 or status >= 500) and tries < attempts:
-                    delay = conn.retry_delay_s * 2 ** (tries - 1)
-                    retry_after = _retry_after(exc)
-                    if retry_after is not None:
-                        delay = max(delay, retry_after)
-                else:
-                    raise _status_error(conn, status, server_msg, tries) from None
-            except openai.APITimeoutError:
-                log.debug("director: no answer from %s within %s s", url, conn.timeout_s)
                 if tries >= attempts:
-                    raise DirectorError(f"no answer from {url} within {conn.timeout_s:g} s (tried {tries} "
-                                        "times): raise the timeout or check the server") from None
-                delay = conn.retry_delay_s * 2 ** (tries - 1)
-            except openai.APIConnectionError as exc:
-                reason = _scrub(str(exc.__cause__ or exc), key)[:200]
-                log.debug("director: cannot reach %s: %s", url, reason)
-                if tries >= attempts:
-                    raise DirectorError(f"cannot reach {url} (tried {tries} times): {reason}; is the server "
-                                        "running and the URL right?") from None
-                delay = conn.retry_delay_s * 2 ** (tries - 1)
-            except openai.APIError as exc:
-                raise DirectorError(f"unexpected answer from {url}: {_scrub(str(exc), key)[:300]}") from None
-            delay = min(delay, _MAX_DELAY_S)
-            log.info("director: %s is busy or unreachable; retrying in %.2f s", url, delay)
-            sleep(delay)
+                    raise outcome.error from None
+                delay = min(outcome.delay, _MAX_DELAY_S, max(0.0, deadline - time.monotonic()))
+            else:
+                return _answer_text(conn, response)
+            log.info("director: %s is busy or unreachable; retrying in %.2f s", conn.endpoint, delay)
+            if sleep is not None:
+                sleep(delay)
+            else:
+                sleep_polling(delay, abort_check)
     finally:
         client.close()
 
 
+def _outcome(openai: Any, conn: DirectorConnection, key: str | None, failure: Exception, tries: int,
+             request: dict[str, Any]) -> _Retry | None:
+    """What a failed try means: None = try again at once without the seed; a _Retry = try later;
+    raises the DirectorError to report when it is not worth another try."""
+    url = conn.endpoint
+    backoff = conn.retry_delay_s * 2 ** (tries - 1)
+    if isinstance(failure, TimedOut):
+        log.debug("director: no answer from %s within %s s", url, conn.timeout_s)
+        return _Retry(DirectorError(f"no answer from {url} within {conn.timeout_s:g} s (tried {tries} times): "
+                                    "raise the timeout or check the server"), backoff)
+    exc = failure.error if isinstance(failure, WorkFailed) else failure
+    if isinstance(exc, openai.APIStatusError):
+        status = int(exc.status_code)
+        log.debug("director: HTTP %d from %s (its body is not logged)", status, url)
+        if status == 400 and "seed" in request:
+            log.info("director: %s refused the request with a seed; trying again without it", url)
+            request.pop("seed")
+            return None
+        if status == 429 or status >= 500:
+            retry_after = _retry_after(exc)
+            return _Retry(_status_error(conn, status, tries), max(backoff, retry_after or 0.0))
+        raise _status_error(conn, status, tries)
+    if isinstance(exc, openai.APITimeoutError):
+        return _outcome(openai, conn, key, TimedOut(), tries, request)
+    if isinstance(exc, openai.APIConnectionError):
+        reason = type(exc.__cause__ or exc).__name__
+        log.debug("director: cannot reach %s: %s", url, scrub(str(exc.__cause__ or exc), key)[:200])
+        return _Retry(DirectorError(f"cannot reach {url} (tried {tries} times, {reason}): is the server "
+                                    "running and the URL right?"), backoff)
+    if isinstance(exc, DirectorError):
+        raise exc
+    log.debug("director: unexpected %s from the request to %s", type(exc).__name__, url)
+    raise DirectorError(f"the request to {url} failed unexpectedly ({type(exc).__name__}): check the base URL "
+                        "and that the server speaks the OpenAI chat-completions API")
+
+
 def _answer_text(conn: DirectorConnection, response: Any) -> str:
+    """The answer's text; a DirectorError (never the body) for anything that is not a chat-completions answer."""
+    try:
+        return _read_answer(conn, response)
+    except DirectorError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (an odd answer shape: attribute, index or type errors)
+        log.debug("director: unreadable answer from %s (%s)", conn.endpoint, type(exc).__name__)
+        raise DirectorError(f"{conn.endpoint} sent an answer that is not a chat-completions answer: check the "
+                            "base URL (it usually ends in /v1) and the model") from None
+
+
+def _read_answer(conn: DirectorConnection, response: Any) -> str:
     if isinstance(response, (str, bytes)):  # the client hands back bodies that are not JSON as they are
         text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
-        raise DirectorError(f"{conn.endpoint} did not answer like a chat-completions API: {text.strip()[:200]!r}; "
-                            "check the base URL (it usually ends in /v1)")
+        log.debug("director: %s answered %d characters that are not JSON", conn.endpoint, len(text))
+        raise DirectorError(f"{conn.endpoint} did not answer like a chat-completions API (the answer is not JSON; "
+                            "it is not shown): check the base URL (it usually ends in /v1)")
     choices = getattr(response, "choices", None) or []
     if not choices:
         raise DirectorError(f"{conn.endpoint} returned no answer (no choices in the response)")

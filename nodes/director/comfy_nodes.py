@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from .answers import one_line
 from .client import PRESETS, DirectorConnection, chat, make_connection
 from .errors import DirectorError
 from .media import png_data_url
+from .policy import AUDIO_DIRS_ENV, HOSTS_ENV, KEYS_ENV, audio_roots
 from .prompts import describe_messages
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,13 @@ def _abort_check() -> None:
     import comfy.model_management
 
     comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def _audio_roots() -> list[Path]:
+    """ComfyUI's input folder and the admin's audio folders: the only places the Soundtrack node reads."""
+    import folder_paths
+
+    return audio_roots(folder_paths.get_input_directory())
 
 
 def _connection_input() -> io.Input:
@@ -59,7 +68,9 @@ class DirectorConnectionNode(io.ComfyNode):
             category=CATEGORY,
             description=("Connects the AI director nodes to a vision-language model through any OpenAI-compatible "
                          "endpoint. The key is read from the environment variable you name, at run time, and is "
-                         "never stored in the workflow. Needs `pip install openai`."),
+                         "never stored in the workflow. Only the preset's own variable and those the server admin "
+                         f"lists in {KEYS_ENV} can be named; a Custom URL must be on a host listed in {HOSTS_ENV}. "
+                         "Needs `pip install openai`."),
             inputs=[
                 io.Combo.Input("provider", options=list(PRESETS), default="Gemini (OpenAI-compatible)",
                                tooltip="The service: Gemini, GitHub Models, OpenAI, a local Ollama or LM Studio "
@@ -70,12 +81,14 @@ class DirectorConnectionNode(io.ComfyNode):
                 io.String.Input("api_key_env", default="",
                                 tooltip="The NAME of the environment variable holding your key, never the key "
                                         "itself. Empty uses the provider's usual one (GEMINI_API_KEY, GITHUB_TOKEN, "
-                                        "OPENAI_API_KEY; none for local servers)."),
+                                        "OPENAI_API_KEY; none for local servers). Other names must be listed by "
+                                        f"the server admin in {KEYS_ENV}."),
                 io.String.Input("custom_url", default="",
                                 tooltip="Base URL for the Custom provider, e.g. http://127.0.0.1:8080/v1 "
-                                        "(ignored by the other providers)."),
+                                        f"(ignored by the other providers); its host must be listed in {HOSTS_ENV}."),
                 io.Float.Input("timeout", default=60.0, min=1.0, max=600.0, step=1.0,
-                               tooltip="Seconds to wait for one answer before giving up on that try."),
+                               tooltip="Seconds to wait for one answer before giving up on that try (all tries of "
+                                       "one node together stop after 300 s)."),
                 io.Int.Input("retries", default=3, min=0, max=10,
                              tooltip="How many times to try again after a rate limit (HTTP 429), a server error "
                                      "(5xx), a timeout or a lost connection."),
@@ -233,16 +246,19 @@ class DirectorSoundtrack(io.ComfyNode):
                 _connection_input(),
                 io.String.Input("description", default="", multiline=True,
                                 tooltip="What the clip shows (e.g. the motion prompt)."),
-                io.String.Input("folder", default="",
-                                tooltip="Folder holding your audio files (wav, flac, mp3, ogg, m4a...), optionally "
-                                        "with tags.json {\"file.mp3\": \"calm, piano\"} or tags.txt "
-                                        "('file.mp3: calm, piano' per line)."),
-                io.Float.Input("seconds", default=2.0, min=0.1, max=3600.0, step=0.1,
+                io.String.Input("folder", default="music",
+                                tooltip="Folder inside ComfyUI's input folder (e.g. 'music' for input/music) or "
+                                        f"inside a folder the admin lists in {AUDIO_DIRS_ENV}, holding your audio "
+                                        "files (wav, flac, mp3, ogg, m4a...), optionally with tags.json "
+                                        "{\"file.mp3\": \"calm, piano\"} or tags.txt ('file.mp3: calm, piano' per "
+                                        "line)."),
+                io.Float.Input("seconds", default=2.0, min=0.1, max=audio.MAX_SECONDS, step=0.1,
                                tooltip="Clip length in seconds (used when no frames are connected)."),
                 io.Float.Input("fps", default=8.0, min=0.1, max=240.0, step=0.1,
                                tooltip="Frame rate of the video, to turn connected frames into seconds."),
                 io.Image.Input("frames", optional=True,
-                               tooltip="Optional: the clip's frames; the length is then frame count / fps."),
+                               tooltip="Optional: the clip's frames; the length is then frame count / fps "
+                                       f"(at most {audio.MAX_SECONDS:g} s)."),
                 io.Float.Input("fade_out", default=0.5, min=0.0, max=10.0, step=0.1,
                                tooltip="Seconds of fade-out at the end of the cut."),
                 _temperature_input(),
@@ -259,17 +275,21 @@ class DirectorSoundtrack(io.ComfyNode):
     def fingerprint_inputs(cls, folder: str = "", **_: Any) -> str:
         """Re-run when files in the folder change, not only when the widgets do."""
         try:
-            tracks = soundtrack.scan_library(folder)
-        except DirectorError:
+            tracks = soundtrack.scan_library(folder, _audio_roots())
+            return "|".join(f"{t.name}:{t.path.stat().st_mtime_ns}" for t in tracks)
+        except (DirectorError, OSError):
             return ""
-        return "|".join(f"{t.name}:{t.path.stat().st_mtime_ns}" for t in tracks)
 
     @classmethod
     def execute(cls, director: DirectorConnection, description: str, folder: str, seconds: float, fps: float,
                 fade_out: float, temperature: float, seed: int, frames: torch.Tensor | None = None) -> io.NodeOutput:
         conn = _check_connection(director)
-        length = frames.shape[0] / fps if frames is not None else seconds
-        tracks = soundtrack.scan_library(folder)
+        if frames is not None:
+            count = int(frames.shape[0])
+            length = audio.check_length(count / fps if fps > 0 else float("nan"), f"{count} frames at {fps:g} fps")
+        else:
+            length = audio.check_length(seconds, "the seconds input")
+        tracks = soundtrack.scan_library(folder, _audio_roots())
         track, reason = soundtrack.choose(conn, description, tracks, temperature, seed, _abort_check)
         waveform, rate = audio.decode(track.path, max_seconds=length)
         clip = audio.fit_length(waveform, rate, length, fade_out)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 DYNAMICRAFTER_PROMPT_RULES = (
     "DynamiCrafter animates one still picture into a clip of about two seconds, guided by a short text prompt. "

@@ -1,22 +1,30 @@
-"""Soundtrack pick: list the user's audio folder with tags, let the model choose one track by its number."""
+"""Soundtrack pick: list the user's audio folder with tags, let the model choose one track by its number.
+
+The folder comes from the workflow, so it is read only inside the allowed roots (ComfyUI's input folder and the
+admin's ``DYNAMICRAFTER_AUDIO_DIRS``): ``..``, absolute paths elsewhere and symlinks leading out are refused.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import prompts
 from .answers import extract_json, quote_answer
 from .client import DirectorConnection, chat
 from .errors import DirectorError
+from .policy import AUDIO_DIRS_ENV
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma")
 MAX_TRACKS = 200
+MAX_TAGS_BYTES = 1 << 20
+MAX_TAG_CHARS = 200
 _WORDS = re.compile(r"[A-Za-z0-9']+")
 
 
@@ -36,21 +44,74 @@ def _tags_from_name(path: Path) -> str:
     return " ".join(_WORDS.findall(path.stem.replace("_", " ")))
 
 
-def read_tags(folder: Path) -> dict[str, str]:
-    """Tags from ``tags.json`` ({"file.mp3": "calm, piano"} or lists) or ``tags.txt`` ("file.mp3: calm, piano")."""
+def _inside(path: Path, roots: list[Path]) -> bool:
+    """Whether ``path``, with every symlink followed, lies in one of ``roots``."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    return any(real == root or real.is_relative_to(root) for root in roots)
+
+
+def _not_allowed(folder: str) -> DirectorError:
+    return DirectorError(
+        "the music folder must be inside ComfyUI's input folder (type a path relative to it, e.g. 'music' for "
+        f"input/music) or inside a folder the server admin lists in {AUDIO_DIRS_ENV}; '..', other absolute paths "
+        "and symlinks that lead elsewhere are refused")
+
+
+def resolve_folder(folder: str, roots: list[Path]) -> Path:
+    """The folder a workflow names, inside the allowed ``roots`` (resolved; the first is the input folder).
+
+    A relative path is looked up in each root in turn; an absolute one (or ``~``) must lie in a root.
+    """
+    text = str(folder).strip()
+    if not text:
+        raise DirectorError("no music folder given: type a folder inside ComfyUI's input folder, e.g. 'music'")
+    if "\x00" in text or len(text) > 1024:
+        raise _not_allowed(text)
+    path = Path(text).expanduser()
+    if ".." in path.parts or ".." in Path(text.replace("\\", "/")).parts:
+        raise _not_allowed(text)
+    candidates = [path] if path.is_absolute() else [root / path for root in roots]
+    allowed = [c for c in candidates if _inside(c, roots)]
+    if not allowed:
+        raise _not_allowed(text)
+    for candidate in allowed:
+        if candidate.is_dir():
+            return candidate
+    raise DirectorError(f"music folder not found: '{text[:200]}' (a relative path is looked up in ComfyUI's input "
+                        f"folder and in the folders of {AUDIO_DIRS_ENV})")
+
+
+def _read_small(path: Path) -> str:
+    if path.stat().st_size > MAX_TAGS_BYTES:
+        raise DirectorError(f"{path.name} is larger than {MAX_TAGS_BYTES >> 20} MB: keep only names and tags in it")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _tags_file(folder: Path, name: str, roots: list[Path]) -> Path | None:
+    path = folder / name
+    return path if _is_file(path) and _inside(path, roots) else None
+
+
+def read_tags(folder: Path, roots: list[Path]) -> dict[str, str]:
+    """Tags from ``tags.json`` ({"file.mp3": "calm, piano"} or lists) or ``tags.txt`` ("file.mp3: calm, piano");
+    a tags file whose symlink leads outside ``roots`` is ignored."""
     tags: dict[str, str] = {}
-    json_path, txt_path = folder / "tags.json", folder / "tags.txt"
-    if json_path.is_file():
+    json_path, txt_path = _tags_file(folder, "tags.json", roots), _tags_file(folder, "tags.txt", roots)
+    if json_path is not None:
         try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
+            data = json.loads(_read_small(json_path))
         except (OSError, ValueError) as exc:
-            raise DirectorError(f"{json_path} is not valid JSON ({exc}); expected {{\"file.mp3\": \"calm, piano\"}}") from None
+            raise DirectorError(f"tags.json is not valid JSON ({type(exc).__name__}); "
+                                "expected {\"file.mp3\": \"calm, piano\"}") from None
         if not isinstance(data, dict):
-            raise DirectorError(f"{json_path} must map file names to tags, e.g. {{\"file.mp3\": \"calm, piano\"}}")
+            raise DirectorError("tags.json must map file names to tags, e.g. {\"file.mp3\": \"calm, piano\"}")
         for name, value in data.items():
             tags[str(name)] = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-    elif txt_path.is_file():
-        for line in txt_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    elif txt_path is not None:
+        for line in _read_small(txt_path).splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -59,24 +120,30 @@ def read_tags(folder: Path) -> dict[str, str]:
                 name, sep, value = line.partition("\t")
             if sep:
                 tags[name.strip()] = value.strip()
-    return tags
+    return {name: value[:MAX_TAG_CHARS] for name, value in tags.items()}
 
 
-def scan_library(folder: str | Path) -> list[Track]:
-    """The audio files of ``folder`` (not recursive, sorted by name) with their tags."""
-    path = Path(str(folder).strip()).expanduser()
-    if not str(folder).strip():
-        raise DirectorError("no music folder given: type the path of a folder holding your audio files")
-    if not path.is_dir():
-        raise DirectorError(f"music folder not found: {path}")
-    files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS),
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def scan_library(folder: str, roots: list[Path]) -> list[Track]:
+    """The audio files of ``folder`` inside ``roots`` (not recursive, sorted by name) with their tags;
+    files whose symlink leads outside the roots are left out."""
+    path = resolve_folder(folder, roots)
+    files = sorted((p for p in path.iterdir()
+                    if p.suffix.lower() in AUDIO_EXTENSIONS and _is_file(p) and _inside(p, roots)),
                    key=lambda p: p.name.lower())
     if not files:
-        raise DirectorError(f"no audio files in {path} (looked for {', '.join(AUDIO_EXTENSIONS)})")
+        raise DirectorError(f"no audio files in the music folder '{str(folder).strip()[:200]}' "
+                            f"(looked for {', '.join(AUDIO_EXTENSIONS)})")
     if len(files) > MAX_TRACKS:
         log.warning("director: %s holds %d audio files; offering the first %d by name", path, len(files), MAX_TRACKS)
         files = files[:MAX_TRACKS]
-    tags = read_tags(path)
+    tags = read_tags(path, roots)
     by_lower = {k.lower(): v for k, v in tags.items()}
     return [Track(f, tags.get(f.name) or by_lower.get(f.name.lower()) or _tags_from_name(f)) for f in files]
 

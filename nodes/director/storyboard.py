@@ -1,8 +1,9 @@
 """Storyboard: a story split into scene prompts that share one style line."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import prompts
 from .answers import extract_json, one_line, quote_answer

@@ -9,14 +9,10 @@ from typing import Any
 
 import av
 import pytest
+import support.director_fakes as H
 import torch
 from PIL import Image
-
 from support.modules import load_by_path
-
-import support.director_fakes as H
-
-
 
 pytestmark = pytest.mark.host
 
@@ -58,6 +54,12 @@ def _route(body: dict[str, Any]) -> Any:
     return H.Reply(status=500, body={"error": {"message": "unexpected request"}})
 
 
+@pytest.fixture(autouse=True)
+def admin(monkeypatch, tmp_path):
+    """The server admin's settings for these tests: the test's temp folder may hold music."""
+    monkeypatch.setenv(H.AUDIO_DIRS_ENV, str(tmp_path))
+
+
 def _connection(fake, env: str, **over: Any) -> dict[str, Any]:
     inputs = {"provider": "Custom", "model": "vision-test", "api_key_env": env, "custom_url": fake.base_url,
               "timeout": 5.0, "retries": 2, "retry_delay": 0.01}
@@ -91,7 +93,7 @@ def test_nodes_register_with_ids_categories_and_tooltips(comfy_host, director_no
     assert storyboard.GET_NODE_INFO_V1()["output_is_list"] == [False, True, False]
 
 
-def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret, caplog, tmp_path):
+def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret, caplog, tmp_path, monkeypatch):
     env, key = secret
     comfy_host.load_builtin_extras()  # CreateVideo / SaveVideo take the soundtrack
     music = tmp_path / "music"
@@ -100,6 +102,7 @@ def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret
     SOUND.write_tone(music / "storm_drums.flac", 3.0, 32000, 110.0)
     (music / "tags.txt").write_text("storm_drums.flac: dark, drums, tension\n")
     with H.FakeOpenAI() as fake:
+        fake.allow(monkeypatch)
         fake.responder = _route
         prompt = {
             "1": _connection(fake, env),
@@ -172,9 +175,10 @@ def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret
 
 @pytest.mark.parametrize("case", ["401", "malformed storyboard", "no valid track", "missing variable"])
 def test_failures_stop_the_graph_with_a_clear_message_and_no_key(comfy_host, director_nodes, secret, caplog,
-                                                                 tmp_path, case):
+                                                                 tmp_path, monkeypatch, case):
     env, key = secret
     with H.FakeOpenAI() as fake:
+        fake.allow(monkeypatch)
         endpoint = f"{fake.base_url}/chat/completions"
         connection = _connection(fake, env)
         if case == "401":
@@ -196,6 +200,7 @@ def test_failures_stop_the_graph_with_a_clear_message_and_no_key(comfy_host, dir
                                "fps": 8.0, "fade_out": 0.1, "temperature": 0.0, "seed": 0}}
             expected = "names no track from the list (numbers 1 to 1): '{\"index\": 9}'"
         else:
+            monkeypatch.setenv(H.KEYS_ENV, "DIRECTOR_HOST_UNSET_VARIABLE")
             connection = _connection(fake, "DIRECTOR_HOST_UNSET_VARIABLE")
             node = {"class_type": "DynamiCrafterDirectorDescribeImage",
                     "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": 0}}

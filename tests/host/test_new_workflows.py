@@ -301,11 +301,14 @@ def director(monkeypatch, tmp_path):
     env = "DIRECTOR_WORKFLOW_KEY_" + secrets.token_hex(4).upper()
     key = "sk-wf-" + secrets.token_urlsafe(24)
     monkeypatch.setenv(env, key)
+    monkeypatch.setenv(H.KEYS_ENV, env)  # the admin allows the key, the fake's host and the music folder
+    monkeypatch.setenv(H.AUDIO_DIRS_ENV, str(tmp_path))
     music = tmp_path / "music"
     music.mkdir()
     write_wav(music / "bright_march.wav", 2.0, hz=440.0)
     write_wav(music / "slow_sunset.wav", 8.0)
     with H.FakeOpenAI() as fake:
+        fake.allow(monkeypatch)
         fake.responder = _route
         yield fake, env, key, music
 

@@ -10,13 +10,21 @@ import time
 import types
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; only for the annotation
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 PURE_PACKAGE = "_dynamicrafter_director_pure"
+KEYS_ENV, HOSTS_ENV, AUDIO_DIRS_ENV = "DYNAMICRAFTER_DIRECTOR_KEYS", "DYNAMICRAFTER_DIRECTOR_HOSTS", "DYNAMICRAFTER_AUDIO_DIRS"
+"""The admin's settings (nodes/director/policy.py); spelled out here so a renamed setting fails the tests."""
 
 
 def director(module: str) -> types.ModuleType:
@@ -69,7 +77,7 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:  # keep pytest output quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     body: Any = json.loads(raw)
@@ -104,8 +112,17 @@ class FakeOpenAI:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
+    def host(self) -> str:
+        """``127.0.0.1:port``, as an admin lists it in DYNAMICRAFTER_DIRECTOR_HOSTS."""
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://{self.host}/v1"
+
+    def allow(self, monkeypatch) -> None:
+        """Be the admin: allow the Custom provider to ask this fake (the key variable: ``secret_key_in_env``)."""
+        monkeypatch.setenv(HOSTS_ENV, self.host)
 
     def answer(self, content: str, **kw: Any) -> None:
         self.replies.append(Reply(body=chat_body(content), **kw))
@@ -113,11 +130,11 @@ class FakeOpenAI:
     def fail(self, status: int, message: str = "error", **kw: Any) -> None:
         self.replies.append(Reply(status=status, body={"error": {"message": message, "code": status}}, **kw))
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
@@ -141,8 +158,24 @@ HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
 """Loggers of the HTTP stack, captured at DEBUG so a leaked key would show in them."""
 
 
+@pytest.fixture
+def fake(monkeypatch) -> Iterator[FakeOpenAI]:
+    """A fake service the admin allows the Custom provider to ask."""
+    with FakeOpenAI() as server:
+        server.allow(monkeypatch)
+        yield server
+
+
+@pytest.fixture
+def secret(monkeypatch, caplog) -> Iterator[tuple[str, str]]:
+    """A random allowed key in a random variable; after the test it must be nowhere in the captured logs."""
+    env, value = secret_key_in_env(monkeypatch, caplog, "test")
+    yield env, value
+    assert value not in caplog.text
+
+
 def secret_key_in_env(monkeypatch, caplog, tag: str) -> tuple[str, str]:
-    """A random key in a randomly named environment variable, with every log captured at DEBUG."""
+    """A random key in a randomly named environment variable the admin allows, with every log captured at DEBUG."""
     import logging
     import secrets
 
@@ -152,4 +185,5 @@ def secret_key_in_env(monkeypatch, caplog, tag: str) -> tuple[str, str]:
     env = f"DIRECTOR_{tag.upper()}_KEY_" + secrets.token_hex(4).upper()
     value = f"sk-{tag}-" + secrets.token_urlsafe(24)
     monkeypatch.setenv(env, value)
+    monkeypatch.setenv(KEYS_ENV, env)
     return env, value

@@ -5,11 +5,10 @@ import base64
 import io
 
 import pytest
+import support.director_fakes as H
 import torch
 from PIL import Image
 
-
-import support.director_fakes as H  # noqa: E402
 answers = H.director("answers")
 storyboard = H.director("storyboard")
 advisor = H.director("advisor")
@@ -75,9 +74,10 @@ def test_storyboard_too_few_scenes_or_no_list_is_an_error():
         storyboard.parse_storyboard("Scene 1: a girl. Scene 2: a door.", 2)
 
 
-def test_storyboard_plan_against_fake_server():
+def test_storyboard_plan_against_fake_server(monkeypatch):
     with H.FakeOpenAI() as fake:
         fake.answer('{"style": "claymation", "scenes": ["A snail climbs a leaf.", "Rain begins to fall."]}')
+        fake.allow(monkeypatch)
         conn = client.DirectorConnection(base_url=fake.base_url, model="m", retry_delay_s=0.0)
         style_url = media.png_data_url(torch.rand(1, 8, 8, 3))
         board = storyboard.plan(conn, "A snail's rainy day.", 2, style_image_url=style_url, seed=5)
@@ -110,12 +110,13 @@ def test_advice_keeps_current_values_for_missing_or_bad_fields():
         advisor.parse_advice("[1, 2]", CURRENT)
 
 
-def test_advisor_sends_one_strip_of_evenly_spaced_frames():
+def test_advisor_sends_one_strip_of_evenly_spaced_frames(monkeypatch):
     frames = torch.zeros(16, 10, 12, 3)
     for n in range(16):
         frames[n] = n / 15
     with H.FakeOpenAI() as fake:
         fake.answer('{"steps": 60, "cfg": 6, "fs": 20, "prompt": "p", "explanation": "e"}')
+        fake.allow(monkeypatch)
         conn = client.DirectorConnection(base_url=fake.base_url, model="m", retry_delay_s=0.0)
         advice = advisor.advise(conn, frames, CURRENT, frame_count=4)
         body = fake.requests[0].body
