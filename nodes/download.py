@@ -34,6 +34,7 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..dynamicrafter.config import VARIANTS
+from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +400,7 @@ def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
 # --------------------------------------------------------------------------------------------------
 
 
-class DynamiCrafterModelDownload(io.ComfyNode):
+class DynamiCrafterModelDownload(CheckedNode):
     """Downloads a DynamiCrafter checkpoint from the Hugging Face hub when it runs."""
 
     @classmethod
