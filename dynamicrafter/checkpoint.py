@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 from .config import VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
 from .detect import resampler_config_from_state_dict, unet_config_from_state_dict
+from .file_kind import DESCRIPTIONS, FileKind, expected_kind, not_a_model, sniff
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +73,19 @@ class MissingPartError(CheckpointError):
         super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. {advice}")
 
 
-def _read_ckpt(path: Path) -> Mapping[str, torch.Tensor]:
+def _read_ckpt(path: Path, kind: FileKind) -> Mapping[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj = _torch_load(path, kind)
     except pickle.UnpicklingError as e:
+        if "unsupported global" not in str(e).lower():  # a damaged pickle stream, not a refused object
+            raise CheckpointError(path, f"{DESCRIPTIONS[kind]}, but corrupt (its pickled index cannot be read); "
+                                        "download it again.") from None
         raise CheckpointError(path, "refused to load: the pickle asks to run code or build objects that are not "
                                     "plain tensors, which a weights file never needs. Use a .safetensors file, "
-                                    f"or the original model.ckpt from Hugging Face. (detail: {str(e).splitlines()[0]})") from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(path, f"the file is truncated or corrupt ({e}); download it again.") from None
+                                    f"or the original model.ckpt from Hugging Face. (detail: {_blocked(e)})") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, IndexError, ValueError, KeyError, OSError, struct.error) as e:
+        raise CheckpointError(path, f"{DESCRIPTIONS[kind]}, but truncated or corrupt ({type(e).__name__}: "
+                                    f"{str(e)[:200]}); download it again.") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     elif isinstance(obj, Mapping) and isinstance(obj.get("module"), Mapping):  # DeepSpeed layout
@@ -89,24 +95,49 @@ def _read_ckpt(path: Path) -> Mapping[str, torch.Tensor]:
     return obj
 
 
+def _torch_load(path: Path, kind: FileKind) -> object:
+    """``torch.load`` (weights only): a zip mapped lazily; the legacy format, or a zip named *.safetensors
+    (which torch would hand to safetensors by its name), read from an open file."""
+    if kind == "torch_zip" and path.suffix.lower() != ".safetensors":
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    with open(path, "rb") as handle:
+        return torch.load(handle, map_location="cpu", weights_only=True)
+
+
+def _blocked(error: pickle.UnpicklingError) -> str:
+    """The line of torch's message that names the refused object."""
+    lines = [line.strip() for line in str(error).splitlines() if "global" in line.lower()]
+    return (lines or [str(error).splitlines()[0]])[0][:200]
+
+
 def _read_safetensors(path: Path) -> Mapping[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(path, f"the file is truncated or corrupt ({e}); download it again.") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(path, f"{DESCRIPTIONS['safetensors']}, but truncated or corrupt ({str(e)[:200]}); "
+                                    "download it again.") from None
 
 
 def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
-    """Load every tensor of a ``.safetensors`` or ``.ckpt``/``.pt``/``.pth`` file (pickles: weights only)."""
+    """Load every tensor of a safetensors or PyTorch file (pickles: weights only), told apart by their first
+    bytes, not by the extension; a file that is no model at all gets an error that says what it is."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, f"no such file: {path}")
-    if path.suffix.lower() == ".safetensors":
+    kind = sniff(path)
+    if kind not in DESCRIPTIONS:
+        raise CheckpointError(path, not_a_model(path, kind))
+    expected = expected_kind(path)
+    if kind != expected and {kind, expected} != {"torch_zip", "torch_pickle"}:
+        log.warning("%s is really %s, whatever its extension says; reading it as one (rename it to %s)",
+                    path.name, DESCRIPTIONS[kind], path.with_suffix(".safetensors" if kind == "safetensors"
+                                                                    else ".ckpt").name)
+    if kind == "safetensors":
         return _read_safetensors(path)
-    return _read_ckpt(path)
+    return _read_ckpt(path, kind)
 
 
 def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:

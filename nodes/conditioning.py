@@ -14,32 +14,13 @@ from ..dynamicrafter.image import fit_image
 from .encoders import image_tokens, unconditional_image
 from .model import COND_CONCAT, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS, COND_TASK, FS_AUTO
 from .registry import CATEGORY
-
-GRID = 64  # the UNet halves the latent three times: pixel sizes must be multiples of 64
-
-
-def size_problem(width: int | None, height: int | None) -> str | None:
-    """Why a video size cannot run, or None (sizes wired from other nodes are checked at run time)."""
-    if width is None or height is None:
-        return None
-    if width < GRID or height < GRID or width % GRID or height % GRID:
-        return (f"{width}x{height} is not a multiple of {GRID} in both sides; DynamiCrafter needs e.g. "
-                "512x320 (512 / interp), 1024x576 (1024) or 256x256 (256)")
-    return None
+from .validation import GRID, CheckedNode, size_problem
 
 
 def check_size(width: int, height: int) -> None:
     problem = size_problem(width, height)
     if problem:
         raise ValueError(problem)
-
-
-class SizedConditioningNode(io.ComfyNode):
-    """Refuses sizes off the 64-pixel grid when the prompt is queued, before anything loads."""
-
-    @classmethod
-    def validate_inputs(cls, width: int | None = None, height: int | None = None) -> bool | str:
-        return size_problem(width, height) or True
 
 
 _UNCOND_TOKENS: "weakref.WeakKeyDictionary[object, torch.Tensor]" = weakref.WeakKeyDictionary()
@@ -114,7 +95,7 @@ CONDITIONING_OUTPUTS = [
 ]
 
 
-class DynamiCrafterImageToVideo(SizedConditioningNode):
+class DynamiCrafterImageToVideo(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -139,7 +120,7 @@ INTERP_FS_TOOLTIP = ("Motion control as frames per second (smaller = more motion
                      "default, 5, as the original's interpolation and loop scripts use.")
 
 
-class DynamiCrafterInterpolation(SizedConditioningNode):
+class DynamiCrafterInterpolation(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

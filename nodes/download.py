@@ -16,6 +16,7 @@ proxies and the hub's error types behave as for any other download, with every r
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import glob
 import inspect
@@ -34,6 +35,9 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..dynamicrafter.config import VARIANTS
+from .download_integrity import (ALLOW_UNVERIFIED_ENV, IntegrityError, VerifiedFiles, allow_unverified, as_sha256,
+                                 hub_sha256, open_partial, partial_size, verify)
+from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,8 @@ class RemoteFile:
     """Where the bytes come from (a CDN after a redirect)."""
     etag: str | None
     size: int | None
+    sha256: str | None = None
+    """The content hash the hub publishes (LFS oid); None when it reports none."""
 
 
 def hub_endpoint() -> str:
@@ -156,7 +162,8 @@ def fetch_metadata(url: str, endpoint: str) -> RemoteFile:
         comfy.model_management.throw_exception_if_processing_interrupted()
         try:
             metadata = get_hf_file_metadata(url, **kwargs)
-            return RemoteFile(url=url, location=metadata.location or url, etag=metadata.etag, size=metadata.size)
+            return RemoteFile(url=url, location=metadata.location or url, etag=metadata.etag, size=metadata.size,
+                              sha256=as_sha256(metadata.etag))
         except Exception as error:
             transient = _status_code(error) in _RETRYABLE_STATUS or _is_named(error, "timeout")
             if not transient or attempt == _METADATA_ATTEMPTS:
@@ -305,10 +312,9 @@ def transfer(remote: RemoteFile, target: Path) -> None:
 
     partial = partial_path(target, remote.etag)
     _drop_stale_partials(target, partial)
-    resume = partial.stat().st_size if partial.is_file() else 0
+    resume = partial_size(partial)
     if remote.size is not None and resume > remote.size:
         log.warning("DynamiCrafter download: %s is larger than the file on the hub; starting again", partial)
-        partial.unlink()
         resume = 0
     if remote.size is not None:
         _check_disk_space(target.parent, remote.size - resume)
@@ -319,15 +325,22 @@ def transfer(remote: RemoteFile, target: Path) -> None:
 
     progress = DownloadProgress(remote.size, resume)
     if remote.size is None or resume < remote.size:
-        with open(partial, "r+b" if resume else "wb") as raw:
-            raw.seek(0, os.SEEK_END)
+        with open_partial(partial, resume > 0) as raw:
             kwargs = _supported_kwargs(http_get, resume_size=resume, headers=download_headers(remote),
                                        expected_size=remote.size, displayed_filename=target.name)
             http_get(remote.location, ProgressFile(raw, progress), **kwargs)
 
-    size = partial.stat().st_size
+    size = os.lstat(partial).st_size
     if remote.size is not None and size != remote.size:
         raise OSError(f"{partial} has {size} bytes, the hub announced {remote.size}")
+    if remote.sha256 is not None:
+        try:
+            verify(partial, remote.sha256, remote.url, comfy.model_management.throw_exception_if_processing_interrupted,
+                   follow_links=False, remember=False)
+        except IntegrityError as error:
+            partial.unlink(missing_ok=True)
+            raise IntegrityError(f"The download of {target.name} is damaged: {error} The damaged file was deleted; "
+                                 "run the node again to download it afresh.") from error
     os.replace(partial, target)
     progress.finish(size)
     log.info("DynamiCrafter download: saved %s", target)
@@ -347,6 +360,37 @@ def _on_disk(destination: str, name: str) -> Path | None:
     return Path(found) if found else None
 
 
+def with_published_sha256(remote: RemoteFile, entry: HubFile, endpoint: str) -> RemoteFile:
+    """``remote`` with the hub's sha256 (from the paths-info API when the ETag is not one); refuses a file
+    the hub publishes no hash for, unless the administrator allows unverified downloads."""
+    sha256 = remote.sha256 or hub_sha256(entry.repo_id, entry.filename, REVISION, endpoint)
+    if sha256 is None and not allow_unverified():
+        raise ModelDownloadError(
+            f"The hub reports no sha256 for {remote.url}, so the download cannot be verified and was not started. "
+            f"Use the Hugging Face hub itself (unset HF_ENDPOINT), or download the file yourself; an administrator "
+            f"can accept unverified files with {ALLOW_UNVERIFIED_ENV}=1.")
+    return dataclasses.replace(remote, sha256=sha256)
+
+
+def check_existing(entry: HubFile, existing: Path, remote: RemoteFile) -> DownloadResult:
+    """A file already under the final name: kept when its size and sha256 are the hub's (hashed once, then
+    remembered by size and mtime); otherwise the user is told to move it away (it is never overwritten)."""
+    size = existing.stat().st_size
+    if remote.size is not None and size != remote.size:
+        raise ModelDownloadError(
+            f"{existing} exists but has {size} bytes, while {remote.url} has {remote.size} bytes. It is not the file "
+            "this node downloads (or it is damaged): delete or rename it, then run the node again.")
+    if remote.sha256 is not None:
+        try:
+            verify(existing, remote.sha256, remote.url, comfy.model_management.throw_exception_if_processing_interrupted)
+        except IntegrityError as error:
+            raise ModelDownloadError(f"{existing} exists with the right size, but {error} It is damaged or another "
+                                     "file: delete or rename it, then run the node again.") from error
+    checked = ", sha256 verified" if remote.sha256 else ""
+    return DownloadResult(entry.local_name, existing, False,
+                          f"{entry.local_name} is already in {existing.parent} ({size / 1e9:.2f} GB{checked}).")
+
+
 def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
     """Make sure ``entry`` is in the ``destination`` models folder; download (or resume) it when it is not."""
     folder = Path(folder_paths.get_folder_paths(destination)[0])
@@ -361,18 +405,15 @@ def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
         if existing is not None:
             log.warning("DynamiCrafter download: could not check %s (%s); using the file already at %s",
                         url, error, existing)
+            known = VerifiedFiles(existing.parent).known_sha256(existing.name, existing)
+            checked = "its sha256 was verified earlier" if known else "not checked against the hub"
             return DownloadResult(entry.local_name, existing, False,
-                                  f"{entry.local_name} is already in {existing.parent} (not checked against the hub).")
+                                  f"{entry.local_name} is already in {existing.parent} ({checked}).")
         raise ModelDownloadError(explain_failure(error, entry, url, folder)) from error
 
+    remote = with_published_sha256(remote, entry, endpoint)
     if existing is not None:
-        size = existing.stat().st_size
-        if remote.size is None or size == remote.size:
-            return DownloadResult(entry.local_name, existing, False,
-                                  f"{entry.local_name} is already in {existing.parent} ({size / 1e9:.2f} GB).")
-        raise ModelDownloadError(
-            f"{existing} exists but has {size} bytes, while {url} has {remote.size} bytes. It is not the file this "
-            "node downloads (or it is damaged): delete or rename it, then run the node again.")
+        return check_existing(entry, existing, remote)
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / entry.local_name
@@ -381,17 +422,20 @@ def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
     except comfy.model_management.InterruptProcessingException:
         log.info("DynamiCrafter download: cancelled; run the node again to resume %s", entry.local_name)
         raise
-    except ModelDownloadError:
-        raise
+    except (ModelDownloadError, IntegrityError) as error:
+        raise ModelDownloadError(str(error)) from error
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
             raise ModelDownloadError(f"Cannot write {target}: {error}") from error
         raise ModelDownloadError(explain_failure(error, entry, url, folder)) from error
     except Exception as error:
         raise ModelDownloadError(explain_failure(error, entry, url, folder)) from error
+    if remote.sha256 is not None:
+        VerifiedFiles(folder).remember(target.name, target, remote.sha256)  # the partial's check, under its new name
     size = target.stat().st_size
+    checked = ", sha256 verified" if remote.sha256 else ", not verified: the hub reported no sha256"
     return DownloadResult(entry.local_name, target, True,
-                          f"Downloaded {entry.local_name} ({size / 1e9:.2f} GB) into {folder}.")
+                          f"Downloaded {entry.local_name} ({size / 1e9:.2f} GB{checked}) into {folder}.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -399,7 +443,7 @@ def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
 # --------------------------------------------------------------------------------------------------
 
 
-class DynamiCrafterModelDownload(io.ComfyNode):
+class DynamiCrafterModelDownload(CheckedNode):
     """Downloads a DynamiCrafter checkpoint from the Hugging Face hub when it runs."""
 
     @classmethod

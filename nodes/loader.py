@@ -11,6 +11,7 @@ from ..dynamicrafter.config import VARIANTS
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
 from .registry import CATEGORY
+from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _read(name: str, folders: tuple[str, ...], variant: str) -> DynamiCrafterChe
     return load_checkpoint(_full_path(name, folders), variant)
 
 
-class DynamiCrafterCheckpointLoader(io.ComfyNode):
+class DynamiCrafterCheckpointLoader(CheckedNode):
     """The whole original checkpoint (or Kijai's bf16 full file): model, text encoder, VAE, CLIP vision."""
 
     @classmethod
@@ -83,13 +84,13 @@ class DynamiCrafterCheckpointLoader(io.ComfyNode):
                              vae_from_checkpoint(ckpt), clip_vision_from_state_dict(vision_sd))
 
 
-class DynamiCrafterModelLoader(io.ComfyNode):
+class DynamiCrafterLoadModel(CheckedNode):
     """UNet + Resampler (+ VAE) from any DynamiCrafter file, including the fp16-pruned ones."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="DynamiCrafterModelLoader",
+            node_id="DynamiCrafterLoadModel",
             display_name="DynamiCrafter Load Model",
             category=f"{CATEGORY}/loaders",
             description="Loads the DynamiCrafter model (and its VAE) from any DynamiCrafter file, including Kijai's "
@@ -115,4 +116,4 @@ class DynamiCrafterModelLoader(io.ComfyNode):
         return io.NodeOutput(model_from_checkpoint(ckpt, weight_dtype), vae_from_checkpoint(ckpt))
 
 
-NODES = [DynamiCrafterCheckpointLoader, DynamiCrafterModelLoader]
+NODES = [DynamiCrafterCheckpointLoader, DynamiCrafterLoadModel]

@@ -24,6 +24,7 @@ from ..dynamicrafter.image import fit_image
 from .conditioning import CONDITIONING_IO, FS_TOOLTIP, GRID, INTERP_FS_TOOLTIP, build_conditioning
 from .model import COND_IMAGE_TOKENS, FS_AUTO
 from .registry import CATEGORY
+from .validation import CheckedNode
 from .sampler_nodes import AUTO, _variant, ddim_sampler, schedule_sigmas, with_guidance_rescale
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ _FIT = io.Combo.Input("fit", options=["crop", "pad"], default="crop",
                       tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black.")
 
 
-class DynamiCrafterKeyframeChain(io.ComfyNode):
+class DynamiCrafterKeyframeChain(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -256,7 +257,7 @@ def generate_long_video(model, positive, negative, vae, clip_vision, image: torc
     return LongVideoResult(join_with_overlap(clips, plan.overlap, plan.total), clips, starts)
 
 
-class DynamiCrafterLongVideo(io.ComfyNode):
+class DynamiCrafterLongVideo(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -7,6 +7,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from .registry import CATEGORY
+from .validation import CheckedNode
 from .sampling import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
 
 AUTO = "auto"
@@ -59,7 +60,7 @@ _DYNAMIC = io.Combo.Input("dynamic_rescale", options=SWITCH, default=AUTO,
                                   "auto = the model's own setting.")
 
 
-class DynamiCrafterSampler(io.ComfyNode):
+class DynamiCrafterSampler(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -98,7 +99,7 @@ class DynamiCrafterSampler(io.ComfyNode):
         return io.NodeOutput({**latent, "samples": out})
 
 
-class DynamiCrafterDDIMSampler(io.ComfyNode):
+class DynamiCrafterDDIMSampler(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -116,7 +117,7 @@ class DynamiCrafterDDIMSampler(io.ComfyNode):
         return io.NodeOutput(ddim_sampler(model, eta, dynamic_rescale))
 
 
-class DynamiCrafterScheduler(io.ComfyNode):
+class DynamiCrafterScheduler(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -133,7 +134,7 @@ class DynamiCrafterScheduler(io.ComfyNode):
         return io.NodeOutput(schedule_sigmas(model, steps, spacing))
 
 
-class DynamiCrafterGuidanceRescale(io.ComfyNode):
+class DynamiCrafterGuidanceRescale(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -34,6 +34,7 @@ from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
 from .model import host_attention
 from .registry import CATEGORY
+from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def decode_latents(model: ToonCrafterVAEModel, samples: torch.Tensor, start_imag
     return ((torch.cat(decoded) + 1) / 2).clamp(0, 1).movedim(1, -1)
 
 
-class DynamiCrafterToonCrafterLoader(io.ComfyNode):
+class DynamiCrafterToonCrafterLoader(CheckedNode):
     """A ToonCrafter checkpoint: model, text encoder, VAE for conditioning, CLIP vision, dual-reference VAE."""
 
     @classmethod
@@ -196,7 +197,7 @@ class DynamiCrafterToonCrafterLoader(io.ComfyNode):
                              tooncrafter_vae_from_state_dict(vae_sd, path))
 
 
-class DynamiCrafterToonCrafterDecode(io.ComfyNode):
+class DynamiCrafterToonCrafterDecode(CheckedNode):
     """Latent video -> frames through ToonCrafter's decoder, guided by the start and end pictures."""
 
     @classmethod

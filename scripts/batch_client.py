@@ -72,7 +72,7 @@ class BatchAborted(RuntimeError):
 # Workflows: find a shipped API-format graph and set an item's values on it by class_type
 # --------------------------------------------------------------------------------------------------
 
-LOADERS = {"DynamiCrafterCheckpointLoader": "ckpt_name", "DynamiCrafterModelLoader": "model_name"}
+LOADERS = {"DynamiCrafterCheckpointLoader": "ckpt_name", "DynamiCrafterLoadModel": "model_name"}
 CONDITIONING = ("DynamiCrafterImageToVideo", "DynamiCrafterInterpolation")
 FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "seed": (("DynamiCrafterSampler", "seed"), ("KSampler", "seed"), ("KSamplerAdvanced", "noise_seed"),

@@ -86,24 +86,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser().parse_args(argv)
 
 
+KIND_NAMES = {"empty": "an empty file", "lfs_pointer": "a Git LFS pointer, not the file it stands for",
+              "html": "an HTML page", "json": "a JSON text", "text": "a text file", "unknown": "a file of unknown kind"}
+"""How the one-line errors name what a file is (``file_kind.sniff``'s kinds that are no model)."""
+
+
+def _what(path: Path) -> str:
+    picture = file_kind.image_kind(path)
+    if picture is not None:
+        return f"a {picture} picture"
+    kind = file_kind.sniff(path)
+    return file_kind.DESCRIPTIONS.get(kind) or KIND_NAMES[kind]
+
+
 def argument_errors(args: argparse.Namespace) -> list[str]:
     """What is wrong with the picture and the model file, each with what to do; empty when both are fine."""
     errors = []
     image = args.image.expanduser()
     if not image.is_file():
         errors.append(f"--image {args.image}: no such file")
-    elif file_kind.image_file_kind(image) is None:
-        errors.append(f"--image {args.image}: not a picture (it is {file_kind.model_file_kind(image)}); "
+    elif file_kind.image_kind(image) is None:
+        errors.append(f"--image {args.image}: not a picture (it is {_what(image)}); "
                       "give a PNG, JPEG, WebP, BMP, GIF or TIFF file")
     if args.model is not None:
         model = args.model.expanduser()
         if not model.is_file():
             errors.append(f"--model {args.model}: no such file")
-        else:
-            kind = file_kind.model_file_kind(model)
-            if kind not in file_kind.MODEL_KINDS:
-                errors.append(f"--model {args.model}: this is {kind}, not a checkpoint; give the DynamiCrafter "
-                              ".ckpt or .safetensors file itself (or --download VARIANT)")
+        elif file_kind.sniff(model) not in file_kind.DESCRIPTIONS:
+            errors.append(f"--model {args.model}: this is {_what(model)}, not a checkpoint; give the DynamiCrafter "
+                          ".ckpt or .safetensors file itself (or --download VARIANT)")
     for name in ("width", "height"):
         value = getattr(args, name)
         if value is not None and (value < 64 or value % 64):

@@ -91,7 +91,7 @@ def test_pruned_file_in_the_full_loader_names_the_stock_files(comfy_host, model_
 
 
 def test_pruned_file_through_the_model_loader(comfy_host, model_dirs):
-    loader = comfy_host.nodes.NODE_CLASS_MAPPINGS["DynamiCrafterModelLoader"]
+    loader = comfy_host.nodes.NODE_CLASS_MAPPINGS["DynamiCrafterLoadModel"]
     model, vae = loader.execute("dynamicrafter_512_fp16_pruned.safetensors", "auto", "default").result
     assert model.model.variant.name == "512"
     assert vae.latent_channels == 4

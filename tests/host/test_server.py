@@ -151,7 +151,7 @@ def test_too_few_frames_is_refused_before_running(server):
     reply = refused.value.reply
     assert reply.status == 400
     errors = json.dumps(reply.body["node_errors"])
-    assert "frames" in errors and "Value 1 smaller than min of 2" in errors
+    assert "frames = 1 is below its minimum 2" in errors
 
 
 def test_missing_picture_is_refused_before_running(server):

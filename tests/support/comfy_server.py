@@ -53,7 +53,7 @@ def nodes_of(prompt: dict[str, Any], class_type: str) -> list[dict[str, Any]]:
     return [node for node in prompt.values() if node["class_type"] == class_type]
 
 
-LOADERS = ("DynamiCrafterCheckpointLoader", "DynamiCrafterModelLoader")
+LOADERS = ("DynamiCrafterCheckpointLoader", "DynamiCrafterLoadModel")
 CONDITIONINGS = ("DynamiCrafterImageToVideo", "DynamiCrafterInterpolation")
 
 

@@ -9,6 +9,12 @@ What huggingface_hub's downloads rely on, as the real hub does it for an LFS fil
 * ``GET {cdn}/blobs/{sha256}`` serves the bytes with ``Content-Length``, ``ETag`` and ``Accept-Ranges``,
   and honours ``Range: bytes=N-`` with ``206`` and ``Content-Range``.
 
+* ``POST {hub}/api/models/{repo_id}/paths-info/{revision}`` (form field ``paths``) lists the files asked
+  for with their size, git blob id and, for LFS files, ``lfs.oid`` = the sha256, as ``HfApi.get_paths_info``
+  reads it.
+
+``hide_sha256_in_headers`` leaves out ``X-Linked-Etag`` (the ETag is then the git blob id, as for a
+non-LFS file), so a client must ask the paths-info API; ``hide_sha256`` also leaves it out there.
 ``drop_next_get_after(n)`` makes the next CDN GET send the headers and only ``n`` bytes of the body, then
 cut the connection, as a network failure half-way would. Every request is recorded in ``requests``.
 """
@@ -21,7 +27,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -42,6 +48,8 @@ class RecordedRequest:
 class FakeHub:
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)
     private_repos: set[str] = field(default_factory=set)
+    hide_sha256_in_headers: bool = False
+    hide_sha256: bool = False
     requests: list[RecordedRequest] = field(default_factory=list)
     _drop_after: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,6 +116,7 @@ class FakeHub:
         self.stop()
 
 
+_PATHS_INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<revision>[^/]+)$")
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
 _BLOB = re.compile(r"^/blobs/(?P<sha>[0-9a-f]{64})$")
 _RANGE = re.compile(r"^bytes=(?P<start>\d+)-$")
@@ -125,6 +134,33 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._serve(body=True)
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            hub.record(RecordedRequest(role, "POST", path, {k.lower(): v for k, v in self.headers.items()}))
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode("utf-8")) if length else {}
+            match = _PATHS_INFO.match(path) if role == "hub" else None
+            if match is None:
+                return self._error(404, "EntryNotFound", "Not found", True)
+            repo = unquote(match["repo"])
+            if repo in hub.private_repos or repo not in {r for r, _ in hub.files}:
+                return self._error(401, "RepoNotFound", "Repository not found", True)
+            entries = []
+            for name in form.get("paths", []):
+                data = hub.files.get((repo, name))
+                if data is None:
+                    continue
+                entry = {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                if not hub.hide_sha256:
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entries.append(entry)
+            content = json.dumps(entries).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
 
         # ------------------------------------------------------------ routing
         def _serve(self, body: bool) -> None:
@@ -150,7 +186,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             self.send_response(302)
             self.send_header("Location", f"{hub.cdn_url}/blobs/{sha}")
             self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("X-Linked-Etag", f'"{sha}"')
+            if not (hub.hide_sha256_in_headers or hub.hide_sha256):
+                self.send_header("X-Linked-Etag", f'"{sha}"')
             self.send_header("X-Linked-Size", str(len(data)))
             self.send_header("ETag", f'W/"{hashlib.sha1(data).hexdigest()}"')
             self.send_header("Content-Length", "0")
