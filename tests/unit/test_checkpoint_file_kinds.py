@@ -12,17 +12,18 @@ from safetensors.torch import save_file
 
 from dynamicrafter.checkpoint import CheckpointError, load_checkpoint, read_state_dict
 from dynamicrafter.file_kind import sniff
+from support.reference_data import manifest_path
 from support.tiny_checkpoints import write_fp16_pruned, write_original_ckpt
 
 TENSORS = {"model.diffusion_model.w": torch.arange(12.0).reshape(3, 4), "first_stage_model.b": torch.ones(2)}
 
 
-def _manifest(shared):
-    return shared / "checkpoint_manifests" / "dynamicrafter_512.json"
+def _manifest():
+    return manifest_path("512")
 
 
-def test_safetensors_named_ckpt_loads_as_safetensors(tmp_path, shared, caplog):
-    path = write_fp16_pruned(tmp_path / "dynamicrafter_512_fp16_pruned.ckpt", "512", _manifest(shared))
+def test_safetensors_named_ckpt_loads_as_safetensors(tmp_path, caplog):
+    path = write_fp16_pruned(tmp_path / "dynamicrafter_512_fp16_pruned.ckpt", "512", _manifest())
     assert sniff(path) == "safetensors"
     with caplog.at_level(logging.WARNING):
         ckpt = load_checkpoint(path)
@@ -30,8 +31,8 @@ def test_safetensors_named_ckpt_loads_as_safetensors(tmp_path, shared, caplog):
     assert "really a safetensors file" in caplog.text and "dynamicrafter_512_fp16_pruned.safetensors" in caplog.text
 
 
-def test_torch_checkpoint_named_safetensors_loads_as_torch(tmp_path, shared, caplog):
-    path = write_original_ckpt(tmp_path / "dynamicrafter_512_v1.safetensors", "512", _manifest(shared))
+def test_torch_checkpoint_named_safetensors_loads_as_torch(tmp_path, caplog):
+    path = write_original_ckpt(tmp_path / "dynamicrafter_512_v1.safetensors", "512", _manifest())
     assert sniff(path) == "torch_zip"
     with caplog.at_level(logging.WARNING):
         ckpt = load_checkpoint(path)
