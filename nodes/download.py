@@ -60,7 +60,7 @@ def _original(variant: str) -> HubFile:
         label=f"{variant} (original, full, 10.4 GB)",
         repo_id=VARIANTS[variant].hf_repo,
         filename="model.ckpt",
-        local_name=f"dynamicrafter_{variant}_v1.ckpt",
+        local_name=VARIANTS[variant].file_name,
         note="fp32 Lightning checkpoint with both CLIP encoders and the VAE",
     )
 

@@ -26,6 +26,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
+from ..dynamicrafter.config import TOONCRAFTER
 from ..dynamicrafter.image import FitMode, fit_image
 from ..dynamicrafter.tooncrafter_vae import (CHUNK_FRAMES, ChunkDecoder, ReferenceContext, ToonCrafterVAE,
                                              decode_video, decoder_calls, is_dual_reference_vae,
@@ -39,10 +40,6 @@ log = logging.getLogger(__name__)
 
 TOONCRAFTER_CATEGORY = f"{CATEGORY}/tooncrafter"
 ToonCrafterVAEType = io.Custom("TOONCRAFTER_VAE")
-
-TOONCRAFTER_OVERRIDES = {"name": "tooncrafter", "default_fs": 10, "hf_repo": "Doubiiu/ToonCrafter"}
-"""What ToonCrafter changes in the 512_interp variant (schedule, sampling and conditioning stay): fs 10, as
-ToonCrafter's scripts/run.sh and gradio app use."""
 
 DECODE_BYTES_PER_PIXEL = 1300
 """Peak decoder activations per output pixel per frame of a chunk, in units of the compute dtype's size
@@ -98,7 +95,8 @@ def load_tooncrafter(path: str) -> DynamiCrafterCheckpoint:
     if not is_dual_reference_vae(ckpt.require("vae")):
         raise CheckpointError(path, "its VAE is DynamiCrafter's plain SD VAE, not ToonCrafter's dual-reference one: "
                                     "this is a DynamiCrafter checkpoint; load it with 'DynamiCrafter Load Checkpoint'.")
-    return dataclasses.replace(ckpt, variant=dataclasses.replace(ckpt.variant, **TOONCRAFTER_OVERRIDES))
+    # the schedule stays the file's (its scale_arr); the rest is ToonCrafter's row of the variant table
+    return dataclasses.replace(ckpt, variant=dataclasses.replace(TOONCRAFTER, schedule=ckpt.variant.schedule))
 
 
 def _pixels(images: torch.Tensor, width: int, height: int, fit: FitMode) -> torch.Tensor:
