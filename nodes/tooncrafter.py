@@ -28,8 +28,8 @@ from comfy_api.latest import io
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
 from ..dynamicrafter.config import TOONCRAFTER
 from ..dynamicrafter.image import FitMode, fit_image
-from ..dynamicrafter.tooncrafter_vae import (CHUNK_FRAMES, ChunkDecoder, ReferenceContext, ToonCrafterVAE,
-                                             decode_video, decoder_calls, is_dual_reference_vae,
+from ..dynamicrafter.tooncrafter_decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
+from ..dynamicrafter.tooncrafter_vae import (ReferenceContext, ToonCrafterVAE, is_dual_reference_vae,
                                              vae_config_from_state_dict)
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
@@ -165,7 +165,7 @@ class DynamiCrafterToonCrafterLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=sorted(folder_paths.get_filename_list("checkpoints")),
                                tooltip="A ToonCrafter file from models/checkpoints: the original model.ckpt (renamed, "
-                                       "e.g. tooncrafter_512_interp.ckpt) or tooncrafter_512_interp-fp16.safetensors."),
+                                       f"e.g. {TOONCRAFTER.file_name}) or tooncrafter_512_interp-fp16.safetensors."),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
                                tooltip="How the UNet weights are stored in memory. 'default' lets ComfyUI pick "
                                        "(bf16/fp16 on most GPUs, fp32 on CPU). fp8 halves the memory again."),

@@ -14,7 +14,7 @@ from .catalog import workflows
 from .formats import api_format, ui_format
 from .note import INPUT_DIR, note_text
 from .pictures import PICTURES, encode_picture, thumbnail
-from .readme import with_node_list
+from .readme import with_generated_sections
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[1]
 ROOT = WORKFLOWS_DIR.parent
@@ -60,7 +60,7 @@ def picture_files() -> dict[str, np.ndarray]:
 
 
 def readme_text(readme: Path = README) -> str:
-    return with_node_list(readme.read_text(encoding="utf-8"))
+    return with_generated_sections(readme.read_text(encoding="utf-8"))
 
 
 def write_all(root: Path = WORKFLOWS_DIR, readme: Path = README) -> list[Path]:

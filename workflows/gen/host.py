@@ -65,7 +65,12 @@ def pack_node_infos() -> dict[str, dict[str, Any]]:
     return infos
 
 
+def variant_config() -> types.ModuleType:
+    """The pack's ``dynamicrafter/config.py``: the variant table (``VARIANTS``, ``TOONCRAFTER``)."""
+    return importlib.import_module(f"{import_pack().__name__}.dynamicrafter.config")
+
+
 def variants() -> dict[str, Any]:
-    """The pack's variant table (``dynamicrafter/config.py``), ToonCrafter's row included, by name."""
-    config = importlib.import_module(f"{import_pack().__name__}.dynamicrafter.config")
+    """Every row of the variant table by name, ToonCrafter's included."""
+    config = variant_config()
     return {**config.VARIANTS, config.TOONCRAFTER.name: config.TOONCRAFTER}
