@@ -4,6 +4,8 @@ with a message naming it."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import importlib
 import json
 
 import pytest
@@ -89,3 +91,12 @@ def test_every_widget_of_the_pack_has_help(generator):
     missing = [(node_id, name) for node_id, spec in generator.node_types().items() if spec.ours
                for name in spec.widgets if not spec.help.get(name)]
     assert not missing, f"inputs without a tooltip (the workflow notes are written from them): {missing}"
+
+
+def test_the_readme_variant_table_follows_the_variant_table(generator, monkeypatch):
+    readme = importlib.import_module(f"{generator.PACKAGE}.readme")
+    config = importlib.import_module(f"{generator.PACKAGE}.host").variant_config()
+    row = "| 512_interp | 512 x 320 | frames per second (smaller = more motion, 5-30) | {} |"
+    assert row.format(5) in readme.variant_table()
+    monkeypatch.setitem(config.VARIANTS, "512_interp", dataclasses.replace(config.VARIANTS["512_interp"], default_fs=7))
+    assert row.format(7) in readme.variant_table() and row.format(5) not in readme.variant_table()
