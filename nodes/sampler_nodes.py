@@ -64,12 +64,22 @@ _RESCALE = io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, s
                                   "-1 = the model's default ("
                                   + ", ".join(f"{v.name}: {v.sampling.guidance_rescale}" for v in VARIANTS.values())
                                   + ").")
-_SPACING = io.Combo.Input("spacing", options=SPACINGS, default=AUTO,
-                          tooltip="DDIM timesteps: 'uniform_trailing' (512/1024/interp, starts at the pure-noise "
-                                  "step) or 'uniform' (256). auto = the model's own.")
-_DYNAMIC = io.Combo.Input("dynamic_rescale", options=SWITCH, default=AUTO,
-                          tooltip="Rescales the predicted clean video by the training schedule (512/1024/interp). "
-                                  "auto = the model's own setting.")
+
+
+def _names(has) -> str:
+    """The variants whose row of the table satisfies ``has``, as '512/1024/512_interp'."""
+    return "/".join(v.name for v in VARIANTS.values() if has(v))
+
+
+_SPACING = io.Combo.Input(
+    "spacing", options=SPACINGS, default=AUTO,
+    tooltip=f"DDIM timesteps: 'uniform_trailing' ({_names(lambda v: v.sampling.spacing == 'uniform_trailing')}, "
+            f"starts at the pure-noise step) or 'uniform' ({_names(lambda v: v.sampling.spacing == 'uniform')}). "
+            "auto = the model's own.")
+_DYNAMIC = io.Combo.Input(
+    "dynamic_rescale", options=SWITCH, default=AUTO,
+    tooltip=f"Rescales the predicted clean video by the training schedule "
+            f"({_names(lambda v: v.schedule.dynamic_rescale)}). auto = the model's own setting.")
 
 
 def sampling_inputs(seed_tooltip: str | None = None, steps_tooltip: str | None = None) -> list:
