@@ -1,6 +1,6 @@
 """Side by side on CPU: our UNet against the ORIGINAL UNetModel, same weights and inputs, one process.
 
-    python bench/compare_original.py --original PATH/TO/DynamiCrafter --preset medium
+    python -m bench.compare_original --original PATH/TO/DynamiCrafter --preset medium
 
 Needs a Python with torch, einops, safetensors, numpy and opencv (the original's ``utils/utils.py``
 imports cv2). Both models run in float32, eval mode, under ``torch.inference_mode``; calls are
@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,15 +26,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.breakdown import LayerClassTimer  # noqa: E402
-from bench.measure import CallTimer, environment, median  # noqa: E402
-from bench.models import Workload, build_unet, unet_inputs, workload  # noqa: E402
-from bench.original import ORIGINAL_COMMIT, import_original_unet, original_kwargs, original_path  # noqa: E402
-from bench.report import RESULTS_DIR, table, write_json  # noqa: E402
-from dynamicrafter.config import UNetConfig, get_variant  # noqa: E402
-from dynamicrafter.unet import DynamiCrafterUNet  # noqa: E402
+from bench.breakdown import LayerClassTimer
+from bench.measure import CallTimer, environment, median
+from bench.models import Workload, build_unet, unet_inputs, workload
+from bench.original import ORIGINAL_COMMIT, import_original_unet, original_kwargs, original_path
+from bench.report import RESULTS_DIR, table, write_json
+from dynamicrafter.config import UNetConfig, get_variant
+from dynamicrafter.unet import DynamiCrafterUNet
 
 log = logging.getLogger("compare_original")
 

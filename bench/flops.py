@@ -1,21 +1,30 @@
-"""FLOPs of one forward pass, counted with ``torch.utils.flop_counter.FlopCounterMode`` on meta tensors.
+"""FLOPs of OUR UNet per call and per default run, counted on the meta device, against the spec.
 
-The counter charges 2 FLOPs per multiply-accumulate of mm/addmm/bmm/convolution and SDPA; norms,
-softmax and elementwise ops are free, as in the spec's section 12.
+    python -m bench.flops [--variants 256 512 1024 512_interp]
+
+Counted with ``torch.utils.flop_counter.FlopCounterMode`` on meta tensors: seconds on a CPU and no memory,
+nothing is computed. The counter charges 2 FLOPs per multiply-accumulate of mm/addmm/bmm/convolution and
+SDPA; norms, softmax and elementwise ops are free, as in the spec's section 12. The spec's figures were
+counted on the original model; ours differ only where our network does less work (see docs/performance.md).
 """
 from __future__ import annotations
 
+import argparse
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dynamicrafter.config import VARIANTS
 from dynamicrafter.unet import DynamiCrafterUNet
 
-from .models import Workload, unet_inputs
+from .models import Workload, unet_inputs, workload
+from .report import RESULTS_DIR, table, write_json
 
 SPEC_UNET_TFLOP = {"256": 4.904, "512": 12.603, "1024": 52.336, "512_interp": 12.603}
 """Spec section 12: one UNet call, batch 1, 16 frames, counted on the ORIGINAL model."""
@@ -76,3 +85,31 @@ def unet_flops(work: Workload, batch: int = 1) -> FlopCount:
         model = DynamiCrafterUNet(work.unet).eval()
     inputs = unet_inputs(work, batch, torch.float32, "meta")
     return count_flops(model, lambda: model(**inputs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["256", "512", "1024"])
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "flops.json")
+    args = parser.parse_args(argv)
+
+    totals, parts = [], []
+    for variant in args.variants:
+        count = unet_flops(workload(variant))
+        ours, spec = count.total / 1e12, SPEC_UNET_TFLOP[variant]
+        totals.append({"variant": variant, "ours_tflop": ours, "spec_tflop": spec, "ours/spec": ours / spec,
+                       "ours_run_tflop": ours * CALLS_PER_DEFAULT_RUN, "spec_run_tflop": spec * CALLS_PER_DEFAULT_RUN,
+                       **{f"{op}_tflop": n / 1e12 for op, n in sorted(count.by_op.items())}})
+        for part, n in count.by_part.items():
+            parts.append({"variant": variant, "part": part, "ours_tflop": n / 1e12,
+                          "spec_tflop": SPEC_UNET_PARTS_TFLOP[variant][part]})
+    print("\nUNet forward, batch 1, 16 frames; run = 100 calls (50 DDIM steps x CFG)")
+    print(table(totals, list(totals[0])))
+    print()
+    print(table(parts, ("variant", "part", "ours_tflop", "spec_tflop")))
+    write_json(args.out, {"unet": totals, "unet_parts": parts})
+
+
+if __name__ == "__main__":
+    main()

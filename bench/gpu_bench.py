@@ -1,7 +1,7 @@
 """Every GPU figure in one run: default runs of the 512 and 1024 UNets per weight mode, VAE, compile.
 
-    python bench/gpu_bench.py --out $OUT/gpu.json        # on an H100/H200, a few minutes
-    python bench/gpu_bench.py --smoke                    # the tiny parity network, seconds, any device
+    python -m bench.gpu_bench --out $OUT/gpu.json        # on an H100/H200, a few minutes
+    python -m bench.gpu_bench --smoke                    # the tiny parity network, seconds, any device
 
 Needs only torch, einops and safetensors (the VAE section also needs an importable ComfyUI and is
 skipped, saying so, without one). Random weights in the real layout. In order, each section only
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -29,13 +28,11 @@ from typing import Any, Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.flops import SPEC_UNET_TFLOP, unet_flops  # noqa: E402
-from bench.measure import environment  # noqa: E402
-from bench.models import build_unet, workload  # noqa: E402
-from bench.report import RESULTS_DIR, table, write_json  # noqa: E402
-from bench.runs import RunResult, benchmark_run  # noqa: E402
+from bench.flops import SPEC_UNET_TFLOP, unet_flops
+from bench.measure import environment
+from bench.models import build_unet, workload
+from bench.report import RESULTS_DIR, table, write_json
+from bench.runs import RunResult, benchmark_run
 
 log = logging.getLogger("gpu_bench")
 

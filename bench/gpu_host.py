@@ -1,8 +1,8 @@
 """GPU figures through the real ComfyUI host path: ModelPatcher, host attention, host offloading.
 
-    python bench/gpu_host.py --comfyui .cache/comfyui --variant 1024 --weights bf16 --out $OUT/host_1024.json
-    python bench/gpu_host.py --comfyui .cache/comfyui --variant 1024 --vram-cap-gb 8 ...   # low-VRAM run
-    python bench/gpu_host.py --comfyui .cache/comfyui --smoke                              # CPU, seconds
+    python -m bench.gpu_host --comfyui .cache/comfyui --variant 1024 --weights bf16 --out $OUT/host_1024.json
+    python -m bench.gpu_host --comfyui .cache/comfyui --variant 1024 --vram-cap-gb 8 ...   # low-VRAM run
+    python -m bench.gpu_host --comfyui .cache/comfyui --smoke                              # CPU, seconds
 
 One process per configuration (ComfyUI decides its memory policy at import). A full default run:
 16 frames, 50 DDIM steps, CFG 7.5 with guidance rescale (the host batches cond and uncond, 100 UNet
@@ -140,7 +140,6 @@ def main() -> None:
 
     cuda = torch.cuda.is_available() and not args.smoke
     import_host(args.comfyui, cpu=not cuda, cap_gb=args.vram_cap_gb if cuda else None)
-    sys.path.insert(0, str(ROOT))
     import comfy.model_management as mm
 
     model_mod, sampling = import_pack_modules()

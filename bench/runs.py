@@ -9,7 +9,6 @@ to 100 calls from the measured per-call time, and the row says so.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from .flops import CALLS_PER_DEFAULT_RUN
 from .measure import CallTimer, PeakMemory, median, peak_tflops, synchronize, throughput, timed
 from .models import Workload, compute_dtype, unet_inputs, weight_bytes
 from .report import gib
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

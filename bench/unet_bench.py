@@ -1,7 +1,7 @@
 """UNet call and default-run benchmark per variant and weight mode, on CPU or CUDA.
 
-    python bench/unet_bench.py --threads 1                       # CPU default: 256, fp32 and bf16, 1 step
-    python bench/unet_bench.py --variants 512 1024 --modes bf16 fp16 fp8 --steps 50   # a GPU
+    python -m bench.unet_bench --threads 1                       # CPU default: 256, fp32 and bf16, 1 step
+    python -m bench.unet_bench --variants 512 1024 --modes bf16 fp16 fp8 --steps 50   # a GPU
 
 Full-size shapes and random weights in the real layout. ``--steps`` below 50 extrapolates the
 default run (100 UNet calls) from the measured per-call time; such rows say EXTRAPOLATED.
@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.flops import SPEC_UNET_TFLOP, unet_flops  # noqa: E402
-from bench.measure import environment  # noqa: E402
-from bench.models import WEIGHT_MODES, build_unet, workload  # noqa: E402
-from bench.report import RESULTS_DIR, table, write_json  # noqa: E402
-from bench.runs import TABLE_COLUMNS, benchmark_run  # noqa: E402
-from dynamicrafter.config import VARIANTS  # noqa: E402
+from bench.flops import SPEC_UNET_TFLOP, unet_flops
+from bench.measure import environment
+from bench.models import WEIGHT_MODES, build_unet, workload
+from bench.report import RESULTS_DIR, table, write_json
+from bench.runs import TABLE_COLUMNS, benchmark_run
+from dynamicrafter.config import VARIANTS
 
 log = logging.getLogger("unet_bench")
 

@@ -1,7 +1,7 @@
 """VAE decode of a 16-frame video through ComfyUI's own ``comfy.sd.VAE`` (SD1.5 KL-f8 layout).
 
-    python bench/vae_bench.py                       # CPU: 256 and 512, fp32, 1 frame timed, x16 EXTRAPOLATED
-    python bench/vae_bench.py --variants 512 1024 --modes bf16 fp32 --frames 16      # a GPU
+    python -m bench.vae_bench                       # CPU: 256 and 512, fp32, 1 frame timed, x16 EXTRAPOLATED
+    python -m bench.vae_bench --variants 512 1024 --modes bf16 fp32 --frames 16      # a GPU
 
 The state dict is a full-size random SD1.5 VAE (every key of the real file); ComfyUI detects the
 architecture from it, as it does for a real checkpoint. DynamiCrafter decodes frame by frame
@@ -23,13 +23,11 @@ from unittest import mock
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.flops import SPEC_VAE_DECODE_TFLOP, count_flops  # noqa: E402
-from bench.measure import CallTimer, PeakMemory, environment, peak_tflops, throughput  # noqa: E402
-from bench.models import randomize_  # noqa: E402
-from bench.report import REPO_ROOT, RESULTS_DIR, gib, table, write_json  # noqa: E402
-from dynamicrafter.config import VARIANTS, get_variant  # noqa: E402
+from bench.flops import SPEC_VAE_DECODE_TFLOP, count_flops
+from bench.measure import CallTimer, PeakMemory, environment, peak_tflops, throughput
+from bench.models import randomize_
+from bench.report import REPO_ROOT, RESULTS_DIR, gib, table, write_json
+from dynamicrafter.config import VARIANTS, get_variant
 
 log = logging.getLogger("vae_bench")
 

@@ -28,12 +28,13 @@ writes one from the command line.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
@@ -275,10 +276,12 @@ def random_module_state(module: torch.nn.Module, seed: int, std: float = 0.05) -
     return out
 
 
-def unet_state_dict(variant: str, seed: int = 1, config: UNetConfig = DEMO_UNET) -> dict[str, torch.Tensor]:
-    """Tiny UNet weights under the checkpoint's names (the 256 file's fs MLP is ``framestride_embed``)."""
-    config = UNetConfig(**{**config.__dict__, "image_cross_attention_scale_learnable": variant == "256"})
-    sd = random_module_state(DynamiCrafterUNet(config), seed)
+def unet_state_dict(variant: str, seed: int = 1, config: UNetConfig = DEMO_UNET,
+                    init: Callable[[torch.nn.Module, int], dict[str, torch.Tensor]] = random_module_state,
+                    ) -> dict[str, torch.Tensor]:
+    """Random UNet weights (``init``) under the checkpoint's names (the 256 file's fs MLP is ``framestride_embed``)."""
+    config = dataclasses.replace(config, image_cross_attention_scale_learnable=variant == "256")
+    sd = init(DynamiCrafterUNet(config), seed)
     if variant == "256":
         file_names = {module: stored for stored, module in UNET_KEY_RENAMES.items()}
         sd = {next((file_names[p] + k[len(p):] for p in file_names if k.startswith(p)), k): v for k, v in sd.items()}

@@ -1,14 +1,27 @@
-"""Where the conditioning image latents go in the 16-frame concat input, per task.
+"""Frames in the batch, and where the conditioning image latents go in the 16-frame concat input, per task.
 
-Latents are ``[B, C, T, h, w]`` here; the host adapter folds frames into the batch itself.
+Videos are ``[B, C, T, h, w]``; every 2-D layer (and the host's latent) sees the frames folded into the batch,
+``[(B T), C, h, w]`` with the frame index fastest. :func:`fold_frames` and :func:`unfold_frames` are the one
+place that layout is spelled.
 """
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+from einops import rearrange
 
 Task = Literal["i2v", "interp", "loop"]
+
+
+def fold_frames(video: torch.Tensor) -> torch.Tensor:
+    """``[B, C, T, h, w] -> [(B T), C, h, w]``, frame index fastest."""
+    return rearrange(video, "b c t h w -> (b t) c h w")
+
+
+def unfold_frames(batch: torch.Tensor, frames: int) -> torch.Tensor:
+    """``[(B T), C, h, w] -> [B, C, T, h, w]``: the inverse of :func:`fold_frames`."""
+    return rearrange(batch, "(b t) c h w -> b c t h w", t=frames)
 
 
 def concat_latent(first: torch.Tensor, frames: int, task: Task = "i2v",

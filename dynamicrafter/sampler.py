@@ -26,7 +26,8 @@ class DDIMSettings(SamplingDefaults):
 
 
 def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
-    """Mix the guided output with a copy rescaled to the conditional output's std (per sample)."""
+    """Mix the guided output with a copy rescaled to the conditional output's std (per sample: over every
+    dimension but the first)."""
     dims = list(range(1, guided.ndim))
     rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
     return phi * rescaled + (1 - phi) * guided
@@ -47,7 +48,8 @@ def guided_output(model: ModelFn, x: torch.Tensor, t: torch.Tensor, cond: object
 def ddim_step(schedule: DiffusionSchedule, prediction: Prediction, x: torch.Tensor, output: torch.Tensor,
               t: int, a_t: torch.Tensor, a_prev: torch.Tensor, sigma: torch.Tensor,
               rescale: torch.Tensor | None, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM update; returns (x_prev, x0_pred)."""
+    """One DDIM update from the model's raw ``output`` at timestep ``t`` (alpha_bar ``a_t``); returns
+    (x_prev, x0_pred). ``rescale``: the dynamic-rescale factor of x0, or None."""
     if prediction == "v":
         eps = v_to_eps(schedule, x, output, t)
         x0 = v_to_x0(schedule, x, output, t)

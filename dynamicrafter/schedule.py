@@ -123,15 +123,22 @@ class DDIMParameters:
     scale_prev: torch.Tensor | None
 
 
+def ddim_sigma(alpha: torch.Tensor, alpha_prev: torch.Tensor, eta: float) -> torch.Tensor:
+    """The DDIM step's noise level from float32 alpha_bar values (any shape), computed as the original does.
+
+    The original mixes float32 torch and float64 numpy here: 1 - a is formed in float32, the rest in float64.
+    """
+    a, a_prev = alpha.double(), alpha_prev.double()
+    return (eta * ((1 - a_prev) / (1 - alpha).double() * (1 - a / a_prev)).sqrt()).float()
+
+
 def ddim_parameters(schedule: DiffusionSchedule, steps: int, spacing: Spacing, eta: float) -> DDIMParameters:
     """a_k = alpha_bar[tau_k], a_prev (alpha_bar[0] for k = 0) and sigma (from float64, as the original)."""
     tau = ddim_timesteps(steps, spacing, len(schedule.alphas_cumprod))
     bar = schedule.alphas_cumprod
     alphas = bar[tau]
     alphas_prev = torch.cat([bar[:1], bar[tau[:-1]]])
-    # The original mixes float32 torch and float64 numpy here: 1 - a is formed in float32.
-    a, a_prev = alphas.double(), alphas_prev.double()
-    sigmas = (eta * ((1 - a_prev) / (1 - alphas).double() * (1 - a / a_prev)).sqrt()).float()
+    sigmas = ddim_sigma(alphas, alphas_prev, eta)
     scale = scale_prev = None
     if schedule.scale_arr is not None:
         scale = schedule.scale_arr[tau]

@@ -12,9 +12,8 @@ ToonCrafter keeps DynamiCrafter's KL-f8 encoder and replaces the decoder with a 
   by 1x1 convs whose output is added to the first and last decoded frames of the chunk.
 
 The decoder sees frames folded into the batch (``[(b t), c, h, w]``, frame index fastest); the temporal
-layers and reference injections work on each video of a chunk. Decoding a video (:func:`decode_video`)
-follows the original scripts: chunks of 16 frames, then a second pass without latents 1 and T-2 whose
-decodes of latents T/2-1 and T/2 replace the first pass's. The original never applies
+layers and reference injections work on each video of a chunk (how a whole video is decoded, in chunks
+and with the original's second pass, is :mod:`.tooncrafter_decode`). The original never applies
 ``post_quant_conv`` on this path (its ``decode`` skips it whenever the decoder gets reference context);
 the layer exists only so that the checkpoint part loads strictly.
 
@@ -23,10 +22,9 @@ the injected ``attention`` function. Module names reproduce the checkpoint's ``f
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -34,18 +32,11 @@ from einops import rearrange
 from torch import nn
 
 from .attention import AttentionFn, sdpa_attention
+from .frames import fold_frames, unfold_frames
 
 ReferenceContext = list[torch.Tensor]
 """Encoder features of the first and last frames: one ``[b, 2, c, h, w]`` tensor per decoder level
 (level 0 = full resolution), then the encoder's ``conv_in`` output for the last injection."""
-
-ChunkDecoder = Callable[[torch.Tensor], torch.Tensor]
-"""Decodes ``[n, z, h, w]`` VAE latents of consecutive frames of one video to ``[n, 3, H, W]`` pixels."""
-
-CHUNK_FRAMES = 16
-"""The original decodes ``temporal_length`` (16) frames per decoder call."""
-MIDDLE_PASS_MIN_FRAMES = 6
-"""Below this many frames the original's second pass would not decode latents T/2-1 and T/2 again."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +136,10 @@ class VideoResnetBlock(ResnetBlock):
         self.mix_factor = nn.Parameter(torch.zeros(1, dtype=dtype, device=device))
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        spatial = rearrange(super().forward(x), "(b t) c h w -> b c t h w", t=frames)
+        spatial = unfold_frames(super().forward(x), frames)
         alpha = torch.sigmoid(self.mix_factor.to(device=x.device, dtype=torch.float32)).to(x.dtype)
         mixed = alpha * self.time_stack(spatial) + (1 - alpha) * spatial
-        return rearrange(mixed, "b c t h w -> (b t) c h w")
+        return fold_frames(mixed)
 
 
 class AttnBlock(nn.Module):
@@ -346,8 +337,7 @@ class DualReferenceDecoder(nn.Module):
                 h = block(h, frames)
             h = level.resample(self.attn_refinement[index](h, context[index]))
         h = self.attn_refinement[-1](F.silu(self.norm_out(h)), context[-1])
-        h = rearrange(self.conv_out(h), "(b t) c h w -> b c t h w", t=frames)
-        return rearrange(self.conv_out.time_mix_conv(h), "b c t h w -> (b t) c h w")
+        return fold_frames(self.conv_out.time_mix_conv(unfold_frames(self.conv_out(h), frames)))
 
 
 class ToonCrafterVAE(nn.Module):
@@ -371,38 +361,3 @@ class ToonCrafterVAE(nn.Module):
     def decode(self, z: torch.Tensor, context: ReferenceContext) -> torch.Tensor:
         """Pixels in about [-1, 1] of ``[b*t, z, h, w]`` VAE latents (the sampler's latents / 0.18215)."""
         return self.decoder(z, context)
-
-
-def _decode_chunks(decode: ChunkDecoder, latents: torch.Tensor, chunk_frames: int) -> torch.Tensor:
-    return torch.cat([decode(latents[i:i + chunk_frames]) for i in range(0, latents.shape[0], chunk_frames)])
-
-
-def uses_middle_pass(frames: int, middle_pass: bool = True) -> bool:
-    """Whether :func:`decode_video` decodes a second time (needs ``MIDDLE_PASS_MIN_FRAMES`` frames)."""
-    return middle_pass and frames >= MIDDLE_PASS_MIN_FRAMES
-
-
-def decoder_calls(frames: int, chunk_frames: int = CHUNK_FRAMES, middle_pass: bool = True) -> int:
-    """How many times :func:`decode_video` calls its chunk decoder for a video of ``frames`` frames."""
-    calls = math.ceil(frames / chunk_frames)
-    return calls + (math.ceil((frames - 2) / chunk_frames) if uses_middle_pass(frames, middle_pass) else 0)
-
-
-def decode_video(decode: ChunkDecoder, latents: torch.Tensor, chunk_frames: int = CHUNK_FRAMES,
-                 middle_pass: bool = True) -> torch.Tensor:
-    """Decode the ``[T, z, h, w]`` latents of one video as the original ToonCrafter scripts do.
-
-    ``decode`` gets consecutive frames, at most ``chunk_frames`` at a time (its temporal layers and
-    reference injections see each chunk as a video). With ``middle_pass`` (and T >= 6) the video is
-    decoded again without latents 1 and T-2, and that pass's decodes of latents T/2-1 and T/2 replace
-    output frames T/2-1 and T/2 (frames 7 and 8 of 16).
-    """
-    total = latents.shape[0]
-    frames = _decode_chunks(decode, latents, chunk_frames)
-    if uses_middle_pass(total, middle_pass):
-        keep = [i for i in range(total) if i not in (1, total - 2)]
-        again = _decode_chunks(decode, latents[keep], chunk_frames)
-        middle = total // 2
-        # latent i sits at position i - 1 of ``keep`` for 2 <= i <= T - 3
-        frames[middle - 1:middle + 1] = again[middle - 2:middle]
-    return frames

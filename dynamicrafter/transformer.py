@@ -15,6 +15,7 @@ from torch import nn
 
 from .attention import AttentionFn, sdpa_attention
 from .config import TEXT_TOKENS
+from .frames import unfold_frames
 
 
 def _expand_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -169,7 +170,7 @@ class TemporalTransformer(nn.Module):
         """``x`` is ``[(b t), c, h, w]``; statistics of the norm are pooled over the frames."""
         _, _, h, w = x.shape
         x_in = x
-        x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
+        x = unfold_frames(x, frames)
         x = self.norm(x)
         if self.use_linear:
             x = self.proj_in(rearrange(x, "b c t h w -> (b h w) t c"))

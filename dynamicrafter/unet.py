@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from .attention import AttentionFn, sdpa_attention
 from .config import IMAGE_TOKENS_PER_FRAME, UNetConfig
+from .frames import fold_frames, unfold_frames
 from .transformer import FrameContext, SpatialTransformer, TemporalTransformer, split_context
 
 
@@ -76,8 +76,7 @@ class ResBlock(nn.Module):
         h = self.in_layers(x) + self.emb_layers(emb)[..., None, None]
         h = self.out_layers(h)
         h = self.skip_connection(x) + h
-        h = rearrange(h, "(b t) c h w -> b c t h w", t=frames)
-        return rearrange(self.temopral_conv(h), "b c t h w -> (b t) c h w")
+        return fold_frames(self.temopral_conv(unfold_frames(h, frames)))
 
 
 class Downsample(nn.Module):
@@ -204,7 +203,7 @@ class DynamiCrafterUNet(nn.Module):
         emb = self.embed(timesteps, fs, batch, x.dtype).repeat_interleave(frames, dim=0)
         frame_context = split_context(context, frames, image_context, IMAGE_TOKENS_PER_FRAME)
 
-        h = rearrange(x, "b c t h w -> (b t) c h w")
+        h = fold_frames(x)
         skips = []
         for index, block in enumerate(self.input_blocks):
             h = block(h, emb, frame_context, frames)
@@ -215,4 +214,4 @@ class DynamiCrafterUNet(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, frame_context, frames)
         h = self.out(h)
-        return rearrange(h, "(b t) c h w -> b c t h w", t=frames)
+        return unfold_frames(h, frames)

@@ -9,7 +9,8 @@ import comfy.model_management as mm
 import node_helpers
 from comfy_api.latest import io
 
-from ..dynamicrafter.frames import Task, concat_latent
+from ..dynamicrafter.config import VARIANTS
+from ..dynamicrafter.frames import Task, concat_latent, fold_frames
 from ..dynamicrafter.image import fit_image
 from .encoders import image_tokens, unconditional_image
 from .model import COND_CONCAT, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS, COND_TASK, FS_AUTO
@@ -53,7 +54,7 @@ def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor
     first_latent = encode_keyframe(vae, first, width, height, fit)
     last_latent = encode_keyframe(vae, last, width, height, fit) if last is not None else None
     concat = concat_latent(first_latent, frames, task, last_latent)  # [1, 4, T, h, w]
-    concat = concat[0].movedim(1, 0).contiguous()  # frames as batch: [T, 4, h, w]
+    concat = fold_frames(concat)  # frames as batch: [T, 4, h, w]
     if tokens is None:
         tokens = image_tokens(clip_vision, fit_image(first[:1, :, :, :3], width, height, fit))
     uncond_tokens = unconditional_tokens(clip_vision)
@@ -64,23 +65,55 @@ def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor
     return positive, negative, {"samples": latent}
 
 
-def common_inputs(default_fs_tooltip: str) -> list:
+def _per_variant(side: str) -> str:
+    return ", ".join(f"{getattr(v, side)} for {v.name}" for v in VARIANTS.values())
+
+
+def _fs_tooltip() -> str:
+    fps = [v for v in VARIANTS.values() if v.fs_meaning == "fps"]
+    stride = [v for v in VARIANTS.values() if v.fs_meaning == "frame_stride"]
+    return (f"Motion control. 0 = the model's default. {'/'.join(v.name for v in fps)} read it as frames per second "
+            f"(smaller = more motion; {', '.join(f'{v.name}: {v.default_fs}' for v in fps)}); "
+            f"{'/'.join(v.name for v in stride)} reads it as frame stride (larger = more motion; default "
+            f"{', '.join(str(v.default_fs) for v in stride)}).")
+
+
+FS_TOOLTIP = _fs_tooltip()
+INTERP_FS_TOOLTIP = ("Motion control as frames per second (smaller = more motion). 0 = the interpolation model's "
+                     f"default, {VARIANTS['512_interp'].default_fs}, as the original's interpolation and loop scripts "
+                     "use.")
+FIT_INPUT = io.Combo.Input("fit", options=["crop", "pad"], default="crop",
+                           tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black.")
+FRAMES_TOOLTIP = "Frames to generate. The models were trained on 16; per-frame image guidance needs 16."
+
+
+def size_inputs() -> list:
+    """width and height, on the UNet's 64-pixel grid; the tooltips list every variant's own size."""
     return [
         io.Int.Input("width", default=512, min=GRID, max=4096, step=GRID,
-                     tooltip="Video width in pixels: 512 for the 512 and interp models, 1024 for 1024, 256 for 256."),
+                     tooltip=f"Video width in pixels: {_per_variant('width')}."),
         io.Int.Input("height", default=320, min=GRID, max=4096, step=GRID,
-                     tooltip="Video height in pixels: 320 for 512 / interp, 576 for 1024, 256 for 256."),
-        io.Int.Input("frames", default=16, min=2, max=64,
-                     tooltip="Frames to generate. The models were trained on 16; per-frame image guidance needs 16."),
-        io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=default_fs_tooltip),
-        io.Int.Input("batch_size", default=1, min=1, max=16, tooltip="How many videos to make at once."),
-        io.Combo.Input("fit", options=["crop", "pad"], default="crop",
-                       tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black."),
+                     tooltip=f"Video height in pixels: {_per_variant('height')}."),
     ]
 
 
-FS_TOOLTIP = ("Motion control. 0 = the model's default. 512/1024/interp read it as frames per second (smaller = more "
-              "motion; 512: 24, 1024: 10, interp: 5); 256 reads it as frame stride (larger = more motion; default 3).")
+def frames_input(name: str = "frames", tooltip: str = FRAMES_TOOLTIP) -> io.Int.Input:
+    return io.Int.Input(name, default=16, min=2, max=64, tooltip=tooltip)
+
+
+def fs_input(tooltip: str) -> io.Int.Input:
+    return io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=tooltip)
+
+
+def common_inputs(default_fs_tooltip: str) -> list:
+    return [
+        *size_inputs(),
+        frames_input(),
+        fs_input(default_fs_tooltip),
+        io.Int.Input("batch_size", default=1, min=1, max=16, tooltip="How many videos to make at once."),
+        FIT_INPUT,
+    ]
+
 
 CONDITIONING_IO = [
     io.Conditioning.Input("positive", tooltip="The prompt, from CLIP Text Encode with the DynamiCrafter CLIP."),
@@ -114,10 +147,6 @@ class DynamiCrafterImageToVideo(CheckedNode):
                 fit) -> io.NodeOutput:
         return io.NodeOutput(*build_conditioning(positive, negative, vae, clip_vision, image, width, height, frames,
                                                  fs, batch_size, fit, "i2v"))
-
-
-INTERP_FS_TOOLTIP = ("Motion control as frames per second (smaller = more motion). 0 = the interpolation model's "
-                     "default, 5, as the original's interpolation and loop scripts use.")
 
 
 class DynamiCrafterInterpolation(CheckedNode):

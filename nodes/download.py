@@ -27,7 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 
 import comfy.model_management
 import comfy.utils
@@ -38,6 +38,7 @@ from ..dynamicrafter.config import VARIANTS
 from .download_integrity import (ALLOW_UNVERIFIED_ENV, IntegrityError, VerifiedFiles, allow_unverified, as_sha256,
                                  hub_sha256, open_partial, partial_size, verify)
 from .validation import CheckedNode
+from .download_progress import DownloadProgress, ProgressFile
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _original(variant: str) -> HubFile:
         label=f"{variant} (original, full, 10.4 GB)",
         repo_id=VARIANTS[variant].hf_repo,
         filename="model.ckpt",
-        local_name=f"dynamicrafter_{variant}_v1.ckpt",
+        local_name=VARIANTS[variant].file_name,
         note="fp32 Lightning checkpoint with both CLIP encoders and the VAE",
     )
 
@@ -214,71 +215,6 @@ def explain_failure(error: BaseException, entry: HubFile, url: str, folder: Path
                 "HF_HUB_OFFLINE and run again, or download the file yourself. " + manual)
     return (f"Could not download {url}: {type(error).__name__}: {error}. Check the network connection, a proxy "
             "(HTTPS_PROXY) or HF_ENDPOINT, then run the node again (a partial download resumes). " + manual)
-
-
-# --------------------------------------------------------------------------------------------------
-# Progress and Cancel
-# --------------------------------------------------------------------------------------------------
-
-
-class DownloadProgress:
-    """Reports bytes on disk to ComfyUI's progress bar and raises when the user pressed Cancel."""
-
-    def __init__(self, total: int | None, start: int = 0) -> None:
-        self.total = total
-        self._bar = comfy.utils.ProgressBar(total or 1)
-        self._step = max((total or 0) // 1000, 1)
-        self._last = -self._step
-        self.update(start)
-
-    def update(self, done: int) -> None:
-        self._show(done)
-        comfy.model_management.throw_exception_if_processing_interrupted()
-
-    def finish(self, done: int) -> None:
-        """The file is complete: show it, without checking for Cancel any more."""
-        self._show(done)
-
-    def _show(self, done: int) -> None:
-        if self.total and (done - self._last >= self._step or done >= self.total):
-            self._bar.update_absolute(min(done, self.total), self.total)
-            self._last = done
-
-
-class ProgressFile:
-    """The partial file as ``http_get`` sees it: each write reports progress and checks for Cancel.
-
-    Wrapping the file (rather than huggingface_hub's tqdm) works with every huggingface_hub release;
-    progress is the absolute file position, so a restarted range is counted right.
-    """
-
-    def __init__(self, raw: BinaryIO, progress: DownloadProgress) -> None:
-        self._raw = raw
-        self._progress = progress
-
-    @property
-    def name(self) -> str:
-        return self._raw.name
-
-    def write(self, data: bytes) -> int:
-        written = self._raw.write(data)
-        self._progress.update(self._raw.tell())
-        return written
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def truncate(self, size: int | None = None) -> int:
-        return self._raw.truncate(size)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "de
 
 
 def _vae_config(sd: dict[str, torch.Tensor]) -> dict | None:
-    """AutoencoderKL params read from shapes, for VAEs narrower than SD's (tiny test files)."""
+    """AutoencoderKL params read from the shapes, as the UNet's are (None for SD's own width, which the host
+    detects itself): a narrower VAE, such as the demo checkpoint's, then loads through the host's VAE class."""
     ch = sd["encoder.conv_in.weight"].shape[0]
     if ch == 128:
         return None  # the standard SD VAE: let the host detect it

@@ -1,8 +1,6 @@
 """Loader nodes: one DynamiCrafter file in, the host's MODEL / CLIP / VAE / CLIP_VISION out."""
 from __future__ import annotations
 
-import logging
-
 import folder_paths
 from comfy_api.latest import io
 
@@ -12,8 +10,6 @@ from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
 from .registry import CATEGORY
 from .validation import CheckedNode
-
-log = logging.getLogger(__name__)
 
 VARIANT_CHOICES = ["auto", *VARIANTS]
 PRUNED_FILE_ADVICE = ("It looks like a pruned file (UNet, VAE and Resampler only): load it with 'DynamiCrafter Load "
@@ -60,7 +56,7 @@ class DynamiCrafterCheckpointLoader(CheckedNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=_files(("checkpoints",)),
                                tooltip="A full DynamiCrafter file from models/checkpoints: the original model.ckpt "
-                                       "(renamed e.g. dynamicrafter_512_v1.ckpt) or Kijai's *_v1_bf16.safetensors. "
+                                       f"(renamed e.g. {VARIANTS['512'].file_name}) or Kijai's *_v1_bf16.safetensors. "
                                        "Pruned files lack CLIP: use 'DynamiCrafter Load Model' for them."),
                 io.Combo.Input("variant", options=VARIANT_CHOICES, default="auto", tooltip=_VARIANT_TOOLTIP),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default", tooltip=_DTYPE_TOOLTIP),

@@ -21,17 +21,16 @@ from ..dynamicrafter.chain import (ContinuationPlan, chain_length, check_chain, 
                                    keyframe_segments, match_color_stats, segment_seed)
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
-from .conditioning import CONDITIONING_IO, FS_TOOLTIP, GRID, INTERP_FS_TOOLTIP, build_conditioning
-from .model import COND_IMAGE_TOKENS, FS_AUTO
+from .conditioning import (CONDITIONING_IO, FIT_INPUT, FS_TOOLTIP, INTERP_FS_TOOLTIP, build_conditioning,
+                           frames_input, fs_input, size_inputs)
+from .model import COND_IMAGE_TOKENS, require_interpolation
 from .registry import CATEGORY
+from .sampler_nodes import AUTO, ddim_sampler, model_variant, sampling_inputs, schedule_sigmas, with_guidance_rescale
 from .validation import CheckedNode
-from .sampler_nodes import AUTO, _variant, ddim_sampler, schedule_sigmas, with_guidance_rescale
 
 log = logging.getLogger(__name__)
 
 LONG_CATEGORY = f"{CATEGORY}/long video"
-INTERP_FILE_HINT = ("the DynamiCrafter 512_interp checkpoint (Doubiiu/DynamiCrafter_512_Interp, e.g. "
-                    "dynamicrafter_512_interp_v1.ckpt)")
 
 
 @dataclass(frozen=True)
@@ -86,14 +85,6 @@ class ClipSampler:
         return images.reshape(-1, *images.shape[-3:]).to(mm.intermediate_device())
 
 
-def require_interpolation(model, what: str) -> None:
-    """Raise a clear error unless the loaded model is the interpolation checkpoint."""
-    variant = _variant(model)
-    if not variant.interpolation:
-        raise ValueError(f"{what} needs {INTERP_FILE_HINT}, but a {variant.name} model is loaded. Load that file, "
-                         "or, if the file IS the interp model, set the loader's variant to '512_interp'.")
-
-
 def stack_keyframes(keyframes: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     """Keyframes as one IMAGE batch ``[K, H, W, C]``; a list of IMAGE batches must agree in size."""
     if isinstance(keyframes, torch.Tensor):
@@ -126,30 +117,10 @@ def segment_positives(positive, clip, segment_prompts: str, segments: int) -> li
             for line in lines]
 
 
-_SAMPLING_INPUTS = [
-    io.Int.Input("seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                 tooltip="Random seed; clip i uses seed + 2*i, so clips never share noise."),
-    io.Int.Input("steps", default=50, min=1, max=1000, tooltip="DDIM steps per clip; the original uses 50."),
-    io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
-                   tooltip="Classifier-free guidance scale; the original uses 7.5."),
-    io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01,
-                   tooltip="DDIM eta: 1.0 (the original) adds fresh noise each step; 0 is deterministic."),
-    io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, step=0.05,
-                   tooltip="Guidance rescale per video; -1 = the model's default (0.7 for 512/1024/interp)."),
-]
-
-
-def _size_inputs() -> list:
-    return [
-        io.Int.Input("width", default=512, min=GRID, max=4096, step=GRID,
-                     tooltip="Video width in pixels: 512 for the 512 / interp models."),
-        io.Int.Input("height", default=320, min=GRID, max=4096, step=GRID,
-                     tooltip="Video height in pixels: 320 for the 512 / interp models."),
-    ]
-
-
-_FIT = io.Combo.Input("fit", options=["crop", "pad"], default="crop",
-                      tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black.")
+def _clip_sampling_inputs() -> list:
+    """The sampler's inputs, with the seed and steps explained per clip."""
+    return sampling_inputs(seed_tooltip="Random seed; clip i uses seed + 2*i, so clips never share noise.",
+                           steps_tooltip="DDIM steps per clip; the original uses 50.")
 
 
 class DynamiCrafterKeyframeChain(CheckedNode):
@@ -168,12 +139,11 @@ class DynamiCrafterKeyframeChain(CheckedNode):
                 *CONDITIONING_IO,
                 io.Image.Input("keyframes", tooltip="The keyframes in order, as one IMAGE batch of 2 or more pictures "
                                                     "of one size ('Batch Images')."),
-                *_size_inputs(),
-                io.Int.Input("frames", default=16, min=2, max=64,
-                             tooltip="Frames per segment, both keyframes included; the model was trained on 16."),
-                io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=INTERP_FS_TOOLTIP),
-                *_SAMPLING_INPUTS,
-                _FIT,
+                *size_inputs(),
+                frames_input(tooltip="Frames per segment, both keyframes included; the model was trained on 16."),
+                fs_input(INTERP_FS_TOOLTIP),
+                *_clip_sampling_inputs(),
+                FIT_INPUT,
                 io.Clip.Input("clip", optional=True,
                               tooltip="The DynamiCrafter CLIP, to encode segment_prompts."),
                 io.String.Input("segment_prompts", default="", multiline=True, optional=True,
@@ -188,7 +158,7 @@ class DynamiCrafterKeyframeChain(CheckedNode):
                 cfg, eta, guidance_rescale, fit, clip=None, segment_prompts: str = "") -> io.NodeOutput:
         keyframes = stack_keyframes(keyframes)
         check_chain(keyframes.shape[0], frames)
-        require_interpolation(model, "The keyframe chain")
+        require_interpolation(model_variant(model), "The keyframe chain")
         segments = keyframe_segments(keyframes.shape[0])
         positives = segment_positives(positive, clip, segment_prompts or "", len(segments))
         sampler = ClipSampler(model, vae, SamplingSettings(seed, steps, cfg, eta, guidance_rescale), len(segments))
@@ -229,8 +199,8 @@ def generate_long_video(model, positive, negative, vae, clip_vision, image: torc
     """
     returning = mode == MODE_RETURN
     if returning:
-        require_interpolation(model, f"mode '{MODE_RETURN}'")
-    elif _variant(model).interpolation:
+        require_interpolation(model_variant(model), f"mode '{MODE_RETURN}'")
+    elif model_variant(model).interpolation:
         log.warning("DynamiCrafter long video: the 512_interp model was trained on first/last-frame clips; "
                     "mode '%s' suits it better", MODE_RETURN)
     source = fit_image(image[:1, :, :, :3], width, height, fit)
@@ -290,12 +260,11 @@ class DynamiCrafterLongVideo(CheckedNode):
                 io.Boolean.Input("match_colors", default=False,
                                  tooltip="Give each continuation's start frame the original picture's colour mean "
                                          "and contrast, against slow colour drift."),
-                *_size_inputs(),
-                io.Int.Input("clip_frames", default=16, min=2, max=64,
-                             tooltip="Frames per generated clip; the models were trained on 16."),
-                io.Int.Input("fs", default=FS_AUTO, min=0, max=60, tooltip=FS_TOOLTIP),
-                *_SAMPLING_INPUTS,
-                _FIT,
+                *size_inputs(),
+                frames_input("clip_frames", "Frames per generated clip; the models were trained on 16."),
+                fs_input(FS_TOOLTIP),
+                *_clip_sampling_inputs(),
+                FIT_INPUT,
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="The frames of the long video.")],
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 import torch
-from einops import rearrange
 
 import comfy.conds
 import comfy.latent_formats
@@ -19,7 +18,8 @@ import comfy.model_base
 import comfy.supported_models_base
 from comfy.ldm.modules.attention import optimized_attention
 
-from ..dynamicrafter.config import ResamplerConfig, UNetConfig, VariantConfig
+from ..dynamicrafter.config import VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
+from ..dynamicrafter.frames import fold_frames, unfold_frames
 from ..dynamicrafter.resampler import Resampler
 from ..dynamicrafter.unet import DynamiCrafterUNet
 
@@ -32,12 +32,23 @@ COND_IMAGE_TOKENS = "dynamicrafter_clip_vision_tokens"
 COND_CONCAT = "concat_latent_image"
 COND_TASK = "dynamicrafter_task"
 FS_AUTO = 0
-"""fs value meaning "the variant's default" (3, 24, 10 or 5)."""
+"""fs value meaning "the variant's default" (``VariantConfig.default_fs``)."""
+NEEDS_CONDITIONING = ("DynamiCrafter needs its conditioning: connect the positive and negative outputs of a "
+                      "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
 
 
 def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected)."""
     return optimized_attention(q, k, v, heads)
+
+
+def require_interpolation(variant: VariantConfig, what: str) -> None:
+    """Raise a clear error unless ``variant`` is the interpolation checkpoint's (``what`` needs it)."""
+    if not variant.interpolation:
+        interp = VARIANTS["512_interp"]
+        raise ValueError(f"{what} needs the DynamiCrafter {interp.name} checkpoint ({interp.hf_repo}, e.g. "
+                         f"{interp.file_name}), but a {variant.name} model is loaded. Load that file, or, if the file "
+                         f"IS the interp model, set the loader's variant to '{interp.name}'.")
 
 
 class DynamiCrafterNet(DynamiCrafterUNet):
@@ -69,17 +80,16 @@ class DynamiCrafterNet(DynamiCrafterUNet):
                 dynamicrafter_fs: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
         frames = dynamicrafter_frames
         if frames is None or dynamicrafter_clip_vision_tokens is None:
-            raise ValueError("DynamiCrafter needs its conditioning: connect the positive/negative outputs of a "
-                             "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
+            raise ValueError(NEEDS_CONDITIONING)
         if x.shape[0] % frames:
             raise ValueError(f"the latent batch ({x.shape[0]}) is not a multiple of the {frames} frames set by the "
                              "conditioning node; use the latent that node outputs")
         videos = x.shape[0] // frames
-        x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
+        x = unfold_frames(x, frames)
         tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames])
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
         out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens)
-        return rearrange(out, "b c t h w -> (b t) c h w")
+        return fold_frames(out)
 
 
 class DynamiCrafterModel(comfy.model_base.BaseModel):
@@ -96,8 +106,7 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         concat = kwargs.get(COND_CONCAT)
         tokens = kwargs.get(COND_IMAGE_TOKENS)
         if frames is None or concat is None or tokens is None:
-            raise ValueError("DynamiCrafter needs its conditioning: connect the positive and negative outputs of a "
-                             "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
+            raise ValueError(NEEDS_CONDITIONING)
         if noise.shape[0] % frames:
             raise ValueError(f"the latent batch ({noise.shape[0]}) is not a multiple of the {frames} frames of the "
                              "conditioning; use the latent that the DynamiCrafter conditioning node outputs")
@@ -121,10 +130,8 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
 
     def check_task(self, task: str) -> None:
         """Interpolation and loops need the interpolation checkpoint; the others never saw that layout."""
-        if task != "i2v" and not self.variant.interpolation:
-            raise ValueError(f"{task} needs the DynamiCrafter 512_interp checkpoint (Doubiiu/DynamiCrafter_512_Interp, "
-                             f"e.g. dynamicrafter_512_interp_v1.ckpt), but a {self.variant.name} model is loaded. If "
-                             "the file IS the interp model, set the loader's variant to '512_interp'.")
+        if task != "i2v":
+            require_interpolation(self.variant, task)
 
     def check_image_tokens(self, tokens: torch.Tensor) -> None:
         """The CLIP vision tokens must have the width this model's Resampler reads (1280: ViT-H/14)."""
@@ -137,9 +144,10 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
     def check_size(self, height: int, width: int) -> None:
         """Refuse sizes far from what the variant was trained on (the result would be noise).
 
-        Only released-size networks have a trained resolution; tiny test networks skip the check.
+        The trained resolution is the variant's, and only a network of the variant's released width has it; a
+        network of another width (the demo checkpoint, test networks) was never trained at any size.
         """
-        if self.diffusion_model.config.model_channels != UNetConfig().model_channels:
+        if self.diffusion_model.config.model_channels != self.variant.unet.model_channels:
             return
         area, trained = height * width, self.variant.height * self.variant.width
         if not 0.5 <= area / trained <= 2.0:

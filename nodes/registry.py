@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 from comfy_api.latest import io
 
-NODE_PREFIX = "DynamiCrafter"
 CATEGORY = "DynamiCrafter"
 
 # Feature modules (relative to this package) that define a module-level NODES list.
-_FEATURE_MODULES: tuple[str, ...] = ("loader", "conditioning", "sampler_nodes", "download", "director", "tooncrafter", "long_video")
-
-log = logging.getLogger(__name__)
+_FEATURE_MODULES: tuple[str, ...] = ("loader", "conditioning", "sampler_nodes", "download", "director", "tooncrafter",
+                                     "long_video")
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:

@@ -6,6 +6,7 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
+from ..dynamicrafter.config import VARIANTS
 from .registry import CATEGORY
 from .validation import CheckedNode
 from .sampling import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
@@ -15,7 +16,7 @@ SPACINGS = [AUTO, "uniform", "uniform_trailing"]
 SWITCH = [AUTO, "on", "off"]
 
 
-def _variant(model):
+def model_variant(model):
     variant = getattr(model.model, "variant", None)
     if variant is None:
         raise ValueError("this node needs a DynamiCrafter model: load it with a DynamiCrafter loader node")
@@ -23,12 +24,12 @@ def _variant(model):
 
 
 def _rescale_value(model, guidance_rescale: float) -> float:
-    return _variant(model).sampling.guidance_rescale if guidance_rescale < 0 else guidance_rescale
+    return model_variant(model).sampling.guidance_rescale if guidance_rescale < 0 else guidance_rescale
 
 
 def with_guidance_rescale(model, guidance_rescale: float):
     """A clone of the model whose CFG is the original's (with its video guidance rescale)."""
-    variant = _variant(model)
+    variant = model_variant(model)
     patched = model.clone()
     patched.set_model_sampler_post_cfg_function(
         video_guidance_rescale(_rescale_value(model, guidance_rescale), variant.schedule.prediction))
@@ -36,28 +37,57 @@ def with_guidance_rescale(model, guidance_rescale: float):
 
 
 def schedule_sigmas(model, steps: int, spacing: str):
-    spacing = _variant(model).sampling.spacing if spacing == AUTO else spacing
+    spacing = model_variant(model).sampling.spacing if spacing == AUTO else spacing
     return dynamicrafter_sigmas(model.get_model_object("model_sampling"), steps, spacing)
 
 
 def ddim_sampler(model, eta: float, dynamic_rescale: str) -> DynamiCrafterKSampler:
-    enabled = _variant(model).schedule.dynamic_rescale if dynamic_rescale == AUTO else dynamic_rescale == "on"
+    enabled = model_variant(model).schedule.dynamic_rescale if dynamic_rescale == AUTO else dynamic_rescale == "on"
     return DynamiCrafterKSampler(eta, enabled)
 
 
-_STEPS = io.Int.Input("steps", default=50, min=1, max=1000,
-                      tooltip="DDIM steps; the original uses 50. Fewer is faster and softer.")
+def seed_input(tooltip: str = "Random seed of the start noise and of every step's noise.") -> io.Int.Input:
+    return io.Int.Input("seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                        tooltip=tooltip)
+
+
+def steps_input(tooltip: str = "DDIM steps; the original uses 50. Fewer is faster and softer.") -> io.Int.Input:
+    return io.Int.Input("steps", default=50, min=1, max=1000, tooltip=tooltip)
+
+
+_STEPS = steps_input()
+CFG_INPUT = io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
+                           tooltip="Classifier-free guidance scale; the original uses 7.5.")
 _ETA = io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01,
                       tooltip="DDIM eta: 1.0 (the original) adds fresh noise each step; 0 is deterministic.")
 _RESCALE = io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, step=0.05,
                           tooltip="Pulls the guided prediction's contrast back toward the prompt-only one, per video. "
-                                  "-1 = the model's default (0.7 for 512/1024/interp, 0 for 256).")
-_SPACING = io.Combo.Input("spacing", options=SPACINGS, default=AUTO,
-                          tooltip="DDIM timesteps: 'uniform_trailing' (512/1024/interp, starts at the pure-noise "
-                                  "step) or 'uniform' (256). auto = the model's own.")
-_DYNAMIC = io.Combo.Input("dynamic_rescale", options=SWITCH, default=AUTO,
-                          tooltip="Rescales the predicted clean video by the training schedule (512/1024/interp). "
-                                  "auto = the model's own setting.")
+                                  "-1 = the model's default ("
+                                  + ", ".join(f"{v.name}: {v.sampling.guidance_rescale}" for v in VARIANTS.values())
+                                  + ").")
+
+
+def _names(has) -> str:
+    """The variants whose row of the table satisfies ``has``, as '512/1024/512_interp'."""
+    return "/".join(v.name for v in VARIANTS.values() if has(v))
+
+
+_SPACING = io.Combo.Input(
+    "spacing", options=SPACINGS, default=AUTO,
+    tooltip=f"DDIM timesteps: 'uniform_trailing' ({_names(lambda v: v.sampling.spacing == 'uniform_trailing')}, "
+            f"starts at the pure-noise step) or 'uniform' ({_names(lambda v: v.sampling.spacing == 'uniform')}). "
+            "auto = the model's own.")
+_DYNAMIC = io.Combo.Input(
+    "dynamic_rescale", options=SWITCH, default=AUTO,
+    tooltip=f"Rescales the predicted clean video by the training schedule "
+            f"({_names(lambda v: v.schedule.dynamic_rescale)}). auto = the model's own setting.")
+
+
+def sampling_inputs(seed_tooltip: str | None = None, steps_tooltip: str | None = None) -> list:
+    """seed, steps, cfg, eta and guidance_rescale, as every sampling node of the pack takes them."""
+    seed = seed_input() if seed_tooltip is None else seed_input(seed_tooltip)
+    steps = _STEPS if steps_tooltip is None else steps_input(steps_tooltip)
+    return [seed, steps, CFG_INPUT, _ETA, _RESCALE]
 
 
 class DynamiCrafterSampler(CheckedNode):
@@ -74,12 +104,7 @@ class DynamiCrafterSampler(CheckedNode):
                 io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
                 io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
                 io.Latent.Input("latent", tooltip="The empty video latent from the conditioning node."),
-                io.Int.Input("seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed of the start noise and of every step's noise."),
-                _STEPS,
-                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
-                               tooltip="Classifier-free guidance scale; the original uses 7.5."),
-                _ETA, _RESCALE, _SPACING, _DYNAMIC,
+                *sampling_inputs(), _SPACING, _DYNAMIC,
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )

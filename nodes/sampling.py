@@ -3,21 +3,22 @@ as host pieces: a KSAMPLER function, a sigma schedule and a CFG function.
 
 The host hands the sampler ComfyUI-scale latents (x_k = x_t * sqrt(1 + sigma^2)) and denoised
 estimates computed with its own schedule, whose zero-SNR end is clamped. To reproduce the original
-exactly, each step recovers the raw model output from the host's estimate and redoes the original
-DDIM update with the variant's exact alpha_bar (alpha_bar[999] = 0 for v-models).
+exactly, each step recovers the raw model output from the host's estimate and runs the reference DDIM
+update (``dynamicrafter.sampler.ddim_step``) with the variant's exact alpha_bar (alpha_bar[999] = 0 for
+v-models).
 """
 from __future__ import annotations
 
 import math
 
 import torch
-from einops import rearrange
 
 import comfy.samplers
 from tqdm.auto import trange
 
-from ..dynamicrafter.schedule import DiffusionSchedule, ddim_timesteps, make_schedule
 from ..dynamicrafter.config import Spacing, VariantConfig
+from ..dynamicrafter.sampler import ddim_step, rescale_guidance
+from ..dynamicrafter.schedule import DiffusionSchedule, ddim_sigma, ddim_timesteps, make_schedule
 from .model import COND_FRAMES
 
 
@@ -52,14 +53,6 @@ class ExactSchedule:
             return torch.tensor(1.0)
         return self.schedule.alphas_cumprod[self.timestep(sigma)]
 
-    def x0_and_eps(self, x_t: torch.Tensor, output: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        t = self.timestep(sigma)
-        if self.prediction == "v":
-            sa, s1a = self.schedule.sqrt_alphas_cumprod[t], self.schedule.sqrt_one_minus_alphas_cumprod[t]
-            return sa * x_t - s1a * output, sa * output + s1a * x_t
-        a = self.schedule.alphas_cumprod[t]
-        return (x_t - (1.0 - a).sqrt() * output) / a.sqrt(), output
-
     def rescale(self, sigma: float, sigma_next: float, last: bool) -> torch.Tensor | None:
         """Dynamic rescale factor scale_arr[t_prev] / scale_arr[t]; 1 at the last step, as in the original."""
         if self.schedule.scale_arr is None or last:
@@ -70,7 +63,7 @@ class ExactSchedule:
 
 def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, eta: float = 1.0,
                               dynamic_rescale: bool = True, noise_seed: int | None = None):
-    """KSAMPLER function: the original DDIM loop over any sigma list.
+    """KSAMPLER function: the original DDIM loop over any sigma list, each step the reference ``ddim_step``.
 
     With the DynamiCrafter schedule the list ends at sigma(t=0) and the result is the original's
     final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate.
@@ -85,17 +78,12 @@ def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, 
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x_k = x_t * math.sqrt(sigma ** 2 + 1)
-        denoised = model(x_k, sigmas[i] * s_in, **extra_args)
-        x0, eps = exact.x0_and_eps(x_t, raw_output(exact.prediction, x_k, denoised, sigma), sigma)
+        output = raw_output(exact.prediction, x_k, model(x_k, sigmas[i] * s_in, **extra_args), sigma)
         factor = exact.rescale(sigma, sigma_next, last=i == len(sigmas) - 2) if dynamic_rescale else None
-        if factor is not None:
-            x0 = x0 * factor
         a, a_prev = exact.alpha_bar(sigma), exact.alpha_bar(sigma_next)
-        # sigma of the DDIM step in float64 from float32 alphas, as the original computes it
-        a64, a_prev64 = a.double(), a_prev.double()
-        step_sigma = (eta * ((1 - a_prev64) / (1 - a).double() * (1 - a64 / a_prev64)).sqrt()).float()
         z = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-        x_t = a_prev.sqrt() * x0 + (1.0 - a_prev - step_sigma ** 2).sqrt() * eps + step_sigma * z
+        x_t, x0 = ddim_step(exact.schedule, exact.prediction, x_t, output, exact.timestep(sigma), a, a_prev,
+                            ddim_sigma(a, a_prev, eta), factor, z)
         if callback is not None:
             callback({"x": x_t, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": x0})
     return x_t
@@ -146,11 +134,9 @@ def video_guidance_rescale(phi: float, prediction: str):
         out_u = raw_output(prediction, x_k, args["uncond_denoised"], s)
         guided = out_u + scale * (out_c - out_u)
         if phi > 0:
-            frames = frames_of(args["cond"])
-            per_video = lambda t: rearrange(t, "(b f) c h w -> b (f c h w)", f=frames)  # noqa: E731
-            ratio = per_video(out_c).std(dim=1) / per_video(guided).std(dim=1)
-            rescaled = guided * ratio.repeat_interleave(frames).view(-1, 1, 1, 1)
-            guided = phi * rescaled + (1 - phi) * guided
+            frames = frames_of(args["cond"])  # [(b f), c, h, w] -> [b, f, c, h, w]: the std is taken per video
+            per_video = guided.unflatten(0, (-1, frames)), out_c.unflatten(0, (-1, frames))
+            guided = rescale_guidance(*per_video, phi).flatten(0, 1)
         return to_host_denoised(prediction, x_k, guided, s)
 
     return post_cfg

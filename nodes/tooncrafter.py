@@ -26,9 +26,10 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
+from ..dynamicrafter.config import TOONCRAFTER
 from ..dynamicrafter.image import FitMode, fit_image
-from ..dynamicrafter.tooncrafter_vae import (CHUNK_FRAMES, ChunkDecoder, ReferenceContext, ToonCrafterVAE,
-                                             decode_video, decoder_calls, is_dual_reference_vae,
+from ..dynamicrafter.tooncrafter_decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
+from ..dynamicrafter.tooncrafter_vae import (ReferenceContext, ToonCrafterVAE, is_dual_reference_vae,
                                              vae_config_from_state_dict)
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 TOONCRAFTER_CATEGORY = f"{CATEGORY}/tooncrafter"
 ToonCrafterVAEType = io.Custom("TOONCRAFTER_VAE")
-
-TOONCRAFTER_OVERRIDES = {"name": "tooncrafter", "default_fs": 10, "hf_repo": "Doubiiu/ToonCrafter"}
-"""What ToonCrafter changes in the 512_interp variant (schedule, sampling and conditioning stay): fs 10, as
-ToonCrafter's scripts/run.sh and gradio app use."""
 
 DECODE_BYTES_PER_PIXEL = 1300
 """Peak decoder activations per output pixel per frame of a chunk, in units of the compute dtype's size
@@ -99,7 +96,8 @@ def load_tooncrafter(path: str) -> DynamiCrafterCheckpoint:
     if not is_dual_reference_vae(ckpt.require("vae")):
         raise CheckpointError(path, "its VAE is DynamiCrafter's plain SD VAE, not ToonCrafter's dual-reference one: "
                                     "this is a DynamiCrafter checkpoint; load it with 'DynamiCrafter Load Checkpoint'.")
-    return dataclasses.replace(ckpt, variant=dataclasses.replace(ckpt.variant, **TOONCRAFTER_OVERRIDES))
+    # the schedule stays the file's (its scale_arr); the rest is ToonCrafter's row of the variant table
+    return dataclasses.replace(ckpt, variant=dataclasses.replace(TOONCRAFTER, schedule=ckpt.variant.schedule))
 
 
 def _pixels(images: torch.Tensor, width: int, height: int, fit: FitMode) -> torch.Tensor:
@@ -168,7 +166,7 @@ class DynamiCrafterToonCrafterLoader(CheckedNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=sorted(folder_paths.get_filename_list("checkpoints")),
                                tooltip="A ToonCrafter file from models/checkpoints: the original model.ckpt (renamed, "
-                                       "e.g. tooncrafter_512_interp.ckpt) or tooncrafter_512_interp-fp16.safetensors."),
+                                       f"e.g. {TOONCRAFTER.file_name}) or tooncrafter_512_interp-fp16.safetensors."),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
                                tooltip="How the UNet weights are stored in memory. 'default' lets ComfyUI pick "
                                        "(bf16/fp16 on most GPUs, fp32 on CPU). fp8 halves the memory again."),

@@ -105,7 +105,7 @@ def load_ui(name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_the_new_workflows_are_shipped_and_current():
+def test_the_new_workflows_are_shipped_and_current(comfy_host):
     assert set(NEW) <= set(workflow_names()) and W.NEW_NAMES == NEW
     generator = W.load_generator()
     assert generator.stale_files() == []
@@ -220,7 +220,7 @@ def test_the_settings_are_the_models_own():
     assert len(chain["segment_prompts"].splitlines()) == 2
     assert (long["width"], long["height"], long["fs"], long["total_frames"], long["overlap"]) == (512, 320, 24, 40, 4)
     assert of_type(photo, "DynamiCrafterImageToVideo")["fs"] == 24
-    assert of_type(toon, "DynamiCrafterInterpolation")["fs"] == 10  # ToonCrafter's own (TOONCRAFTER_OVERRIDES)
+    assert of_type(toon, "DynamiCrafterInterpolation")["fs"] == 10  # ToonCrafter's own (config.TOONCRAFTER)
     assert of_type(toon, "DynamiCrafterToonCrafterLoader")["ckpt_name"] == "tooncrafter_512_interp.ckpt"
     assert of_type(story, "DynamiCrafterDirectorStoryboard")["scenes"] == 2
     for name in NEW:

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from dynamicrafter.checkpoint import PART_PREFIXES
-from dynamicrafter.tooncrafter_vae import ToonCrafterVAE, ToonCrafterVAEConfig, decode_video
+from dynamicrafter.tooncrafter_decode import decode_video
+from dynamicrafter.tooncrafter_vae import ToonCrafterVAE, ToonCrafterVAEConfig
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.tiny_checkpoints import shrunk_part
 from support.reference_data import manifest_path

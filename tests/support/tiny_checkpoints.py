@@ -5,21 +5,22 @@ the released key names with every wide dimension shrunk, which is all the loader
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from dynamicrafter.checkpoint import PART_PREFIXES, UNET_KEY_RENAMES
-from dynamicrafter.config import ResamplerConfig, UNetConfig
+from dynamicrafter.checkpoint import PART_PREFIXES
+from dynamicrafter.config import VARIANTS
+from dynamicrafter.demo import DEMO_RESAMPLER, DEMO_UNET, unet_state_dict
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.schedule import make_schedule
-from dynamicrafter.config import VARIANTS
-from dynamicrafter.unet import DynamiCrafterUNet
 
-TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 1, 1, 2), num_head_channels=8, context_dim=48)
-TINY_RESAMPLER = ResamplerConfig(dim=32, depth=2, heads=2, embedding_dim=40, output_dim=48)
+TINY_UNET = dataclasses.replace(DEMO_UNET, context_dim=48)
+"""The demo network, with text and image tokens as narrow as the shrunk CLIP parts here."""
+TINY_RESAMPLER = dataclasses.replace(DEMO_RESAMPLER, embedding_dim=40, output_dim=48)
 
 
 def _random_like(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -29,12 +30,7 @@ def _random_like(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
 
 def tiny_unet_state_dict(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """UNet weights with checkpoint key names (``framestride_embed`` for 256)."""
-    config = UNetConfig(**{**TINY_UNET.__dict__, "image_cross_attention_scale_learnable": variant == "256"})
-    sd = _random_like(DynamiCrafterUNet(config), seed)
-    if variant == "256":
-        file_names = {new: old for old, new in UNET_KEY_RENAMES.items()}
-        sd = {next((file_names[p] + k[len(p):] for p in file_names if k.startswith(p)), k): v for k, v in sd.items()}
-    return sd
+    return unet_state_dict(variant, seed, TINY_UNET, _random_like)
 
 
 def tiny_resampler_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamicrafter.frames import concat_latent, frames_to_keep
+from dynamicrafter.frames import concat_latent, fold_frames, frames_to_keep, unfold_frames
 
 
 def test_i2v_repeats_the_latent_on_every_frame():
@@ -36,3 +36,11 @@ def test_interp_errors_are_clear():
         concat_latent(a, 16, "interp", torch.randn(1, 4, 5, 7))
     with pytest.raises(ValueError, match="at least 2 frames"):
         concat_latent(a, 1, "loop")
+
+
+def test_folded_frames_put_the_frame_index_fastest_and_unfold_back():
+    video = torch.randn(2, 4, 3, 5, 6)  # [B, C, T, h, w]
+    batch = fold_frames(video)
+    assert batch.shape == (6, 4, 5, 6)
+    assert torch.equal(batch[1], video[0, :, 1]) and torch.equal(batch[3], video[1, :, 0])
+    assert torch.equal(unfold_frames(batch, 3), video)

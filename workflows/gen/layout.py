@@ -1,0 +1,118 @@
+"""Every node type the workflows use: its sockets, widgets, outputs, defaults and help, in the frontend's order.
+
+The pack's own nodes are read from their schemas (``GET /object_info``, as the frontend gets them), so an input
+renamed, added or re-described in a node's file reaches the workflows and the README by regeneration alone.
+The stock nodes' layouts are the pinned ComfyUI's (``tests/host/test_workflows.py`` checks them against it).
+
+The UI format stores widget values by position, in the order the frontend builds a node's widgets: the node's
+inputs in ``input_order`` (required, then optional), one value per widget input, plus an extra "control after
+generate" value after a seed and an "image" value for the upload button of Load Image.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import host
+
+CONTROL = "control_after_generate"
+"""Marker in a widget layout: the frontend's extra "control after generate" widget after a seed."""
+UPLOAD = "upload"
+"""Marker in a widget layout: Load Image's upload button (saved as the value "image")."""
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+
+FRONTEND_HELP = {
+    CONTROL: "what happens to the seed after each run: `fixed` keeps it, `randomize` picks a new one, "
+             "`increment` / `decrement` step it.",
+    UPLOAD: "the *choose file to upload* button puts a picture of yours into the `input` folder.",
+}
+"""Help for the widgets the frontend adds by itself."""
+
+
+@dataclass(frozen=True)
+class Socket:
+    name: str
+    type: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class NodeType:
+    sockets: tuple[Socket, ...]
+    widgets: tuple[str, ...]
+    outputs: tuple[tuple[str, str], ...]
+    ours: bool = False
+    """A node of this pack (``cnr_id`` = the pack's id) rather than a stock one."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    help: dict[str, str] = field(default_factory=dict)
+    """Plain-words help per widget (the pack's tooltips; the workflow notes are written from it)."""
+    display_name: str = ""
+    description: str = ""
+    category: str = ""
+
+
+def node_type_from_info(info: dict[str, Any]) -> NodeType:
+    """The frontend's layout of a node from its ``/object_info`` entry (``getOrderedInputSpecs``)."""
+    sockets: list[Socket] = []
+    widgets: list[str] = []
+    defaults: dict[str, Any] = {}
+    help_texts: dict[str, str] = {}
+    for category in ("required", "optional"):
+        specs = info["input"].get(category) or {}
+        for name in info["input_order"].get(category, []):
+            kind, options = specs[name][0], (specs[name][1] if len(specs[name]) > 1 else {})
+            kind = "COMBO" if isinstance(kind, list) else kind
+            if kind not in WIDGET_TYPES or options.get("forceInput"):
+                sockets.append(Socket(name, kind, optional=category == "optional"))
+                continue
+            widgets.append(name)
+            if "default" in options:
+                defaults[name] = options["default"]
+            if options.get("tooltip"):
+                help_texts[name] = options["tooltip"]
+            if options.get("control_after_generate") or (kind == "INT" and name in ("seed", "noise_seed")):
+                widgets.append(CONTROL)
+                defaults[CONTROL] = "fixed"
+                help_texts[CONTROL] = FRONTEND_HELP[CONTROL]
+    return NodeType(tuple(sockets), tuple(widgets), tuple(zip(info["output_name"], info["output"])), ours=True,
+                    defaults=defaults, help=help_texts, display_name=info.get("display_name") or info["name"],
+                    description=info.get("description") or "", category=info.get("category") or "")
+
+
+STOCK_TYPES: dict[str, NodeType] = {
+    "CLIPTextEncode": NodeType((Socket("clip", "CLIP"),), ("text",), (("CONDITIONING", "CONDITIONING"),),
+                               help={"text": "the words the text encoder reads."}),
+    "LoadImage": NodeType((), ("image", UPLOAD), (("IMAGE", "IMAGE"), ("MASK", "MASK")), defaults={UPLOAD: "image"},
+                          help={"image": "the picture to animate, from ComfyUI's `input` folder. Any size works: it "
+                                         "is fitted to the video size.", UPLOAD: FRONTEND_HELP[UPLOAD]}),
+    "VAEDecode": NodeType((Socket("samples", "LATENT"), Socket("vae", "VAE")), (), (("IMAGE", "IMAGE"),)),
+    "ImageFromBatch": NodeType(
+        (Socket("image", "IMAGE"),), ("batch_index", "length"), (("IMAGE", "IMAGE"),),
+        help={"batch_index": "the first frame to keep (0 = from the start).",
+              "length": "how many frames to keep: 15 drops the last frame, which repeats the first one, so the clip "
+                        "loops without a stutter."}),
+    "CreateVideo": NodeType(
+        (Socket("images", "IMAGE"), Socket("audio", "AUDIO", optional=True)), ("fps",), (("VIDEO", "VIDEO"),),
+        help={"fps": "playback speed of the saved video in frames per second (the original saves at 8)."}),
+    "SaveVideo": NodeType(
+        (Socket("video", "VIDEO"),), ("filename_prefix", "format", "codec"), (),
+        help={"filename_prefix": "where the video goes inside ComfyUI's `output` folder, and the start of its name.",
+              "format": "the file format (`mp4`).", "codec": "the video codec (`h264` plays almost everywhere)."}),
+    "ImageBatch": NodeType((Socket("image1", "IMAGE"), Socket("image2", "IMAGE")), (), (("IMAGE", "IMAGE"),)),
+}
+"""The stock nodes the workflows use, as the pinned ComfyUI defines them."""
+
+
+@functools.cache
+def node_types() -> dict[str, NodeType]:
+    """Every node type: the pack's from their schemas (imports the pack with ComfyUI), then the stock ones."""
+    types = {node_id: node_type_from_info(info) for node_id, info in host.pack_node_infos().items()}
+    return {**types, **STOCK_TYPES}
+
+
+def node_type(name: str) -> NodeType:
+    try:
+        return node_types()[name]
+    except KeyError:
+        raise ValueError(f"no node type {name!r}: not a node of the pack nor a stock node the generator knows") from None
