@@ -22,7 +22,8 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import batch_client as bc  # noqa: E402
-from dynamicrafter_run import ComfyServer, link_pack, write_extra_paths  # noqa: E402
+from comfy_process import ComfyProcess  # noqa: E402
+from dynamicrafter_run import link_pack, server_folders, write_extra_paths  # noqa: E402
 from support.host_checkpoints import TINY_FILE_NAME  # noqa: E402
 
 BATCH = SCRIPTS / "batch_client.py"
@@ -168,7 +169,8 @@ def server(tmp_path_factory, tiny_models):
     extra = write_extra_paths(work / "extra_model_paths.yaml", link_pack(work), [ckpt.parent], None)
     # One thread: on a busy 2-core machine torch's thread pool spins and runs the tiny networks 10x slower.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    instance = ComfyServer(comfy_dir, work / "comfy", python=sys.executable, extra_paths=extra, cpu=True, env=env)
+    instance = ComfyProcess(comfy_dir, work / "comfy" / "server.log", folder_args=server_folders(work / "comfy"),
+                            extra_paths=extra, env=env)
     instance.start()
     try:
         instance.wait_ready(300)
@@ -214,9 +216,9 @@ def _wait_until_busy(out: Path, count: int, process: subprocess.Popen, timeout: 
     raise AssertionError(f"fewer than {count} items done after {timeout} s")
 
 
-def _complete_server_outputs(server: ComfyServer) -> Counter:
+def _complete_server_outputs(server: ComfyProcess) -> Counter:
     """Complete videos per item prefix in the server's output folder."""
-    folder = server.work_dir / "output" / bc.DEFAULT_PREFIX
+    folder = server.log_path.parent / "output" / bc.DEFAULT_PREFIX
     counts: Counter = Counter()
     for path in folder.glob("*.mp4"):
         if bc.is_complete(path.read_bytes(), "mp4"):
