@@ -34,8 +34,17 @@ from typing import Any
 try:
     from .batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
     from .batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
-    from .batch_items import (DEFAULT_PREFIX, Item, Job, Result, Settings, WorkflowSource, build_jobs,
-                              items_from_csv, items_from_folder)
+    from .batch_items import (
+        DEFAULT_PREFIX,
+        Item,
+        Job,
+        Result,
+        Settings,
+        WorkflowSource,
+        build_jobs,
+        items_from_csv,
+        items_from_folder,
+    )
     from .batch_journal import JOURNAL_NAME, Journal, JournalBusy
     from .batch_pool import ServerListError, ServerSpec, server_specs
     from .batch_progress import Progress, summary_table
@@ -43,8 +52,17 @@ try:
 except ImportError:
     from batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
     from batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
-    from batch_items import (DEFAULT_PREFIX, Item, Job, Result, Settings, WorkflowSource, build_jobs,
-                             items_from_csv, items_from_folder)
+    from batch_items import (
+        DEFAULT_PREFIX,
+        Item,
+        Job,
+        Result,
+        Settings,
+        WorkflowSource,
+        build_jobs,
+        items_from_csv,
+        items_from_folder,
+    )
     from batch_journal import JOURNAL_NAME, Journal, JournalBusy
     from batch_pool import ServerListError, ServerSpec, server_specs
     from batch_progress import Progress, summary_table

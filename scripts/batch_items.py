@@ -17,11 +17,37 @@ from pathlib import Path
 from typing import Any, Callable
 
 try:
-    from .batch_graph import (DEFAULT_WORKFLOW, Graph, WorkflowError, candidate_stems, find_workflow, load_workflow, parse_workflow,
-                              set_field, set_image, set_override, set_prefixes, set_prompt, workflow_dirs)
+    from .batch_graph import (
+        DEFAULT_WORKFLOW,
+        Graph,
+        WorkflowError,
+        candidate_stems,
+        find_workflow,
+        load_workflow,
+        parse_workflow,
+        set_field,
+        set_image,
+        set_override,
+        set_prefixes,
+        set_prompt,
+        workflow_dirs,
+    )
 except ImportError:
-    from batch_graph import (DEFAULT_WORKFLOW, Graph, WorkflowError, candidate_stems, find_workflow, load_workflow, parse_workflow,
-                             set_field, set_image, set_override, set_prefixes, set_prompt, workflow_dirs)
+    from batch_graph import (
+        DEFAULT_WORKFLOW,
+        Graph,
+        WorkflowError,
+        candidate_stems,
+        find_workflow,
+        load_workflow,
+        parse_workflow,
+        set_field,
+        set_image,
+        set_override,
+        set_prefixes,
+        set_prompt,
+        workflow_dirs,
+    )
 
 log = logging.getLogger("dynamicrafter.batch")
 

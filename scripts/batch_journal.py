@@ -9,8 +9,8 @@ field) read the same: such an item is looked for on every server.
 """
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import time
 import uuid

@@ -133,7 +133,8 @@ def summary_table(rows: list[Result]) -> str:
         detail = ", ".join(f.name for f in r.files) if r.files else r.error
         if r.note:
             detail += f" ({r.note})"
-        table.append((str(r.job.item.row), r.job.item.label, r.status, f"{r.seconds:.1f}" if r.seconds else "-", _short(r.server) or "-",
+        seconds = f"{r.seconds:.1f}" if r.seconds else "-"
+        table.append((str(r.job.item.row), r.job.item.label, r.status, seconds, _short(r.server) or "-",
                       detail.replace("\n", " ")[:120]))
     widths = [max(len(line[i]) for line in table) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:5], widths)) + "  " + line[5] for line in table]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ try:
     from .batch_http import ComfyClient, ItemError, ServerDown, follow_events, history_outcome, is_finished
     from .batch_items import Job, Result
     from .batch_journal import JOURNAL_NAME, Journal
-    from .batch_outputs import is_complete, predicted_extension, predicted_names
+    from .batch_outputs import find_outputs, save_outputs
     from .batch_pool import BAD_SERVER_LIMIT, ServerSpec, ServerState, sleep_or_wake
     from .batch_progress import Progress
 except ImportError:
@@ -33,7 +32,7 @@ except ImportError:
     from batch_http import ComfyClient, ItemError, ServerDown, follow_events, history_outcome, is_finished
     from batch_items import Job, Result
     from batch_journal import JOURNAL_NAME, Journal
-    from batch_outputs import is_complete, predicted_extension, predicted_names
+    from batch_outputs import find_outputs, save_outputs
     from batch_pool import BAD_SERVER_LIMIT, ServerSpec, ServerState, sleep_or_wake
     from batch_progress import Progress
 
@@ -242,7 +241,7 @@ class BatchRunner:
     def _release(self, job: Job, state: ServerState, reason: str) -> None:
         self.journal.write("released", item=job.key, server=state.spec.url, reason=reason)
         if job.key not in self.results and job not in self.pool:
-            self.pool.append(job)
+            self.pool.insert(0, job)  # it has waited longest
         self._changed.set()
 
     async def _serve(self, job: Job, state: ServerState) -> None:
@@ -310,7 +309,7 @@ class BatchRunner:
             try:
                 where, detail = await self._locate(job, state)
                 if where == "done":
-                    files = await self._download(job, state, detail)
+                    files = await save_outputs(state.client, detail, self.out_dir, job.local_stem())
                     self.journal.write("done", item=job.key, prompt_id=job.prompt_id, row=job.item.row,
                                        image=str(job.item.image), files=[f.name for f in files], server=url)
                     return Result(job, "done", files, note="" if submitted else "found on the server", server=url)
@@ -357,48 +356,8 @@ class BatchRunner:
         entry = await state.client.history(job.prompt_id)
         if is_finished(entry):
             return history_outcome(entry)
-        files = await self._probe(job, state)
+        files = await find_outputs(state.client, job.graph, job.prefixes)
         return ("done", files) if files else ("absent", None)
-
-    async def _probe(self, job: Job, state: ServerState) -> list[tuple[str, str]] | None:
-        """Complete outputs under the item's prefixes (a restarted server has no history of them)."""
-        found = []
-        for node_id, prefix in job.prefixes.items():
-            node = job.graph[node_id]
-            extension = predicted_extension(node["class_type"], node["inputs"])
-            if extension is None:
-                return None
-            subfolder, _, stem = prefix.rpartition("/")
-            hit = None
-            for name in predicted_names(stem, extension):
-                data = await state.client.fetch(name, subfolder)
-                if data is None:
-                    break
-                if is_complete(data, extension):
-                    hit = (name, subfolder)
-                    break
-            if hit is None:
-                return None
-            found.append(hit)
-        return found
-
-    async def _download(self, job: Job, state: ServerState, files: list[tuple[str, str]]) -> list[Path]:
-        if not files:
-            raise ItemError("the prompt finished but saved no output file")
-        saved = []
-        for n, (name, subfolder) in enumerate(files):
-            data = await state.client.fetch(name, subfolder)
-            if data is None:
-                raise ItemError(f"the server has no output {subfolder}/{name} any more")
-            target = self.out_dir / (job.local_stem() + (f"_{n + 1}" if len(files) > 1 else "") + Path(name).suffix)
-            partial = target.with_name(target.name + ".part")
-            with open(partial, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, target)
-            saved.append(target)
-        return saved
 
     # -- events --------------------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ def test_values_are_set_by_input_name_not_node_id(tmp_path):
     assert by_class["LoadImage"]["image"] == job.upload_name
     assert by_class["DynamiCrafterCheckpointLoader"]["ckpt_name"] == "demo.ckpt"
     conditioning = by_class["DynamiCrafterImageToVideo"]
-    assert (conditioning["width"], conditioning["height"], conditioning["frames"], conditioning["fs"]) == (128, 64, 8, 10)
+    sizes = (conditioning["width"], conditioning["height"], conditioning["frames"], conditioning["fs"])
+    assert sizes == (128, 64, 8, 10)
     assert (by_class["DynamiCrafterSampler"]["seed"], by_class["DynamiCrafterSampler"]["steps"]) == (7, 2)
     positive = job.graph[conditioning["positive"][0]]["inputs"]["text"]
     negative = job.graph[conditioning["negative"][0]]["inputs"]["text"]
@@ -227,7 +228,8 @@ def test_servers_file_and_headers_never_shown(tmp_path, monkeypatch):
     specs = batch_pool.server_specs(["http://local:8188"], listing, 2, {"X-Key": "other-secret"})
     assert [(s.url, s.concurrency) for s in specs] == [("http://local:8188", 2), ("http://gpu1:8188", 2),
                                                        ("https://user:pw@gpu2.example.com", 4)]
-    assert specs[2].headers == {"Authorization": "Bearer s3cret-token"} and specs[0].headers == {"X-Key": "other-secret"}
+    assert specs[2].headers == {"Authorization": "Bearer s3cret-token"}
+    assert specs[0].headers == {"X-Key": "other-secret"}
     shown = repr(specs) + " ".join(s.name for s in specs)
     assert "s3cret" not in shown and "other-secret" not in shown and "pw@" not in specs[2].name
     listing.write_text("http://gpu3:8188 header.Authorization=${MISSING_TOKEN}\n")
@@ -365,7 +367,8 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     rows = "".join(f"{image.name},waves crashing,{seed},,,\n" for seed in range(1, ITEMS + 1))
     (tmp_path / "batch.csv").write_text("image,prompt,seed,fs,variant,steps\n" + rows)
     out, log = tmp_path / "out", tmp_path / "client.log"
-    args = ["--csv", str(tmp_path / "batch.csv"), "--out", str(out), "--server", server.url, *DEMO_CKPT, *TINY, "--concurrency", "2", "--poll", "0.5", "--server-wait", "300"]
+    args = ["--csv", str(tmp_path / "batch.csv"), "--out", str(out), "--server", server.url, *DEMO_CKPT, *TINY,
+            "--concurrency", "2", "--poll", "0.5", "--server-wait", "300"]
 
     client = _client(args, log)
     queued_by_killed_client = _wait_until_busy(out, 3, client)
@@ -414,7 +417,8 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
     picture(folder / "c.png", (30, 200, 30))
     (folder / "b_broken.png").write_bytes(b"this is not a picture")
     out = tmp_path / "out"
-    args = ["--images", str(folder), "--prompt", "waves", "--out", str(out), "--server", server.url, *DEMO_CKPT, *TINY, "--poll", "0.5", "-q"]
+    args = ["--images", str(folder), "--prompt", "waves", "--out", str(out), "--server", server.url,
+            *DEMO_CKPT, *TINY, "--poll", "0.5", "-q"]
     result = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)
