@@ -170,7 +170,7 @@ def workflow_fields(args: argparse.Namespace) -> dict[str, Any]:
 def dry_run(jobs: list[Job], out_dir: Path, specs: list[ServerSpec], retry_failed: bool) -> str:
     """What a run would do with each item, from the journal alone (no server is asked)."""
     journal = Journal(out_dir / JOURNAL_NAME, writable=False)
-    turns = [spec.url for spec in specs for _ in range(spec.concurrency)]
+    turns = [spec.name for spec in specs for _ in range(spec.concurrency)]
     lines, turn = [], 0
     for job in jobs:
         previous = journal.last(job.key)

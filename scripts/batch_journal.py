@@ -107,10 +107,10 @@ class Journal:
 
     def home(self, key: str) -> str | None:
         """The server an unfinished item was last claimed for or sent to ("" when an old journal does not
-        say which); None when it is with no server (never sent, or released)."""
+        say which); None when it is with no server (never sent, released, or failed there)."""
         for record in reversed(self.history(key)):
             event = record.get("event")
-            if event in OUTCOMES or event == "released":
+            if event in OUTCOMES or event in ("released", "attempt_failed"):
                 return None
             if event in ("claimed", "submitted"):
                 return record.get("server", "")

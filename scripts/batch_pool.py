@@ -40,7 +40,11 @@ class ServerSpec:
 
     @property
     def name(self) -> str:
+        """The address as shown and journaled: without a user:password part."""
         return display_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"ServerSpec({self.name!r}, concurrency={self.concurrency})"
 
 
 def _expand(value: str, where: str) -> str:

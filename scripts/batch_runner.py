@@ -120,7 +120,7 @@ class BatchRunner:
             self.journal.write("failed", item=job.key, row=job.item.row, image=str(job.item.image), error=job.error)
             return self._finish(Result(job, "failed", error=job.error))
         home = self.journal.home(job.key)
-        state = next((s for s in self.servers if s.spec.url == home), None)
+        state = next((s for s in self.servers if s.name == home), None)
         if state is not None:
             state.resume.append(job)
         elif home == "":
@@ -137,12 +137,15 @@ class BatchRunner:
         answers; found queued, a server follows it; finished, its outputs are fetched; else it is pooled."""
         for job in self._unplaced:
             for state in self.servers:
+                if not state.up:
+                    continue
                 try:
                     where, _ = await self._locate(job, state)
-                except ServerDown:
+                except ServerDown as e:
+                    self._server_down(state, e)
                     continue
                 if where != "absent":
-                    self.journal.write("claimed", item=job.key, server=state.spec.url)
+                    self.journal.write("claimed", item=job.key, server=state.name)
                     state.resume.append(job)
                     break
             else:
@@ -230,16 +233,16 @@ class BatchRunner:
 
     def _take(self, state: ServerState) -> Job | None:
         """The first pooled job this server may run: not one that failed here while others could try it."""
-        others = [s.spec.url for s in self.servers if s.usable and s is not state]
+        others = [s.name for s in self.servers if s.usable and s is not state]
         for job in self.pool:
             tried = self.journal.failed_on(job.key)
-            if state.spec.url not in tried or not set(others) - tried:
+            if state.name not in tried or not set(others) - tried:
                 self.pool.remove(job)
                 return job
         return None
 
     def _release(self, job: Job, state: ServerState, reason: str) -> None:
-        self.journal.write("released", item=job.key, server=state.spec.url, reason=reason)
+        self.journal.write("released", item=job.key, server=state.name, reason=reason)
         if job.key not in self.results and job not in self.pool:
             self.pool.insert(0, job)  # it has waited longest
         self._changed.set()
@@ -265,16 +268,16 @@ class BatchRunner:
             self.progress.stopped(state.name, outcome)
 
     def _item_failed(self, job: Job, state: ServerState, error: str) -> None:
-        tried = self.journal.failed_on(job.key) | {state.spec.url}
-        if any(s.usable and s.spec.url not in tried for s in self.servers):
-            self.journal.write("attempt_failed", item=job.key, server=state.spec.url, error=error)
+        tried = self.journal.failed_on(job.key) | {state.name}
+        if any(s.usable and s.name not in tried for s in self.servers):
+            self.journal.write("attempt_failed", item=job.key, server=state.name, error=error)
             self.progress.message(f"row {job.item.row} failed on {state.name} ({error}); another server tries it")
             self.pool.append(job)
             self._changed.set()
             return
         self.journal.write("failed", item=job.key, row=job.item.row, image=str(job.item.image), error=error,
-                           server=state.spec.url)
-        self._finish(Result(job, "failed", error=error, server=state.spec.url))
+                           server=state.name)
+        self._finish(Result(job, "failed", error=error, server=state.name))
 
     def _finish(self, result: Result) -> None:
         key = result.job.key
@@ -284,7 +287,7 @@ class BatchRunner:
         self.progress.finished(result.status == "done")
         if result.status == "done" and result.note != "earlier run":
             for state in self.servers:  # items that failed there ran here: the server, not the item, is at fault
-                if state.spec.url in self.journal.failed_on(key) and state.spec.url != result.server:
+                if state.name in self.journal.failed_on(key) and state.name != result.server:
                     state.bad_items += 1
                     if state.bad_items >= BAD_SERVER_LIMIT:
                         self._set_aside(state, f"{state.bad_items} items failed there and then ran on other servers")
@@ -300,7 +303,7 @@ class BatchRunner:
 
     async def _drive(self, job: Job, state: ServerState) -> Result:
         """Locate the item on the server; submit only when it is nowhere; wait; fetch its outputs."""
-        url = state.spec.url
+        url = state.name
         if self.journal.home(job.key) != url:
             self.journal.write("claimed", item=job.key, server=url)
         submitted = False
@@ -345,7 +348,7 @@ class BatchRunner:
         await state.client.submit(job.graph, job.prompt_id)
         state.forget_queue()
         self.journal.write("submitted", item=job.key, prompt_id=job.prompt_id, row=job.item.row,
-                           image=str(job.item.image), workflow=job.workflow, server=state.spec.url)
+                           image=str(job.item.image), workflow=job.workflow, server=state.name)
         self.progress.show(f"queued row {job.item.row} on {state.name}")
 
     async def _locate(self, job: Job, state: ServerState) -> tuple[str, Any]:

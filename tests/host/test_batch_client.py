@@ -3,6 +3,7 @@ headless ComfyUI: 20 items with the client and the server SIGKILLed mid-way fini
 run twice; a broken picture is reported and the rest complete."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -27,7 +28,9 @@ import batch_items  # noqa: E402
 import batch_journal  # noqa: E402
 import batch_outputs  # noqa: E402
 import batch_pool  # noqa: E402
+import batch_progress  # noqa: E402
 from dynamicrafter_run import ComfyServer, link_pack, write_extra_paths  # noqa: E402
+from support.batch_videos import complete_videos, frame_count  # noqa: E402
 
 BATCH = SCRIPTS / "batch_client.py"
 ITEMS = 20
@@ -231,7 +234,7 @@ def test_servers_file_and_headers_never_shown(tmp_path, monkeypatch):
     assert specs[2].headers == {"Authorization": "Bearer s3cret-token"}
     assert specs[0].headers == {"X-Key": "other-secret"}
     shown = repr(specs) + " ".join(s.name for s in specs)
-    assert "s3cret" not in shown and "other-secret" not in shown and "pw@" not in specs[2].name
+    assert "s3cret" not in shown and "other-secret" not in shown and "pw@" not in shown
     listing.write_text("http://gpu3:8188 header.Authorization=${MISSING_TOKEN}\n")
     with pytest.raises(batch_pool.ServerListError, match="MISSING_TOKEN is not set"):
         batch_pool.server_specs([], listing, 2)
@@ -262,6 +265,26 @@ def test_dry_run_lists_what_goes_where(tmp_path):
     assert plans[0] == "done in an earlier run" and plans[1].startswith("looked for on http://b:2")
     assert [p.split()[2] for p in plans[2:]] == ["http://a:1", "http://a:1", "http://b:2"]
     assert (out / batch_journal.JOURNAL_NAME).read_bytes() == before, "a dry run writes nothing"
+
+
+def test_progress_line_across_servers():
+    progress = batch_progress.Progress(10, stream=io.StringIO())
+    for name in ("http://a:1", "http://b:2"):
+        progress.server(name)
+    for _ in range(3):
+        progress.started("http://a:1")
+    progress.started("http://b:2")
+    start = progress.servers["http://a:1"].busy_since
+    progress.servers["http://b:2"].busy_since = start
+    for outcome in ("done", "done"):
+        progress.stopped("http://a:1", outcome)
+        progress.finished(True)
+    progress.stopped("http://b:2", "failed")
+    progress.finished(False)
+    progress.servers["http://b:2"].state = "set aside"
+    line = progress.status(now=start + 60.0)
+    # 2 of 10 done in a minute on a (b is set aside and counts no more): 7 left at 2/min.
+    assert line == "2/10 done, 1 running, 1 failed | a:1 1 run 2.0/min | b:2 SET ASIDE 0 run 0.0/min | ETA 3m30s"
 
 
 def test_complete_mp4_is_told_from_a_truncated_one(tmp_path):
@@ -347,21 +370,6 @@ def _wait_until_busy(out: Path, count: int, process: subprocess.Popen, timeout: 
     raise AssertionError(f"fewer than {count} items done after {timeout} s")
 
 
-def _complete_server_outputs(server: ComfyServer) -> Counter:
-    """Complete videos per item prefix in the server's output folder."""
-    folder = server.work_dir / "output" / batch_items.DEFAULT_PREFIX
-    counts: Counter = Counter()
-    for path in folder.glob("*.mp4"):
-        if batch_outputs.is_complete(path.read_bytes(), "mp4"):
-            counts[path.name.rsplit("_", 2)[0]] += 1
-    return counts
-
-
-def _frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0]))
-
-
 def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     image = picture(tmp_path / "photo.png")
     rows = "".join(f"{image.name},waves crashing,{seed},,,\n" for seed in range(1, ITEMS + 1))
@@ -388,7 +396,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     assert len(done) == ITEMS and set(done.values()) == {1}, "each item is done exactly once"
     videos = sorted(out.glob("*.mp4"))
     assert len(videos) == ITEMS
-    assert all(_frames(v) == 8 for v in videos)
+    assert all(frame_count(v) == 8 for v in videos)
     submitted = Counter(r["item"] for r in records if r["event"] == "submitted")
     requeued = {r["item"] for r in records if r["event"] == "requeued"}
     rows = {r["item"]: r["row"] for r in records if r["event"] == "done"}
@@ -400,7 +408,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     for key in lost_by_killed_server:
         assert key in requeued or rows[key] in found, key
     assert sum(submitted.values()) <= ITEMS + len(lost_by_killed_server), submitted
-    outputs = _complete_server_outputs(server)
+    outputs = complete_videos(server.work_dir / "output")
     assert len(outputs) == ITEMS and set(outputs.values()) == {1}, f"an item ran twice on the server: {outputs}"
     assert summary.count(" done ") >= ITEMS
 

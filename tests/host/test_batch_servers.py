@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
+from support.batch_videos import complete_videos, frame_count
 from support.comfy_server import ComfyServer, ServerSetup
 from support.host_checkpoints import DEMO_FILE_NAME, shared_demo_checkpoint
 
@@ -23,8 +24,6 @@ BATCH = ROOT / "scripts" / "batch_client.py"
 if str(BATCH.parent) not in sys.path:
     sys.path.insert(0, str(BATCH.parent))
 
-import batch_items  # noqa: E402
-import batch_outputs  # noqa: E402
 from batch_journal import JOURNAL_NAME  # noqa: E402
 
 ITEMS = 12
@@ -95,18 +94,24 @@ def _running_on(records: list[dict], url: str) -> set[str]:
     return {r["item"] for r in records if r["event"] == "submitted" and r.get("server") == url} - ended
 
 
-def _complete_videos(server: ComfyServer) -> Counter:
-    """Complete videos per item prefix the server wrote."""
-    counts: Counter = Counter()
-    for path in (server.setup.output_dir / batch_items.DEFAULT_PREFIX).glob("*.mp4"):
-        if batch_outputs.is_complete(path.read_bytes(), "mp4"):
-            counts[path.name.rsplit("_", 2)[0]] += 1
-    return counts
-
-
-def _frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0]))
+def test_an_installed_client_without_a_checkout_reads_the_workflow_from_the_server(servers, tmp_path):
+    """As ``pip install`` lays it out (package dynamicrafter_batch, no workflows/ beside it): the shipped
+    workflow and the options read from it come from the server's pack."""
+    package = tmp_path / "site" / "dynamicrafter_batch"
+    package.mkdir(parents=True)
+    for module in BATCH.parent.glob("batch_*.py"):
+        shutil.copy(module, package / module.name)
+    (tmp_path / "pictures").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "pictures" / "p.png")
+    command = [sys.executable, "-m", "dynamicrafter_batch.batch_client", "--images", "pictures", "--out", "out",
+               "--server", servers[0].url, "--server", servers[2].url, *SMALL, "--dry-run"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout.strip()
+    assert f"{servers[0].url}/api/workflow_templates/" in plan and plan.endswith(f"sent to {servers[0].url} "
+                                                                                 "(or whichever server is free first)")
+    assert "/api/image_to_video_512.json" in plan and not (tmp_path / "out").exists()
 
 
 def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(servers, tmp_path):
@@ -156,7 +161,7 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     done = Counter(r["item"] for r in records if r["event"] == "done")
     assert len(done) == ITEMS and set(done.values()) == {1}, "each item is done exactly once"
     videos = sorted(out.glob("*.mp4"))
-    assert len(videos) == ITEMS and all(_frames(v) == 4 for v in videos)
+    assert len(videos) == ITEMS and all(frame_count(v) == 4 for v in videos)
     # Every submission was claimed for that server first, and what the dead server held went elsewhere.
     claim: dict[str, str] = {}
     for record in records:
@@ -168,7 +173,7 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     assert rejoined, "the restarted server took items again"
     released = {r["item"] for r in records if r["event"] == "released" and r["server"] == victim.url}
     assert lost <= released, "what the dead server held was taken back after the bounded wait"
-    outputs = sum((_complete_videos(s) for s in servers), Counter())
+    outputs = sum((complete_videos(s.setup.output_dir) for s in servers), Counter())
     assert len(outputs) == ITEMS and set(outputs.values()) == {1}, f"an item was made twice: {outputs}"
     assert "went away" in log.read_text()
     assert sum(" done " in line for line in summary.splitlines()) >= ITEMS
