@@ -7,6 +7,7 @@ what lets any client run find what an earlier run did.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ try:
         Graph,
         WorkflowError,
         candidate_stems,
+        fields,
         find_workflow,
         load_workflow,
         parse_workflow,
@@ -38,6 +40,7 @@ except ImportError:
         Graph,
         WorkflowError,
         candidate_stems,
+        fields,
         find_workflow,
         load_workflow,
         parse_workflow,
@@ -193,6 +196,11 @@ class WorkflowSource:
                             f"{searched}{' nor on the server' if self.remote else ''}; give --workflow FILE.json")
 
 
+@functools.lru_cache(maxsize=None)
+def _ignored_column(column: str, workflow: str) -> None:
+    log.warning("the CSV column %r is no input of %s: ignored", column, workflow)
+
+
 def prepare(item: Item, settings: Settings, workflows: WorkflowSource) -> Job:
     """The item's graph with its values set, its content-derived key and its server-side names."""
     fallback_key = hashlib.sha256(f"{item.row}|{item.image}|{item.prompt}".encode()).hexdigest()
@@ -205,7 +213,11 @@ def prepare(item: Item, settings: Settings, workflows: WorkflowSource) -> Job:
         upload_name = f"dcbatch_{image_hash[:20]}{item.image.suffix.lower()}"
         set_image(graph, upload_name)
         set_prompt(graph, item.prompt)
+        offered = fields(graph)
         for key, value in values.items():
+            if key in item.values and key not in offered:
+                _ignored_column(key, name)
+                continue
             set_field(graph, key, value)
         for spec in settings.overrides:
             set_override(graph, spec)

@@ -163,9 +163,13 @@ def test_workflow_without_the_node_for_a_setting_is_an_item_error(tmp_path):
         node["inputs"].pop("steps", None)
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(graph))
-    job = batch_items.prepare(batch_items.Item(1, picture(tmp_path / "p.png"), "x", {"steps": "3"}),
-                              batch_items.Settings(workflow=str(path)), batch_items.WorkflowSource(str(path)))
+    source = batch_items.WorkflowSource(str(path))
+    item = batch_items.Item(1, picture(tmp_path / "p.png"), "x")
+    job = batch_items.prepare(item, batch_items.Settings(workflow=str(path), values={"steps": 3}), source)
     assert "no node that takes 'steps'" in job.error
+    item = batch_items.Item(1, item.image, "x", {"steps": "3", "notes": "a CSV column of no node"})
+    job = batch_items.prepare(item, batch_items.Settings(workflow=str(path)), source)
+    assert job.error is None and "notes" not in json.dumps(job.graph), "CSV columns of no input are ignored"
 
 
 def test_csv_rows(tmp_path):

@@ -181,3 +181,58 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     rerun = subprocess.run(args + ["-q"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.count("earlier run") == ITEMS and len(_records(out)) == len(records)
+
+
+def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_everywhere(servers, tmp_path):
+    good, bad = servers[0], servers[2]
+    missing = bad.setup.models / "checkpoints" / DEMO_FILE_NAME
+    missing.unlink()  # the bad server lacks the model: it refuses every item
+    try:
+        folder = tmp_path / "pictures"
+        folder.mkdir()
+        for n in range(4):
+            Image.fromarray(np.full((64, 64, 3), 40 * n, dtype=np.uint8)).save(folder / f"p{n}.png")
+        (folder / "p9_broken.png").write_bytes(b"not a picture")
+        out = tmp_path / "out"
+        command = [sys.executable, str(BATCH), "--images", str(folder), "--prompt", "waves", "--out", str(out), *SMALL,
+                   "--seed", "500", "--concurrency", "1", "--poll", "0.5", "--server", bad.url, "--server", good.url]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finally:
+        missing.symlink_to(shared_demo_checkpoint())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"server {bad.url} set aside: 2 items failed there and then ran on other servers" in result.stderr
+    records = _records(out)
+    done = [r for r in records if r["event"] == "done"]
+    assert len(done) == 4 and {r["server"] for r in done} == {good.url}
+    failed = [r for r in records if r["event"] == "failed"]
+    assert len(failed) == 1 and "p9_broken.png" in failed[0]["image"]
+    broken_attempts = [r for r in records if r["event"] == "attempt_failed" and r["item"] == failed[0]["item"]]
+    assert len(broken_attempts) <= 1, "an item is tried on another server once, not again and again"
+    assert any("LoadImage" in r["error"] for r in broken_attempts + failed), failed
+    assert len(sorted(out.glob("*.mp4"))) == 4
+
+
+def test_a_journal_of_a_single_server_run_finishes_on_several(servers, tmp_path):
+    """A journal whose records name no server (as the single-server client wrote them): its unfinished item
+    is looked for on every server, found finished on the one that ran it, and fetched, not sent again."""
+    first, other = servers[0], servers[1]
+    image = tmp_path / "p.png"
+    Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8)).save(image)
+    (tmp_path / "batch.csv").write_text("image,prompt,seed\np.png,waves,700\n")
+    out = tmp_path / "out"
+    base = [sys.executable, str(BATCH), "--csv", str(tmp_path / "batch.csv"), "--out", str(out), *SMALL, "--poll",
+            "0.5", "-q"]
+    ran = subprocess.run(base + ["--server", first.url], capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    # The old client's view: submitted (no server named), killed before the video came back.
+    old = [{k: v for k, v in r.items() if k != "server"} for r in _records(out) if r["event"] in ("batch", "submitted")]
+    (out / JOURNAL_NAME).write_text("".join(json.dumps(r) + "\n" for r in old))
+    for video in out.glob("*.mp4"):
+        video.unlink()
+    resumed = subprocess.run(base + ["--server", other.url, "--server", first.url], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "found on the server" in resumed.stdout and len(list(out.glob("*.mp4"))) == 1
+    records = _records(out)
+    assert [r["server"] for r in records if r["event"] == "done"] == [first.url]
+    assert sum(r["event"] == "submitted" for r in records) == 1, "nothing was sent again"
