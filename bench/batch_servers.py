@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.comfy_server import ComfyServer, ServerSetup  # noqa: E402
 from support.host_checkpoints import DEMO_FILE_NAME, shared_demo_checkpoint  # noqa: E402

@@ -253,10 +253,12 @@ class BatchRunner:
         self._started.setdefault(job.key, time.monotonic())
         self.progress.started(state.name)
         outcome = None
+        tried = self.journal.failed_on(job.key)
         try:
             result = await self._drive(job, state)
             outcome = result.status
             self._finish(result)
+            self._blame(tried - {state.name})
         except Released as why:
             self._release(job, state, str(why))
         except ItemError as e:
@@ -268,8 +270,8 @@ class BatchRunner:
             self.progress.stopped(state.name, outcome)
 
     def _item_failed(self, job: Job, state: ServerState, error: str) -> None:
-        tried = self.journal.failed_on(job.key) | {state.name}
-        if any(s.usable and s.name not in tried for s in self.servers):
+        """A first failure sends the item to another server (once); a second one is its outcome."""
+        if not self.journal.failed_on(job.key) and any(s.usable and s is not state for s in self.servers):
             self.journal.write("attempt_failed", item=job.key, server=state.name, error=error)
             self.progress.message(f"row {job.item.row} failed on {state.name} ({error}); another server tries it")
             self.pool.append(job)
@@ -279,18 +281,20 @@ class BatchRunner:
                            server=state.name)
         self._finish(Result(job, "failed", error=error, server=state.name))
 
+    def _blame(self, failed_there: set[str]) -> None:
+        """An item that failed on these servers ran on another: the servers, not the item, are at fault."""
+        for state in self.servers:
+            if state.name in failed_there:
+                state.bad_items += 1
+                if state.bad_items >= BAD_SERVER_LIMIT:
+                    self._set_aside(state, f"{state.bad_items} items failed there and then ran on other servers")
+
     def _finish(self, result: Result) -> None:
         key = result.job.key
         if key in self._started:
             result.seconds = time.monotonic() - self._started[key]
         self.results[key] = result
         self.progress.finished(result.status == "done")
-        if result.status == "done" and result.note != "earlier run":
-            for state in self.servers:  # items that failed there ran here: the server, not the item, is at fault
-                if state.name in self.journal.failed_on(key) and state.name != result.server:
-                    state.bad_items += 1
-                    if state.bad_items >= BAD_SERVER_LIMIT:
-                        self._set_aside(state, f"{state.bad_items} items failed there and then ran on other servers")
         label = f"{result.job.item.row}: {result.job.item.label}"
         if result.status == "done":
             self.progress.message(f"done    {label} -> {', '.join(str(f) for f in result.files)}"
@@ -304,7 +308,8 @@ class BatchRunner:
     async def _drive(self, job: Job, state: ServerState) -> Result:
         """Locate the item on the server; submit only when it is nowhere; wait; fetch its outputs."""
         url = state.name
-        if self.journal.home(job.key) != url:
+        sent_here = self.journal.home(job.key) == url
+        if not sent_here:
             self.journal.write("claimed", item=job.key, server=url)
         submitted = False
         sent_before = self.journal.submitted(job.key)
@@ -324,11 +329,13 @@ class BatchRunner:
                     if sent_before:
                         log.info("row %s: not on %s; sending it again", job.item.row, state.name)
                         self.journal.write("requeued", item=job.key, prompt_id=job.prompt_id, server=url)
+                    submitted = True  # from here the server may hold it, even if the answer is lost
                     await self._submit(job, state)
-                    submitted = True
                 await sleep_or_wake(self._wake[job.prompt_id], self.options.poll)
             except ServerDown as e:
                 self._server_down(state, e)
+                if not submitted and not sent_here:
+                    raise Released("its server is unreachable (nothing was sent there)") from None
                 if not await self._wait_for(state):
                     raise Released("its server died and did not come back in time") from None
 

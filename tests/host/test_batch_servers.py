@@ -123,7 +123,7 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
                                                                       for seed in range(1, ITEMS + 1)))
     out, log = tmp_path / "out", tmp_path / "client.log"
     args = [sys.executable, str(BATCH), "--csv", str(tmp_path / "batch.csv"), "--out", str(out), *SMALL,
-            "--concurrency", "1", "--poll", "0.5", "--reassign-after", "15", "--server-wait", "300"]
+            "--concurrency", "1", "--poll", "0.5", "--reassign-after", "5", "--server-wait", "300"]
     for server in servers:
         args += ["--server", server.url]
     victim = servers[1]
@@ -143,11 +143,11 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     victim.process.wait()
 
     def taken_back(records):
-        """the dead server's item taken back after the bounded wait, and five items done"""
-        released = {r["item"] for r in records if r["event"] == "released"}
-        return lost <= released and sum(r["event"] == "done" for r in records) >= 5
+        """the dead server's item taken back after the bounded wait"""
+        return lost <= {r["item"] for r in records if r["event"] == "released"}
 
     _wait(out, client, taken_back)
+    assert sum(r["event"] == "done" for r in _records(out)) <= ITEMS - 3, "items are left for the restarted server"
     client.kill()  # SIGKILL: what it had queued stays queued on the live servers
     client.wait()
     killed_at = time.time()
@@ -185,8 +185,8 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
 
 def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_everywhere(servers, tmp_path):
     good, bad = servers[0], servers[2]
-    missing = bad.setup.models / "checkpoints" / DEMO_FILE_NAME
-    missing.unlink()  # the bad server lacks the model: it refuses every item
+    only_here = good.setup.models / "checkpoints" / "dynamicrafter_512_demo_copy.ckpt"
+    only_here.symlink_to(shared_demo_checkpoint())  # the bad server lacks this model: every item fails there
     try:
         folder = tmp_path / "pictures"
         folder.mkdir()
@@ -195,10 +195,11 @@ def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_eve
         (folder / "p9_broken.png").write_bytes(b"not a picture")
         out = tmp_path / "out"
         command = [sys.executable, str(BATCH), "--images", str(folder), "--prompt", "waves", "--out", str(out), *SMALL,
-                   "--seed", "500", "--concurrency", "1", "--poll", "0.5", "--server", bad.url, "--server", good.url]
+                   "--ckpt-name", only_here.name, "--concurrency", "1", "--poll", "0.5", "--server", bad.url,
+                   "--server", good.url]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     finally:
-        missing.symlink_to(shared_demo_checkpoint())
+        only_here.unlink()
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"server {bad.url} set aside: 2 items failed there and then ran on other servers" in result.stderr
     records = _records(out)
