@@ -108,7 +108,6 @@ class ServerState:
         self.client = client
         self.up = True
         self.down_since: float | None = None
-        self.deaths = 0
         self.bad_items = 0
         self.set_aside: str | None = None
         self.resume: deque = deque()
@@ -131,7 +130,6 @@ class ServerState:
         if not self.up:
             return False
         self.up, self.down_since = False, time.monotonic()
-        self.deaths += 1
         log.info("%s is unreachable (%s)", self.name, reason)
         return True
 

@@ -21,7 +21,15 @@ from typing import Any, Mapping
 
 try:
     from .batch_graph import set_image
-    from .batch_http import ComfyClient, ItemError, ServerDown, follow_events, history_outcome, is_finished
+    from .batch_http import (
+        FINISHED_EVENTS,
+        ComfyClient,
+        ItemError,
+        ServerDown,
+        follow_events,
+        history_outcome,
+        is_finished,
+    )
     from .batch_items import Job, Result
     from .batch_journal import JOURNAL_NAME, Journal
     from .batch_outputs import find_outputs, save_outputs
@@ -29,7 +37,15 @@ try:
     from .batch_progress import Progress
 except ImportError:
     from batch_graph import set_image
-    from batch_http import ComfyClient, ItemError, ServerDown, follow_events, history_outcome, is_finished
+    from batch_http import (
+        FINISHED_EVENTS,
+        ComfyClient,
+        ItemError,
+        ServerDown,
+        follow_events,
+        history_outcome,
+        is_finished,
+    )
     from batch_items import Job, Result
     from batch_journal import JOURNAL_NAME, Journal
     from batch_outputs import find_outputs, save_outputs
@@ -382,6 +398,5 @@ class BatchRunner:
             node = job.graph.get(str(data.get("node")), {}).get("class_type", data.get("node"))
             self.progress.show(f"row {job.item.row}: {node} {data.get('value')}/{data.get('max')}",
                                force=data.get("value") == data.get("max"))
-        elif kind in ("execution_success", "execution_error", "execution_interrupted") or \
-                (kind == "executing" and data.get("node") is None):
+        elif kind in FINISHED_EVENTS or (kind == "executing" and data.get("node") is None):
             self._wake[prompt_id].set()
