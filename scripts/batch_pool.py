@@ -139,6 +139,13 @@ class ServerState:
         self.up, self.down_since = True, None
         return True
 
+    async def wait_back(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a server that went away (the watcher marks it up); whether it is back."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.usable and not self.up:
+            await asyncio.sleep(0.5)
+        return self.up and self.usable
+
     def down_for(self) -> float:
         return 0.0 if self.down_since is None else time.monotonic() - self.down_since
 

@@ -352,17 +352,8 @@ class BatchRunner:
                 self._server_down(state, e)
                 if not submitted and not sent_here:
                     raise Released("its server is unreachable (nothing was sent there)") from None
-                if not await self._wait_for(state):
+                if not await state.wait_back(self.options.reassign_after):
                     raise Released("its server died and did not come back in time") from None
-
-    async def _wait_for(self, state: ServerState) -> bool:
-        """Wait up to ``reassign_after`` seconds for a server that went away; whether it is back."""
-        deadline = time.monotonic() + self.options.reassign_after
-        while time.monotonic() < deadline and state.usable:
-            if state.up:
-                return True
-            await asyncio.sleep(0.5)
-        return state.up and state.usable
 
     async def _submit(self, job: Job, state: ServerState) -> None:
         name = await state.client.upload(job.item.image, job.upload_name)
