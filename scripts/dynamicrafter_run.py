@@ -358,11 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.wait_ready(args.timeout)
             if args.download:
                 ckpt_name = download_model(server.url, args.download, progress)
-            settings = batch_client.Settings(
-                workflow=args.workflow, ckpt=ckpt_name, seed=args.seed, steps=args.steps, fs=args.fs,
-                variant=variant,
-                width=args.width, height=args.height, frames=args.frames, overrides=args.overrides,
-                prefix="dynamicrafter_run")
+            values = {"ckpt_name": ckpt_name, "seed": args.seed, "steps": args.steps, "fs": args.fs,
+                      "variant": variant, "width": args.width, "height": args.height, "frames": args.frames}
+            settings = batch_client.Settings(workflow=args.workflow, values=values, overrides=args.overrides,
+                                             prefix="dynamicrafter_run")
             item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
             jobs = batch_client.build_jobs([item], settings)
             say(f"workflow: {jobs[0].workflow or args.workflow}")
