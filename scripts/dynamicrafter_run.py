@@ -261,11 +261,10 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         stage("ComfyUI is ready")
         if args.download:
             ckpt_name = download_model(server.url, args.download, progress)
-        settings = batch_client.Settings(
-            workflow=args.workflow or batch_client.DEFAULT_WORKFLOW, ckpt=ckpt_name, seed=args.seed,
-            steps=args.steps, fs=args.fs, variant=variant, width=args.width, height=args.height,
-            frames=args.frames, overrides=args.overrides,
-            prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run")
+        values = {"ckpt_name": ckpt_name, "seed": args.seed, "steps": args.steps, "fs": args.fs,
+                  "variant": variant, "width": args.width, "height": args.height, "frames": args.frames}
+        settings = batch_client.Settings(workflow=args.workflow, values=values, overrides=args.overrides,
+                                         prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run")
         item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
         jobs = batch_client.build_jobs([item], settings)
         stage(f"workflow: {jobs[0].workflow or settings.workflow}; rendering (progress below)")

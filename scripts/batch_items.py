@@ -1,0 +1,234 @@
+"""Batch items: the rows a user gives (a CSV or a folder of pictures), made into ready-to-send jobs.
+
+A job is an item's graph with its values set, plus a key derived from that exact graph (and a hash of
+the picture): the same item always gets the same key, prompt id and server-side output prefix, which is
+what lets any client run find what an earlier run did.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    from .batch_graph import (
+        DEFAULT_WORKFLOW,
+        Graph,
+        WorkflowError,
+        candidate_stems,
+        fields,
+        find_workflow,
+        load_workflow,
+        parse_workflow,
+        set_field,
+        set_image,
+        set_override,
+        set_prefixes,
+        set_prompt,
+        workflow_dirs,
+    )
+except ImportError:
+    from batch_graph import (
+        DEFAULT_WORKFLOW,
+        Graph,
+        WorkflowError,
+        candidate_stems,
+        fields,
+        find_workflow,
+        load_workflow,
+        parse_workflow,
+        set_field,
+        set_image,
+        set_override,
+        set_prefixes,
+        set_prompt,
+        workflow_dirs,
+    )
+
+log = logging.getLogger("dynamicrafter.batch")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+DEFAULT_PREFIX = "dynamicrafter_batch"
+ITEM_COLUMNS = ("image", "prompt")
+"""CSV columns the client reads itself; every other column names a workflow input (seed, fs, variant...)."""
+VARIANT_FIELD = "variant"
+"""The item field that also picks the workflow file (``image_to_video`` + ``1024`` -> ``image_to_video_1024``)."""
+
+RemoteWorkflows = Callable[[list[str]], "tuple[str, Any] | None"]
+"""Asks a server for a shipped workflow by file stems (best first): (where, decoded JSON) or None."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One row of the batch, as the user wrote it (values still text where they came from a CSV)."""
+
+    row: int
+    image: Path
+    prompt: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.image.name
+
+
+def items_from_csv(path: Path, default_prompt: str = "") -> list[Item]:
+    """Rows of a CSV with a header; ``image`` paths are relative to the CSV's folder."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        if "image" not in columns:
+            raise ValueError(f"{path}: the CSV needs a header with an 'image' column (and optionally 'prompt' and "
+                             "workflow inputs such as seed, fs, variant, steps)")
+        items = []
+        for row_number, raw in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+            if not any(row.values()):
+                continue
+            image = Path(row["image"]).expanduser()
+            values = {k: v for k, v in row.items() if k not in ITEM_COLUMNS and v}
+            items.append(Item(row=row_number, image=image if image.is_absolute() else path.parent / image,
+                              prompt=row.get("prompt") or default_prompt, values=values))
+    return items
+
+
+def items_from_folder(folder: Path, prompt: str = "") -> list[Item]:
+    """Every picture in ``folder`` (sorted by name); a ``<name>.txt`` beside a picture overrides the prompt."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    items = []
+    for n, image in enumerate(files, start=1):
+        sidecar = image.with_suffix(".txt")
+        text = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else prompt
+        items.append(Item(row=n, image=image, prompt=text))
+    return items
+
+
+@dataclass
+class Settings:
+    """What every item shares: the workflow choice and the command line's values."""
+
+    workflow: str = DEFAULT_WORKFLOW
+    """A workflow name (looked up per variant) or a path."""
+    values: dict[str, Any] = field(default_factory=dict)
+    """Workflow input -> value for every item (an item's own value wins); None values are ignored."""
+    overrides: list[str] = field(default_factory=list)
+    prefix: str = DEFAULT_PREFIX
+
+
+@dataclass
+class Job:
+    """An item made ready to send: its graph, ids and upload; or the reason it cannot run."""
+
+    item: Item
+    key: str
+    graph: Graph = field(default_factory=dict)
+    upload_name: str = ""
+    prefixes: dict[str, str] = field(default_factory=dict)
+    workflow: str = ""
+    error: str | None = None
+
+    @property
+    def prompt_id(self) -> str:
+        return str(uuid.UUID(hex=self.key[:32]))
+
+    def local_stem(self) -> str:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.item.image.stem).strip("_") or "item"
+        return f"{stem}_{self.key[:8]}"
+
+
+@dataclass
+class Result:
+    """What became of a job in this run."""
+
+    job: Job
+    status: str
+    """done | failed | skipped (failed in an earlier run) | not run (the batch stopped)"""
+    files: list[Path] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+    note: str = ""
+    server: str = ""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class WorkflowSource:
+    """Resolves the workflow for a variant once: a path, a shipped name (here, else from the server)."""
+
+    def __init__(self, spec: str, remote: RemoteWorkflows | None = None) -> None:
+        self.spec = spec
+        self.remote = remote
+        self._cache: dict[str | None, tuple[str, Graph]] = {}
+
+    def get(self, variant: str | None) -> tuple[str, Graph]:
+        if variant not in self._cache:
+            self._cache[variant] = self._resolve(variant)
+        name, graph = self._cache[variant]
+        return name, json.loads(json.dumps(graph))
+
+    def _resolve(self, variant: str | None) -> tuple[str, Graph]:
+        path = Path(self.spec).expanduser()
+        if path.suffix == ".json" or path.is_file():
+            return str(path), load_workflow(path)
+        found = find_workflow(self.spec, variant)
+        if found is not None:
+            log.info("workflow: %s", found)
+            return str(found), load_workflow(found)
+        fetched = self.remote(candidate_stems(self.spec, variant)) if self.remote else None
+        if fetched is not None:
+            log.info("workflow: %s", fetched[0])
+            return fetched[0], parse_workflow(fetched[1], fetched[0])
+        searched = ", ".join(map(str, workflow_dirs())) or "no workflows/ folder"
+        raise WorkflowError(f"no API-format workflow named {self.spec!r} (variant {variant or 'default'}) in "
+                            f"{searched}{' nor on the server' if self.remote else ''}; give --workflow FILE.json")
+
+
+@functools.lru_cache(maxsize=None)
+def _ignored_column(column: str, workflow: str) -> None:
+    log.warning("the CSV column %r is no input of %s: ignored", column, workflow)
+
+
+def prepare(item: Item, settings: Settings, workflows: WorkflowSource) -> Job:
+    """The item's graph with its values set, its content-derived key and its server-side names."""
+    fallback_key = hashlib.sha256(f"{item.row}|{item.image}|{item.prompt}".encode()).hexdigest()
+    try:
+        values = {k: v for k, v in settings.values.items() if v is not None} | item.values
+        name, graph = workflows.get(values.get(VARIANT_FIELD))
+        if not item.image.is_file():
+            raise WorkflowError(f"image not found: {item.image}")
+        image_hash = _sha256(item.image)
+        upload_name = f"dcbatch_{image_hash[:20]}{item.image.suffix.lower()}"
+        set_image(graph, upload_name)
+        set_prompt(graph, item.prompt)
+        offered = fields(graph)
+        for key, value in values.items():
+            if key in item.values and key not in offered:
+                _ignored_column(key, name)
+                continue
+            set_field(graph, key, value)
+        for spec in settings.overrides:
+            set_override(graph, spec)
+        set_prefixes(graph, "pending")
+        key = hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
+        prefixes = set_prefixes(graph, f"{settings.prefix}/{key[:20]}")
+        return Job(item, key, graph, upload_name, prefixes, name)
+    except (WorkflowError, OSError) as e:
+        return Job(item, fallback_key, error=str(e))
+
+
+def build_jobs(items: list[Item], settings: Settings, remote: RemoteWorkflows | None = None) -> list[Job]:
+    workflows = WorkflowSource(settings.workflow, remote)
+    return [prepare(item, settings, workflows) for item in items]

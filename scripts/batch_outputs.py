@@ -1,0 +1,103 @@
+"""Output files a server wrote: which names a saving node gives, and whether a file is whole.
+
+A server killed mid-save leaves a half-written file under the item's prefix; a restarted server has no
+history of it. These checks let the client tell a finished output (download it) from a torn one (run
+the item again).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+try:
+    from .batch_http import ComfyClient, ItemError
+except ImportError:
+    from batch_http import ComfyClient, ItemError
+
+SAVERS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "SaveVideo": lambda inputs: "mp4" if inputs.get("format", "auto") in ("auto", "mp4") else None,
+    "SaveWEBM": lambda inputs: "webm",
+    "SaveAnimatedWEBP": lambda inputs: "webp",
+    "SaveAnimatedPNG": lambda inputs: "png",
+}
+"""Output nodes that write one file ``<prefix>_00001_.<ext>``: what a restarted server can be asked for."""
+PROBED_COUNTERS = range(1, 4)
+"""File counters looked at: a half-written first file makes the rerun write ``_00002_``."""
+
+
+def _mp4_complete(data: bytes) -> bool:
+    offset, seen = 0, set()
+    while offset + 8 <= len(data):
+        size, kind = int.from_bytes(data[offset:offset + 4], "big"), data[offset + 4:offset + 8]
+        if size == 1 and offset + 16 <= len(data):
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        elif size == 0:
+            size = len(data) - offset
+        if size < 8:
+            return False
+        seen.add(kind)
+        offset += size
+    return offset == len(data) and b"moov" in seen
+
+
+def is_complete(data: bytes, extension: str) -> bool:
+    """Whether a file a killed server may have left half-written is whole (MP4 boxes add up, PNG has IEND...)."""
+    if not data:
+        return False
+    if extension in ("mp4", "mov", "m4v"):
+        return _mp4_complete(data)
+    if extension == "png":
+        return data.startswith(b"\x89PNG") and data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
+    if extension == "webp":
+        return data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") + 8 == len(data)
+    if extension == "webm":
+        return len(data) > 64
+    return True
+
+
+async def find_outputs(client: ComfyClient, graph: Mapping[str, Any],
+                       prefixes: Mapping[str, str]) -> list[tuple[str, str]] | None:
+    """Complete outputs (name, subfolder) under an item's prefixes, one per saving node; None unless every
+    node has one (a restarted server has no history of them)."""
+    found = []
+    for node_id, prefix in prefixes.items():
+        node = graph[node_id]
+        saver = SAVERS.get(node["class_type"])
+        extension = saver(node["inputs"]) if saver else None
+        if extension is None:
+            return None  # a saving node whose file name cannot be predicted
+        subfolder, _, stem = prefix.rpartition("/")
+        hit = None
+        for counter in PROBED_COUNTERS:
+            name = f"{stem}_{counter:05}_.{extension}"
+            data = await client.fetch(name, subfolder)
+            if data is None:
+                break
+            if is_complete(data, extension):
+                hit = (name, subfolder)
+                break
+        if hit is None:
+            return None
+        found.append(hit)
+    return found
+
+
+async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_dir: Path, stem: str) -> list[Path]:
+    """Download the item's outputs as ``<stem>[_n].<ext>`` (written whole, then renamed)."""
+    if not files:
+        raise ItemError("the prompt finished but saved no output file")
+    saved = []
+    for n, (name, subfolder) in enumerate(files):
+        data = await client.fetch(name, subfolder)
+        if data is None:
+            raise ItemError(f"the server has no output {subfolder}/{name} any more")
+        target = out_dir / (stem + (f"_{n + 1}" if len(files) > 1 else "") + Path(name).suffix)
+        partial = target.with_name(target.name + ".part")
+        with open(partial, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+        saved.append(target)
+    return saved

@@ -1,0 +1,29 @@
+"""What the batch-client tests count: complete videos a server wrote per item, and frames of a video."""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import av
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+from batch_items import DEFAULT_PREFIX  # noqa: E402  (the client's modules live in scripts/)
+from batch_outputs import is_complete  # noqa: E402
+
+
+def complete_videos(output_dir: Path) -> Counter:
+    """Complete MP4s per item prefix under a server's output folder (a killed server may leave torn ones)."""
+    counts: Counter = Counter()
+    for path in (output_dir / DEFAULT_PREFIX).glob("*.mp4"):
+        if is_complete(path.read_bytes(), "mp4"):
+            counts[path.name.rsplit("_", 2)[0]] += 1
+    return counts
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
