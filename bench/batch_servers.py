@@ -3,7 +3,7 @@
     python bench/batch_servers.py [--items 12] [--servers 3] [--size 64] [--steps 2] [--threads 1]
 
 Starts ``--servers`` headless ComfyUI servers on 127.0.0.1 (CPU, tests/support/comfy_server.py) with the
-pack and the shared demo checkpoint (random weights, tests/support/host_checkpoints.py), warms each one up
+pack and the tiny test checkpoint (random weights, tests/support/host_checkpoints.py), warms each one up
 with an item (the model load is not counted), then runs the same ``--items`` through
 ``scripts/batch_client.py`` on the first server alone and on all of them, and prints the figures.
 On a CPU the servers share the cores: the speed-up is bounded by the cores, not by the client.
@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.comfy_server import ComfyServer, ServerSetup  # noqa: E402
-from support.host_checkpoints import DEMO_FILE_NAME, shared_demo_checkpoint  # noqa: E402
+from support.host_checkpoints import TINY_FILE_NAME, write_host_checkpoint  # noqa: E402
+from support.reference_data import manifest_path  # noqa: E402
 
 BATCH = ROOT / "scripts" / "batch_client.py"
 
 
 def start_servers(count: int, work: Path, comfy_dir: Path) -> list[ComfyServer]:
-    ckpt = shared_demo_checkpoint()
+    ckpt = write_host_checkpoint(work / TINY_FILE_NAME, "512", manifest_path("512"))
     servers = []
     for n in range(count):
         setup = ServerSetup.create(work / f"server{n}")
@@ -48,7 +49,7 @@ def start_servers(count: int, work: Path, comfy_dir: Path) -> list[ComfyServer]:
 def run_client(servers: list[ComfyServer], csv: Path, out: Path, size: int, steps: int) -> float:
     """Seconds the client took for the CSV's items."""
     command = [sys.executable, str(BATCH), "--csv", str(csv), "--out", str(out), "--width", str(size), "--height",
-               str(size), "--frames", "4", "--steps", str(steps), "--ckpt-name", DEMO_FILE_NAME, "--concurrency", "1",
+               str(size), "--frames", "4", "--steps", str(steps), "--ckpt-name", TINY_FILE_NAME, "--concurrency", "1",
                "--poll", "0.5", "-q"]
     for server in servers:
         command += ["--server", server.url]
