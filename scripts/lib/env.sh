@@ -42,6 +42,14 @@ use_host() {
 }
 
 ensure_venv() {
+  local template=$ROOT/.venv
+  if [ ! -x "$PY" ] && [ "$VENV" != "$template" ] && [ -x "$template/bin/python" ]; then
+    # Another release's environment starts as a copy of the default one: ensure_comfyui then switches only
+    # the packages whose pins differ (minutes less than installing everything again). The commands here
+    # always run "$PY" -m ..., so the copied console scripts' first lines do not matter.
+    stage "copying $template to $VENV (then switched to ComfyUI $HOST_VERSION's pins)"
+    cp -a "$template" "$VENV"
+  fi
   if [ ! -x "$PY" ]; then
     stage "creating the virtual environment $VENV"
     python3 -m venv "$VENV"

@@ -1,7 +1,7 @@
 """The shipped workflows in ComfyUI's real frontend: a headless Chromium on a real server with the pack installed.
 
-Every workflow is opened the way a user opens it: the ComfyUI menu, *Browse Templates*, the pack's entry
-under *Custom Nodes*, the workflow's card. Then: no "Some Nodes Are Missing" dialog, every node's type
+Every workflow is opened the way a user opens it: *Browse Templates* (the frontend's command, which its menu
+and sidebar run), the pack's entry in the dialog's list, the workflow's card. Then: no "Some Nodes Are Missing" dialog, every node's type
 registered with LiteGraph and none drawn as a missing (red) node, the graph the file holds, the frontend's
 own API conversion (``app.graphToPrompt``) equal to the shipped ``workflows/api`` file, and the one dialog
 expected on a fresh install, *Missing Models*, naming the files the workflow's nodes declare. A screenshot
@@ -13,9 +13,11 @@ wrote (``docs/images/workflow_image_to_video_512_result.png``; the tiny model ha
 video is noise). A check of the checks loads a copy of a workflow with an unknown node type and expects
 the same helpers to report it.
 
-Selectors are the frontend's (1.27) accessible roles and texts: the ``ComfyUI Logo`` image opens the menu,
-the ``Browse Templates`` menu item the template dialog, the pack's name is an ``option`` of its side list
-and each card's title a ``heading``; the Run button is the button named ``Run``.
+The page is driven through what the frontend keeps stable across releases (1.27 with ComfyUI 0.3.64, 1.35
+with 0.8.0): its extension API (``app.extensionManager.command.execute``, ``app.graph``, ``app.api``), the
+template cards' ``data-testid``, and accessible roles and names: the pack's entry in the template dialog's
+list is an ``option`` (1.27) or a ``button`` (1.35) named after the pack, each card's title a ``heading``,
+and the Run button the button named ``Run``.
 """
 from __future__ import annotations
 
@@ -82,7 +84,7 @@ def page(context, server: ComfyServer) -> Iterator[Any]:
     page.goto(server.url + "/")
     page.wait_for_function("() => window.app?.graph && window.app.canvas && window.LiteGraph"
                            " && 'DynamiCrafterSampler' in LiteGraph.registered_node_types", timeout=120_000)
-    page.get_by_role("img", name="ComfyUI Logo").wait_for()
+    page.wait_for_function("() => typeof window.app?.extensionManager?.command?.execute === 'function'")
     log.info("frontend ready in %.1f s (uncaught page errors while loading: %s)", time.monotonic() - started,
              page.errors)
     yield page
@@ -94,18 +96,23 @@ def visible_dialogs(page) -> list[str]:
 
 
 def close_dialog(page, title: str) -> None:
+    """Closes the dialog showing ``title`` with its Close button (Escape where it has none)."""
     dialog = page.get_by_role("dialog").filter(has_text=title)
-    dialog.get_by_role("button", name="Close").click()
+    close = dialog.get_by_role("button", name="Close")
+    if close.count():
+        close.first.click()
+    else:
+        page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
 
 
 def open_template_browser(page, pack: str):
-    """ComfyUI menu > Browse Templates > the pack under Custom Nodes: the dialog, showing the pack's cards."""
-    page.get_by_role("img", name="ComfyUI Logo").click()
-    page.get_by_role("menuitem", name="Browse Templates").click()
-    dialog = page.get_by_role("dialog").filter(has=page.get_by_role("option", name=pack, exact=True))
-    dialog.get_by_role("option", name=pack, exact=True).click()
-    dialog.get_by_role("heading", name=pack, exact=True).wait_for()  # the category's title over the cards
+    """Browse Templates, then the pack's entry: the dialog, showing the pack's cards."""
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    entry = page.get_by_role("option", name=pack, exact=True).or_(page.get_by_role("button", name=pack, exact=True))
+    dialog = page.get_by_role("dialog").filter(has=entry)
+    dialog.get_by_role("option", name=pack, exact=True).or_(dialog.get_by_role("button", name=pack, exact=True)).click()
+    dialog.locator(f"[data-testid='template-workflow-{workflow_names()[0]}']").wait_for()  # the pack's cards
     return dialog
 
 
@@ -174,8 +181,7 @@ def test_template_browser_shows_the_packs_workflows(page, server):
     cards = sorted(h.inner_text().strip() for h in dialog.locator("[data-testid^=template-workflow-]")
                    .get_by_role("heading").all())
     assert cards == workflow_names()
-    dialog.get_by_role("button", name="Close").click()
-    dialog.wait_for(state="hidden")
+    close_dialog(page, cards[0])
 
 
 def test_a_missing_node_is_detected(page, server):
