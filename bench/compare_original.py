@@ -18,9 +18,10 @@ import argparse
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -51,16 +52,17 @@ class Pair:
     golden: torch.Tensor | None = None
 
 
-def shared_dir(cli_value: str | None) -> Path:
-    root = Path(__file__).resolve().parents[1]
-    for candidate in [cli_value, os.environ.get("DYNAMICRAFTER_SHARED")] + [str(p / "shared") for p in root.parents]:
-        if candidate and (Path(candidate) / "parity").is_dir():
-            return Path(candidate)
-    raise SystemExit("parity fixtures not found: give --shared or DYNAMICRAFTER_SHARED")
+def parity_folder(cli_value: str | None) -> Path:
+    """The golden-output folder: --parity, else $DYNAMICRAFTER_PARITY_DIR, else the project's tests/data/parity."""
+    folder = Path(cli_value or os.environ.get("DYNAMICRAFTER_PARITY_DIR")
+                  or Path(__file__).resolve().parents[1] / "tests" / "data" / "parity")
+    if not (folder / "small_512").is_dir():
+        raise SystemExit(f"no parity fixture small_512 in {folder}: give --parity or DYNAMICRAFTER_PARITY_DIR")
+    return folder
 
 
-def parity_pair(original_cls: type[nn.Module], shared: Path, name: str) -> Pair:
-    folder = shared / "parity" / name
+def parity_pair(original_cls: type[nn.Module], parity: Path, name: str) -> Pair:
+    folder = parity / name
     config = json.loads((folder / "config.json").read_text())
     kwargs = config["UNetModel"]
     ours_config = UNetConfig(
@@ -97,9 +99,9 @@ def random_pair(original_cls: type[nn.Module], work: Workload) -> Pair:
                 ours, original, unet_inputs(work, 1, torch.float32, "cpu"))
 
 
-def make_pair(preset: str, original_cls: type[nn.Module], shared: str | None) -> Pair:
+def make_pair(preset: str, original_cls: type[nn.Module], parity: str | None) -> Pair:
     if preset == "small_512":
-        pair = parity_pair(original_cls, shared_dir(shared), "small_512")
+        pair = parity_pair(original_cls, parity_folder(parity), "small_512")
     elif preset == "medium":
         variant = get_variant("512")
         medium = UNetConfig(model_channels=64, default_fs=variant.unet.default_fs)
@@ -151,7 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--original", help="extracted Doubiiu/DynamiCrafter (default: $DYNAMICRAFTER_ORIGINAL)")
     parser.add_argument("--stubs", help="folder with an import-time torchvision stand-in (default: "
                                         "$DYNAMICRAFTER_ORIGINAL_STUBS; the UNet import does not need it)")
-    parser.add_argument("--shared", help="shared folder holding parity/ (default: found beside the repo)")
+    parser.add_argument("--parity", help="folder of golden outputs holding small_512/ (default: tests/data/parity)")
     parser.add_argument("--preset", choices=("small_512", "medium", "full_256"), default="medium")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads (default 1: robust on a shared machine, as the fixtures)")
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     repo = original_path(args.original)
     original_cls = import_original_unet(repo, args.stubs)
     torch.manual_seed(0)
-    pair = make_pair(args.preset, original_cls, args.shared)
+    pair = make_pair(args.preset, original_cls, args.parity)
     log.info("%s", pair.description)
 
     with torch.inference_mode():

@@ -32,9 +32,9 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator, Mapping
 
 import torch
 

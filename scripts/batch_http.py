@@ -15,8 +15,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 log = logging.getLogger("dynamicrafter.batch")
 
@@ -59,7 +60,7 @@ class ComfyClient:
         self._headers = dict(headers or {})
         self._session = None
 
-    async def __aenter__(self) -> "ComfyClient":
+    async def __aenter__(self) -> ComfyClient:
         aiohttp = _aiohttp()
         self._session = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=5, sock_read=self._timeout))

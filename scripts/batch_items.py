@@ -13,9 +13,10 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     from .batch_graph import (
@@ -196,7 +197,7 @@ class WorkflowSource:
                             f"{searched}{' nor on the server' if self.remote else ''}; give --workflow FILE.json")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ignored_column(column: str, workflow: str) -> None:
     log.warning("the CSV column %r is no input of %s: ignored", column, workflow)
 

@@ -7,8 +7,9 @@ the item again).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 try:
     from .batch_http import ComfyClient, ItemError

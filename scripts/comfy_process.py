@@ -14,8 +14,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+
+
+def comfyui_dir() -> Path:
+    """The ComfyUI to use: ``$COMFYUI_DIR``, else the newest release the project's scripts provisioned
+    (``.cache/comfyui-<release>``, see scripts/lib/env.sh), else ``.cache/comfyui-<none>`` (not there)."""
+    value = os.environ.get("COMFYUI_DIR")
+    if value:
+        return Path(value).expanduser().resolve()
+
+    def release(folder: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in folder.name.split("-", 1)[1].split(".") if part.isdigit())
+
+    provisioned = sorted((PACK_ROOT / ".cache").glob("comfyui-*.*"), key=release)
+    return provisioned[-1] if provisioned else PACK_ROOT / ".cache" / "comfyui-<none>"
 
 
 def free_port() -> int:
@@ -59,7 +76,7 @@ class ComfyProcess:
             command.append("--cpu")
         return command + self.extra_args
 
-    def start(self) -> "ComfyProcess":
+    def start(self) -> ComfyProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command(), cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT,
@@ -84,7 +101,7 @@ class ComfyProcess:
                     return
                 raise RuntimeError(f"ComfyUI started without the {node} node (the pack did not load):\n"
                                    f"{self.log_tail()}")
-            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
         raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
 
@@ -120,7 +137,7 @@ class ComfyProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:]) or "(the log is empty)"
 
-    def __enter__(self) -> "ComfyProcess":
+    def __enter__(self) -> ComfyProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -26,8 +26,8 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 SCRIPTS = Path(__file__).resolve().parent
 PACK_ROOT = SCRIPTS.parent

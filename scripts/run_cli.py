@@ -11,9 +11,9 @@ import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = PACK_ROOT / "models"

@@ -14,12 +14,12 @@ import logging
 import os
 import shutil
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from support.comfy_server import WORKFLOW_INPUTS, ComfyServer, ServerSetup
+from support.comfy_server import WORKFLOW_INPUTS, ComfyServer, ServerSetup, comfyui_dir
 from support.host_checkpoints import write_host_checkpoint
 from support.reference_data import manifest_path
 
@@ -62,11 +62,6 @@ SETTINGS = {
 }
 
 
-def comfyui_dir() -> Path:
-    """$COMFYUI_DIR, else the pinned snapshot the project's scripts extract into .cache/comfyui."""
-    value = os.environ.get("COMFYUI_DIR")
-    return Path(value).expanduser().resolve() if value else ROOT / ".cache" / "comfyui"
-
 
 def chromium_executable() -> Path:
     value = os.environ.get("DYNAMICRAFTER_CHROMIUM")
@@ -84,7 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
     """A headless ComfyUI with the pack installed, the example pictures and one tiny 512 checkpoint."""
     comfy_dir = comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
-        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR (scripts/test provisions .cache/comfyui)")
+        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR (scripts/test provisions .cache/comfyui-<release>)")
     root = tmp_path_factory.mktemp("comfy-frontend")
     setup = ServerSetup.create(root)
     server = ComfyServer(comfy_dir, setup, root / "server.log")

@@ -1,6 +1,6 @@
 """The real ComfyUI, in-process and CPU-only, for host tests: the ``comfy_host`` fixture.
 
-ComfyUI comes from the folder in ``$COMFYUI_DIR`` (default: ``<repo>/.cache/comfyui``, where the project's
+ComfyUI comes from the folder in ``$COMFYUI_DIR`` (default: the newest ``<repo>/.cache/comfyui-<release>``, where the project's
 scripts extract the pinned snapshot). The pack is imported as the package ``dynamicrafter_pack`` (its
 folder name is not a Python name, and the pack's own ``nodes`` package would shadow ComfyUI's ``nodes``
 module), its ``comfy_entrypoint`` nodes are registered the way ``nodes.load_custom_node`` does, and
@@ -13,26 +13,21 @@ import asyncio
 import importlib
 import importlib.util
 import inspect
-import os
 import shutil
 import subprocess
 import sys
 import types
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK_PACKAGE = "dynamicrafter_pack"
 
-
-def comfyui_dir() -> Path:
-    """The ComfyUI folder: $COMFYUI_DIR, else the snapshot the project's scripts extract into .cache/comfyui."""
-    value = os.environ.get("COMFYUI_DIR")
-    return Path(value).expanduser().resolve() if value else ROOT / ".cache" / "comfyui"
 
 
 class _StubServer:
@@ -92,10 +87,12 @@ class ComfyHost:
         args.cpu = True  # before comfy.model_management decides the device at import
         args.disable_api_nodes = True
         import comfy.model_management  # noqa: F401
-        import utils.install_util  # noqa: F401  (ComfyUI's `utils` package first, as main.py does, so that
+
         # comfy_extras modules importing `utils.*` do not meet comfy/utils.py instead)
         import execution
         import folder_paths
+        import utils.install_util  # noqa: F401  (ComfyUI's `utils` package first, as main.py does, so that
+
         import nodes
 
         self.nodes = nodes
@@ -217,10 +214,12 @@ def _import_pack() -> types.ModuleType:
 @pytest.fixture(scope="session")
 def comfy_host(tmp_path_factory: pytest.TempPathFactory) -> ComfyHost:
     """ComfyUI imported in-process (CPU), with the pack loaded; shared by every host test of the session."""
+    from support.comfy_server import comfyui_dir
+
     comfy_dir = comfyui_dir()
     if not (comfy_dir / "nodes.py").is_file() or not (comfy_dir / "execution.py").is_file():
         pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI "
-                    "(the project's scripts extract the pinned snapshot into .cache/comfyui)")
+                    "(scripts/test provisions one into .cache/comfyui-<release>)")
     return ComfyHost(comfy_dir, tmp_path_factory.mktemp("comfy-host"))
 
 

@@ -31,7 +31,9 @@ import batch_pool  # noqa: E402
 import batch_progress  # noqa: E402
 from comfy_process import ComfyProcess  # noqa: E402
 from dynamicrafter_run import link_pack, server_folders, write_extra_paths  # noqa: E402
+
 from support.batch_videos import complete_videos, frame_count  # noqa: E402
+from support.comfy_server import comfyui_dir  # noqa: E402
 from support.host_checkpoints import TINY_FILE_NAME  # noqa: E402
 
 BATCH = SCRIPTS / "batch_client.py"
@@ -313,14 +315,9 @@ def test_complete_mp4_is_told_from_a_truncated_one(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-def _comfyui_dir() -> Path:
-    value = os.environ.get("COMFYUI_DIR")
-    return Path(value).resolve() if value else ROOT / ".cache" / "comfyui"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_models):
-    comfy_dir = _comfyui_dir()
+    comfy_dir = comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
         pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR")
     ckpt = tiny_models / "checkpoints" / TINY_FILE_NAME

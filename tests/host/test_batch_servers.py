@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from support.batch_videos import complete_videos, frame_count
-from support.comfy_server import ComfyServer, ServerSetup
+from support.comfy_server import ComfyServer, ServerSetup, comfyui_dir
 from support.host_checkpoints import TINY_FILE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +31,9 @@ ITEMS = 12
 SMALL = ["--width", "64", "--height", "64", "--frames", "4", "--steps", "2", "--ckpt-name", TINY_FILE_NAME]
 
 
-def _comfyui_dir() -> Path:
-    value = os.environ.get("COMFYUI_DIR")
-    return Path(value).resolve() if value else ROOT / ".cache" / "comfyui"
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, monkeypatch_module, tiny_models):
-    comfy_dir = _comfyui_dir()
+    comfy_dir = comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
         pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR")
     ckpt = tiny_models / "checkpoints" / TINY_FILE_NAME

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from support.reference_data import MANIFESTS as MANIFEST_DIR
 from dynamicrafter.checkpoint import PART_PREFIXES, checkpoint_from_state_dict, split_parts
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
+from support.reference_data import MANIFESTS as MANIFEST_DIR
 
 MANIFESTS = sorted(MANIFEST_DIR.glob("dynamicrafter_*.json"))
 UNET_PARAMS = 1_438_854_980  # spec section 10: 1.439 B (256: +16 alphas)

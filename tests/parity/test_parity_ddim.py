@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from support.reference_data import parity_dir
 from dynamicrafter.sampler import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import make_schedule
 from support.parity_data import FixtureSet, fixture_sets, relative_error
+from support.reference_data import parity_dir
 
 SETS = fixture_sets(parity_dir())
 TOL = 1e-4

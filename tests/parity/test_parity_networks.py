@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from support.reference_data import parity_dir
 from support.parity_data import FixtureSet, fixture_sets, relative_error, relative_l2
+from support.reference_data import parity_dir
 
 SETS = fixture_sets(parity_dir())
 TOL = 1e-4

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from support.reference_data import parity_dir
 from dynamicrafter.schedule import ddim_parameters, ddim_timesteps, make_schedule
 from support.parity_data import fixture_sets
+from support.reference_data import parity_dir
 
 PARITY = parity_dir()
 SETS = fixture_sets(PARITY)

@@ -18,9 +18,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import aiohttp
 import yaml
@@ -28,7 +29,9 @@ import yaml
 from support.modules import load_by_path
 
 ROOT = Path(__file__).resolve().parents[2]
-ComfyProcess = load_by_path("comfy_process", ROOT / "scripts" / "comfy_process.py").ComfyProcess
+_process = load_by_path("comfy_process", ROOT / "scripts" / "comfy_process.py")
+ComfyProcess = _process.ComfyProcess
+comfyui_dir = _process.comfyui_dir
 WORKFLOWS = ROOT / "workflows"
 API_WORKFLOWS = WORKFLOWS / "api"
 WORKFLOW_INPUTS = WORKFLOWS / "inputs"
@@ -99,7 +102,7 @@ class ServerSetup:
     pack_name: str
 
     @classmethod
-    def create(cls, root: Path, model_folders: Iterable[str] = ("checkpoints", "diffusion_models")) -> "ServerSetup":
+    def create(cls, root: Path, model_folders: Iterable[str] = ("checkpoints", "diffusion_models")) -> ServerSetup:
         pack_name = pack_folder_name()
         base, custom_nodes, models = root / "comfy", root / "extra_custom_nodes", root / "models"
         for folder in (base / "custom_nodes", base / "input", custom_nodes, models):

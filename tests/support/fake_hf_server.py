@@ -94,7 +94,7 @@ class FakeHub:
         return None
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         for role in ("hub", "cdn"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, role))
             server.daemon_threads = True
@@ -109,7 +109,7 @@ class FakeHub:
             server.server_close()
         self._servers.clear()
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,9 +11,15 @@ from safetensors.torch import save_file
 from dynamicrafter.checkpoint import CheckpointError, MissingPartError, checkpoint_from_state_dict, load_checkpoint
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
-from support.tiny_checkpoints import (TINY_RESAMPLER, TINY_UNET, tiny_unet_state_dict, write_bf16_safetensors,
-                                      write_fp16_pruned, write_original_ckpt)
 from support.reference_data import manifest_path
+from support.tiny_checkpoints import (
+    TINY_RESAMPLER,
+    TINY_UNET,
+    tiny_unet_state_dict,
+    write_bf16_safetensors,
+    write_fp16_pruned,
+    write_original_ckpt,
+)
 
 WRITERS = {
     "model.ckpt": write_original_ckpt,

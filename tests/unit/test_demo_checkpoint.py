@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from dynamicrafter.checkpoint import load_checkpoint
-from dynamicrafter.demo import (DEMO_RESAMPLER, DEMO_UNET, NOISE_NOTICE, SD_VAE, _encoder_value, demo_state_dict,
-                                openclip_h_key_shapes, vae_key_shapes, write_demo_checkpoint)
+from dynamicrafter.demo import (
+    DEMO_RESAMPLER,
+    DEMO_UNET,
+    NOISE_NOTICE,
+    SD_VAE,
+    _encoder_value,
+    demo_state_dict,
+    openclip_h_key_shapes,
+    vae_key_shapes,
+    write_demo_checkpoint,
+)
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import manifest_path

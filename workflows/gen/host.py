@@ -1,7 +1,7 @@
 """The pack's node classes, imported with the pinned ComfyUI, so the generator reads the nodes' own schemas.
 
-ComfyUI comes from ``$COMFYUI_DIR`` (default: ``<repo>/.cache/comfyui``, where the project's scripts extract
-the pinned snapshot). The pack is imported as the package ``dynamicrafter_pack``, as the host tests do (its
+ComfyUI comes from ``$COMFYUI_DIR`` (default: the newest ``<repo>/.cache/comfyui-<release>`` the project's
+scripts provisioned). The pack is imported as the package ``dynamicrafter_pack``, as the host tests do (its
 folder name is not a Python name, and its ``nodes`` package would shadow ComfyUI's ``nodes`` module).
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
@@ -20,8 +19,11 @@ PACK_PACKAGE = "dynamicrafter_pack"
 
 
 def comfyui_dir() -> Path:
-    value = os.environ.get("COMFYUI_DIR")
-    return Path(value).expanduser().resolve() if value else ROOT / ".cache" / "comfyui"
+    """``$COMFYUI_DIR``, else the newest ComfyUI the project's scripts provisioned (scripts/comfy_process.py)."""
+    spec = importlib.util.spec_from_file_location("comfy_process", ROOT / "scripts" / "comfy_process.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.comfyui_dir()
 
 
 def import_pack() -> types.ModuleType:
