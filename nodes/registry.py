@@ -10,7 +10,8 @@ NODE_PREFIX = "DynamiCrafter"
 CATEGORY = "DynamiCrafter"
 
 # Feature modules (relative to this package) that define a module-level NODES list.
-_FEATURE_MODULES: tuple[str, ...] = ("loader", "conditioning", "sampler_nodes", "download", "director", "tooncrafter", "long_video")
+_FEATURE_MODULES: tuple[str, ...] = ("loader", "conditioning", "sampler_nodes", "download", "director", "tooncrafter", "long_video",
+                                       "controls")
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from einops import rearrange
 import comfy.samplers
 from tqdm.auto import trange
 
+from ..dynamicrafter.sampler import Pinning
 from ..dynamicrafter.schedule import DiffusionSchedule, ddim_timesteps, make_schedule
 from ..dynamicrafter.config import Spacing, VariantConfig
 from .model import COND_FRAMES
@@ -69,23 +70,32 @@ class ExactSchedule:
 
 
 def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, eta: float = 1.0,
-                              dynamic_rescale: bool = True, noise_seed: int | None = None):
+                              dynamic_rescale: bool = True, noise_seed: int | None = None, from_noise: bool = True):
     """KSAMPLER function: the original DDIM loop over any sigma list.
 
     With the DynamiCrafter schedule the list ends at sigma(t=0) and the result is the original's
-    final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate.
+    final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate. ``from_noise``: start from
+    the noise alone (the original's x_T), else from the input latent noised to the first step (partial
+    denoise). A noise mask pins frames the original sampler's way (``dynamicrafter.sampler.Pinning``).
     """
     extra_args = {} if extra_args is None else extra_args
     base_model = model.inner_model.inner_model
     exact = ExactSchedule(base_model.variant, base_model.model_sampling)
     seed = extra_args.get("seed", 0) if noise_seed is None else noise_seed
     generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % 2 ** 64)
+    draw = lambda: torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)  # noqa: E731
+    latent = getattr(model, "latent_image", None)
+    mask = extra_args.get("denoise_mask")
+    pinning = None if mask is None else Pinning(keep=1.0 - mask, latent=latent)
+    model_args = {**extra_args, "denoise_mask": None}  # pinning is done here, on the sampler's own x
     s_in = x.new_ones([x.shape[0]])
-    x_t = x / math.sqrt(float(sigmas[0]) ** 2 + 1)
+    x_t = (x - latent if from_noise and latent is not None else x) / math.sqrt(float(sigmas[0]) ** 2 + 1)
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if pinning is not None:
+            x_t = pinning.blend(exact.schedule, x_t, exact.timestep(sigma), draw())
         x_k = x_t * math.sqrt(sigma ** 2 + 1)
-        denoised = model(x_k, sigmas[i] * s_in, **extra_args)
+        denoised = model(x_k, sigmas[i] * s_in, **model_args)
         x0, eps = exact.x0_and_eps(x_t, raw_output(exact.prediction, x_k, denoised, sigma), sigma)
         factor = exact.rescale(sigma, sigma_next, last=i == len(sigmas) - 2) if dynamic_rescale else None
         if factor is not None:
@@ -94,8 +104,10 @@ def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, 
         # sigma of the DDIM step in float64 from float32 alphas, as the original computes it
         a64, a_prev64 = a.double(), a_prev.double()
         step_sigma = (eta * ((1 - a_prev64) / (1 - a).double() * (1 - a64 / a_prev64)).sqrt()).float()
-        z = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+        z = draw()
         x_t = a_prev.sqrt() * x0 + (1.0 - a_prev - step_sigma ** 2).sqrt() * eps + step_sigma * z
+        if pinning is not None and i == len(sigmas) - 2:
+            x_t = pinning.finish(x_t)
         if callback is not None:
             callback({"x": x_t, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": x0})
     return x_t
@@ -106,16 +118,21 @@ class DynamiCrafterKSampler(comfy.samplers.KSAMPLER):
     as the original's does (256's first step is t = 981, below the host's sigma_max, where the host
     would otherwise scale the noise by sigma instead of sqrt(1 + sigma^2))."""
 
-    def __init__(self, eta: float, dynamic_rescale: bool):
-        super().__init__(sample_dynamicrafter_ddim, {"eta": eta, "dynamic_rescale": dynamic_rescale})
+    def __init__(self, eta: float, dynamic_rescale: bool, from_noise: bool = True):
+        super().__init__(sample_dynamicrafter_ddim,
+                         {"eta": eta, "dynamic_rescale": dynamic_rescale, "from_noise": from_noise})
+        self.from_noise = from_noise
 
     def max_denoise(self, model_wrap, sigmas) -> bool:
-        return True
+        return self.from_noise
 
 
-def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing) -> torch.Tensor:
-    """Host sigmas at the original's DDIM timesteps, descending, ending at sigma(t=0) (not 0)."""
-    tau = ddim_timesteps(steps, spacing, len(model_sampling.sigmas))
+def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing, span: int | None = None) -> torch.Tensor:
+    """Host sigmas at the original's DDIM timesteps, descending, ending at sigma(t=0) (not 0).
+
+    ``span``: the grid over the first ``span`` training steps only (partial denoise).
+    """
+    tau = ddim_timesteps(steps, spacing, span or len(model_sampling.sigmas))
     sigmas = model_sampling.sigmas[tau.flip(0)].float()
     return torch.cat([sigmas, model_sampling.sigmas[:1].float()]).cpu()
 

@@ -75,8 +75,8 @@ def _start_latent() -> torch.Tensor:
 def _run(model, inference, name: str, eta: float, x_t: torch.Tensor, draws: torch.Tensor,
          start: torch.Tensor) -> dict[str, object]:
     """image_guided_synthesis as inference.py calls it, with the run's control, replaying every draw."""
-    from lvdm.models.samplers import ddim, ddim_multiplecond
     from lvdm.models import utils_diffusion
+    from lvdm.models.samplers import ddim, ddim_multiplecond
 
     spec = RUNS[name]
     captured: dict[str, object] = {}

@@ -1,0 +1,239 @@
+"""Sampler controls in the real host: separate text and image guidance (sampler option and GUIDER), partial
+denoise and frame pinning, against the ORIGINAL code's goldens (tests/data/parity_controls), with the stock
+samplers too, and the queue-time refusal of bad values.
+
+The network is the shared small_512 parity fixture loaded through the pack's loader code; text and CLIP
+outputs are the goldens' stand-ins given directly, as in test_long_video.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from einops import rearrange
+from safetensors.torch import load_file
+
+from dynamicrafter.checkpoint import checkpoint_from_state_dict
+from support.parity_data import relative_error, relative_l2
+
+GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_controls"
+CONFIG = json.loads((GOLDENS / "config.json").read_text())
+SCALE, TOL, FRAMES = 0.18215, 1e-4, 16
+SEED = CONFIG["seed"]
+FS = CONFIG["sampling"]["fs"]
+
+
+@pytest.fixture(scope="module")
+def pack(comfy_host):
+    modules = {name: comfy_host.import_pack_module(f"nodes.{name}")
+               for name in ("controls", "model", "sampler_nodes", "host_model")}
+    import comfy_extras.nodes_custom_sampler as custom
+
+    modules["custom"] = custom
+    return modules
+
+
+@pytest.fixture(scope="module")
+def fixture_model(pack, shared):
+    folder = shared / "parity" / "small_512"
+    sd = {**load_file(str(folder / "weights.safetensors")), **load_file(str(folder / "buffers.safetensors"))}
+    return pack["host_model"].model_from_checkpoint(checkpoint_from_state_dict(folder / "weights.safetensors", sd,
+                                                                               "512"), "fp32")
+
+
+def golden(name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(GOLDENS / f"{name}.safetensors"))
+
+
+def conds(pack, g: dict[str, torch.Tensor]):
+    """Positive / negative exactly as the image-to-video node builds them, from the golden stand-ins."""
+    m = pack["model"]
+    shared = {m.COND_CONCAT: g["latent_first_raw"].repeat(FRAMES, 1, 1, 1), m.COND_FRAMES: FRAMES, m.COND_FS: FS,
+              m.COND_TASK: "i2v"}
+    return ([[g["text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["image_embeds"]}]],
+            [[g["uc_text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["uc_image_embeds"]}]])
+
+
+def host_latent(video: torch.Tensor) -> torch.Tensor:
+    """[1, 4, T, h, w] model scale -> the host's frames-as-batch VAE-scale latent."""
+    return rearrange(video / SCALE, "b c t h w -> (b t) c h w").contiguous()
+
+
+def as_video(latent: torch.Tensor) -> torch.Tensor:
+    return rearrange(latent * SCALE, "(b t) c h w -> b c t h w", t=FRAMES)
+
+
+def sample(pack, model, g, latent: dict, eta: float, **controls) -> torch.Tensor:
+    positive, negative = conds(pack, g)
+    with torch.no_grad():
+        return pack["sampler_nodes"].DynamiCrafterSampler.execute(
+            model, positive, negative, latent, SEED, CONFIG["sampling"]["steps"], CONFIG["sampling"]["cfg"], eta,
+            CONFIG["sampling"]["guidance_rescale"], "auto", "auto", **controls).result[0]["samples"]
+
+
+def call_node(node_class, **inputs):
+    """A host node's outputs, V1 (FUNCTION) or V3 (execute) alike."""
+    if hasattr(node_class, "FUNCTION"):
+        return getattr(node_class(), node_class.FUNCTION)(**inputs)
+    return node_class.execute(**inputs).result
+
+
+def empty() -> dict:
+    return {"samples": torch.zeros(FRAMES, 4, 8, 16)}
+
+
+def assert_matches(ours: torch.Tensor, expected: torch.Tensor) -> None:
+    l2, worst = relative_l2(ours, expected), relative_error(ours, expected)
+    print(f"relative L2 {l2:.2e}, max |ours - original| / std {worst:.2e}")
+    assert l2 < TOL and worst < TOL
+
+
+# ------------------------------------------------------------------------------ separate image guidance
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_sampler_image_cfg_equals_the_original_multicond(pack, fixture_model, single_thread, eta):
+    g = golden("multicond")
+    out = sample(pack, fixture_model, g, empty(), eta, image_cfg=CONFIG["runs"]["multicond"]["cfg_img"])
+    assert_matches(as_video(out), g[f"eta{eta:g}.final"])
+    # and it can fail: one scale is far from the original's two-scale result
+    assert relative_l2(as_video(sample(pack, fixture_model, g, empty(), eta)), g[f"eta{eta:g}.final"]) > 100 * TOL
+
+
+def test_image_guider_in_sampler_custom_advanced_equals_the_original(pack, fixture_model, single_thread):
+    g = golden("multicond")
+    positive, negative = conds(pack, g)
+    nodes, custom = pack["sampler_nodes"], pack["custom"]
+    guider = nodes.DynamiCrafterImageGuider.execute(fixture_model, positive, negative, CONFIG["sampling"]["cfg"],
+                                                    CONFIG["runs"]["multicond"]["cfg_img"], -1.0).result[0]
+    sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]
+    sigmas = nodes.DynamiCrafterScheduler.execute(fixture_model, CONFIG["sampling"]["steps"], "auto").result[0]
+    noise = call_node(custom.RandomNoise, noise_seed=SEED)[0]
+    with torch.no_grad():
+        out = call_node(custom.SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                        latent_image=empty())[0]["samples"]
+    assert_matches(as_video(out), g["eta1.final"])
+
+
+def test_image_guider_drives_a_stock_sampler(pack, fixture_model, single_thread):
+    g = golden("multicond")
+    positive, negative = conds(pack, g)
+    nodes, custom = pack["sampler_nodes"], pack["custom"]
+    guider = nodes.DynamiCrafterImageGuider.execute(fixture_model, positive, negative, 7.5, 2.5, -1.0).result[0]
+    sampler = call_node(custom.KSamplerSelect, sampler_name="euler")[0]
+    sigmas = call_node(custom.BasicScheduler, model=fixture_model, scheduler="normal", steps=3, denoise=1.0)[0]
+    with torch.no_grad():
+        out = call_node(custom.SamplerCustomAdvanced, noise=call_node(custom.RandomNoise, noise_seed=1)[0],
+                        guider=guider, sampler=sampler, sigmas=sigmas, latent_image=empty())[0]["samples"]
+    assert out.shape == (FRAMES, 4, 8, 16) and torch.isfinite(out).all() and out.abs().max() > 0
+
+
+# ------------------------------------------------------------------------------ partial denoise
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_partial_denoise_equals_the_original_started_part_way(pack, fixture_model, single_thread, eta):
+    g = golden("partial")
+    out = sample(pack, fixture_model, g, {"samples": host_latent(g["start_latent"])}, eta, denoise=0.6)
+    assert_matches(as_video(out), g[f"eta{eta:g}.final"])
+
+
+def test_denoise_zero_returns_the_input_in_both_samplers(pack, fixture_model, single_thread):
+    g = golden("partial")
+    start = {"samples": host_latent(g["start_latent"])}
+    ours = sample(pack, fixture_model, g, start, 1.0, denoise=0.0)
+    assert torch.equal(ours, start["samples"])
+    positive, negative = conds(pack, g)
+    import comfy.sample
+
+    noise = comfy.sample.prepare_noise(start["samples"], 3)
+    stock = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative,
+                                start["samples"], denoise=0.0)
+    assert torch.equal(stock, start["samples"])
+
+
+def test_stock_ksampler_denoise_keeps_part_of_the_input(pack, fixture_model, single_thread):
+    g = golden("partial")
+    start = host_latent(g["start_latent"])
+    positive, negative = conds(pack, g)
+    import comfy.sample
+
+    noise = comfy.sample.prepare_noise(start, 3)
+    with torch.no_grad():
+        light = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start,
+                                    denoise=0.2)
+        full = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start,
+                                   denoise=1.0)
+    assert torch.isfinite(light).all()
+    assert relative_l2(light, start) < relative_l2(full, start)
+
+
+# ------------------------------------------------------------------------------ frame pinning
+def pinned_latent(pack, g, pin: str) -> dict:
+    return pack["controls"].DynamiCrafterPinFrames.execute({"samples": host_latent(g["start_latent"])}, pin,
+                                                           FRAMES).result[0]
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_pinned_frames_follow_the_original_and_come_back_exact(pack, fixture_model, single_thread, eta):
+    g = golden("pinned")
+    kept = CONFIG["runs"]["pinned"]["keep_frames"]
+    latent = pinned_latent(pack, g, ", ".join(map(str, kept)))
+    out = sample(pack, fixture_model, g, latent, eta)
+    free = [f for f in range(FRAMES) if f not in kept]
+    assert_matches(as_video(out)[:, :, free], g[f"eta{eta:g}.final"][:, :, free])
+    assert torch.equal(out[kept], latent["samples"][kept])
+
+
+@pytest.mark.parametrize("pin", ["0", "0, -1", "2-4, 11"])
+def test_pinned_frames_are_exact_with_separate_guidance_and_partial_denoise(pack, fixture_model, single_thread, pin):
+    g = golden("pinned")
+    latent = pinned_latent(pack, g, pin)
+    out = sample(pack, fixture_model, g, latent, 1.0, image_cfg=3.0, denoise=0.8)
+    keep = (latent["noise_mask"][:, 0, 0, 0] == 0).nonzero().flatten().tolist()
+    assert keep == pack["controls"].parse_frame_list(pin, FRAMES)
+    assert torch.equal(out[keep], latent["samples"][keep])
+    free = [f for f in range(FRAMES) if f not in keep]
+    assert relative_l2(out[free], latent["samples"][free]) > 1e-2
+
+
+def test_stock_ksampler_keeps_pinned_frames(pack, fixture_model, single_thread):
+    import comfy.sample
+
+    g = golden("pinned")
+    latent = pinned_latent(pack, g, "0, -1")
+    positive, negative = conds(pack, g)
+    noise = comfy.sample.prepare_noise(latent["samples"], 5)
+    with torch.no_grad():
+        out = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative,
+                                  latent["samples"], noise_mask=latent["noise_mask"])
+    # the stock sampler ends on its clean estimate, which the host pins: equal up to float rounding
+    assert relative_error(out[[0, 15]], latent["samples"][[0, 15]]) < 1e-5
+    assert relative_l2(out[1:15], latent["samples"][1:15]) > 1e-2
+
+
+# ------------------------------------------------------------------------------ queue-time checks
+def prompt_with(class_type: str, inputs: dict) -> dict:
+    return {"1": {"class_type": class_type, "inputs": inputs}}
+
+
+@pytest.mark.parametrize("class_type, inputs, message", [
+    ("DynamiCrafterSampler", {"image_cfg": math.nan}, "image_cfg must"),
+    ("DynamiCrafterSampler", {"image_cfg": -0.5}, "image_cfg must"),
+    ("DynamiCrafterSampler", {"denoise": 1.5}, "denoise must"),
+    ("DynamiCrafterSampler", {"denoise": math.inf}, "denoise must"),
+    ("DynamiCrafterImageGuider", {"image_cfg": math.nan}, "image_cfg must"),
+    ("DynamiCrafterImageGuider", {"cfg": 0.5}, "cfg must"),
+    ("DynamiCrafterPinFrames", {"pin": "16"}, "outside"),
+    ("DynamiCrafterPinFrames", {"pin": "first"}, "not a frame"),
+    ("DynamiCrafterPinFrames", {"pin": " , "}, "no frame"),
+])
+def test_bad_control_values_are_refused_at_queue_time(pack, comfy_host, class_type, inputs, message):
+    node = comfy_host.nodes.NODE_CLASS_MAPPINGS[class_type]
+    values = {"image_cfg": -1.0, "denoise": 1.0, "cfg": 7.5, "guidance_rescale": -1.0, "pin": "0", "frames": 16,
+              **inputs}
+    accepted = set(node.INPUT_TYPES()["required"]) | set(node.INPUT_TYPES().get("optional", {}))
+    prompt = prompt_with(class_type, {k: v for k, v in values.items() if k in accepted})
+    ok, errors, _ = asyncio.run(comfy_host.execution.validate_inputs(uuid.uuid4().hex, prompt, "1", {}))
+    assert not ok and message in json.dumps(errors)
