@@ -84,10 +84,11 @@ class DynamiCrafterSampler(io.ComfyNode):
                                tooltip="Classifier-free guidance scale; the original uses 7.5."),
                 _ETA, _RESCALE, _SPACING, _DYNAMIC,
                 io.Float.Input("image_cfg", default=IMAGE_CFG_OFF, min=IMAGE_CFG_OFF, max=30.0, step=0.1,
+                               optional=True,
                                tooltip="Image guidance apart from the text's (then cfg guides the prompt only): "
                                        "lower = freer motion, higher = closer to the picture. -1 = one scale for "
                                        "both (the original's default)."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
                                tooltip="1 = a new video from noise. Below 1 the latent input is kept in part: "
                                        "connect VAE Encode of a video (or an earlier run's latent) to restyle it; "
                                        "0 returns it unchanged."),

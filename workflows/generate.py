@@ -108,7 +108,8 @@ NODE_TYPES: dict[str, NodeType] = {
     "DynamiCrafterSampler": NodeType(
         (Socket("model", "MODEL"), Socket("positive", "CONDITIONING"), Socket("negative", "CONDITIONING"),
          Socket("latent", "LATENT")),
-        ("seed", CONTROL, "steps", "cfg", "eta", "guidance_rescale", "spacing", "dynamic_rescale"),
+        ("seed", CONTROL, "steps", "cfg", "eta", "guidance_rescale", "spacing", "dynamic_rescale", "image_cfg",
+         "denoise"),
         (("latent", "LATENT"),), ours=True),
     "CLIPTextEncode": NodeType((Socket("clip", "CLIP"),), ("text",), (("CONDITIONING", "CONDITIONING"),)),
     "LoadImage": NodeType((), ("image", UPLOAD), (("IMAGE", "IMAGE"), ("MASK", "MASK"))),
@@ -228,6 +229,11 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
         "spacing": "where the steps sit on the noise schedule. `auto` = the model's own (the original's).",
         "dynamic_rescale": "the original's correction of each step's clean-video estimate (512, 1024 and "
                            "interpolation models). `auto` = the model's own setting.",
+        "image_cfg": "how strongly the picture steers the video, apart from the prompt (then `cfg` is the "
+                     "prompt's alone): lower = freer motion, higher = closer to the picture. -1 = one scale for "
+                     "both, as the original by default.",
+        "denoise": "1 makes a new video from noise. Below 1 the latent input is kept in part (connect VAE Encode "
+                   "of a video to restyle it); 0 returns it unchanged.",
     },
     "ImageFromBatch": {
         "batch_index": "the first frame to keep (0 = from the start).",
@@ -510,7 +516,7 @@ def _sampler() -> Node:
     """The DynamiCrafter Sampler with the original's defaults, fed by the conditioning node."""
     return Node(SAMPLER, "DynamiCrafterSampler", "DynamiCrafter Sampler", (1290, 0), (340, 330),
                 {"seed": 123, CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
-                 "spacing": "auto", "dynamic_rescale": "auto"},
+                 "spacing": "auto", "dynamic_rescale": "auto", "image_cfg": -1.0, "denoise": 1.0},
                 {"model": (LOADER, 0), "positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1),
                  "latent": (CONDITIONING, 2)})
 
