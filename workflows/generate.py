@@ -101,10 +101,12 @@ NODE_TYPES: dict[str, NodeType] = {
         (), ("ckpt_name", "variant", "weight_dtype"),
         (("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE"), ("CLIP_VISION", "CLIP_VISION")), ours=True),
     "DynamiCrafterImageToVideo": NodeType(
-        (*_CONDITIONING_SOCKETS, Socket("image", "IMAGE")), _VIDEO_WIDGETS, _CONDITIONING_OUTPUTS, ours=True),
+        (*_CONDITIONING_SOCKETS, Socket("image", "IMAGE")), (*_VIDEO_WIDGETS, "noise_augmentation"),
+        _CONDITIONING_OUTPUTS, ours=True),
     "DynamiCrafterInterpolation": NodeType(
         (*_CONDITIONING_SOCKETS, Socket("start_image", "IMAGE"), Socket("end_image", "IMAGE", optional=True)),
-        ("mode", *_VIDEO_WIDGETS), _CONDITIONING_OUTPUTS, ours=True),
+        ("mode", *_VIDEO_WIDGETS, "noise_augmentation", "end_image_tokens", "end_token_schedule"),
+        _CONDITIONING_OUTPUTS, ours=True),
     "DynamiCrafterSampler": NodeType(
         (Socket("model", "MODEL"), Socket("positive", "CONDITIONING"), Socket("negative", "CONDITIONING"),
          Socket("latent", "LATENT")),
@@ -203,6 +205,8 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
               "default 3). 0 means the model's default.",
         "batch_size": "how many videos to make at once from the same picture.",
         "fit": "how a picture of another shape fits the frame: `crop` keeps the centre, `pad` adds black bars.",
+        "noise_augmentation": "noise added to the picture before it is encoded; 0 (the original) adds none. A "
+                              "little (0.02-0.1) loosens the hold on the picture: more motion, less likeness.",
     },
     "DynamiCrafterInterpolation": {
         "mode": "`interpolate` fills the frames between the start and the end picture; `loop` makes a clip that "
@@ -214,6 +218,12 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
               "loop scripts use 5; 0 means the same.",
         "batch_size": "how many videos to make at once.",
         "fit": "how a picture of another shape fits the frame: `crop` keeps the centre, `pad` adds black bars.",
+        "noise_augmentation": "noise added to the picture before it is encoded; 0 (the original) adds none. A "
+                              "little (0.02-0.1) loosens the hold on the picture: more motion, less likeness.",
+        "end_image_tokens": "how much of the end picture's image tokens the frames see; 0 (the original) = "
+                            "the start picture's only. Helps when the two pictures differ a lot.",
+        "end_token_schedule": "`constant`: every frame sees that share; `ramp`: none on the first frame, rising "
+                              "to that share on the last.",
     },
     "DynamiCrafterSampler": {
         "seed": "the random number that picks the noise the video grows from. The same seed and settings give "
@@ -429,7 +439,7 @@ def _common_nodes(variant: Variant, prompt: str, conditioning: Node, prefix: str
 def _i2v_conditioning(variant: Variant) -> Node:
     return Node(CONDITIONING, "DynamiCrafterImageToVideo", "DynamiCrafter Image To Video", (900, 0), (340, 310),
                 {"width": variant.width, "height": variant.height, "frames": FRAMES, "fs": variant.fs,
-                 "batch_size": 1, "fit": "crop"},
+                 "batch_size": 1, "fit": "crop", "noise_augmentation": 0.0},
                 {"positive": (POSITIVE, 0), "negative": (NEGATIVE, 0), "vae": (LOADER, 2),
                  "clip_vision": (LOADER, 3), "image": (IMAGE, 0)})
 
@@ -441,7 +451,8 @@ def _interp_conditioning(variant: Variant, mode: str) -> Node:
         links["end_image"] = (END_IMAGE, 0)
     return Node(CONDITIONING, "DynamiCrafterInterpolation", "DynamiCrafter Interpolate / Loop", (900, 0), (340, 340),
                 {"mode": mode, "width": variant.width, "height": variant.height, "frames": FRAMES, "fs": variant.fs,
-                 "batch_size": 1, "fit": "crop"}, links)
+                 "batch_size": 1, "fit": "crop", "noise_augmentation": 0.0, "end_image_tokens": 0.0,
+                 "end_token_schedule": "constant"}, links)
 
 
 I2V_PROMPT = "sunset over a calm sea, gentle waves rolling toward the shore, clouds drifting slowly"
@@ -633,7 +644,8 @@ def tooncrafter() -> Workflow:
                   {"ckpt_name": variant.ckpt_name, "weight_dtype": "default"}, models=(model_download(variant),))
     conditioning = Node(CONDITIONING, "DynamiCrafterInterpolation", "DynamiCrafter Interpolate", (900, 0), (340, 340),
                         {"mode": "interpolate", "width": variant.width, "height": variant.height, "frames": FRAMES,
-                         "fs": variant.fs, "batch_size": 1, "fit": "crop"},
+                         "fs": variant.fs, "batch_size": 1, "fit": "crop", "noise_augmentation": 0.0,
+                         "end_image_tokens": 0.0, "end_token_schedule": "constant"},
                         {"positive": (POSITIVE, 0), "negative": (NEGATIVE, 0), "vae": (LOADER, 2),
                          "clip_vision": (LOADER, 3), "start_image": (IMAGE, 0), "end_image": (END_IMAGE, 0)},
                         help={"fs": "motion control as frames per second; ToonCrafter's original scripts use 10.",

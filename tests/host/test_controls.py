@@ -38,12 +38,22 @@ def pack(comfy_host):
     return modules
 
 
-@pytest.fixture(scope="module")
-def fixture_model(pack, shared):
+def load_fixture(pack, shared, variant: str):
+    """The shared small_512 parity network through the pack's loader code, as ``variant``."""
     folder = shared / "parity" / "small_512"
     sd = {**load_file(str(folder / "weights.safetensors")), **load_file(str(folder / "buffers.safetensors"))}
     return pack["host_model"].model_from_checkpoint(checkpoint_from_state_dict(folder / "weights.safetensors", sd,
-                                                                               "512"), "fp32")
+                                                                               variant), "fp32")
+
+
+@pytest.fixture(scope="module")
+def fixture_model(pack, shared):
+    return load_fixture(pack, shared, "512")
+
+
+@pytest.fixture(scope="module")
+def interp_model(pack, shared):
+    return load_fixture(pack, shared, "512_interp")
 
 
 def golden(name: str) -> dict[str, torch.Tensor]:
@@ -237,3 +247,105 @@ def test_bad_control_values_are_refused_at_queue_time(pack, comfy_host, class_ty
     prompt = prompt_with(class_type, {k: v for k, v in values.items() if k in accepted})
     ok, errors, _ = asyncio.run(comfy_host.execution.validate_inputs(uuid.uuid4().hex, prompt, "1", {}))
     assert not ok and message in json.dumps(errors)
+
+
+# ------------------------------------------------------------------------------ conditioning-image controls
+class StandInEncoders:
+    """A VAE and a CLIP vision stand-in (fixed functions of the picture) that record what they were shown."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(11)
+        self.vae_weight = torch.randn(4, 3, generator=g)
+        self.clip_weight = torch.randn(96, 257 * 40, generator=g) / 96 ** 0.5
+        self.uncond = torch.randn(1, 257, 40, generator=g)
+        self.vae_seen: list[torch.Tensor] = []
+        self.clip_seen: list[torch.Tensor] = []
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.vae_seen.append(pixels.clone())
+        pooled = torch.nn.functional.avg_pool2d(pixels.movedim(-1, 1), 8)
+        return torch.einsum("oc,bchw->bohw", self.vae_weight, pooled) * 5
+
+    def tokens(self, clip_vision, image: torch.Tensor) -> torch.Tensor:
+        self.clip_seen.append(image.clone())
+        pooled = torch.nn.functional.adaptive_avg_pool2d(image.movedim(-1, 1).float(), (4, 8)).flatten(1)
+        return (pooled @ self.clip_weight).view(-1, 257, 40)
+
+
+@pytest.fixture
+def encoders(comfy_host, monkeypatch) -> StandInEncoders:
+    fake = StandInEncoders()
+    conditioning = comfy_host.import_pack_module("nodes.conditioning")
+    monkeypatch.setattr(conditioning, "image_tokens", fake.tokens)
+    monkeypatch.setattr(conditioning, "unconditional_tokens", lambda clip_vision: fake.uncond)
+    return fake
+
+
+def two_pictures() -> tuple[torch.Tensor, torch.Tensor]:
+    coarse = torch.rand(2, 3, 4, 8, generator=torch.Generator().manual_seed(2))
+    pictures = torch.nn.functional.interpolate(coarse, size=(64, 128), mode="bilinear").movedim(1, -1).contiguous()
+    return pictures[:1], pictures[1:]
+
+
+def interpolation(comfy_host, encoders, g, **controls):
+    node = comfy_host.import_pack_module("nodes.conditioning").DynamiCrafterInterpolation
+    start, end = two_pictures()
+    return node.execute([[g["text_emb"], {}]], [[g["uc_text_emb"], {}]], encoders, object(), start, "interpolate",
+                        128, 64, FRAMES, 5, 1, "crop", end_image=end, **controls).result
+
+
+def test_noise_augmentation_reaches_the_vae_and_clip(comfy_host, encoders):
+    from dynamicrafter.image import fit_image
+    from dynamicrafter.image_controls import augment
+
+    g = golden("multicond")
+    interpolation(comfy_host, encoders, g, noise_augmentation=0.05)
+    start, end = two_pictures()
+    expected = [augment(fit_image(p, 128, 64, "crop"), 0.05) for p in (start, end)]
+    assert all(torch.equal(a, b) for a, b in zip(encoders.vae_seen, expected))
+    assert torch.equal(encoders.clip_seen[0], expected[0])
+    assert (expected[0] - start).abs().mean() > 0.02  # the noise is really there
+
+
+@pytest.mark.parametrize("schedule", ["constant", "ramp"])
+def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_model, shared, encoders,
+                                                     single_thread, schedule):
+    """The Interpolate node's end-token share, through the host sampler, against the reference DDIM fed with the
+    wrapper's blend of the two pictures' Resampler outputs (per frame)."""
+    from dynamicrafter.image_controls import blend_frame_tokens, end_token_weights
+    from dynamicrafter.sampler import DDIMSettings, ddim_sample
+    from dynamicrafter.schedule import make_schedule
+    from support.parity_data import FixtureSet
+
+    import comfy.sample
+
+    g = golden("multicond")
+    positive, negative, latent = interpolation(comfy_host, encoders, g, end_image_tokens=0.6,
+                                               end_token_schedule=schedule)
+    model_module = pack["model"]
+    with torch.no_grad():
+        out = pack["sampler_nodes"].DynamiCrafterSampler.execute(
+            interp_model, positive, negative, latent, SEED, 3, 7.5, 0.0, 0.7, "auto", "auto").result[0]["samples"]
+        fixture = FixtureSet(shared / "parity" / "small_512")
+        unet, resampler = fixture.networks()
+        concat = rearrange(positive[0][1][model_module.COND_CONCAT] * SCALE, "t c h w -> 1 c t h w")
+        clip_start, clip_end = encoders.clip_seen[0], encoders.clip_seen[1]
+        tokens = blend_frame_tokens(resampler(encoders.tokens(None, clip_start)),
+                                    resampler(encoders.tokens(None, clip_end)),
+                                    end_token_weights(FRAMES, 0.6, schedule))
+        uc_tokens = resampler(encoders.uncond)
+
+        def model(x, t, text_and_image):
+            text, image = text_and_image
+            return unet(torch.cat([x, concat], dim=1), t, text, torch.tensor([5]), image_context=image)
+
+        x_t = rearrange(comfy.sample.prepare_noise(latent["samples"], SEED), "(b t) c h w -> b c t h w", t=FRAMES)
+        settings = DDIMSettings(steps=3, eta=0.0, cfg=7.5, spacing="uniform_trailing", guidance_rescale=0.7)
+        *_, (_, reference, _) = ddim_sample(model, x_t, make_schedule(fixture.schedule_config()), "v", settings,
+                                            cond=(g["text_emb"], tokens), uncond=(g["uc_text_emb"], uc_tokens),
+                                            generator=torch.Generator().manual_seed(SEED + 1))
+    assert_matches(as_video(out), reference)
+    unblended = pack["sampler_nodes"].DynamiCrafterSampler.execute(
+        interp_model, *interpolation(comfy_host, encoders, g)[:2], latent, SEED, 3, 7.5, 0.0, 0.7, "auto",
+        "auto").result[0]["samples"]
+    assert relative_l2(as_video(unblended), reference) > 1e-3
