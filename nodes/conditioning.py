@@ -19,6 +19,7 @@ from .model import (COND_CONCAT, COND_END_IMAGE_TOKENS, COND_END_WEIGHTS, COND_F
 from .registry import CATEGORY
 
 GRID = 64  # the UNet halves the latent three times: pixel sizes must be multiples of 64
+MAX_SIDE = 4096
 
 
 def size_problem(width: int | None, height: int | None) -> str | None:
@@ -28,6 +29,8 @@ def size_problem(width: int | None, height: int | None) -> str | None:
     if width < GRID or height < GRID or width % GRID or height % GRID:
         return (f"{width}x{height} is not a multiple of {GRID} in both sides; DynamiCrafter needs e.g. "
                 "512x320 (512 / interp), 1024x576 (1024) or 256x256 (256)")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        return f"{width}x{height} is larger than {MAX_SIDE} pixels on a side; use the variant's size, e.g. 512x320"
     return None
 
 
@@ -51,6 +54,14 @@ class SizedConditioningNode(io.ComfyNode):
 
 
 TOKEN_SCHEDULES = ["constant", "ramp"]
+END_TOKEN_INPUTS = [
+    io.Float.Input("end_image_tokens", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
+                   tooltip="How much of the END picture's CLIP image tokens the frames see (0 = the start picture's "
+                           "only, the original). Helps when start and end differ a lot. Interpolation only."),
+    io.Combo.Input("end_token_schedule", options=TOKEN_SCHEDULES, default="constant", optional=True,
+                   tooltip="constant: every frame sees that share of the end picture's tokens. ramp: none on the "
+                           "first frame, rising to that share on the last."),
+]
 AUGMENTATION_INPUT = io.Float.Input(
     "noise_augmentation", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
     tooltip="Noise added to the picture before it is encoded (0 = none, the original). A little (0.02-0.1) loosens "
@@ -106,9 +117,9 @@ def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor
 
 def common_inputs(default_fs_tooltip: str) -> list:
     return [
-        io.Int.Input("width", default=512, min=GRID, max=4096, step=GRID,
+        io.Int.Input("width", default=512, min=GRID, max=MAX_SIDE, step=GRID,
                      tooltip="Video width in pixels: 512 for the 512 and interp models, 1024 for 1024, 256 for 256."),
-        io.Int.Input("height", default=320, min=GRID, max=4096, step=GRID,
+        io.Int.Input("height", default=320, min=GRID, max=MAX_SIDE, step=GRID,
                      tooltip="Video height in pixels: 320 for 512 / interp, 576 for 1024, 256 for 256."),
         io.Int.Input("frames", default=16, min=2, max=64,
                      tooltip="Frames to generate. The models were trained on 16; per-frame image guidance needs 16."),
@@ -177,13 +188,7 @@ class DynamiCrafterInterpolation(SizedConditioningNode):
                     io.Image.Input("end_image", optional=True,
                                    tooltip="The last frame (interpolate). Not used for loop."),
                     *common_inputs(INTERP_FS_TOOLTIP), AUGMENTATION_INPUT,
-                    io.Float.Input("end_image_tokens", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
-                                   tooltip="How much of the END picture's CLIP image tokens the frames see (0 = the "
-                                           "start picture's only, the original). Helps when start and end differ "
-                                           "a lot. Interpolate mode only."),
-                    io.Combo.Input("end_token_schedule", options=TOKEN_SCHEDULES, default="constant", optional=True,
-                                   tooltip="constant: every frame sees that share of the end picture's tokens. "
-                                           "ramp: none on the first frame, rising to that share on the last.")],
+                    *END_TOKEN_INPUTS],
             outputs=CONDITIONING_OUTPUTS,
         )
 

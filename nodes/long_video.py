@@ -21,7 +21,8 @@ from ..dynamicrafter.chain import (ContinuationPlan, chain_length, check_chain, 
                                    keyframe_segments, match_color_stats, segment_seed)
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
-from .conditioning import CONDITIONING_IO, FS_TOOLTIP, GRID, INTERP_FS_TOOLTIP, build_conditioning
+from .conditioning import (AUGMENTATION_INPUT, CONDITIONING_IO, END_TOKEN_INPUTS, FS_TOOLTIP, GRID,
+                           INTERP_FS_TOOLTIP, SizedConditioningNode, build_conditioning)
 from .model import COND_IMAGE_TOKENS, FS_AUTO
 from .registry import CATEGORY
 from .sampler_nodes import AUTO, _variant, ddim_sampler, schedule_sigmas, with_guidance_rescale
@@ -151,7 +152,7 @@ _FIT = io.Combo.Input("fit", options=["crop", "pad"], default="crop",
                       tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black.")
 
 
-class DynamiCrafterKeyframeChain(io.ComfyNode):
+class DynamiCrafterKeyframeChain(SizedConditioningNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -178,13 +179,15 @@ class DynamiCrafterKeyframeChain(io.ComfyNode):
                 io.String.Input("segment_prompts", default="", multiline=True, optional=True,
                                 tooltip="Optional: one prompt per line, line i for the segment from keyframe i to "
                                         "i+1; an empty line (or no text) uses the positive input. Needs 'clip'."),
+                AUGMENTATION_INPUT, *END_TOKEN_INPUTS,
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="All frames of the chained video.")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, vae, clip_vision, keyframes, width, height, frames, fs, seed, steps,
-                cfg, eta, guidance_rescale, fit, clip=None, segment_prompts: str = "") -> io.NodeOutput:
+                cfg, eta, guidance_rescale, fit, clip=None, segment_prompts: str = "", noise_augmentation: float = 0.0,
+                end_image_tokens: float = 0.0, end_token_schedule: str = "constant") -> io.NodeOutput:
         keyframes = stack_keyframes(keyframes)
         check_chain(keyframes.shape[0], frames)
         require_interpolation(model, "The keyframe chain")
@@ -195,7 +198,8 @@ class DynamiCrafterKeyframeChain(io.ComfyNode):
         for index, (start, end) in enumerate(segments):
             pos, neg, latent = build_conditioning(positives[index], negative, vae, clip_vision,
                                                   keyframes[start:start + 1], width, height, frames, fs, 1, fit,
-                                                  "interp", keyframes[end:end + 1])
+                                                  "interp", keyframes[end:end + 1], augmentation=noise_augmentation,
+                                                  end_share=end_image_tokens, end_schedule=end_token_schedule)
             clips.append(sampler.decode(sampler.sample(index, pos, neg, latent)))
         video = join_segments(clips)
         log.info("DynamiCrafter keyframe chain: %d keyframes -> %d frames", keyframes.shape[0],

@@ -125,7 +125,8 @@ NODE_TYPES: dict[str, NodeType] = {
         (Socket("model", "MODEL"), *_CONDITIONING_SOCKETS, Socket("keyframes", "IMAGE"),
          Socket("clip", "CLIP", optional=True)),
         ("width", "height", "frames", "fs", "seed", CONTROL, "steps", "cfg", "eta", "guidance_rescale", "fit",
-         "segment_prompts"), (("images", "IMAGE"),), ours=True),
+         "segment_prompts", "noise_augmentation", "end_image_tokens", "end_token_schedule"), (("images", "IMAGE"),),
+        ours=True),
     "DynamiCrafterLongVideo": NodeType(
         (Socket("model", "MODEL"), *_CONDITIONING_SOCKETS, Socket("image", "IMAGE")),
         ("total_frames", "overlap", "mode", "anchor_tokens", "match_colors", "width", "height", "clip_frames", "fs",
@@ -157,6 +158,14 @@ NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""
 
 
+_IMAGE_CONTROL_HELP = {
+    "noise_augmentation": "noise added to the picture before it is encoded; 0 (the original) adds none. A "
+                          "little (0.02-0.1) loosens the hold on the picture: more motion, less likeness.",
+    "end_image_tokens": "how much of the end picture's image tokens the frames see; 0 (the original) = "
+                        "the start picture's only. Helps when the two pictures differ a lot.",
+    "end_token_schedule": "`constant`: every frame sees that share; `ramp`: none on the first frame, rising "
+                          "to that share on the last.",
+}
 _SAMPLING_HELP = {
     "seed": "the random number that picks the noise. Clip i uses seed + 2*i, so clips never share noise; the "
             "original uses 123.",
@@ -205,8 +214,7 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
               "default 3). 0 means the model's default.",
         "batch_size": "how many videos to make at once from the same picture.",
         "fit": "how a picture of another shape fits the frame: `crop` keeps the centre, `pad` adds black bars.",
-        "noise_augmentation": "noise added to the picture before it is encoded; 0 (the original) adds none. A "
-                              "little (0.02-0.1) loosens the hold on the picture: more motion, less likeness.",
+        "noise_augmentation": _IMAGE_CONTROL_HELP["noise_augmentation"],
     },
     "DynamiCrafterInterpolation": {
         "mode": "`interpolate` fills the frames between the start and the end picture; `loop` makes a clip that "
@@ -218,12 +226,7 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
               "loop scripts use 5; 0 means the same.",
         "batch_size": "how many videos to make at once.",
         "fit": "how a picture of another shape fits the frame: `crop` keeps the centre, `pad` adds black bars.",
-        "noise_augmentation": "noise added to the picture before it is encoded; 0 (the original) adds none. A "
-                              "little (0.02-0.1) loosens the hold on the picture: more motion, less likeness.",
-        "end_image_tokens": "how much of the end picture's image tokens the frames see; 0 (the original) = "
-                            "the start picture's only. Helps when the two pictures differ a lot.",
-        "end_token_schedule": "`constant`: every frame sees that share; `ramp`: none on the first frame, rising "
-                              "to that share on the last.",
+        **_IMAGE_CONTROL_HELP,
     },
     "DynamiCrafterSampler": {
         "seed": "the random number that picks the noise the video grows from. The same seed and settings give "
@@ -269,6 +272,7 @@ WIDGET_HELP: dict[str, dict[str, str]] = {
         **_SAMPLING_HELP,
         "segment_prompts": "optional: one prompt per line, line i for the segment from keyframe i to i+1 (needs the "
                            "`clip` input). An empty line, or no text, uses the positive prompt.",
+        **_IMAGE_CONTROL_HELP,
     },
     "DynamiCrafterLongVideo": {
         "total_frames": "how many frames the finished video has (cut from the last clip).",
@@ -583,7 +587,8 @@ def _chain(segment_prompts: str | Link) -> Node:
     return Node(SAMPLER, "DynamiCrafterKeyframeChain", "DynamiCrafter Keyframe Chain", (900, 0), (340, 520),
                 {"width": variant.width, "height": variant.height, "frames": FRAMES, "fs": variant.fs, "seed": 123,
                  CONTROL: "fixed", "steps": 50, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0, "fit": "crop",
-                 "segment_prompts": text}, links)
+                 "segment_prompts": text, "noise_augmentation": 0.0, "end_image_tokens": 0.0,
+                 "end_token_schedule": "constant"}, links)
 
 
 def _director() -> Node:

@@ -238,11 +238,18 @@ def prompt_with(class_type: str, inputs: dict) -> dict:
     ("DynamiCrafterPinFrames", {"pin": "16"}, "outside"),
     ("DynamiCrafterPinFrames", {"pin": "first"}, "not a frame"),
     ("DynamiCrafterPinFrames", {"pin": " , "}, "no frame"),
+    ("DynamiCrafterImageToVideo", {"noise_augmentation": math.nan}, "noise_augmentation must"),
+    ("DynamiCrafterInterpolation", {"noise_augmentation": 2.0}, "noise_augmentation must"),
+    ("DynamiCrafterInterpolation", {"end_image_tokens": -0.1}, "end_image_tokens must"),
+    ("DynamiCrafterInterpolation", {"end_token_schedule": "sideways"}, "end_token_schedule must"),
+    ("DynamiCrafterKeyframeChain", {"end_token_schedule": "sideways"}, "end_token_schedule must"),
+    ("DynamiCrafterKeyframeChain", {"end_image_tokens": math.nan}, "end_image_tokens must"),
+    ("DynamiCrafterKeyframeChain", {"width": 8192}, "larger than"),
 ])
 def test_bad_control_values_are_refused_at_queue_time(pack, comfy_host, class_type, inputs, message):
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS[class_type]
     values = {"image_cfg": -1.0, "denoise": 1.0, "cfg": 7.5, "guidance_rescale": -1.0, "pin": "0", "frames": 16,
-              **inputs}
+              "width": 512, "height": 320, **inputs}
     accepted = set(node.INPUT_TYPES()["required"]) | set(node.INPUT_TYPES().get("optional", {}))
     prompt = prompt_with(class_type, {k: v for k, v in values.items() if k in accepted})
     ok, errors, _ = asyncio.run(comfy_host.execution.validate_inputs(uuid.uuid4().hex, prompt, "1", {}))
@@ -312,12 +319,12 @@ def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_m
                                                      single_thread, schedule):
     """The Interpolate node's end-token share, through the host sampler, against the reference DDIM fed with the
     wrapper's blend of the two pictures' Resampler outputs (per frame)."""
+    import comfy.sample
+
     from dynamicrafter.image_controls import blend_frame_tokens, end_token_weights
     from dynamicrafter.sampler import DDIMSettings, ddim_sample
     from dynamicrafter.schedule import make_schedule
     from support.parity_data import FixtureSet
-
-    import comfy.sample
 
     g = golden("multicond")
     positive, negative, latent = interpolation(comfy_host, encoders, g, end_image_tokens=0.6,
