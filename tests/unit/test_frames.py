@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamicrafter.frames import concat_latent, frames_to_keep
+from dynamicrafter.frames import concat_latent, frames_to_keep, parse_frame_list
 
 
 def test_i2v_repeats_the_latent_on_every_frame():
@@ -36,3 +36,17 @@ def test_interp_errors_are_clear():
         concat_latent(a, 16, "interp", torch.randn(1, 4, 5, 7))
     with pytest.raises(ValueError, match="at least 2 frames"):
         concat_latent(a, 1, "loop")
+
+
+@pytest.mark.parametrize("text, frames", [("0", [0]), ("0, -1", [0, 15]), ("0-3, 15", [0, 1, 2, 3, 15]),
+                                          ("2,2", [2]), ("-2", [14])])
+def test_frame_lists(text, frames):
+    assert parse_frame_list(text, 16) == frames
+
+
+@pytest.mark.parametrize("text, message", [("", "no frame"), (" , ", "no frame"), ("first", "not a frame"),
+                                           ("16", "outside"), ("-17", "outside"), ("5-2", "backwards"),
+                                           ("1-2-3", "not a frame"), ("1.5", "not a frame")])
+def test_bad_frame_lists_are_refused(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_frame_list(text, 16)
