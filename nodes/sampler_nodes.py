@@ -6,6 +6,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
+import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.schedule import denoise_span
@@ -62,6 +63,11 @@ _DYNAMIC = io.Combo.Input("dynamic_rescale", options=SWITCH, default=AUTO,
                           tooltip="Rescales the predicted clean video by the training schedule (512/1024/interp). "
                                   "auto = the model's own setting.")
 
+_DENOISE = io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+                          tooltip="1 = a new video from noise. Below 1 the latent input is kept in part: connect "
+                                  "VAE Encode of a video (or an earlier run's latent) to restyle it; 0 returns it "
+                                  "unchanged.")
+
 
 class DynamiCrafterSampler(io.ComfyNode):
     @classmethod
@@ -88,10 +94,7 @@ class DynamiCrafterSampler(io.ComfyNode):
                                tooltip="Image guidance apart from the text's (then cfg guides the prompt only): "
                                        "lower = freer motion, higher = closer to the picture. -1 = one scale for "
                                        "both (the original's default)."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
-                               tooltip="1 = a new video from noise. Below 1 the latent input is kept in part: "
-                                       "connect VAE Encode of a video (or an earlier run's latent) to restyle it; "
-                                       "0 returns it unchanged."),
+                _DENOISE,
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
@@ -142,7 +145,7 @@ class DynamiCrafterDDIMSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, eta, dynamic_rescale) -> io.NodeOutput:
-        return io.NodeOutput(ddim_sampler(model, eta, dynamic_rescale))
+        return io.NodeOutput(ddim_sampler(model, eta, dynamic_rescale, from_noise=None))
 
 
 class DynamiCrafterScheduler(io.ComfyNode):
@@ -153,13 +156,20 @@ class DynamiCrafterScheduler(io.ComfyNode):
             display_name="DynamiCrafter Scheduler",
             category=f"{CATEGORY}/sampling",
             description="Sigmas at the original DDIM timesteps, ending at the original's last noise level.",
-            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model."), _STEPS, _SPACING],
+            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model."), _STEPS, _SPACING, _DENOISE],
             outputs=[io.Sigmas.Output()],
         )
 
     @classmethod
-    def execute(cls, model, steps, spacing) -> io.NodeOutput:
-        return io.NodeOutput(schedule_sigmas(model, steps, spacing))
+    def validate_inputs(cls, denoise: float | None = None) -> bool | str:
+        return number_problem("denoise", denoise, 0.0, 1.0) or True
+
+    @classmethod
+    def execute(cls, model, steps, spacing, denoise=1.0) -> io.NodeOutput:
+        span = denoise_span(denoise, len(model.get_model_object("model_sampling").sigmas))
+        if span == 0:
+            return io.NodeOutput(torch.FloatTensor([]))
+        return io.NodeOutput(schedule_sigmas(model, min(steps, span), spacing, span))
 
 
 class DynamiCrafterGuidanceRescale(io.ComfyNode):

@@ -118,13 +118,36 @@ class DynamiCrafterKSampler(comfy.samplers.KSAMPLER):
     as the original's does (256's first step is t = 981, below the host's sigma_max, where the host
     would otherwise scale the noise by sigma instead of sqrt(1 + sigma^2))."""
 
-    def __init__(self, eta: float, dynamic_rescale: bool, from_noise: bool = True):
-        super().__init__(sample_dynamicrafter_ddim,
-                         {"eta": eta, "dynamic_rescale": dynamic_rescale, "from_noise": from_noise})
+    def __init__(self, eta: float, dynamic_rescale: bool, from_noise: bool | None = True):
+        super().__init__(sample_dynamicrafter_ddim, {"eta": eta, "dynamic_rescale": dynamic_rescale})
         self.from_noise = from_noise
 
     def max_denoise(self, model_wrap, sigmas) -> bool:
-        return self.from_noise
+        if self.from_noise is not None:
+            return self.from_noise
+        return starts_from_noise(model_wrap.inner_model.model_sampling, sigmas)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        self.extra_options = {**self.extra_options, "from_noise": self.max_denoise(model_wrap, sigmas)}
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+                              disable_pbar)
+
+
+def starts_from_noise(model_sampling, sigmas: torch.Tensor) -> bool:
+    """Whether a sigma list starts where a full run of the original starts (then from pure noise, as it does).
+
+    That is the top training step, or for ``uniform`` spacing the top of the full grid with as many steps
+    (981 for 50 steps). Anything lower is a partial run: the input latent is noised to its first step.
+    """
+    train = len(model_sampling.sigmas)
+    first = int(model_sampling.timestep(sigmas[:1].float()).round().item())
+    if first >= train - 1:
+        return True
+    steps = len(sigmas) - 1
+    tops = [int(grid[-1]) for grid in (ddim_timesteps(s, "uniform", train) for s in range(1, train + 1))
+            if len(grid) == steps]
+    return bool(tops) and first >= max(tops)
 
 
 def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing, span: int | None = None) -> torch.Tensor:

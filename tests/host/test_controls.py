@@ -31,7 +31,7 @@ FS = CONFIG["sampling"]["fs"]
 @pytest.fixture(scope="module")
 def pack(comfy_host):
     modules = {name: comfy_host.import_pack_module(f"nodes.{name}")
-               for name in ("controls", "model", "sampler_nodes", "host_model")}
+               for name in ("controls", "model", "sampler_nodes", "sampling", "host_model")}
     import comfy_extras.nodes_custom_sampler as custom
 
     modules["custom"] = custom
@@ -149,6 +149,31 @@ def test_partial_denoise_equals_the_original_started_part_way(pack, fixture_mode
     assert_matches(as_video(out), g[f"eta{eta:g}.final"])
 
 
+def test_partial_denoise_in_sampler_custom_advanced_equals_the_original(pack, fixture_model, single_thread):
+    """Stock CFGGuider (video guidance rescale patched in), the DDIM sampler and the Scheduler's denoise."""
+    g = golden("partial")
+    positive, negative = conds(pack, g)
+    nodes, custom = pack["sampler_nodes"], pack["custom"]
+    patched = nodes.DynamiCrafterGuidanceRescale.execute(fixture_model, -1.0).result[0]
+    guider = call_node(custom.CFGGuider, model=patched, positive=positive, negative=negative, cfg=7.5)[0]
+    sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]
+    sigmas = nodes.DynamiCrafterScheduler.execute(fixture_model, CONFIG["sampling"]["steps"], "auto", 0.6).result[0]
+    with torch.no_grad():
+        out = call_node(custom.SamplerCustomAdvanced, noise=call_node(custom.RandomNoise, noise_seed=SEED)[0],
+                        guider=guider, sampler=sampler, sigmas=sigmas,
+                        latent_image={"samples": host_latent(g["start_latent"])})[0]["samples"]
+    assert_matches(as_video(out), g["eta1.final"])
+
+
+def test_full_runs_start_from_noise_partial_runs_from_the_latent(pack, fixture_model):
+    sampling = pack["sampling"]
+    model_sampling = fixture_model.get_model_object("model_sampling")
+    for steps, spacing in ((50, "uniform_trailing"), (50, "uniform"), (7, "uniform"), (10, "uniform")):
+        assert sampling.starts_from_noise(model_sampling, sampling.dynamicrafter_sigmas(model_sampling, steps, spacing))
+        partial = sampling.dynamicrafter_sigmas(model_sampling, steps, spacing, 600)
+        assert not sampling.starts_from_noise(model_sampling, partial)
+
+
 def test_denoise_zero_returns_the_input_in_both_samplers(pack, fixture_model, single_thread):
     g = golden("partial")
     start = {"samples": host_latent(g["start_latent"])}
@@ -233,6 +258,7 @@ def prompt_with(class_type: str, inputs: dict) -> dict:
     ("DynamiCrafterSampler", {"image_cfg": -0.5}, "image_cfg must"),
     ("DynamiCrafterSampler", {"denoise": 1.5}, "denoise must"),
     ("DynamiCrafterSampler", {"denoise": math.inf}, "denoise must"),
+    ("DynamiCrafterScheduler", {"denoise": math.nan}, "denoise must"),
     ("DynamiCrafterImageGuider", {"image_cfg": math.nan}, "image_cfg must"),
     ("DynamiCrafterImageGuider", {"cfg": 0.5}, "cfg must"),
     ("DynamiCrafterPinFrames", {"pin": "16"}, "outside"),
