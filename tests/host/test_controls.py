@@ -335,7 +335,7 @@ def test_noise_augmentation_reaches_the_vae_and_clip(comfy_host, encoders):
     interpolation(comfy_host, encoders, g, noise_augmentation=0.05)
     start, end = two_pictures()
     expected = [augment(fit_image(p, 128, 64, "crop"), 0.05) for p in (start, end)]
-    assert all(torch.equal(a, b) for a, b in zip(encoders.vae_seen, expected))
+    assert all(torch.equal(a, b) for a, b in zip(encoders.vae_seen, expected, strict=True))
     assert torch.equal(encoders.clip_seen[0], expected[0])
     assert (expected[0] - start).abs().mean() > 0.02  # the noise is really there
 
