@@ -393,7 +393,8 @@ def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_m
                                             cond=(g["text_emb"], tokens), uncond=(g["uc_text_emb"], uc_tokens),
                                             generator=torch.Generator().manual_seed(SEED + 1))
     assert_matches(as_video(out), reference)
-    unblended = pack["sampler_nodes"].DynamiCrafterSampler.execute(
-        interp_model, *interpolation(comfy_host, encoders, g)[:2], latent, SEED, 3, 7.5, 0.0, 0.7, "auto",
-        "auto").result[0]["samples"]
+    with torch.no_grad():
+        unblended = pack["sampler_nodes"].DynamiCrafterSampler.execute(
+            interp_model, *interpolation(comfy_host, encoders, g)[:2], latent, SEED, 3, 7.5, 0.0, 0.7, "auto",
+            "auto").result[0]["samples"]
     assert relative_l2(as_video(unblended), reference) > 1e-3
