@@ -130,6 +130,13 @@ def sampling_inputs(seed_tooltip: str | None = None, steps_tooltip: str | None =
     return [seed, steps, CFG_INPUT, _ETA, _RESCALE]
 
 
+_MODEL_AND_CONDITIONING = [
+    io.Model.Input("model", tooltip="The DynamiCrafter model."),
+    io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
+    io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
+]
+
+
 class DynamiCrafterSampler(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -140,9 +147,7 @@ class DynamiCrafterSampler(CheckedNode):
             description="The original DynamiCrafter DDIM sampler with its defaults (trailing DDIM, eta 1, CFG 7.5, "
                         "guidance rescale 0.7, dynamic rescale), with ComfyUI's previews, progress and cancel.",
             inputs=[
-                io.Model.Input("model", tooltip="The DynamiCrafter model."),
-                io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
-                io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
+                *_MODEL_AND_CONDITIONING,
                 io.Latent.Input("latent", tooltip="The empty video latent from the conditioning node."),
                 *sampling_inputs(), _SPACING, _DYNAMIC, _IMAGE_CFG, _DENOISE,
             ],
@@ -231,9 +236,7 @@ class DynamiCrafterImageGuider(CheckedNode):
             description="A GUIDER for SamplerCustomAdvanced with the prompt's and the picture's guidance scales "
                         "apart (the original's multi-condition CFG), plus its video guidance rescale.",
             inputs=[
-                io.Model.Input("model", tooltip="The DynamiCrafter model."),
-                io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
-                io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
+                *_MODEL_AND_CONDITIONING,
                 io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
                                tooltip="Text guidance: how strongly the prompt steers the video; 7.5 as in the "
                                        "original."),
