@@ -51,3 +51,27 @@ def concat_latent(first: torch.Tensor, frames: int, task: Task = "i2v",
 def frames_to_keep(frames: int, task: Task) -> int:
     """Decoded frames to keep: a loop drops its last frame, which repeats the first."""
     return frames - 1 if task == "loop" else frames
+
+
+def parse_frame_list(text: str, frames: int) -> list[int]:
+    """Frame numbers from a list such as ``"0"``, ``"0, 15"``, ``"0-3, -1"`` (0 = first, -1 = last), sorted.
+
+    Raises ValueError naming the bad part; an empty list is refused (pin at least one frame).
+    """
+    chosen: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        ends = part.split("-") if not part.startswith("-") else [part]
+        if len(ends) > 2 or not all(e.strip().lstrip("-").isdigit() for e in ends):
+            raise ValueError(f"'{part}' is not a frame number or range; write e.g. '0', '0, 15' or '0-3, -1'")
+        lo, hi = int(ends[0]), int(ends[-1])
+        if not (-frames <= lo < frames and -frames <= hi < frames):
+            raise ValueError(f"frame {part} is outside the video's frames 0-{frames - 1} (or -1 for the last)")
+        lo, hi = lo % frames, hi % frames
+        if lo > hi:
+            raise ValueError(f"range '{part}' runs backwards; write the smaller frame first")
+        chosen.update(range(lo, hi + 1))
+    if not chosen:
+        raise ValueError("no frame given; list the frames to keep, e.g. '0' (first) or '0, -1' (first and last)")
+    return sorted(chosen)

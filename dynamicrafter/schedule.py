@@ -101,6 +101,8 @@ def ddim_timesteps(steps: int, spacing: Spacing, train_steps: int = 1000) -> tor
     """
     if steps < 1:
         raise ValueError(f"DDIM needs at least 1 step, got {steps}")
+    if steps > train_steps:
+        raise ValueError(f"{steps} DDIM steps do not fit in {train_steps} training steps; use at most {train_steps}")
     if spacing == "uniform":
         tau = torch.arange(0, train_steps, train_steps // steps, dtype=torch.int64) + 1
         return tau[tau < train_steps]
@@ -132,9 +134,24 @@ def ddim_sigma(alpha: torch.Tensor, alpha_prev: torch.Tensor, eta: float) -> tor
     return (eta * ((1 - a_prev) / (1 - alpha).double() * (1 - a / a_prev)).sqrt()).float()
 
 
-def ddim_parameters(schedule: DiffusionSchedule, steps: int, spacing: Spacing, eta: float) -> DDIMParameters:
-    """a_k = alpha_bar[tau_k], a_prev (alpha_bar[0] for k = 0) and sigma (from float64, as the original)."""
-    tau = ddim_timesteps(steps, spacing, len(schedule.alphas_cumprod))
+def denoise_span(denoise: float, train_steps: int = 1000) -> int:
+    """How many training steps a partial run's DDIM grid spans: ``round(denoise * N)``, 0 = no sampling.
+
+    The grid is the original's laid over ``[0, span)`` instead of ``[0, N)`` (Kijai's wrapper's ``ddpm_from``),
+    so a run starts part-way down the noise schedule and keeps the original spacing below it.
+    """
+    if not 0.0 <= denoise <= 1.0:
+        raise ValueError(f"denoise must be between 0 and 1, got {denoise}")
+    return round(denoise * train_steps)
+
+
+def ddim_parameters(schedule: DiffusionSchedule, steps: int, spacing: Spacing, eta: float,
+                    span: int | None = None) -> DDIMParameters:
+    """a_k = alpha_bar[tau_k], a_prev (alpha_bar[0] for k = 0) and sigma (from float64, as the original).
+
+    ``span``: lay the grid over the first ``span`` training steps only (partial denoise, see ``denoise_span``).
+    """
+    tau = ddim_timesteps(steps, spacing, span or len(schedule.alphas_cumprod))
     bar = schedule.alphas_cumprod
     alphas = bar[tau]
     alphas_prev = torch.cat([bar[:1], bar[tau[:-1]]])
@@ -144,6 +161,11 @@ def ddim_parameters(schedule: DiffusionSchedule, steps: int, spacing: Spacing, e
         scale = schedule.scale_arr[tau]
         scale_prev = torch.cat([scale[:1], schedule.scale_arr[tau[:-1]]])
     return DDIMParameters(tau, alphas, alphas_prev, sigmas, scale, scale_prev)
+
+
+def q_sample(schedule: DiffusionSchedule, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
+    """x0 noised to step t (the original ``q_sample``, with the float32 buffers)."""
+    return schedule.sqrt_alphas_cumprod[t] * x0 + schedule.sqrt_one_minus_alphas_cumprod[t] * noise
 
 
 def v_to_eps(schedule: DiffusionSchedule, x: torch.Tensor, v: torch.Tensor, t: int) -> torch.Tensor:

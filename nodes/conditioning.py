@@ -12,8 +12,10 @@ from comfy_api.latest import io
 from ..dynamicrafter.config import VARIANTS
 from ..dynamicrafter.frames import Task, concat_latent, fold_frames
 from ..dynamicrafter.image import fit_image
+from ..dynamicrafter.image_controls import TOKEN_SCHEDULES, TokenSchedule, augment, end_token_weights
 from .encoders import image_tokens, unconditional_image
-from .model import COND_CONCAT, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS, COND_TASK, FS_AUTO
+from .model import (COND_CONCAT, COND_END_IMAGE_TOKENS, COND_END_WEIGHTS, COND_FRAMES, COND_FS, COND_IMAGE_TOKENS,
+                    COND_TASK, FS_AUTO)
 from .registry import CATEGORY
 from .validation import GRID, CheckedNode, size_problem
 
@@ -35,30 +37,36 @@ def unconditional_tokens(clip_vision) -> torch.Tensor:
     return tokens
 
 
-def encode_keyframe(vae, image: torch.Tensor, width: int, height: int, fit: str) -> torch.Tensor:
-    """VAE latent ``[1, 4, h, w]`` (unscaled, as the host's VAE returns it) of the first image."""
-    pixels = fit_image(image[:1, :, :, :3], width, height, fit)
-    return vae.encode(pixels)
-
-
 def build_conditioning(positive, negative, vae, clip_vision, first: torch.Tensor, width: int, height: int,
                        frames: int, fs: int, batch_size: int, fit: str, task: Task,
-                       last: torch.Tensor | None = None, tokens: torch.Tensor | None = None):
+                       last: torch.Tensor | None = None, tokens: torch.Tensor | None = None,
+                       augmentation: float = 0.0, end_share: float = 0.0, end_schedule: TokenSchedule = "constant"):
     """Positive/negative conditioning and the empty latent for one DynamiCrafter task.
 
     Both sides carry the SAME image latent; the negative's image tokens come from CLIP vision of a
     uniform mid-gray picture (the original's all-zero image in [-1, 1]). ``tokens``: CLIP tokens to use
-    instead of those of ``first`` (a long video re-anchors on its source picture).
+    instead of those of ``first`` (a long video re-anchors on its source picture). ``augmentation``: noise
+    added to the pictures the VAE and CLIP see; ``end_share``: how much of ``last``'s image tokens each frame
+    sees (``end_token_weights``).
     """
     check_size(width, height)
-    first_latent = encode_keyframe(vae, first, width, height, fit)
-    last_latent = encode_keyframe(vae, last, width, height, fit) if last is not None else None
+    fitted = lambda image: augment(fit_image(image[:1, :, :, :3], width, height, fit), augmentation)  # noqa: E731
+    first_px = fitted(first)
+    last_px = fitted(last) if last is not None else None
+    first_latent = vae.encode(first_px)  # [1, 4, h, w], unscaled, as the host's VAE returns it
+    last_latent = vae.encode(last_px) if last_px is not None else None
     concat = concat_latent(first_latent, frames, task, last_latent)  # [1, 4, T, h, w]
     concat = fold_frames(concat)  # frames as batch: [T, 4, h, w]
     if tokens is None:
-        tokens = image_tokens(clip_vision, fit_image(first[:1, :, :, :3], width, height, fit))
+        tokens = image_tokens(clip_vision, first_px)
     uncond_tokens = unconditional_tokens(clip_vision)
     shared = {COND_CONCAT: concat, COND_FRAMES: frames, COND_FS: fs, COND_TASK: task}
+    if end_share > 0:
+        if last_px is None:
+            raise ValueError("blending in the end picture's image tokens needs an end picture (interpolation)")
+        positive = node_helpers.conditioning_set_values(positive, {
+            COND_END_IMAGE_TOKENS: image_tokens(clip_vision, last_px),
+            COND_END_WEIGHTS: end_token_weights(frames, end_share, end_schedule)})
     positive = node_helpers.conditioning_set_values(positive, {**shared, COND_IMAGE_TOKENS: tokens})
     negative = node_helpers.conditioning_set_values(negative, {**shared, COND_IMAGE_TOKENS: uncond_tokens})
     latent = torch.zeros([batch_size * frames, 4, height // 8, width // 8], device=mm.intermediate_device())
@@ -85,6 +93,27 @@ INTERP_FS_TOOLTIP = ("Motion control as frames per second (smaller = more motion
 FIT_INPUT = io.Combo.Input("fit", options=["crop", "pad"], default="crop",
                            tooltip="How a picture of another shape fits the frame: crop the centre, or pad with black.")
 FRAMES_TOOLTIP = "Frames to generate. The models were trained on 16; per-frame image guidance needs 16."
+AUGMENTATION_TOOLTIP = ("Noise added to the picture before it is encoded (0 = none, the original). A little "
+                        "(0.02-0.1) loosens the video's hold on the picture: more motion, less exact likeness.")
+END_TOKENS_TOOLTIP = ("How much of the END picture's CLIP image tokens the frames see (0 = the start picture's only, "
+                      "the original). Helps when start and end differ a lot. Interpolation only.")
+END_SCHEDULE_TOOLTIP = ("constant: every frame sees that share of the end picture's tokens. ramp: none on the first "
+                        "frame, rising to that share on the last.")
+
+
+def augmentation_input(tooltip: str = AUGMENTATION_TOOLTIP) -> io.Float.Input:
+    return io.Float.Input("noise_augmentation", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
+                          tooltip=tooltip)
+
+
+def end_token_inputs(share_tooltip: str = END_TOKENS_TOOLTIP) -> list:
+    """end_image_tokens and end_token_schedule: the end picture's share of each frame's image tokens."""
+    return [
+        io.Float.Input("end_image_tokens", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
+                       tooltip=share_tooltip),
+        io.Combo.Input("end_token_schedule", options=list(TOKEN_SCHEDULES), default="constant", optional=True,
+                       tooltip=END_SCHEDULE_TOOLTIP),
+    ]
 
 
 def size_inputs() -> list:
@@ -138,15 +167,15 @@ class DynamiCrafterImageToVideo(CheckedNode):
             description="Animates one picture: the image goes to every frame's latent and to the image tokens.",
             inputs=[*CONDITIONING_IO,
                     io.Image.Input("image", tooltip="The picture to animate (any size; fitted to width x height)."),
-                    *common_inputs(FS_TOOLTIP)],
+                    *common_inputs(FS_TOOLTIP), augmentation_input()],
             outputs=CONDITIONING_OUTPUTS,
         )
 
     @classmethod
     def execute(cls, positive, negative, vae, clip_vision, image, width, height, frames, fs, batch_size,
-                fit) -> io.NodeOutput:
+                fit, noise_augmentation=0.0) -> io.NodeOutput:
         return io.NodeOutput(*build_conditioning(positive, negative, vae, clip_vision, image, width, height, frames,
-                                                 fs, batch_size, fit, "i2v"))
+                                                 fs, batch_size, fit, "i2v", augmentation=noise_augmentation))
 
 
 class DynamiCrafterInterpolation(CheckedNode):
@@ -165,19 +194,22 @@ class DynamiCrafterInterpolation(CheckedNode):
                                    tooltip="interpolate: start -> end. loop: the start picture at both ends."),
                     io.Image.Input("end_image", optional=True,
                                    tooltip="The last frame (interpolate). Not used for loop."),
-                    *common_inputs(INTERP_FS_TOOLTIP)],
+                    *common_inputs(INTERP_FS_TOOLTIP), augmentation_input(), *end_token_inputs()],
             outputs=CONDITIONING_OUTPUTS,
         )
 
     @classmethod
     def execute(cls, positive, negative, vae, clip_vision, start_image, mode, width, height, frames, fs, batch_size,
-                fit, end_image=None) -> io.NodeOutput:
+                fit, end_image=None, noise_augmentation=0.0, end_image_tokens=0.0,
+                end_token_schedule="constant") -> io.NodeOutput:
         if mode == "interpolate" and end_image is None:
             raise ValueError("interpolation needs an end_image; connect one, or choose mode 'loop'")
         task: Task = "loop" if mode == "loop" else "interp"
         return io.NodeOutput(*build_conditioning(positive, negative, vae, clip_vision, start_image, width, height,
                                                  frames, fs, batch_size, fit, task,
-                                                 None if task == "loop" else end_image))
+                                                 None if task == "loop" else end_image, augmentation=noise_augmentation,
+                                                 end_share=end_image_tokens if task == "interp" else 0.0,
+                                                 end_schedule=end_token_schedule))
 
 
 NODES = [DynamiCrafterImageToVideo, DynamiCrafterInterpolation]

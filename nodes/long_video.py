@@ -21,8 +21,8 @@ from ..dynamicrafter.chain import (ContinuationPlan, chain_length, check_chain, 
                                    keyframe_segments, match_color_stats, segment_seed)
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
-from .conditioning import (CONDITIONING_IO, FIT_INPUT, FS_TOOLTIP, INTERP_FS_TOOLTIP, build_conditioning,
-                           frames_input, fs_input, size_inputs)
+from .conditioning import (CONDITIONING_IO, FIT_INPUT, FS_TOOLTIP, INTERP_FS_TOOLTIP, augmentation_input,
+                           build_conditioning, end_token_inputs, frames_input, fs_input, size_inputs)
 from .model import COND_IMAGE_TOKENS, require_interpolation
 from .registry import CATEGORY
 from .sampler_nodes import AUTO, ddim_sampler, model_variant, sampling_inputs, schedule_sigmas, with_guidance_rescale
@@ -149,13 +149,20 @@ class DynamiCrafterKeyframeChain(CheckedNode):
                 io.String.Input("segment_prompts", default="", multiline=True, optional=True,
                                 tooltip="Optional: one prompt per line, line i for the segment from keyframe i to "
                                         "i+1; an empty line (or no text) uses the positive input. Needs 'clip'."),
+                augmentation_input("Noise added to every keyframe before it is encoded (0 = none, the original). A "
+                                   "little (0.02-0.1) loosens each segment's hold on its keyframes: more motion, "
+                                   "less exact likeness."),
+                *end_token_inputs("How much of each segment's END keyframe's CLIP image tokens its frames see "
+                                  "(0 = the start keyframe's only, the original). Helps when neighbouring "
+                                  "keyframes differ a lot."),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="All frames of the chained video.")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, vae, clip_vision, keyframes, width, height, frames, fs, seed, steps,
-                cfg, eta, guidance_rescale, fit, clip=None, segment_prompts: str = "") -> io.NodeOutput:
+                cfg, eta, guidance_rescale, fit, clip=None, segment_prompts: str = "", noise_augmentation: float = 0.0,
+                end_image_tokens: float = 0.0, end_token_schedule: str = "constant") -> io.NodeOutput:
         keyframes = stack_keyframes(keyframes)
         check_chain(keyframes.shape[0], frames)
         require_interpolation(model_variant(model), "The keyframe chain")
@@ -166,7 +173,8 @@ class DynamiCrafterKeyframeChain(CheckedNode):
         for index, (start, end) in enumerate(segments):
             pos, neg, latent = build_conditioning(positives[index], negative, vae, clip_vision,
                                                   keyframes[start:start + 1], width, height, frames, fs, 1, fit,
-                                                  "interp", keyframes[end:end + 1])
+                                                  "interp", keyframes[end:end + 1], augmentation=noise_augmentation,
+                                                  end_share=end_image_tokens, end_schedule=end_token_schedule)
             clips.append(sampler.decode(sampler.sample(index, pos, neg, latent)))
         video = join_segments(clips)
         log.info("DynamiCrafter keyframe chain: %d keyframes -> %d frames", keyframes.shape[0],

@@ -18,8 +18,9 @@ import comfy.model_base
 import comfy.supported_models_base
 from comfy.ldm.modules.attention import optimized_attention
 
-from ..dynamicrafter.config import VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
+from ..dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
 from ..dynamicrafter.frames import fold_frames, unfold_frames
+from ..dynamicrafter.image_controls import blend_frame_tokens
 from ..dynamicrafter.resampler import Resampler
 from ..dynamicrafter.unet import DynamiCrafterUNet
 
@@ -31,6 +32,9 @@ COND_FS = "dynamicrafter_fs"
 COND_IMAGE_TOKENS = "dynamicrafter_clip_vision_tokens"
 COND_CONCAT = "concat_latent_image"
 COND_TASK = "dynamicrafter_task"
+COND_END_IMAGE_TOKENS = "dynamicrafter_end_clip_vision_tokens"
+COND_END_WEIGHTS = "dynamicrafter_end_token_weights"
+"""Optional: the end picture's CLIP tokens and each frame's share of its image tokens ``[T]``."""
 FS_AUTO = 0
 """fs value meaning "the variant's default" (``VariantConfig.default_fs``)."""
 NEEDS_CONDITIONING = ("DynamiCrafter needs its conditioning: connect the positive and negative outputs of a "
@@ -75,9 +79,24 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         self._tokens_cache = (clip_tokens.clone(), tokens)
         return tokens
 
+    def blended_tokens(self, tokens: torch.Tensor, end_clip_tokens: torch.Tensor | None,
+                       weights: torch.Tensor | None) -> torch.Tensor:
+        """Image tokens with each frame's share of the end picture's mixed in (after the Resampler)."""
+        if end_clip_tokens is None or weights is None:
+            return tokens
+        slots = tokens.shape[1] // IMAGE_TOKENS_PER_FRAME
+        if weights.shape[-1] != slots:
+            if not torch.all(weights == weights[..., :1]):
+                raise ValueError(f"a ramp of the end picture's tokens needs {slots} frames (one per frame of the "
+                                 f"model's image tokens), got {weights.shape[-1]}; use 'constant' or {slots} frames")
+            weights = weights[..., :1].expand(*weights.shape[:-1], slots)
+        return blend_frame_tokens(tokens, self.image_proj_model(end_clip_tokens), weights)
+
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                 dynamicrafter_frames: int | None = None, dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
-                dynamicrafter_fs: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
+                dynamicrafter_fs: torch.Tensor | None = None,
+                dynamicrafter_end_clip_vision_tokens: torch.Tensor | None = None,
+                dynamicrafter_end_token_weights: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
         frames = dynamicrafter_frames
         if frames is None or dynamicrafter_clip_vision_tokens is None:
             raise ValueError(NEEDS_CONDITIONING)
@@ -87,6 +106,10 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         videos = x.shape[0] // frames
         x = unfold_frames(x, frames)
         tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames])
+        end = dynamicrafter_end_clip_vision_tokens
+        weights = dynamicrafter_end_token_weights
+        tokens = self.blended_tokens(tokens, None if end is None else end[::frames],
+                                     None if weights is None else weights[::frames])
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
         out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens)
         return fold_frames(out)
@@ -126,6 +149,9 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         out[COND_FS] = comfy.conds.CONDRegular(torch.tensor([fs], dtype=torch.long))
         out[COND_IMAGE_TOKENS] = comfy.conds.CONDRegular(tokens)
         out[COND_FRAMES] = comfy.conds.CONDConstant(frames)
+        if kwargs.get(COND_END_IMAGE_TOKENS) is not None:
+            out[COND_END_IMAGE_TOKENS] = comfy.conds.CONDRegular(kwargs[COND_END_IMAGE_TOKENS])
+            out[COND_END_WEIGHTS] = comfy.conds.CONDRegular(kwargs[COND_END_WEIGHTS].view(1, -1))
         return out
 
     def check_task(self, task: str) -> None:

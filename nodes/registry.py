@@ -9,7 +9,7 @@ CATEGORY = "DynamiCrafter"
 
 # Feature modules (relative to this package) that define a module-level NODES list.
 _FEATURE_MODULES: tuple[str, ...] = ("loader", "conditioning", "sampler_nodes", "download", "director", "tooncrafter",
-                                     "long_video")
+                                     "long_video", "controls")
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:

@@ -1,12 +1,17 @@
 """Sampling nodes: the one-node original sampler, and its pieces for SamplerCustomAdvanced / KSampler."""
 from __future__ import annotations
 
+import comfy.model_management
 import comfy.sample
+import comfy.samplers
 import comfy.utils
 import latent_preview
+import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.config import VARIANTS
+from ..dynamicrafter.schedule import denoise_span
+from .controls import dynamicrafter_guider, separate_image_cfg
 from .registry import CATEGORY
 from .validation import CheckedNode
 from .sampling import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
@@ -36,14 +41,37 @@ def with_guidance_rescale(model, guidance_rescale: float):
     return patched
 
 
-def schedule_sigmas(model, steps: int, spacing: str):
+def guider_for(model, positive, negative, cfg: float, image_cfg: float | None,
+               guidance_rescale: float) -> comfy.samplers.CFGGuider:
+    """The original's CFG: the host's guider with the video guidance rescale, or with a separate image scale
+    (``image_cfg``, None = one scale) the multi-condition guider."""
+    if image_cfg is None:
+        guider = comfy.samplers.CFGGuider(with_guidance_rescale(model, guidance_rescale))
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        return guider
+    return dynamicrafter_guider(model, positive, negative, cfg, image_cfg, _rescale_value(model, guidance_rescale),
+                                model_variant(model).schedule.prediction)
+
+
+def schedule_sigmas(model, steps: int, spacing: str, span: int | None = None):
     spacing = model_variant(model).sampling.spacing if spacing == AUTO else spacing
-    return dynamicrafter_sigmas(model.get_model_object("model_sampling"), steps, spacing)
+    return dynamicrafter_sigmas(model.get_model_object("model_sampling"), steps, spacing, span)
 
 
-def ddim_sampler(model, eta: float, dynamic_rescale: str) -> DynamiCrafterKSampler:
+def partial_sigmas(model, steps: int, spacing: str, denoise: float) -> torch.Tensor:
+    """Sigmas of a run over the first ``denoise`` of the training steps (at most one step per training step);
+    empty for denoise 0 (nothing to do)."""
+    span = denoise_span(denoise, len(model.get_model_object("model_sampling").sigmas))
+    if span == 0:
+        return torch.FloatTensor([])
+    return schedule_sigmas(model, min(steps, span), spacing, span)
+
+
+def ddim_sampler(model, eta: float, dynamic_rescale: str, from_noise: bool | None = True) -> DynamiCrafterKSampler:
+    """``from_noise``: whether the run starts from the noise alone (None = decide from the sigmas)."""
     enabled = model_variant(model).schedule.dynamic_rescale if dynamic_rescale == AUTO else dynamic_rescale == "on"
-    return DynamiCrafterKSampler(eta, enabled)
+    return DynamiCrafterKSampler(eta, enabled, from_noise)
 
 
 def seed_input(tooltip: str = "Random seed of the start noise and of every step's noise.") -> io.Int.Input:
@@ -65,6 +93,18 @@ _RESCALE = io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, s
                                   "-1 = the model's default ("
                                   + ", ".join(f"{v.name}: {v.sampling.guidance_rescale}" for v in VARIANTS.values())
                                   + ").")
+
+
+_DENOISE = io.Float.Input(
+    "denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+    tooltip="How much of the video is made anew. 1 = a new video from noise (the original). Below 1 the latent "
+            "input is kept in part: connect VAE Encode of a video's frames (or an earlier run's latent) to restyle "
+            "it; about 0.6 keeps the layout and motion and changes the look; 0 returns it unchanged.")
+_IMAGE_CFG = io.Float.Input(
+    "image_cfg", default=-1.0, min=-1.0, max=30.0, step=0.1, optional=True,
+    tooltip="How strongly the picture steers the video, apart from the prompt (cfg then steers the prompt alone): "
+            "lower = freer motion, higher = closer to the picture; 7.5 with cfg 7.5 is the usual single scale. "
+            "Below 0 (-1, the default) = one scale for both, as the original. Costs a third model pass per step.")
 
 
 def _names(has) -> str:
@@ -90,6 +130,13 @@ def sampling_inputs(seed_tooltip: str | None = None, steps_tooltip: str | None =
     return [seed, steps, CFG_INPUT, _ETA, _RESCALE]
 
 
+_MODEL_AND_CONDITIONING = [
+    io.Model.Input("model", tooltip="The DynamiCrafter model."),
+    io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
+    io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
+]
+
+
 class DynamiCrafterSampler(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -100,27 +147,30 @@ class DynamiCrafterSampler(CheckedNode):
             description="The original DynamiCrafter DDIM sampler with its defaults (trailing DDIM, eta 1, CFG 7.5, "
                         "guidance rescale 0.7, dynamic rescale), with ComfyUI's previews, progress and cancel.",
             inputs=[
-                io.Model.Input("model", tooltip="The DynamiCrafter model."),
-                io.Conditioning.Input("positive", tooltip="From a DynamiCrafter conditioning node."),
-                io.Conditioning.Input("negative", tooltip="From the same DynamiCrafter conditioning node."),
+                *_MODEL_AND_CONDITIONING,
                 io.Latent.Input("latent", tooltip="The empty video latent from the conditioning node."),
-                *sampling_inputs(), _SPACING, _DYNAMIC,
+                *sampling_inputs(), _SPACING, _DYNAMIC, _IMAGE_CFG, _DENOISE,
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, latent, seed, steps, cfg, eta, guidance_rescale, spacing,
-                dynamic_rescale) -> io.NodeOutput:
-        patched = with_guidance_rescale(model, guidance_rescale)
-        samples = comfy.sample.fix_empty_latent_channels(patched, latent["samples"])
+                dynamic_rescale, image_cfg=-1.0, denoise=1.0) -> io.NodeOutput:
+        sigmas = partial_sigmas(model, steps, spacing, denoise)
+        if len(sigmas) == 0:
+            return io.NodeOutput(latent)
+        samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
         noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-        sigmas = schedule_sigmas(patched, steps, spacing)
-        callback = latent_preview.prepare_callback(patched, len(sigmas) - 1)
-        out = comfy.sample.sample_custom(patched, noise, cfg, ddim_sampler(patched, eta, dynamic_rescale), sigmas,
-                                         positive, negative, samples, noise_mask=latent.get("noise_mask"),
-                                         callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                                         seed=seed)
+        guider = guider_for(model, positive, negative, cfg, separate_image_cfg(image_cfg), guidance_rescale)
+        callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+        out = guider.sample(noise, samples, ddim_sampler(model, eta, dynamic_rescale, from_noise=denoise == 1.0),
+                            sigmas, denoise_mask=latent.get("noise_mask"), callback=callback,
+                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        out = out.to(comfy.model_management.intermediate_device())
+        if latent.get("noise_mask") is not None:  # kept frames come back bit for bit (no VAE-scale round trip)
+            mask = comfy.utils.reshape_mask(latent["noise_mask"], out.shape).to(out)
+            out = mask * out + (1.0 - mask) * samples.to(out)
         return io.NodeOutput({**latent, "samples": out})
 
 
@@ -139,7 +189,7 @@ class DynamiCrafterDDIMSampler(CheckedNode):
 
     @classmethod
     def execute(cls, model, eta, dynamic_rescale) -> io.NodeOutput:
-        return io.NodeOutput(ddim_sampler(model, eta, dynamic_rescale))
+        return io.NodeOutput(ddim_sampler(model, eta, dynamic_rescale, from_noise=None))
 
 
 class DynamiCrafterScheduler(CheckedNode):
@@ -150,13 +200,13 @@ class DynamiCrafterScheduler(CheckedNode):
             display_name="DynamiCrafter Scheduler",
             category=f"{CATEGORY}/sampling",
             description="Sigmas at the original DDIM timesteps, ending at the original's last noise level.",
-            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model."), _STEPS, _SPACING],
+            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model."), _STEPS, _SPACING, _DENOISE],
             outputs=[io.Sigmas.Output()],
         )
 
     @classmethod
-    def execute(cls, model, steps, spacing) -> io.NodeOutput:
-        return io.NodeOutput(schedule_sigmas(model, steps, spacing))
+    def execute(cls, model, steps, spacing, denoise=1.0) -> io.NodeOutput:
+        return io.NodeOutput(partial_sigmas(model, steps, spacing, denoise))
 
 
 class DynamiCrafterGuidanceRescale(CheckedNode):
@@ -176,4 +226,32 @@ class DynamiCrafterGuidanceRescale(CheckedNode):
         return io.NodeOutput(with_guidance_rescale(model, guidance_rescale))
 
 
-NODES = [DynamiCrafterSampler, DynamiCrafterDDIMSampler, DynamiCrafterScheduler, DynamiCrafterGuidanceRescale]
+class DynamiCrafterImageGuider(CheckedNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DynamiCrafterImageGuider",
+            display_name="DynamiCrafter Text + Image Guider",
+            category=f"{CATEGORY}/sampling",
+            description="A GUIDER for SamplerCustomAdvanced with the prompt's and the picture's guidance scales "
+                        "apart (the original's multi-condition CFG), plus its video guidance rescale.",
+            inputs=[
+                *_MODEL_AND_CONDITIONING,
+                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
+                               tooltip="Text guidance: how strongly the prompt steers the video; 7.5 as in the "
+                                       "original."),
+                io.Float.Input("image_cfg", default=7.5, min=0.0, max=30.0, step=0.1,
+                               tooltip="Image guidance: how strongly the picture steers it. Equal to cfg = the "
+                                       "usual single scale; lower = freer motion, higher = closer to the picture."),
+                _RESCALE,
+            ],
+            outputs=[io.Guider.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, image_cfg, guidance_rescale) -> io.NodeOutput:
+        return io.NodeOutput(guider_for(model, positive, negative, cfg, image_cfg, guidance_rescale))
+
+
+NODES = [DynamiCrafterSampler, DynamiCrafterDDIMSampler, DynamiCrafterScheduler, DynamiCrafterGuidanceRescale,
+         DynamiCrafterImageGuider]

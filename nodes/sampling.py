@@ -17,7 +17,8 @@ import comfy.samplers
 from tqdm.auto import trange
 
 from ..dynamicrafter.config import Spacing, VariantConfig
-from ..dynamicrafter.sampler import ddim_step, rescale_guidance
+from ..dynamicrafter.frames import fold_frames, unfold_frames
+from ..dynamicrafter.sampler import Pinning, combine_guidance, ddim_step
 from ..dynamicrafter.schedule import DiffusionSchedule, ddim_sigma, ddim_timesteps, make_schedule
 from .model import COND_FRAMES
 
@@ -62,28 +63,38 @@ class ExactSchedule:
 
 
 def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, eta: float = 1.0,
-                              dynamic_rescale: bool = True, noise_seed: int | None = None):
+                              dynamic_rescale: bool = True, noise_seed: int | None = None, from_noise: bool = True):
     """KSAMPLER function: the original DDIM loop over any sigma list, each step the reference ``ddim_step``.
 
     With the DynamiCrafter schedule the list ends at sigma(t=0) and the result is the original's
-    final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate.
+    final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate. ``from_noise``: start from
+    the noise alone (the original's x_T), else from the input latent noised to the first step (partial
+    denoise). A noise mask pins frames the original sampler's way (``dynamicrafter.sampler.Pinning``).
     """
     extra_args = {} if extra_args is None else extra_args
     base_model = model.inner_model.inner_model
     exact = ExactSchedule(base_model.variant, base_model.model_sampling)
     seed = extra_args.get("seed", 0) if noise_seed is None else noise_seed
     generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % 2 ** 64)
+    draw = lambda: torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)  # noqa: E731
+    latent = getattr(model, "latent_image", None)
+    mask = extra_args.get("denoise_mask")
+    pinning = None if mask is None else Pinning(keep=1.0 - mask, latent=latent)
+    model_args = {**extra_args, "denoise_mask": None}  # pinning is done here, on the sampler's own x
     s_in = x.new_ones([x.shape[0]])
-    x_t = x / math.sqrt(float(sigmas[0]) ** 2 + 1)
+    x_t = (x - latent if from_noise and latent is not None else x) / math.sqrt(float(sigmas[0]) ** 2 + 1)
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if pinning is not None:
+            x_t = pinning.blend(exact.schedule, x_t, exact.timestep(sigma), draw())
         x_k = x_t * math.sqrt(sigma ** 2 + 1)
-        output = raw_output(exact.prediction, x_k, model(x_k, sigmas[i] * s_in, **extra_args), sigma)
+        output = raw_output(exact.prediction, x_k, model(x_k, sigmas[i] * s_in, **model_args), sigma)
         factor = exact.rescale(sigma, sigma_next, last=i == len(sigmas) - 2) if dynamic_rescale else None
         a, a_prev = exact.alpha_bar(sigma), exact.alpha_bar(sigma_next)
-        z = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
         x_t, x0 = ddim_step(exact.schedule, exact.prediction, x_t, output, exact.timestep(sigma), a, a_prev,
-                            ddim_sigma(a, a_prev, eta), factor, z)
+                            ddim_sigma(a, a_prev, eta), factor, draw())
+        if pinning is not None and i == len(sigmas) - 2:
+            x_t = pinning.finish(x_t)
         if callback is not None:
             callback({"x": x_t, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": x0})
     return x_t
@@ -94,16 +105,44 @@ class DynamiCrafterKSampler(comfy.samplers.KSAMPLER):
     as the original's does (256's first step is t = 981, below the host's sigma_max, where the host
     would otherwise scale the noise by sigma instead of sqrt(1 + sigma^2))."""
 
-    def __init__(self, eta: float, dynamic_rescale: bool):
+    def __init__(self, eta: float, dynamic_rescale: bool, from_noise: bool | None = True):
         super().__init__(sample_dynamicrafter_ddim, {"eta": eta, "dynamic_rescale": dynamic_rescale})
+        self.from_noise = from_noise
 
     def max_denoise(self, model_wrap, sigmas) -> bool:
+        if self.from_noise is not None:
+            return self.from_noise
+        return starts_from_noise(model_wrap.inner_model.model_sampling, sigmas)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        self.extra_options = {**self.extra_options, "from_noise": self.max_denoise(model_wrap, sigmas)}
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+                              disable_pbar)
+
+
+def starts_from_noise(model_sampling, sigmas: torch.Tensor) -> bool:
+    """Whether a sigma list starts where a full run of the original starts (then from pure noise, as it does).
+
+    That is the top training step, or for ``uniform`` spacing the top of the full grid with as many steps
+    (981 for 50 steps). Anything lower is a partial run: the input latent is noised to its first step.
+    """
+    train = len(model_sampling.sigmas)
+    first = int(model_sampling.timestep(sigmas[:1].float()).round().item())
+    if first >= train - 1:
         return True
+    steps = len(sigmas) - 1
+    tops = [int(grid[-1]) for grid in (ddim_timesteps(s, "uniform", train) for s in range(1, train + 1))
+            if len(grid) == steps]
+    return bool(tops) and first >= max(tops)
 
 
-def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing) -> torch.Tensor:
-    """Host sigmas at the original's DDIM timesteps, descending, ending at sigma(t=0) (not 0)."""
-    tau = ddim_timesteps(steps, spacing, len(model_sampling.sigmas))
+def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing, span: int | None = None) -> torch.Tensor:
+    """Host sigmas at the original's DDIM timesteps, descending, ending at sigma(t=0) (not 0).
+
+    ``span``: the grid over the first ``span`` training steps only (partial denoise).
+    """
+    tau = ddim_timesteps(steps, spacing, span or len(model_sampling.sigmas))
     sigmas = model_sampling.sigmas[tau.flip(0)].float()
     return torch.cat([sigmas, model_sampling.sigmas[:1].float()]).cpu()
 
@@ -115,6 +154,17 @@ def frames_of(conds) -> int:
         if entry is not None:
             return int(entry.cond)
     raise ValueError("DynamiCrafter guidance rescale needs the DynamiCrafter conditioning (frames not found)")
+
+
+def guided_denoised(prediction: str, x_k: torch.Tensor, sigma: float, denoised: list[torch.Tensor], frames: int,
+                    cfg: float, guidance_rescale: float, image_cfg: float | None = None) -> torch.Tensor:
+    """The original's CFG (``combine_guidance``) on the host's denoised estimates ``[cond, uncond(, image only)]``:
+    formed from the raw model outputs per video ``[B, C, T, h, w]`` (the guidance rescale's std is taken over a
+    whole video), returned as the host's denoised estimate."""
+    outs = [unfold_frames(raw_output(prediction, x_k, d, sigma), frames) for d in denoised]
+    image = outs[2] if len(outs) > 2 else None
+    guided = combine_guidance(outs[0], outs[1], cfg, guidance_rescale, image, image_cfg)
+    return to_host_denoised(prediction, x_k, fold_frames(guided), sigma)
 
 
 def video_guidance_rescale(phi: float, prediction: str):
@@ -129,14 +179,8 @@ def video_guidance_rescale(phi: float, prediction: str):
     def post_cfg(args: dict) -> torch.Tensor:
         if args.get("uncond") is None:  # CFG 1: the host skipped the unconditional pass
             return args["denoised"]
-        x_k, s, scale = args["input"], float(args["sigma"].flatten()[0]), args["cond_scale"]
-        out_c = raw_output(prediction, x_k, args["cond_denoised"], s)
-        out_u = raw_output(prediction, x_k, args["uncond_denoised"], s)
-        guided = out_u + scale * (out_c - out_u)
-        if phi > 0:
-            frames = frames_of(args["cond"])  # [(b f), c, h, w] -> [b, f, c, h, w]: the std is taken per video
-            per_video = guided.unflatten(0, (-1, frames)), out_c.unflatten(0, (-1, frames))
-            guided = rescale_guidance(*per_video, phi).flatten(0, 1)
-        return to_host_denoised(prediction, x_k, guided, s)
+        return guided_denoised(prediction, args["input"], float(args["sigma"].flatten()[0]),
+                               [args["cond_denoised"], args["uncond_denoised"]], frames_of(args["cond"]),
+                               args["cond_scale"], phi)
 
     return post_cfg

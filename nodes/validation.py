@@ -11,7 +11,8 @@ other nodes are only known then):
 * every STRING up to :data:`MAX_TEXT_CHARS`;
 * a video size: both sides on the 64-pixel grid, and the memory its frames x width x height x batch need
   (:func:`video_memory_bytes`) within the administrator's :envvar:`DYNAMICRAFTER_MAX_RUN_GB`;
-* every IMAGE, when the node runs: an empty or NaN picture is refused, grey and RGBA become RGB.
+* every IMAGE, when the node runs: an empty or NaN picture is refused, grey and RGBA become RGB;
+* whatever else a node checks in its own :meth:`CheckedNode.more_problems` (e.g. a list of frames in a text).
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def _queue_time_validator(names: list[str]) -> classmethod:
     its own min/max check for every other input, and reports the message once per listed input."""
 
     def validate_inputs(cls, **values: Any) -> bool | str:
-        return input_problem(cls.define_schema().inputs, values) or True
+        return input_problem(cls.define_schema().inputs, values) or cls.more_problems(values) or True
 
     parameter = inspect.Parameter
     validate_inputs.__signature__ = inspect.Signature(
@@ -193,7 +194,7 @@ def _checked_execute(execute: Callable[..., Any]) -> classmethod:
     def checked(cls, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(cls, *args, **kwargs)
         specs = cls.define_schema().inputs
-        problem = input_problem(specs, bound.arguments)
+        problem = input_problem(specs, bound.arguments) or cls.more_problems(bound.arguments)
         if problem:
             raise InputError(problem)
         for spec in specs:
@@ -211,6 +212,12 @@ class CheckedNode(io.ComfyNode):
     Subclasses define ``define_schema`` and ``execute`` as usual; the checks are added when the class is
     created (the host's per-run class clones keep them and are not wrapped again).
     """
+
+    @classmethod
+    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+        """A node's own checks beyond its widgets' bounds, on the values known so far (wired ones are None at
+        queue time); runs after the widget checks passed. None = fine."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
