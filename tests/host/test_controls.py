@@ -2,7 +2,7 @@
 denoise and frame pinning, against the ORIGINAL code's goldens (tests/data/parity_controls), with the stock
 samplers too, and the queue-time refusal of bad values.
 
-The network is the shared small_512 parity fixture loaded through the pack's loader code; text and CLIP
+The network is the small_512 parity fixture (tests/data/parity) loaded through the pack's loader code; text and CLIP
 outputs are the goldens' stand-ins given directly, as in test_long_video.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from dynamicrafter.frames import fold_frames, unfold_frames
 from support.parity_data import relative_error, relative_l2
+from support.reference_data import PARITY_SMALL_512
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_controls"
 CONFIG = json.loads((GOLDENS / "config.json").read_text())
@@ -38,22 +39,22 @@ def pack(comfy_host):
     return modules
 
 
-def load_fixture(pack, shared, variant: str):
-    """The shared small_512 parity network through the pack's loader code, as ``variant``."""
-    folder = shared / "parity" / "small_512"
+def load_fixture(pack, variant: str):
+    """The small_512 parity network (tests/data/parity) through the pack's loader code, as ``variant``."""
+    folder = PARITY_SMALL_512
     sd = {**load_file(str(folder / "weights.safetensors")), **load_file(str(folder / "buffers.safetensors"))}
     return pack["host_model"].model_from_checkpoint(checkpoint_from_state_dict(folder / "weights.safetensors", sd,
                                                                                variant), "fp32")
 
 
 @pytest.fixture(scope="module")
-def fixture_model(pack, shared):
-    return load_fixture(pack, shared, "512")
+def fixture_model(pack):
+    return load_fixture(pack, "512")
 
 
 @pytest.fixture(scope="module")
-def interp_model(pack, shared):
-    return load_fixture(pack, shared, "512_interp")
+def interp_model(pack):
+    return load_fixture(pack, "512_interp")
 
 
 def golden(name: str) -> dict[str, torch.Tensor]:
@@ -356,7 +357,7 @@ def test_noise_augmentation_reaches_the_vae_and_clip(comfy_host, encoders):
 
 
 @pytest.mark.parametrize("schedule", ["constant", "ramp"])
-def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_model, shared, encoders,
+def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_model, encoders,
                                                      single_thread, schedule):
     """The Interpolate node's end-token share, through the host sampler, against the reference DDIM fed with the
     wrapper's blend of the two pictures' Resampler outputs (per frame)."""
@@ -374,7 +375,7 @@ def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_m
     with torch.no_grad():
         out = pack["sampler_nodes"].DynamiCrafterSampler.execute(
             interp_model, positive, negative, latent, SEED, 3, 7.5, 0.0, 0.7, "auto", "auto").result[0]["samples"]
-        fixture = FixtureSet(shared / "parity" / "small_512")
+        fixture = FixtureSet(PARITY_SMALL_512)
         unet, resampler = fixture.networks()
         concat = unfold_frames(positive[0][1][model_module.COND_CONCAT] * SCALE, FRAMES)
         clip_start, clip_end = encoders.clip_seen[0], encoders.clip_seen[1]

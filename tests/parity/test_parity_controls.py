@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from dynamicrafter.sampler import DDIMSettings, Pinning, ddim_sample
 from dynamicrafter.schedule import ddim_timesteps, denoise_span, make_schedule, q_sample
 from support.parity_data import FixtureSet, relative_error, relative_l2
+from support.reference_data import PARITY_SMALL_512
 
 GOLDENS = Path(__file__).resolve().parent.parent / "data" / "parity_controls"
 CONFIG = json.loads((GOLDENS / "config.json").read_text())
@@ -24,8 +25,8 @@ def goldens(name: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def network(shared):
-    fixture = FixtureSet(shared / "parity" / "small_512")
+def network():
+    fixture = FixtureSet(PARITY_SMALL_512)
     unet, resampler = fixture.networks()
     return fixture, unet, resampler
 

@@ -13,7 +13,7 @@ Three runs of the ``small_512`` parity network through the original
 
 Runs only in a throwaway environment (see README.md here; never imported by the tests):
 
-    python generate_with_original.py --original <DynamiCrafter@c453369> --shared <shared> --stubs <stand-ins>
+    python generate_with_original.py --original <DynamiCrafter@c453369> --stubs <stand-ins>
 
 Stand-ins, network loading and the pack's noise draws are those of ``../parity_interp/generate_with_original.py``
 (imported from there). Every normal the original draws (``x_T``, ``noise_like`` per step, ``q_sample``'s noise
@@ -171,7 +171,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", type=Path, required=True, help=f"the {base.REPO} repository at {base.COMMIT}")
-    parser.add_argument("--shared", type=Path, required=True, help="the shared folder holding parity/small_512")
+    parser.add_argument("--fixture", type=Path, default=Path(__file__).resolve().parents[1] / "parity" / "small_512",
+                        help="the small_512 parity fixture folder (default: the project's tests/data/parity/small_512)")
     parser.add_argument("--stubs", type=Path, help="folder with an import-time torchvision stand-in")
     args = parser.parse_args()
     original = args.original.resolve()
@@ -188,7 +189,7 @@ def main() -> None:
 
     base._patch_sampler()
     ddim_multiplecond.DDIMSampler.register_buffer = lambda self, name, attr: setattr(self, name, attr)
-    model = base._build_model(original, args.shared.resolve() / "parity" / "small_512")
+    model = base._build_model(original, args.fixture.resolve())
     shapes = {}
     for name in RUNS:
         tensors = _run_tensors(model, inference, name)
@@ -200,8 +201,8 @@ def main() -> None:
         "source": {"repo": base.REPO, "commit": base.COMMIT,
                    "git_blob_sha1": {s: base._blob_sha1(original / s) for s in SOURCES}},
         "command": "python tests/data/parity_controls/generate_with_original.py --original <DynamiCrafter@c453369> "
-                   "--shared <shared> --stubs <torchvision stand-in>",
-        "network": "shared parity/small_512, original LatentVisualDiffusion, strict load",
+                   "--stubs <torchvision stand-in>",
+        "network": "tests/data/parity/small_512, original LatentVisualDiffusion, strict load",
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
         "threads": 1, "seed": SEED, "prompt": PROMPT, "runs": RUNS,
         "sampling": {"steps": STEPS, "cfg": CFG, "guidance_rescale": RESCALE, "spacing": SPACING,
