@@ -1,8 +1,9 @@
 """A headless ComfyUI server as a child process: start it, wait until it answers, stop it (or kill it).
 
 Shared by ``scripts/run`` and the tests that need a real server. Standard library only. The server
-listens on 127.0.0.1 only, never opens a browser, loads no paid API nodes and keeps its database in
-memory; its output goes to a log file whose tail error messages quote.
+listens on 127.0.0.1 only, never opens a browser, loads no paid API nodes and keeps its database beside
+its log (an in-memory one makes 0.8.0 log pool errors from its worker threads); its output goes to a log
+file whose tail error messages quote.
 """
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ class ComfyProcess:
 
     def command(self) -> list[str]:
         command = [self.python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
-                   "--disable-api-nodes", "--database-url", "sqlite:///:memory:", *self.folder_args]
+                   "--disable-api-nodes", "--database-url", f"sqlite:///{self.log_path.with_suffix('.db')}",
+                   *self.folder_args]
         if self.extra_paths is not None:
             command += ["--extra-model-paths-config", str(self.extra_paths)]
         if self.cpu:

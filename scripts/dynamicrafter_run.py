@@ -263,7 +263,8 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
             ckpt_name = download_model(server.url, args.download, progress)
         values = {"ckpt_name": ckpt_name, "seed": args.seed, "steps": args.steps, "fs": args.fs,
                   "variant": variant, "width": args.width, "height": args.height, "frames": args.frames}
-        settings = batch_client.Settings(workflow=args.workflow, values=values, overrides=args.overrides,
+        settings = batch_client.Settings(workflow=args.workflow or batch_client.DEFAULT_WORKFLOW, values=values,
+                                         overrides=args.overrides,
                                          prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run")
         item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
         jobs = batch_client.build_jobs([item], settings)

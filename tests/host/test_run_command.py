@@ -80,7 +80,7 @@ def test_help_needs_no_setup(clone):
 ])
 def test_argument_errors_come_before_any_setup(clone, photo, tmp_path, args, expected):
     """The check runs on the system's python3 before the venv, ComfyUI or a server: nothing is created."""
-    (tmp_path / "notes.txt").write_text("not a picture\n")
+    (tmp_path / "notes.txt").write_text("These are notes, not a picture.\n")
     (tmp_path / "page.ckpt").write_text("<!DOCTYPE html><html><body>Sign in</body></html>")
     (tmp_path / "photo.png").write_bytes(photo.read_bytes())
     venv = tmp_path / "venv-that-must-not-appear"
