@@ -14,7 +14,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
@@ -71,9 +71,13 @@ class MissingPartError(CheckpointError):
         super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. {advice}")
 
 
-def _read_ckpt(path: Path) -> Mapping[str, torch.Tensor]:
+SafetensorsReader = Callable[[str], Mapping[str, torch.Tensor]]
+"""Reads every tensor of a ``.safetensors`` file (a host passes its own, which honours its mmap flags)."""
+
+
+def _read_ckpt(path: Path, mmap: bool) -> Mapping[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointError(path, "refused to load: the pickle asks to run code or build objects that are not "
                                     "plain tensors, which a weights file never needs. Use a .safetensors file, "
@@ -89,24 +93,28 @@ def _read_ckpt(path: Path) -> Mapping[str, torch.Tensor]:
     return obj
 
 
-def _read_safetensors(path: Path) -> Mapping[str, torch.Tensor]:
+def _read_safetensors(path: Path, reader: SafetensorsReader | None) -> Mapping[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
+        return (reader or load_file)(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(path, f"the file is truncated or corrupt ({e}); download it again.") from None
 
 
-def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
-    """Load every tensor of a ``.safetensors`` or ``.ckpt``/``.pt``/``.pth`` file (pickles: weights only)."""
+def read_state_dict(path: str | os.PathLike, safetensors_reader: SafetensorsReader | None = None,
+                    mmap: bool = True) -> Mapping[str, torch.Tensor]:
+    """Load every tensor of a ``.safetensors`` or ``.ckpt``/``.pt``/``.pth`` file (pickles: weights only).
+
+    ``mmap=False`` reads pickles into memory instead of mapping them (a host's ``--disable-mmap``).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, f"no such file: {path}")
     if path.suffix.lower() == ".safetensors":
-        return _read_safetensors(path)
-    return _read_ckpt(path)
+        return _read_safetensors(path, safetensors_reader)
+    return _read_ckpt(path, mmap)
 
 
 def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
@@ -247,6 +255,7 @@ def checkpoint_from_state_dict(path: str | os.PathLike, sd: Mapping[str, torch.T
     return DynamiCrafterCheckpoint(path, chosen, unet_config, resampler_config, parts, buffers)
 
 
-def load_checkpoint(path: str | os.PathLike, variant: str | None = None) -> DynamiCrafterCheckpoint:
+def load_checkpoint(path: str | os.PathLike, variant: str | None = None,
+                    safetensors_reader: SafetensorsReader | None = None, mmap: bool = True) -> DynamiCrafterCheckpoint:
     """Read a DynamiCrafter checkpoint file and split it; errors name the file and what is wrong."""
-    return checkpoint_from_state_dict(path, read_state_dict(path), variant)
+    return checkpoint_from_state_dict(path, read_state_dict(path, safetensors_reader, mmap), variant)

@@ -4,7 +4,9 @@
 ``model_base.BaseModel``) let the host's ModelPatcher manage devices, offloading and weight dtypes,
 and let stock samplers run it. Latents are 2-D with frames folded into the batch
 (``[B*T, 4, h, w]``), so the stock SD VAE, previews and noise masks work unchanged; the number of
-frames T travels in the conditioning and ``DynamiCrafterNet`` unfolds videos from it.
+frames T travels in the conditioning and ``DynamiCrafterNet`` unfolds videos from it. The host's
+``transformer_options`` (attention and block patches, wrappers) and ControlNet residuals reach the UNet
+as they reach the host's own UNets.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from einops import rearrange
 
 import comfy.conds
 import comfy.latent_formats
+import comfy.ldm.modules.attention
 import comfy.model_base
+import comfy.patcher_extension
 import comfy.supported_models_base
-from comfy.ldm.modules.attention import optimized_attention
 
 from ..dynamicrafter.config import ResamplerConfig, UNetConfig, VariantConfig
 from ..dynamicrafter.resampler import Resampler
@@ -35,9 +38,14 @@ FS_AUTO = 0
 """fs value meaning "the variant's default" (3, 24, 10 or 5)."""
 
 
-def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected)."""
-    return optimized_attention(q, k, v, heads)
+def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                   transformer_options: dict | None = None) -> torch.Tensor:
+    """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected).
+
+    Looked up at call time, so packs that swap the host's function act here too; the host reads its
+    ``optimized_attention_override`` from ``transformer_options``.
+    """
+    return comfy.ldm.modules.attention.optimized_attention(q, k, v, heads, transformer_options=transformer_options)
 
 
 class DynamiCrafterNet(DynamiCrafterUNet):
@@ -65,8 +73,18 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         return tokens
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                dynamicrafter_frames: int | None = None, dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
-                dynamicrafter_fs: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
+                control: dict | None = None, transformer_options: dict | None = None, **kwargs) -> torch.Tensor:
+        """The host's call; its ``DIFFUSION_MODEL`` wrappers run around it, as around its own UNets."""
+        transformer_options = {} if transformer_options is None else transformer_options
+        wrappers = comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+                                                           transformer_options)
+        return comfy.patcher_extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
+            x, timesteps, context, control, transformer_options, **kwargs)
+
+    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None, control: dict | None,
+                 transformer_options: dict, dynamicrafter_frames: int | None = None,
+                 dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
+                 dynamicrafter_fs: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
         frames = dynamicrafter_frames
         if frames is None or dynamicrafter_clip_vision_tokens is None:
             raise ValueError("DynamiCrafter needs its conditioning: connect the positive/negative outputs of a "
@@ -78,7 +96,8 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
         tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames])
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
-        out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens)
+        out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens,
+                              transformer_options=transformer_options, control=control)
         return rearrange(out, "b c t h w -> (b t) c h w")
 
 
@@ -130,7 +149,8 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
 
         Only released-size networks have a trained resolution; tiny test networks skip the check.
         """
-        if self.diffusion_model.config.model_channels != UNetConfig().model_channels:
+        config, released = self.diffusion_model.config, UNetConfig()
+        if (config.model_channels, config.channel_mult) != (released.model_channels, released.channel_mult):
             return
         area, trained = height * width, self.variant.height * self.variant.width
         if not 0.5 <= area / trained <= 2.0:
@@ -153,7 +173,8 @@ class DynamiCrafterConfig(comfy.supported_models_base.BASE):
     text_encoder_key_prefix = ["cond_stage_model."]
 
     def __init__(self, variant: VariantConfig, unet: UNetConfig, resampler: ResamplerConfig):
-        super().__init__({"unet": unet, "resampler": resampler})
+        # model_channels: the host's FreeU and HyperTile nodes read it from here.
+        super().__init__({"unet": unet, "resampler": resampler, "model_channels": unet.model_channels})
         self.variant = variant
         schedule = variant.schedule
         self.sampling_settings = {
