@@ -9,7 +9,8 @@ Nothing here imports the host; callables come in through the dict.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

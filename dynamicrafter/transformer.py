@@ -6,8 +6,8 @@ Layer and attribute names follow the original checkpoint keys (``to_k_ip``, ``ff
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -236,10 +236,11 @@ class TemporalTransformer(nn.Module):
         return x + x_in
 
 
-class FrameContext(SimpleNamespace):
+class FrameContext(NamedTuple):
     """Cross-attention inputs for the frames: ``text`` and ``image`` tokens.
 
     Each may have one row per video or one per frame; attention repeats per-video rows over frames.
+    (A named tuple, which ``torch.compile`` traces without a graph break.)
     """
 
     text: torch.Tensor

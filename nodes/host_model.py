@@ -10,6 +10,7 @@ import torch
 
 import comfy.model_management as mm
 import comfy.model_patcher
+import comfy.patcher_extension
 import comfy.sd
 import comfy.utils
 
@@ -71,7 +72,14 @@ def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "de
                                          f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged")
     model = model.to(offload_device)
     log.info("DynamiCrafter %s: weights %s, compute %s", ckpt.variant.name, dtype, manual_cast or dtype)
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher.add_callback(comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, _forget_image_tokens)
+    return patcher
+
+
+def _forget_image_tokens(patcher: comfy.model_patcher.ModelPatcher) -> None:
+    """At the start of every sampling run (clones keep this callback): the Resampler's weights may carry a LoRA."""
+    patcher.model.diffusion_model.forget_image_tokens()
 
 
 def _vae_config(sd: dict[str, torch.Tensor]) -> dict | None:

@@ -62,13 +62,21 @@ class DynamiCrafterNet(DynamiCrafterUNet):
                                           operations=operations)
         self._tokens_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def image_tokens(self, clip_tokens: torch.Tensor) -> torch.Tensor:
-        """Resampler output, cached: the same CLIP tokens come back at every sampling step."""
+    def forget_image_tokens(self) -> None:
+        """Drop the cached Resampler output; called when a sampling run starts, as its weights may have been
+        patched (a LoRA) since the last run."""
+        self._tokens_cache = None
+
+    def image_tokens(self, clip_tokens: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        """Resampler output, cached within a sampling run: the same CLIP tokens come back at every step."""
+        if torch.compiler.is_compiling():
+            # part of the compiled graph; the cache is plain Python
+            return self.image_proj_model(clip_tokens, transformer_options)
         cached = self._tokens_cache
         if cached is not None and cached[0].shape == clip_tokens.shape and cached[0].device == clip_tokens.device \
                 and cached[0].dtype == clip_tokens.dtype and torch.equal(cached[0], clip_tokens):
             return cached[1]
-        tokens = self.image_proj_model(clip_tokens)
+        tokens = self.image_proj_model(clip_tokens, transformer_options)
         self._tokens_cache = (clip_tokens.clone(), tokens)
         return tokens
 
@@ -94,7 +102,7 @@ class DynamiCrafterNet(DynamiCrafterUNet):
                              "conditioning node; use the latent that node outputs")
         videos = x.shape[0] // frames
         x = rearrange(x, "(b t) c h w -> b c t h w", t=frames)
-        tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames])
+        tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames], transformer_options)
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
         out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens,
                               transformer_options=transformer_options, control=control)

@@ -19,8 +19,8 @@ def call_node(node_class: type, **inputs) -> tuple:
 
 
 def ksample(nodes_module, model, positive, negative, latent: dict, seed: int = 1, steps: int = 2,
-            cfg: float = 5.0) -> torch.Tensor:
-    """The stock KSampler's latent (euler, normal schedule)."""
+            cfg: float = 5.0, disable_noise: bool = False) -> torch.Tensor:
+    """The stock KSampler's latent (euler, normal schedule); ``disable_noise`` starts from the latent itself."""
     with torch.no_grad():
         return nodes_module.common_ksampler(model, seed, steps, cfg, "euler", "normal", positive, negative,
-                                            latent)[0]["samples"]
+                                            latent, disable_noise=disable_noise)[0]["samples"]
