@@ -15,7 +15,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -73,9 +73,13 @@ class MissingPartError(CheckpointError):
         super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. {advice}")
 
 
-def _read_ckpt(path: Path, kind: FileKind) -> Mapping[str, torch.Tensor]:
+SafetensorsReader = Callable[[str], Mapping[str, torch.Tensor]]
+"""Reads every tensor of a ``.safetensors`` file (a host passes its own, which honours its mmap flags)."""
+
+
+def _read_ckpt(path: Path, kind: FileKind, mmap: bool) -> Mapping[str, torch.Tensor]:
     try:
-        obj = _torch_load(path, kind)
+        obj = _torch_load(path, kind, mmap)
     except pickle.UnpicklingError as e:
         if "unsupported global" not in str(e).lower():  # a damaged pickle stream, not a refused object
             raise CheckpointError(path, f"{DESCRIPTIONS[kind]}, but corrupt (its pickled index cannot be read); "
@@ -95,11 +99,12 @@ def _read_ckpt(path: Path, kind: FileKind) -> Mapping[str, torch.Tensor]:
     return obj
 
 
-def _torch_load(path: Path, kind: FileKind) -> object:
-    """``torch.load`` (weights only): a zip mapped lazily; the legacy format, or a zip named *.safetensors
-    (which torch would hand to safetensors by its name), read from an open file."""
+def _torch_load(path: Path, kind: FileKind, mmap: bool) -> object:
+    """``torch.load`` (weights only): a zip mapped lazily (unless ``mmap`` is off: a host's ``--disable-mmap``);
+    the legacy format, or a zip named *.safetensors (which torch would hand to safetensors by its name), read
+    from an open file."""
     if kind == "torch_zip" and path.suffix.lower() != ".safetensors":
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     with open(path, "rb") as handle:
         return torch.load(handle, map_location="cpu", weights_only=True)
 
@@ -110,20 +115,25 @@ def _blocked(error: pickle.UnpicklingError) -> str:
     return (lines or [str(error).splitlines()[0]])[0][:200]
 
 
-def _read_safetensors(path: Path) -> Mapping[str, torch.Tensor]:
+def _read_safetensors(path: Path, reader: SafetensorsReader | None) -> Mapping[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
+        return (reader or load_file)(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(path, f"{DESCRIPTIONS['safetensors']}, but truncated or corrupt ({str(e)[:200]}); "
                                     "download it again.") from None
 
 
-def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, safetensors_reader: SafetensorsReader | None = None,
+                    mmap: bool = True) -> Mapping[str, torch.Tensor]:
     """Load every tensor of a safetensors or PyTorch file (pickles: weights only), told apart by their first
-    bytes, not by the extension; a file that is no model at all gets an error that says what it is."""
+    bytes, not by the extension; a file that is no model at all gets an error that says what it is.
+
+    ``safetensors_reader``: a host's reader for safetensors files; ``mmap=False`` reads pickles into memory
+    instead of mapping them (a host's ``--disable-mmap``).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, f"no such file: {path}")
@@ -136,8 +146,8 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
                     path.name, DESCRIPTIONS[kind], path.with_suffix(".safetensors" if kind == "safetensors"
                                                                     else ".ckpt").name)
     if kind == "safetensors":
-        return _read_safetensors(path)
-    return _read_ckpt(path, kind)
+        return _read_safetensors(path, safetensors_reader)
+    return _read_ckpt(path, kind, mmap)
 
 
 def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
@@ -278,6 +288,7 @@ def checkpoint_from_state_dict(path: str | os.PathLike, sd: Mapping[str, torch.T
     return DynamiCrafterCheckpoint(path, chosen, unet_config, resampler_config, parts, buffers)
 
 
-def load_checkpoint(path: str | os.PathLike, variant: str | None = None) -> DynamiCrafterCheckpoint:
+def load_checkpoint(path: str | os.PathLike, variant: str | None = None,
+                    safetensors_reader: SafetensorsReader | None = None, mmap: bool = True) -> DynamiCrafterCheckpoint:
     """Read a DynamiCrafter checkpoint file and split it; errors name the file and what is wrong."""
-    return checkpoint_from_state_dict(path, read_state_dict(path), variant)
+    return checkpoint_from_state_dict(path, read_state_dict(path, safetensors_reader, mmap), variant)

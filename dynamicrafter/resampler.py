@@ -29,12 +29,13 @@ class PerceiverAttention(nn.Module):
         self.to_kv = operations.Linear(dim, inner * 2, bias=False, dtype=dtype, device=device)
         self.to_out = operations.Linear(inner, dim, bias=False, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, latents: torch.Tensor, transformer_options: dict | None = None) -> torch.Tensor:
         x = self.norm1(x)
         latents = self.norm2(latents)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat([x, latents], dim=1)).chunk(2, dim=-1)
-        return self.to_out(self.attention(q, k.contiguous(), v.contiguous(), self.heads))
+        return self.to_out(self.attention(q, k.contiguous(), v.contiguous(), self.heads,
+                                          transformer_options=transformer_options))
 
 
 class Resampler(nn.Module):
@@ -61,10 +62,11 @@ class Resampler(nn.Module):
             for _ in range(config.depth)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, transformer_options: dict | None = None) -> torch.Tensor:
+        """``transformer_options``: the host's, for its attention-backend override."""
         x = self.proj_in(x)
         latents = self.latents.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)
         for attn, ff in self.layers:
-            latents = attn(x, latents) + latents
+            latents = attn(x, latents, transformer_options) + latents
             latents = ff(latents) + latents
         return self.norm_out(self.proj_out(latents))

@@ -1,12 +1,13 @@
 """Spatial and temporal transformers of the DynamiCrafter UNet (original ``lvdm/modules/attention.py``).
 
 Layer and attribute names follow the original checkpoint keys (``to_k_ip``, ``ff.net.0.proj``,
-``to_out.0``, ...), so a state dict loads without renaming.
+``to_out.0``, ...), so a state dict loads without renaming. Every block takes the host's
+``transformer_options`` and honours its attention patch points (see :mod:`.patches`).
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch import nn
 from .attention import AttentionFn, sdpa_attention
 from .config import TEXT_TOKENS
 from .frames import unfold_frames
+from .patches import Options, attention_replacement, extra_options, patches, without_patches
 
 
 def _expand_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -31,7 +33,8 @@ class CrossAttention(nn.Module):
     The image part has its own keys/values (``to_k_ip``/``to_v_ip``) and its own softmax; its result is
     added with weight ``lambda`` (1, or ``tanh(alpha) + 1`` when the scale is learnable, as in 256).
     Context tensors may have fewer rows than the queries (one per video instead of one per frame):
-    keys and values are then projected once and shared by the frames.
+    keys and values are then projected once and shared by the frames. A host ``replace`` function
+    (``patches_replace``) takes the place of the text/self attention; the image part stays.
     """
 
     def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
@@ -41,6 +44,7 @@ class CrossAttention(nn.Module):
         inner = heads * dim_head
         context_dim = context_dim or query_dim
         self.heads = heads
+        self.dim_head = dim_head
         self.attention = attention
         self.to_q = operations.Linear(query_dim, inner, bias=False, dtype=dtype, device=device)
         self.to_k = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
@@ -53,17 +57,25 @@ class CrossAttention(nn.Module):
             if scale_learnable:
                 self.alpha = nn.Parameter(torch.zeros((), dtype=dtype, device=device))
 
-    def _attend(self, q: torch.Tensor, context: torch.Tensor, to_k: nn.Module, to_v: nn.Module) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, context: torch.Tensor, value: torch.Tensor, to_k: nn.Module, to_v: nn.Module,
+                options: Options, replace: Callable | None = None, extra: Options | None = None) -> torch.Tensor:
         k = _expand_batch(to_k(context), q.shape[0])
-        v = _expand_batch(to_v(context), q.shape[0])
-        return self.attention(q, k, v, self.heads)
+        v = _expand_batch(to_v(value), q.shape[0])
+        if replace is not None:
+            return replace(q, k, v, extra)
+        return self.attention(q, k, v, self.heads, transformer_options=options)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                image_context: torch.Tensor | None = None) -> torch.Tensor:
+                image_context: torch.Tensor | None = None, value: torch.Tensor | None = None,
+                options: Options | None = None, replace: Callable | None = None,
+                extra: Options | None = None) -> torch.Tensor:
+        options = {} if options is None else options
         q = self.to_q(x)
-        out = self._attend(q, x if context is None else context, self.to_k, self.to_v)
+        context = x if context is None else context
+        out = self._attend(q, context, context if value is None else value, self.to_k, self.to_v, options,
+                           replace, extra)
         if self.image_cross_attention and image_context is not None and image_context.shape[1] > 0:
-            out_ip = self._attend(q, image_context, self.to_k_ip, self.to_v_ip)
+            out_ip = self._attend(q, image_context, image_context, self.to_k_ip, self.to_v_ip, options)
             if hasattr(self, "alpha"):
                 out_ip = out_ip * (torch.tanh(self.alpha.float()) + 1).to(device=out_ip.device, dtype=out_ip.dtype)
             out = out + out_ip
@@ -94,7 +106,10 @@ class FeedForward(nn.Module):
 class BasicTransformerBlock(nn.Module):
     """Pre-norm block: self-attention, (dual) cross-attention, GEGLU feed-forward.
 
-    With ``context_dim=None`` the second attention is self-attention as well (temporal blocks).
+    With ``context_dim=None`` the second attention is self-attention as well (temporal blocks). The
+    host's ``attn1_patch``/``attn2_patch``, ``attn1``/``attn2`` replacements, ``attn1_output_patch``,
+    ``middle_patch`` and ``attn2_output_patch`` run where the host's own transformer block runs them;
+    patches see per-frame context rows, like the queries.
     """
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None,
@@ -111,9 +126,37 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = operations.LayerNorm(dim, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                image_context: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attn1(self.norm1(x)) + x
-        x = self.attn2(self.norm2(x), context, image_context) + x
+                image_context: torch.Tensor | None = None, options: Options | None = None) -> torch.Tensor:
+        options = {} if options is None else options
+        extra = extra_options(options, self.attn1.heads, self.attn1.dim_head)
+        block_index = options.get("block_index", 0)
+
+        n = self.norm1(x)
+        self_context = self_value = None
+        if patches(options, "attn1_patch"):
+            self_context = self_value = n
+            for patch in patches(options, "attn1_patch"):
+                n, self_context, self_value = patch(n, self_context, self_value, extra)
+        n = self.attn1(n, self_context, value=self_value, options=options,
+                       replace=attention_replacement(options, "attn1", block_index), extra=extra)
+        for patch in patches(options, "attn1_output_patch"):
+            n = patch(n, extra)
+        x = n + x
+        for patch in patches(options, "middle_patch"):
+            x = patch(x, extra)
+
+        n = self.norm2(x)
+        cross_value = None
+        if patches(options, "attn2_patch"):
+            context = n if context is None else _expand_batch(context, n.shape[0])
+            cross_value = context
+            for patch in patches(options, "attn2_patch"):
+                n, context, cross_value = patch(n, context, cross_value, extra)
+        n = self.attn2(n, context, image_context, value=cross_value, options=options,
+                       replace=attention_replacement(options, "attn2", block_index), extra=extra)
+        for patch in patches(options, "attn2_output_patch"):
+            n = patch(n, extra)
+        x = n + x
         return self.ff(self.norm3(x)) + x
 
 
@@ -132,13 +175,16 @@ class SpatialTransformer(nn.Module):
             attention=attention, dtype=dtype, device=device, operations=operations)])
         self.proj_out = operations.Linear(inner, channels, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, context: "FrameContext") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: "FrameContext", options: Options | None = None) -> torch.Tensor:
+        options = {} if options is None else options
         _, _, h, w = x.shape
+        options["activations_shape"] = list(x.shape)
         x_in = x
         x = rearrange(self.norm(x), "b c h w -> b (h w) c")
         x = self.proj_in(x)
-        for block in self.transformer_blocks:
-            x = block(x, context.text, context.image)
+        for index, block in enumerate(self.transformer_blocks):
+            options["block_index"] = index
+            x = block(x, context.text, context.image, options)
         x = self.proj_out(x)
         return rearrange(x, "b (h w) c -> b c h w", h=h, w=w) + x_in
 
@@ -166,8 +212,13 @@ class TemporalTransformer(nn.Module):
             inner, heads, dim_head, None, attention=attention, dtype=dtype, device=device,
             operations=operations)])
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """``x`` is ``[(b t), c, h, w]``; statistics of the norm are pooled over the frames."""
+    def forward(self, x: torch.Tensor, frames: int, options: Options | None = None) -> torch.Tensor:
+        """``x`` is ``[(b t), c, h, w]``; statistics of the norm are pooled over the frames.
+
+        The host's attention patches (written for image tokens) are not applied here; the other
+        options (such as an attention-backend override) are.
+        """
+        options = without_patches(options or {})
         _, _, h, w = x.shape
         x_in = x
         x = unfold_frames(x, frames)
@@ -177,7 +228,7 @@ class TemporalTransformer(nn.Module):
         else:
             x = rearrange(self.proj_in(rearrange(x, "b c t h w -> (b h w) c t")), "n c t -> n t c")
         for block in self.transformer_blocks:
-            x = block(x)
+            x = block(x, options=options)
         if self.use_linear:
             x = self.proj_out(x)
         else:
@@ -186,10 +237,11 @@ class TemporalTransformer(nn.Module):
         return x + x_in
 
 
-class FrameContext(SimpleNamespace):
+class FrameContext(NamedTuple):
     """Cross-attention inputs for the frames: ``text`` and ``image`` tokens.
 
     Each may have one row per video or one per frame; attention repeats per-video rows over frames.
+    (A named tuple, which ``torch.compile`` traces without a graph break.)
     """
 
     text: torch.Tensor

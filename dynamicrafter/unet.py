@@ -4,7 +4,9 @@ Frames are folded into the batch (``[(b t), c, h, w]``, frame index fastest) for
 unfolded for the temporal ones. All weight-bearing layers come from the injected ``operations``
 namespace and every attention goes through the injected ``attention`` function, so a host can manage
 devices and dtypes. Module names reproduce the original checkpoint keys, including the misspelled
-``temopral_conv``.
+``temopral_conv``. The host's ``transformer_options`` and ControlNet residuals (``control``) reach the
+same points as in the host's own image UNets (input blocks, middle block, output blocks; see
+:mod:`.patches`): DynamiCrafter has SD 2.1's block layout and channels.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from torch import nn
 from .attention import AttentionFn, sdpa_attention
 from .config import IMAGE_TOKENS_PER_FRAME, UNetConfig
 from .frames import fold_frames, unfold_frames
+from .patches import Options, apply_control, patches
 from .transformer import FrameContext, SpatialTransformer, TemporalTransformer, split_context
 
 
@@ -100,14 +103,17 @@ class Upsample(nn.Module):
 class TimestepEmbedSequential(nn.Sequential):
     """Runs its layers in order, giving each the inputs it needs."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: FrameContext, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: FrameContext, frames: int,
+                options: Options) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, frames)
             elif isinstance(layer, SpatialTransformer):
-                x = layer(x, context)
+                x = layer(x, context, options)
+                if "transformer_index" in options:
+                    options["transformer_index"] += 1
             elif isinstance(layer, TemporalTransformer):
-                x = layer(x, frames)
+                x = layer(x, frames, options)
             else:
                 x = layer(x)
         return x
@@ -191,27 +197,46 @@ class DynamiCrafterUNet(nn.Module):
         return emb + self.fps_embedding(timestep_embedding(fs, mc).to(dtype))
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                fs: torch.Tensor | None = None, image_context: torch.Tensor | None = None) -> torch.Tensor:
+                fs: torch.Tensor | None = None, image_context: torch.Tensor | None = None,
+                transformer_options: Options | None = None, control: dict[str, list] | None = None) -> torch.Tensor:
         """Predict noise (or v) for a batch of videos.
 
         ``context`` is either the original's [77 text ; image tokens] sequence, or text tokens of any
         length when ``image_context`` carries the image tokens separately. ``fs`` defaults to the
-        config's ``default_fs``.
+        config's ``default_fs``. ``transformer_options`` and ``control`` follow the host's conventions;
+        ``original_shape`` is set to the frames-as-batch shape ``[(b t), c, h, w]`` the layers see.
         """
-        batch, _, frames, _, _ = x.shape
+        options = {} if transformer_options is None else transformer_options
+        batch, channels, frames, height, width = x.shape
+        options["original_shape"] = [batch * frames, channels, height, width]
+        options["transformer_index"] = 0
         timesteps = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps
         emb = self.embed(timesteps, fs, batch, x.dtype).repeat_interleave(frames, dim=0)
+        for patch in patches(options, "emb_patch"):
+            emb = patch(emb, self.config.model_channels, options)
         frame_context = split_context(context, frames, image_context, IMAGE_TOKENS_PER_FRAME)
 
         h = fold_frames(x)
         skips = []
         for index, block in enumerate(self.input_blocks):
-            h = block(h, emb, frame_context, frames)
+            options["block"] = ("input", index)
+            h = block(h, emb, frame_context, frames, options)
             if index == 0:
-                h = self.init_attn(h, emb, frame_context, frames)
+                h = self.init_attn(h, emb, frame_context, frames, options)
+            h = apply_control(h, control, "input")
+            for patch in patches(options, "input_block_patch"):
+                h = patch(h, options)
             skips.append(h)
-        h = self.middle_block(h, emb, frame_context, frames)
-        for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, frame_context, frames)
+            for patch in patches(options, "input_block_patch_after_skip"):
+                h = patch(h, options)
+        options["block"] = ("middle", 0)
+        h = self.middle_block(h, emb, frame_context, frames, options)
+        h = apply_control(h, control, "middle")
+        for index, block in enumerate(self.output_blocks):
+            options["block"] = ("output", index)
+            skip = apply_control(skips.pop(), control, "output")
+            for patch in patches(options, "output_block_patch"):
+                h, skip = patch(h, skip, options)
+            h = block(torch.cat([h, skip], dim=1), emb, frame_context, frames, options)
         h = self.out(h)
         return unfold_frames(h, frames)

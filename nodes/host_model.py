@@ -1,45 +1,69 @@
 """Build the host objects (MODEL patcher, VAE) from a split DynamiCrafter checkpoint."""
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 
 import torch
 
 import comfy.model_management as mm
 import comfy.model_patcher
+import comfy.patcher_extension
 import comfy.sd
 import comfy.utils
 
-from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint
+from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
 from ..dynamicrafter.tooncrafter_vae import is_dual_reference_vae
+from .lora_keys import install_lora_key_map
 from .model import DynamiCrafterConfig
 
 log = logging.getLogger(__name__)
 
-WEIGHT_DTYPES: dict[str, torch.dtype | None] = {
-    "default": None,
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "fp8_e4m3fn": torch.float8_e4m3fn,
-    "fp8_e5m2": torch.float8_e5m2,
+WEIGHT_DTYPES: dict[str, dict] = {
+    "default": {},
+    "fp32": {"dtype": torch.float32},
+    "fp16": {"dtype": torch.float16},
+    "bf16": {"dtype": torch.bfloat16},
+    "fp8_e4m3fn": {"dtype": torch.float8_e4m3fn},
+    "fp8_e4m3fn_fast": {"dtype": torch.float8_e4m3fn, "fp8_optimizations": True},
+    "fp8_e5m2": {"dtype": torch.float8_e5m2},
 }
-"""Weight storage choices; fp8 is stored only and computed in the host's manual-cast dtype."""
+"""Weight storage choices as the host's model_options (as its UNETLoader sets them); fp8 is stored
+only and computed in the host's manual-cast dtype, ``_fast`` uses fp8 matrix multiplies where the GPU has them."""
 
 
-def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "default") -> comfy.model_patcher.ModelPatcher:
-    """The UNet + Resampler as a host model, with the host's dtype and device choices."""
+def read_checkpoint(path: str | os.PathLike, variant: str | None = None) -> DynamiCrafterCheckpoint:
+    """A DynamiCrafter file read through the host's file reader, so ``--disable-mmap`` is honoured."""
+    reader = functools.partial(comfy.utils.load_torch_file, safe_load=True)
+    return load_checkpoint(path, variant, safetensors_reader=reader, mmap=not comfy.utils.DISABLE_MMAP)
+
+
+def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "default",
+                          model_options: dict | None = None) -> comfy.model_patcher.ModelPatcher:
+    """The UNet + Resampler as a host model, built the way ``comfy.sd.load_diffusion_model`` builds one.
+
+    ``model_options`` are the host's: ``dtype``, ``custom_operations`` (the layer classes the UNet and
+    Resampler are made of) and ``fp8_optimizations``; they win over ``weight_dtype``, the loader
+    node's choice.
+    """
+    install_lora_key_map()
+    options = {**WEIGHT_DTYPES[weight_dtype], **(model_options or {})}
     config = DynamiCrafterConfig(ckpt.variant, ckpt.unet_config, ckpt.resampler_config)
     state = dict(ckpt.require("unet"))
     state.update({f"image_proj_model.{k}": v for k, v in ckpt.require("resampler").items()})
     load_device = mm.get_torch_device()
     stored = comfy.utils.weight_dtype(state)
-    dtype = WEIGHT_DTYPES[weight_dtype] or mm.unet_dtype(
+    dtype = options.get("dtype") or mm.unet_dtype(
         model_params=comfy.utils.calculate_parameters(state), supported_dtypes=config.supported_inference_dtypes,
         weight_dtype=stored)
     manual_cast = mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes)
     config.set_inference_dtype(dtype, manual_cast)
+    if options.get("custom_operations") is not None:
+        config.custom_operations = options["custom_operations"]
+    if options.get("fp8_optimizations", False):
+        config.optimizations["fp8"] = True
     offload_device = mm.unet_offload_device()
     model = config.get_model(device=mm.unet_inital_load_device(comfy.utils.calculate_parameters(state), dtype))
     missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False)
@@ -48,7 +72,14 @@ def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "de
                                          f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged")
     model = model.to(offload_device)
     log.info("DynamiCrafter %s: weights %s, compute %s", ckpt.variant.name, dtype, manual_cast or dtype)
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher.add_callback(comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, _forget_image_tokens)
+    return patcher
+
+
+def _forget_image_tokens(patcher: comfy.model_patcher.ModelPatcher) -> None:
+    """At the start of every sampling run (clones keep this callback): the Resampler's weights may carry a LoRA."""
+    patcher.model.diffusion_model.forget_image_tokens()
 
 
 def _vae_config(sd: dict[str, torch.Tensor]) -> dict | None:

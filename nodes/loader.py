@@ -4,10 +4,10 @@ from __future__ import annotations
 import folder_paths
 from comfy_api.latest import io
 
-from ..dynamicrafter.checkpoint import WHERE_TO_GET, DynamiCrafterCheckpoint, MissingPartError, load_checkpoint
+from ..dynamicrafter.checkpoint import WHERE_TO_GET, DynamiCrafterCheckpoint, MissingPartError
 from ..dynamicrafter.config import VARIANTS
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
-from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
+from .host_model import WEIGHT_DTYPES, model_from_checkpoint, read_checkpoint, vae_from_checkpoint
 from .registry import CATEGORY
 from .validation import CheckedNode
 
@@ -20,7 +20,8 @@ MODEL_FOLDERS = ("checkpoints", "diffusion_models")
 _VARIANT_TOOLTIP = ("Which DynamiCrafter this file is. 'auto' reads it from the weights (256 vs the rest) and the file "
                     "name / stored schedule (512, 1024, 512_interp); set it when a renamed file is detected wrongly.")
 _DTYPE_TOOLTIP = ("How the UNet weights are stored in memory. 'default' lets ComfyUI pick (bf16/fp16 on most GPUs, "
-                  "fp32 on CPU). fp8 halves the memory again and computes in bf16/fp16.")
+                  "fp32 on CPU). fp8 halves the memory again and computes in bf16/fp16; fp8_e4m3fn_fast also "
+                  "multiplies in fp8 on GPUs that support it (RTX 40xx, H100 and newer).")
 
 
 def _files(folders: tuple[str, ...]) -> list[str]:
@@ -39,7 +40,7 @@ def _full_path(name: str, folders: tuple[str, ...]) -> str:
 
 
 def _read(name: str, folders: tuple[str, ...], variant: str) -> DynamiCrafterCheckpoint:
-    return load_checkpoint(_full_path(name, folders), variant)
+    return read_checkpoint(_full_path(name, folders), variant)
 
 
 class DynamiCrafterCheckpointLoader(CheckedNode):

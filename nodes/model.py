@@ -4,7 +4,9 @@
 ``model_base.BaseModel``) let the host's ModelPatcher manage devices, offloading and weight dtypes,
 and let stock samplers run it. Latents are 2-D with frames folded into the batch
 (``[B*T, 4, h, w]``), so the stock SD VAE, previews and noise masks work unchanged; the number of
-frames T travels in the conditioning and ``DynamiCrafterNet`` unfolds videos from it.
+frames T travels in the conditioning and ``DynamiCrafterNet`` unfolds videos from it. The host's
+``transformer_options`` (attention and block patches, wrappers) and ControlNet residuals reach the UNet
+as they reach the host's own UNets.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import torch
 
 import comfy.conds
 import comfy.latent_formats
+import comfy.ldm.modules.attention
 import comfy.model_base
+import comfy.patcher_extension
 import comfy.supported_models_base
-from comfy.ldm.modules.attention import optimized_attention
 
 from ..dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
 from ..dynamicrafter.frames import fold_frames, unfold_frames
@@ -41,9 +44,14 @@ NEEDS_CONDITIONING = ("DynamiCrafter needs its conditioning: connect the positiv
                       "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
 
 
-def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected)."""
-    return optimized_attention(q, k, v, heads)
+def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                   transformer_options: dict | None = None) -> torch.Tensor:
+    """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected).
+
+    Looked up at call time, so packs that swap the host's function act here too; the host reads its
+    ``optimized_attention_override`` from ``transformer_options``.
+    """
+    return comfy.ldm.modules.attention.optimized_attention(q, k, v, heads, transformer_options=transformer_options)
 
 
 def require_interpolation(variant: VariantConfig, what: str) -> None:
@@ -69,13 +77,21 @@ class DynamiCrafterNet(DynamiCrafterUNet):
                                           operations=operations)
         self._tokens_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def image_tokens(self, clip_tokens: torch.Tensor) -> torch.Tensor:
-        """Resampler output, cached: the same CLIP tokens come back at every sampling step."""
+    def forget_image_tokens(self) -> None:
+        """Drop the cached Resampler output; called when a sampling run starts, as its weights may have been
+        patched (a LoRA) since the last run."""
+        self._tokens_cache = None
+
+    def image_tokens(self, clip_tokens: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        """Resampler output, cached within a sampling run: the same CLIP tokens come back at every step."""
+        if torch.compiler.is_compiling():
+            # part of the compiled graph; the cache is plain Python
+            return self.image_proj_model(clip_tokens, transformer_options)
         cached = self._tokens_cache
         if cached is not None and cached[0].shape == clip_tokens.shape and cached[0].device == clip_tokens.device \
                 and cached[0].dtype == clip_tokens.dtype and torch.equal(cached[0], clip_tokens):
             return cached[1]
-        tokens = self.image_proj_model(clip_tokens)
+        tokens = self.image_proj_model(clip_tokens, transformer_options)
         self._tokens_cache = (clip_tokens.clone(), tokens)
         return tokens
 
@@ -93,10 +109,20 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         return blend_frame_tokens(tokens, self.image_proj_model(end_clip_tokens), weights)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                dynamicrafter_frames: int | None = None, dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
-                dynamicrafter_fs: torch.Tensor | None = None,
-                dynamicrafter_end_clip_vision_tokens: torch.Tensor | None = None,
-                dynamicrafter_end_token_weights: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
+                control: dict | None = None, transformer_options: dict | None = None, **kwargs) -> torch.Tensor:
+        """The host's call; its ``DIFFUSION_MODEL`` wrappers run around it, as around its own UNets."""
+        transformer_options = {} if transformer_options is None else transformer_options
+        wrappers = comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+                                                           transformer_options)
+        return comfy.patcher_extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
+            x, timesteps, context, control, transformer_options, **kwargs)
+
+    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None, control: dict | None,
+                 transformer_options: dict, dynamicrafter_frames: int | None = None,
+                 dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
+                 dynamicrafter_fs: torch.Tensor | None = None,
+                 dynamicrafter_end_clip_vision_tokens: torch.Tensor | None = None,
+                 dynamicrafter_end_token_weights: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
         frames = dynamicrafter_frames
         if frames is None or dynamicrafter_clip_vision_tokens is None:
             raise ValueError(NEEDS_CONDITIONING)
@@ -105,13 +131,14 @@ class DynamiCrafterNet(DynamiCrafterUNet):
                              "conditioning node; use the latent that node outputs")
         videos = x.shape[0] // frames
         x = unfold_frames(x, frames)
-        tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames])
+        tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames], transformer_options)
         end = dynamicrafter_end_clip_vision_tokens
         weights = dynamicrafter_end_token_weights
         tokens = self.blended_tokens(tokens, None if end is None else end[::frames],
                                      None if weights is None else weights[::frames])
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
-        out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens)
+        out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens,
+                              transformer_options=transformer_options, control=control)
         return fold_frames(out)
 
 
@@ -173,7 +200,8 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         The trained resolution is the variant's, and only a network of the variant's released width has it; a
         network of another width (the demo checkpoint, test networks) was never trained at any size.
         """
-        if self.diffusion_model.config.model_channels != self.variant.unet.model_channels:
+        config, released = self.diffusion_model.config, self.variant.unet
+        if (config.model_channels, config.channel_mult) != (released.model_channels, released.channel_mult):
             return
         area, trained = height * width, self.variant.height * self.variant.width
         if not 0.5 <= area / trained <= 2.0:
@@ -196,7 +224,8 @@ class DynamiCrafterConfig(comfy.supported_models_base.BASE):
     text_encoder_key_prefix = ["cond_stage_model."]
 
     def __init__(self, variant: VariantConfig, unet: UNetConfig, resampler: ResamplerConfig):
-        super().__init__({"unet": unet, "resampler": resampler})
+        # model_channels: the host's FreeU and HyperTile nodes read it from here.
+        super().__init__({"unet": unet, "resampler": resampler, "model_channels": unet.model_channels})
         self.variant = variant
         schedule = variant.schedule
         self.sampling_settings = {
