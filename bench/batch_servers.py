@@ -9,6 +9,7 @@ with an item (the model load is not counted), then runs the same ``--items`` thr
 On a CPU the servers share the cores: the speed-up is bounded by the cores, not by the client.
 Needs COMFYUI_DIR (or .cache/comfyui) and the project's virtual environment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,29 @@ def start_servers(count: int, work: Path, comfy_dir: Path) -> list[ComfyServer]:
 
 def run_client(servers: list[ComfyServer], csv: Path, out: Path, size: int, steps: int) -> float:
     """Seconds the client took for the CSV's items."""
-    command = [sys.executable, str(BATCH), "--csv", str(csv), "--out", str(out), "--width", str(size), "--height",
-               str(size), "--frames", "4", "--steps", str(steps), "--ckpt-name", TINY_FILE_NAME, "--concurrency", "1",
-               "--poll", "0.5", "-q"]
+    command = [
+        sys.executable,
+        str(BATCH),
+        "--csv",
+        str(csv),
+        "--out",
+        str(out),
+        "--width",
+        str(size),
+        "--height",
+        str(size),
+        "--frames",
+        "4",
+        "--steps",
+        str(steps),
+        "--ckpt-name",
+        TINY_FILE_NAME,
+        "--concurrency",
+        "1",
+        "--poll",
+        "0.5",
+        "-q",
+    ]
     for server in servers:
         command += ["--server", server.url]
     started = time.monotonic()
@@ -86,20 +107,24 @@ def main() -> int:
         servers = start_servers(args.servers, work, comfy_dir)
         try:
             for n, server in enumerate(servers):  # warm-up: each server loads the model once
-                run_client([server], write_items(work, range(10_000 + n, 10_001 + n)), work / f"warm{n}", args.size,
-                           args.steps)
-            one = run_client(servers[:1], write_items(work, range(1, args.items + 1)), work / "one", args.size,
-                             args.steps)
-            many = run_client(servers, write_items(work, range(1_000, 1_000 + args.items)), work / "many", args.size,
-                              args.steps)
+                run_client(
+                    [server], write_items(work, range(10_000 + n, 10_001 + n)), work / f"warm{n}", args.size, args.steps
+                )
+            one = run_client(
+                servers[:1], write_items(work, range(1, args.items + 1)), work / "one", args.size, args.steps
+            )
+            many = run_client(
+                servers, write_items(work, range(1_000, 1_000 + args.items)), work / "many", args.size, args.steps
+            )
         finally:
             for server in servers:
                 server.stop()
-    print(f"{args.items} items, {args.size}x{args.size}, 4 frames, {args.steps} steps, {os.cpu_count()} CPU cores, "
-          f"OMP_NUM_THREADS={args.threads} per server")
+    print(
+        f"{args.items} items, {args.size}x{args.size}, 4 frames, {args.steps} steps, {os.cpu_count()} CPU cores, "
+        f"OMP_NUM_THREADS={args.threads} per server"
+    )
     print(f"1 server:  {args.items * 60 / one:6.2f} items/min ({one:.1f} s)")
-    print(f"{args.servers} servers: {args.items * 60 / many:6.2f} items/min ({many:.1f} s), "
-          f"{one / many:.2f}x")
+    print(f"{args.servers} servers: {args.items * 60 / many:6.2f} items/min ({many:.1f} s), {one / many:.2f}x")
     return 0
 
 

@@ -5,6 +5,7 @@ Our layer classes and the original's share names (ResBlock, TemporalConvBlock, S
 TemporalTransformer, Downsample, Upsample), so the two breakdowns line up. The hooks cost a few
 microseconds per layer, negligible against the layers themselves.
 """
+
 from __future__ import annotations
 
 import statistics

@@ -4,6 +4,7 @@ Run from the repository root: ``python bench/director_cancel.py [runs]``. A fake
 127.0.0.1 holds each answer for 30 s; Cancel is pressed 0.3 s into the request; the figure is the time from
 the press to the moment ``chat`` raised the cancel exception.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,10 @@ def main() -> None:
     with H.FakeOpenAI() as fake:
         os.environ[H.HOSTS_ENV] = fake.host
         delays = [one_run(fake) for _ in range(runs)]
-    print(f"cancel latency over {runs} runs: median {statistics.median(delays) * 1000:.0f} ms, "
-          f"max {max(delays) * 1000:.0f} ms (poll interval {H.director('waiting').POLL_S * 1000:.0f} ms)")
+    print(
+        f"cancel latency over {runs} runs: median {statistics.median(delays) * 1000:.0f} ms, "
+        f"max {max(delays) * 1000:.0f} ms (poll interval {H.director('waiting').POLL_S * 1000:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

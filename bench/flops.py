@@ -7,6 +7,7 @@ nothing is computed. The counter charges 2 FLOPs per multiply-accumulate of mm/a
 SDPA; norms, softmax and elementwise ops are free, as in the spec's section 12. The spec's figures were
 counted on the original model; ours differ only where our network does less work (see docs/performance.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,30 @@ from .report import RESULTS_DIR, table, write_json
 SPEC_UNET_TFLOP = {"256": 4.904, "512": 12.603, "1024": 52.336, "512_interp": 12.603}
 """Spec section 12: one UNet call, batch 1, 16 frames, counted on the ORIGINAL model."""
 SPEC_UNET_PARTS_TFLOP = {
-    "256": {"resblock_2d": 1.379, "temporal_conv": 0.674, "spatial_transformers": 1.239,
-            "temporal_transformers": 1.132, "init_attn": 0.184, "down_upsample": 0.294},
-    "512": {"resblock_2d": 3.446, "temporal_conv": 1.686, "spatial_transformers": 3.443,
-            "temporal_transformers": 2.829, "init_attn": 0.459, "down_upsample": 0.736},
-    "1024": {"resblock_2d": 12.405, "temporal_conv": 6.070, "spatial_transformers": 19.364,
-             "temporal_transformers": 10.185, "init_attn": 1.653, "down_upsample": 2.650},
+    "256": {
+        "resblock_2d": 1.379,
+        "temporal_conv": 0.674,
+        "spatial_transformers": 1.239,
+        "temporal_transformers": 1.132,
+        "init_attn": 0.184,
+        "down_upsample": 0.294,
+    },
+    "512": {
+        "resblock_2d": 3.446,
+        "temporal_conv": 1.686,
+        "spatial_transformers": 3.443,
+        "temporal_transformers": 2.829,
+        "init_attn": 0.459,
+        "down_upsample": 0.736,
+    },
+    "1024": {
+        "resblock_2d": 12.405,
+        "temporal_conv": 6.070,
+        "spatial_transformers": 19.364,
+        "temporal_transformers": 10.185,
+        "init_attn": 1.653,
+        "down_upsample": 2.650,
+    },
 }
 SPEC_UNET_PARTS_TFLOP["512_interp"] = SPEC_UNET_PARTS_TFLOP["512"]
 SPEC_VAE_DECODE_TFLOP = {"256": 9.955, "512": 25.016, "1024": 92.069, "512_interp": 25.016}
@@ -98,12 +117,26 @@ def main(argv: list[str] | None = None) -> None:
     for variant in args.variants:
         count = unet_flops(workload(variant))
         ours, spec = count.total / 1e12, SPEC_UNET_TFLOP[variant]
-        totals.append({"variant": variant, "ours_tflop": ours, "spec_tflop": spec, "ours/spec": ours / spec,
-                       "ours_run_tflop": ours * CALLS_PER_DEFAULT_RUN, "spec_run_tflop": spec * CALLS_PER_DEFAULT_RUN,
-                       **{f"{op}_tflop": n / 1e12 for op, n in sorted(count.by_op.items())}})
+        totals.append(
+            {
+                "variant": variant,
+                "ours_tflop": ours,
+                "spec_tflop": spec,
+                "ours/spec": ours / spec,
+                "ours_run_tflop": ours * CALLS_PER_DEFAULT_RUN,
+                "spec_run_tflop": spec * CALLS_PER_DEFAULT_RUN,
+                **{f"{op}_tflop": n / 1e12 for op, n in sorted(count.by_op.items())},
+            }
+        )
         for part, n in count.by_part.items():
-            parts.append({"variant": variant, "part": part, "ours_tflop": n / 1e12,
-                          "spec_tflop": SPEC_UNET_PARTS_TFLOP[variant][part]})
+            parts.append(
+                {
+                    "variant": variant,
+                    "part": part,
+                    "ours_tflop": n / 1e12,
+                    "spec_tflop": SPEC_UNET_PARTS_TFLOP[variant][part],
+                }
+            )
     print("\nUNet forward, batch 1, 16 frames; run = 100 calls (50 DDIM steps x CFG)")
     print(table(totals, list(totals[0])))
     print()

@@ -3,6 +3,7 @@
 This is the "fp8 storage" mode of ComfyUI's weight_dtype option: it halves weight memory against
 bf16 but computes in bf16 (no fp8 matmul). Norms keep their weights in the compute dtype.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -38,8 +39,9 @@ class Conv3d(nn.Conv3d):
         return self._conv_forward(x, self.weight.to(x.dtype), _bias(self, x))
 
 
-operations = SimpleNamespace(Linear=Linear, Conv1d=Conv1d, Conv2d=Conv2d, Conv3d=Conv3d,
-                             GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm)
+operations = SimpleNamespace(
+    Linear=Linear, Conv1d=Conv1d, Conv2d=Conv2d, Conv3d=Conv3d, GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm
+)
 """The ``operations`` namespace to build a network with (weights are cast by :func:`store_fp8`)."""
 
 _CAST_LAYERS = (Linear, Conv1d, Conv2d, Conv3d)

@@ -17,14 +17,16 @@ when the time budget still allows it (estimated from what was already measured):
 
 The JSON is rewritten after every section, so a run cut short keeps what it measured.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -37,8 +39,18 @@ from bench.runs import RunResult, benchmark_run
 log = logging.getLogger("gpu_bench")
 
 COMPILE_STEPS = 10
-GPU_COLUMNS = ("variant", "mode", "warmup_s", "call_s", "tflops", "fraction_of_peak", "default_run_s", "run_basis",
-               "weights_gib", "peak_gib")
+GPU_COLUMNS = (
+    "variant",
+    "mode",
+    "warmup_s",
+    "call_s",
+    "tflops",
+    "fraction_of_peak",
+    "default_run_s",
+    "run_basis",
+    "weights_gib",
+    "peak_gib",
+)
 
 
 class Session:
@@ -47,8 +59,15 @@ class Session:
     def __init__(self, out: Path, budget_s: float, device: torch.device, args: argparse.Namespace):
         self.out, self.budget_s, self.device, self.start = out, budget_s, device, time.perf_counter()
         self.results: dict[str, Any] = {
-            "environment": environment(device), "args": {k: str(v) for k, v in vars(args).items()},
-            "flops": [], "runs": [], "vae": [], "compile": [], "skipped": [], "errors": []}
+            "environment": environment(device),
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "flops": [],
+            "runs": [],
+            "vae": [],
+            "compile": [],
+            "skipped": [],
+            "errors": [],
+        }
 
     def left(self) -> float:
         return self.budget_s - (time.perf_counter() - self.start)
@@ -81,8 +100,9 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_mode(session: Session, mode: str, variants: list[str], args: argparse.Namespace,
-             estimates: dict[str, float]) -> None:
+def run_mode(
+    session: Session, mode: str, variants: list[str], args: argparse.Namespace, estimates: dict[str, float]
+) -> None:
     """Build one UNet per weight mode (512 and 1024 share the network) and run each variant."""
     unet = None
     for variant in variants:
@@ -120,8 +140,9 @@ def run_compile(session: Session, args: argparse.Namespace) -> None:
     work = workload(variant, smoke=args.smoke)
     unet = torch.compile(build_unet(work.unet, "bf16", session.device))
     flops = unet_flops(work).total
-    result: RunResult = benchmark_run(unet, work, "bf16", session.device, min(COMPILE_STEPS, args.steps),
-                                      args.warmup, flops)
+    result: RunResult = benchmark_run(
+        unet, work, "bf16", session.device, min(COMPILE_STEPS, args.steps), args.warmup, flops
+    )
     row = result.row() | {"mode": "bf16+compile"}
     session.results["compile"].append(row)
     log.info("compile %s: warm-up (compilation) %.1f s, %.4f s per call", work.label, result.warmup_s, result.call_s)
@@ -132,17 +153,25 @@ def run_compile(session: Session, args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "gpu.json")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny network, 1 step, 1 warm-up call (on CPU: 1 thread), on CPU unless CUDA exists")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny network, 1 step, 1 warm-up call (on CPU: 1 thread), on CPU unless CUDA exists",
+    )
     parser.add_argument("--variants", nargs="+", default=["512", "1024"])
     parser.add_argument("--modes", nargs="+", default=["bf16", "fp16", "fp8"])
     parser.add_argument("--steps", type=int, help="DDIM steps (default 50; smoke 1)")
     parser.add_argument("--warmup", type=int, help="untimed UNet calls before each run (default 2; smoke 1)")
-    parser.add_argument("--budget-s", type=float, default=360.0,
-                        help="stop starting new sections once this much wall time is spent (default 360)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=360.0,
+        help="stop starting new sections once this much wall time is spent (default 360)",
+    )
     parser.add_argument("--comfyui", help="ComfyUI folder for the VAE section (default $COMFYUI_DIR, .cache/comfyui)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
-                        help="torch.compile section (default: on, off with --smoke)")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, help="torch.compile section (default: on, off with --smoke)"
+    )
     args = parser.parse_args(argv)
     args.steps = args.steps or (1 if args.smoke else 50)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 2)
@@ -164,8 +193,13 @@ def main(argv: list[str] | None = None) -> None:
     def count() -> None:
         for variant in args.variants:
             work = workload(variant, smoke=args.smoke)
-            session.results["flops"].append({"variant": work.label, "tflop_per_call": unet_flops(work).total / 1e12,
-                                             "spec_tflop_per_call": None if args.smoke else SPEC_UNET_TFLOP[variant]})
+            session.results["flops"].append(
+                {
+                    "variant": work.label,
+                    "tflop_per_call": unet_flops(work).total / 1e12,
+                    "spec_tflop_per_call": None if args.smoke else SPEC_UNET_TFLOP[variant],
+                }
+            )
 
     session.attempt("flops", count)
     estimates: dict[str, float] = {}
@@ -177,15 +211,18 @@ def main(argv: list[str] | None = None) -> None:
         session.attempt("torch.compile", lambda: run_compile(session, args))
 
     results = session.results
-    print(f"\n{results['environment']['device']}, torch {torch.__version__}; UNet batch 1 per call, "
-          f"default run = 100 calls (50 DDIM steps x CFG)")
+    print(
+        f"\n{results['environment']['device']}, torch {torch.__version__}; UNet batch 1 per call, "
+        f"default run = 100 calls (50 DDIM steps x CFG)"
+    )
     print(table(results["flops"], ("variant", "tflop_per_call", "spec_tflop_per_call")))
     print()
     print(table(results["runs"] + results["compile"], GPU_COLUMNS))
     if results["vae"]:
         print()
-        print(table(results["vae"], ("variant", "mode", "video_16f_s", "basis", "tflops", "fraction_of_peak",
-                                     "peak_gib")))
+        print(
+            table(results["vae"], ("variant", "mode", "video_16f_s", "basis", "tflops", "fraction_of_peak", "peak_gib"))
+        )
     for line in results["skipped"]:
         print(f"skipped: {line}")
     for error in results["errors"]:

@@ -13,6 +13,7 @@ minus what is allocated, so it streams the weights it cannot keep (its low-VRAM 
 uncond separately and decodes the VAE in chunks, as it would on such a card. ``--compile`` wraps the
 diffusion model in ``torch.compile`` through a ModelPatcher object patch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ def import_host(comfyui: Path, cpu: bool, cap_gb: float | None):
         real_free = mm.get_free_memory
 
         def capped_free(dev=None, torch_free_too=False):
-            cap = cap_gb * 2 ** 30 - torch.cuda.memory_allocated()
+            cap = cap_gb * 2**30 - torch.cuda.memory_allocated()
             free = real_free(dev, torch_free_too)
             return (min(free[0], cap), min(free[1], cap)) if torch_free_too else min(free, cap)
 
@@ -68,12 +69,18 @@ def build_model(model_mod, variant_name: str, weights: str, device: torch.device
     from dynamicrafter.config import ResamplerConfig, UNetConfig, get_variant
 
     variant = get_variant(variant_name)
-    unet = UNetConfig(model_channels=32, channel_mult=(1, 1, 1, 2), num_head_channels=8,
-                      default_fs=variant.unet.default_fs) if smoke else variant.unet
+    unet = (
+        UNetConfig(
+            model_channels=32, channel_mult=(1, 1, 1, 2), num_head_channels=8, default_fs=variant.unet.default_fs
+        )
+        if smoke
+        else variant.unet
+    )
     resampler = ResamplerConfig(dim=32, depth=2, heads=2) if smoke else variant.resampler
     config = model_mod.DynamiCrafterConfig(variant, unet, resampler)
-    storage = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
-               "fp8": torch.float8_e4m3fn}[weights]
+    storage = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp8": torch.float8_e4m3fn}[
+        weights
+    ]
     compute = mm.unet_manual_cast(storage, device, config.supported_inference_dtypes)
     config.set_inference_dtype(storage, compute)
     model = config.get_model(device=device)
@@ -87,10 +94,18 @@ def conditioning(model_mod, variant, frames: int, latent: tuple[int, int], conte
     h, w = latent
     concat = torch.randn(1, 4, h, w, generator=g).repeat(frames, 1, 1, 1)
     shared = {model_mod.COND_CONCAT: concat, model_mod.COND_FRAMES: frames, model_mod.COND_FS: variant.default_fs}
-    positive = [[torch.randn(1, 77, context, generator=g), {**shared, model_mod.COND_IMAGE_TOKENS:
-                                                            torch.randn(1, 257, clip_width, generator=g)}]]
-    negative = [[torch.randn(1, 77, context, generator=g), {**shared, model_mod.COND_IMAGE_TOKENS:
-                                                            torch.randn(1, 257, clip_width, generator=g)}]]
+    positive = [
+        [
+            torch.randn(1, 77, context, generator=g),
+            {**shared, model_mod.COND_IMAGE_TOKENS: torch.randn(1, 257, clip_width, generator=g)},
+        ]
+    ]
+    negative = [
+        [
+            torch.randn(1, 77, context, generator=g),
+            {**shared, model_mod.COND_IMAGE_TOKENS: torch.randn(1, 257, clip_width, generator=g)},
+        ]
+    ]
     return positive, negative
 
 
@@ -99,23 +114,34 @@ def run_default(patcher, variant, sampling, model_mod, steps: int, frames: int, 
 
     model = patcher.clone()
     model.set_model_sampler_post_cfg_function(
-        sampling.video_guidance_rescale(variant.sampling.guidance_rescale, variant.schedule.prediction))
+        sampling.video_guidance_rescale(variant.sampling.guidance_rescale, variant.schedule.prediction)
+    )
     positive, negative = conditioning(model_mod, variant, frames, latent, context, clip_width)
     samples = torch.zeros(frames, 4, *latent)
     noise = comfy.sample.prepare_noise(samples, 0)
     sigmas = sampling.dynamicrafter_sigmas(model.get_model_object("model_sampling"), steps, variant.sampling.spacing)
     sampler = sampling.DynamiCrafterKSampler(variant.sampling.eta, variant.schedule.dynamic_rescale)
-    return comfy.sample.sample_custom(model, noise, variant.sampling.cfg, sampler, sigmas, positive, negative,
-                                      samples, disable_pbar=True, seed=0)
+    return comfy.sample.sample_custom(
+        model, noise, variant.sampling.cfg, sampler, sigmas, positive, negative, samples, disable_pbar=True, seed=0
+    )
 
 
 def random_vae(smoke: bool):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
-                "ch": 32 if smoke else 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
-                "dropout": 0.0}
+    ddconfig = {
+        "double_z": True,
+        "z_channels": 4,
+        "resolution": 256,
+        "in_channels": 3,
+        "out_ch": 3,
+        "ch": 32 if smoke else 128,
+        "ch_mult": [1, 2, 4, 4],
+        "num_res_blocks": 2,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
     vae = AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
     with torch.no_grad():
         for p in vae.parameters():
@@ -130,8 +156,9 @@ def main() -> None:
     parser.add_argument("--variant", default="512")
     parser.add_argument("--weights", default="bf16", choices=("bf16", "fp16", "fp32", "fp8"))
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--vram-cap-gb", type=float, default=None,
-                        help="pretend only this much VRAM is free (host low-VRAM streaming)")
+    parser.add_argument(
+        "--vram-cap-gb", type=float, default=None, help="pretend only this much VRAM is free (host low-VRAM streaming)"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the diffusion model")
     parser.add_argument("--smoke", action="store_true", help="tiny network on CPU, to check the script")
     parser.add_argument("--out", type=Path, default=None)
@@ -164,7 +191,7 @@ def main() -> None:
     if cuda:
         torch.cuda.synchronize()
     run_s = time.perf_counter() - start
-    run_peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None
+    run_peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     tflop = {"256": 4.904, "512": 12.603, "512_interp": 12.603, "1024": 52.336}[args.variant] * 2 * steps
 
     vae = random_vae(args.smoke)
@@ -178,13 +205,21 @@ def main() -> None:
     decode_s = time.perf_counter() - start
     result = {
         "device": torch.cuda.get_device_name(0) if cuda else "cpu (smoke)",
-        "variant": args.variant, "weights": args.weights, "compute": str(compute), "steps": steps,
-        "vram_cap_gb": args.vram_cap_gb, "attention": mm.xformers_enabled() and "xformers" or
-        (mm.pytorch_attention_enabled() and "pytorch sdpa" or "other"),
-        "compile": args.compile, "warmup_s": round(warmup_s, 1), "run_s": round(run_s, 2), "run_peak_gib": run_peak and round(run_peak, 2),
+        "variant": args.variant,
+        "weights": args.weights,
+        "compute": str(compute),
+        "steps": steps,
+        "vram_cap_gb": args.vram_cap_gb,
+        "attention": mm.xformers_enabled()
+        and "xformers"
+        or (mm.pytorch_attention_enabled() and "pytorch sdpa" or "other"),
+        "compile": args.compile,
+        "warmup_s": round(warmup_s, 1),
+        "run_s": round(run_s, 2),
+        "run_peak_gib": run_peak and round(run_peak, 2),
         "achieved_tflops": None if args.smoke else round(tflop / run_s, 1),
         "vae_decode_s": round(decode_s, 2),
-        "vae_peak_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
+        "vae_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "frames_decoded": int(frames_out.shape[0]),
         "finite": bool(torch.isfinite(samples).all()),
     }

@@ -4,6 +4,7 @@ Memory: on CUDA ``torch.cuda.max_memory_allocated`` (tensors only, allocator cac
 the process's peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) minus the
 resident set before the measured block; tracemalloc cannot see torch's allocations.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -115,7 +117,7 @@ class PeakMemory:
         self._before = 0
         self._cpu_supported = True
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

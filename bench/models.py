@@ -3,6 +3,7 @@
 Timing does not depend on weight values, so the full-size networks are built on the meta device,
 materialised on the target device and filled in place (no 1.4 B-parameter CPU init, no download).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,13 +44,20 @@ class Workload:
         return f"{self.variant.name}{size}"
 
 
-def workload(variant: str, latent: tuple[int, int] | None = None, frames: int | None = None,
-             smoke: bool = False) -> Workload:
+def workload(
+    variant: str, latent: tuple[int, int] | None = None, frames: int | None = None, smoke: bool = False
+) -> Workload:
     """The released shape of ``variant``, or a reduced/smoke shape (labelled as such)."""
     config = get_variant(variant)
-    unet = dataclasses.replace(SMOKE_UNET, default_fs=config.unet.default_fs,
-                               image_cross_attention_scale_learnable=config.unet.image_cross_attention_scale_learnable
-                               ) if smoke else config.unet
+    unet = (
+        dataclasses.replace(
+            SMOKE_UNET,
+            default_fs=config.unet.default_fs,
+            image_cross_attention_scale_learnable=config.unet.image_cross_attention_scale_learnable,
+        )
+        if smoke
+        else config.unet
+    )
     real_latent, real_frames = config.latent_size, config.frames
     latent = latent or (SMOKE_LATENT if smoke else real_latent)
     frames = frames or real_frames
@@ -92,8 +100,9 @@ def build_unet(unet: UNetConfig, mode: str, device: torch.device | str, seed: in
     return model.eval().requires_grad_(False)
 
 
-def unet_inputs(work: Workload, batch: int, dtype: torch.dtype, device: torch.device | str,
-                seed: int = 1) -> dict[str, torch.Tensor]:
+def unet_inputs(
+    work: Workload, batch: int, dtype: torch.dtype, device: torch.device | str, seed: int = 1
+) -> dict[str, torch.Tensor]:
     """x [B, 8, T, h, w] (noisy latent + image latent), timesteps, context [B, 77 + 16 T, C], fs."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     h, w = work.latent

@@ -5,6 +5,7 @@ goes on ``sys.path``. Importing ``lvdm.modules.networks.openaimodel3d`` needs nu
 cv2 (``utils/utils.py`` imports it); an import-time ``torchvision`` stand-in folder (``--stubs`` or
 ``DYNAMICRAFTER_ORIGINAL_STUBS``) is only needed where the original's other modules are imported.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -43,12 +44,28 @@ def import_original_unet(repo: Path, stubs: str | None = None) -> type[nn.Module
 def original_kwargs(overrides: dict[str, Any]) -> dict[str, Any]:
     """``UNetModel`` constructor arguments of the released yaml, updated with ``overrides``."""
     released: dict[str, Any] = {
-        "in_channels": 8, "out_channels": 4, "model_channels": 320, "attention_resolutions": [4, 2, 1],
-        "num_res_blocks": 2, "channel_mult": [1, 2, 4, 4], "dropout": 0.1, "num_head_channels": 64,
-        "transformer_depth": 1, "context_dim": 1024, "use_linear": True, "use_checkpoint": False,
-        "temporal_conv": True, "temporal_attention": True, "temporal_selfatt_only": True,
-        "use_relative_position": False, "use_causal_attention": False, "temporal_length": 16,
-        "addition_attention": True, "image_cross_attention": True, "image_cross_attention_scale_learnable": False,
-        "default_fs": 24, "fs_condition": True,
+        "in_channels": 8,
+        "out_channels": 4,
+        "model_channels": 320,
+        "attention_resolutions": [4, 2, 1],
+        "num_res_blocks": 2,
+        "channel_mult": [1, 2, 4, 4],
+        "dropout": 0.1,
+        "num_head_channels": 64,
+        "transformer_depth": 1,
+        "context_dim": 1024,
+        "use_linear": True,
+        "use_checkpoint": False,
+        "temporal_conv": True,
+        "temporal_attention": True,
+        "temporal_selfatt_only": True,
+        "use_relative_position": False,
+        "use_causal_attention": False,
+        "temporal_length": 16,
+        "addition_attention": True,
+        "image_cross_attention": True,
+        "image_cross_attention_scale_learnable": False,
+        "default_fs": 24,
+        "fs_condition": True,
     }
     return {**released, **overrides}

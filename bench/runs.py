@@ -6,6 +6,7 @@ as the variant's defaults say. The latent stays float32 between steps; the UNet 
 mode's compute dtype, as a ComfyUI model wrapper does. With fewer steps the run time is extrapolated
 to 100 calls from the measured per-call time, and the row says so.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,9 @@ class TimedUNet:
         return self.timer(lambda: self.unet(inputs, t, context, self.fs)).float()
 
 
-def benchmark_run(unet: nn.Module, work: Workload, mode: str, device: torch.device, steps: int,
-                  warmup: int, flop_per_call: float) -> RunResult:
+def benchmark_run(
+    unet: nn.Module, work: Workload, mode: str, device: torch.device, steps: int, warmup: int, flop_per_call: float
+) -> RunResult:
     """Warm up, then sample ``steps`` DDIM steps with CFG, timing each UNet call and the whole loop."""
     dtype = compute_dtype(mode)
     cond = unet_inputs(work, 1, dtype, device, seed=1)
@@ -87,16 +89,29 @@ def benchmark_run(unet: nn.Module, work: Workload, mode: str, device: torch.devi
         warmup_s = timed(lambda: [model(x_T, cond["timesteps"], cond["context"]) for _ in range(warmup)], device)
         model.timer.clear()
         sampling = work.variant.sampling
-        settings = DDIMSettings(steps=steps, eta=sampling.eta, cfg=sampling.cfg, spacing=sampling.spacing,
-                                guidance_rescale=sampling.guidance_rescale,
-                                dynamic_rescale=work.variant.schedule.dynamic_rescale)
+        settings = DDIMSettings(
+            steps=steps,
+            eta=sampling.eta,
+            cfg=sampling.cfg,
+            spacing=sampling.spacing,
+            guidance_rescale=sampling.guidance_rescale,
+            dynamic_rescale=work.variant.schedule.dynamic_rescale,
+        )
         schedule = make_schedule(work.variant.schedule)
         generator = torch.Generator(device).manual_seed(0)
         with PeakMemory(device) as memory:
             synchronize(device)
             start = time.perf_counter()
-            for _ in ddim_sample(model, x_T, schedule, work.variant.schedule.prediction, settings,
-                                 cond["context"], uncond_context, generator=generator):
+            for _ in ddim_sample(
+                model,
+                x_T,
+                schedule,
+                work.variant.schedule.prediction,
+                settings,
+                cond["context"],
+                uncond_context,
+                generator=generator,
+            ):
                 pass
             synchronize(device)
             run_s = time.perf_counter() - start
@@ -110,16 +125,44 @@ def benchmark_run(unet: nn.Module, work: Workload, mode: str, device: torch.devi
     rate = throughput(flop_per_call, call_s, peak_tflops(device, mode))
     h, w = work.latent
     return RunResult(
-        variant=work.label, full_size=work.full_size, mode=mode, frames=work.frames, latent=f"{h}x{w}",
-        steps=steps, warmup_calls=warmup, warmup_s=warmup_s, unet_calls=calls, call_s=call_s,
-        call_s_min=min(seconds), call_cpu_s=median(cpu_seconds) if cpu_seconds else None, run_s=run_s,
+        variant=work.label,
+        full_size=work.full_size,
+        mode=mode,
+        frames=work.frames,
+        latent=f"{h}x{w}",
+        steps=steps,
+        warmup_calls=warmup,
+        warmup_s=warmup_s,
+        unet_calls=calls,
+        call_s=call_s,
+        call_s_min=min(seconds),
+        call_cpu_s=median(cpu_seconds) if cpu_seconds else None,
+        run_s=run_s,
         run_basis="measured" if measured else f"EXTRAPOLATED x{CALLS_PER_DEFAULT_RUN}/{calls} calls",
-        default_run_s=default_run_s, tflop_per_call=flop_per_call / 1e12, tflops=rate.tflops,
+        default_run_s=default_run_s,
+        tflop_per_call=flop_per_call / 1e12,
+        tflops=rate.tflops,
         tflops_per_cpu_s=flop_per_call / median(cpu_seconds) / 1e12 if cpu_seconds else None,
-        fraction_of_peak=rate.fraction_of_peak, weights_gib=gib(weight_bytes(unet)),
-        peak_gib=gib(memory.peak_bytes), peak_delta_gib=gib(memory.delta_bytes), load_1m=os.getloadavg()[0],
+        fraction_of_peak=rate.fraction_of_peak,
+        weights_gib=gib(weight_bytes(unet)),
+        peak_gib=gib(memory.peak_bytes),
+        peak_delta_gib=gib(memory.delta_bytes),
+        load_1m=os.getloadavg()[0],
     )
 
 
-TABLE_COLUMNS = ("variant", "mode", "call_s", "call_cpu_s", "tflops", "tflops_per_cpu_s", "fraction_of_peak",
-                 "default_run_s", "run_basis", "weights_gib", "peak_gib", "peak_delta_gib", "load_1m")
+TABLE_COLUMNS = (
+    "variant",
+    "mode",
+    "call_s",
+    "call_cpu_s",
+    "tflops",
+    "tflops_per_cpu_s",
+    "fraction_of_peak",
+    "default_run_s",
+    "run_basis",
+    "weights_gib",
+    "peak_gib",
+    "peak_delta_gib",
+    "load_1m",
+)

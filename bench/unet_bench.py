@@ -7,6 +7,7 @@ Full-size shapes and random weights in the real layout. ``--steps`` below 50 ext
 default run (100 UNet calls) from the measured per-call time; such rows say EXTRAPOLATED.
 ``--latent``/``--frames`` shrink the shape; such rows say REDUCED and are not full-size figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), help="GPU: 512 1024; CPU: 256")
-    parser.add_argument("--modes", nargs="+", choices=WEIGHT_MODES,
-                        help="weight modes; GPU: bf16 fp16 fp8, CPU: fp32 bf16 (fp8 = float8_e4m3fn storage, "
-                             "bf16 compute; fp16 on a CPU without native fp16 compute is extremely slow)")
-    parser.add_argument("--steps", type=int,
-                        help="DDIM steps actually run, 2 UNet calls each (GPU 50, CPU 1); below 50 the default "
-                             "run is extrapolated")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=WEIGHT_MODES,
+        help="weight modes; GPU: bf16 fp16 fp8, CPU: fp32 bf16 (fp8 = float8_e4m3fn storage, "
+        "bf16 compute; fp16 on a CPU without native fp16 compute is extremely slow)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="DDIM steps actually run, 2 UNet calls each (GPU 50, CPU 1); below 50 the default run is extrapolated",
+    )
     parser.add_argument("--warmup", type=int, help="untimed UNet calls first (GPU 2, CPU 1)")
     parser.add_argument("--latent", type=int, nargs=2, metavar=("H", "W"), help="REDUCED latent size")
     parser.add_argument("--frames", type=int, help="REDUCED frame count")
@@ -63,9 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     for variant in args.variants:
         work = workload(variant, args.latent, args.frames, args.smoke)
         flops = unet_flops(work)
-        flop_rows.append({"variant": work.label, "tflop_per_call": flops.total / 1e12,
-                          "spec_tflop_per_call": SPEC_UNET_TFLOP[variant] if work.full_size else None,
-                          "by_op_tflop": {op: n / 1e12 for op, n in flops.by_op.items()}})
+        flop_rows.append(
+            {
+                "variant": work.label,
+                "tflop_per_call": flops.total / 1e12,
+                "spec_tflop_per_call": SPEC_UNET_TFLOP[variant] if work.full_size else None,
+                "by_op_tflop": {op: n / 1e12 for op, n in flops.by_op.items()},
+            }
+        )
         for mode in args.modes:
             log.info("%s %s: building the UNet on %s", work.label, mode, device)
             unet = build_unet(work.unet, mode, device)
@@ -79,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(table(rows, TABLE_COLUMNS))
     out = args.out or RESULTS_DIR / f"unet_{device.type}{'_smoke' if args.smoke else ''}.json"
-    write_json(out, {"environment": env, "args": {k: str(v) for k, v in vars(args).items()},
-                     "flops": flop_rows, "runs": rows})
+    write_json(
+        out, {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, "flops": flop_rows, "runs": rows}
+    )
 
 
 if __name__ == "__main__":

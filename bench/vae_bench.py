@@ -9,6 +9,7 @@ architecture from it, as it does for a real checkpoint. DynamiCrafter decodes fr
 extrapolated and the row says so. ComfyUI is found through ``--comfyui``, ``COMFYUI_DIR`` or the
 project's ``.cache/comfyui``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,18 @@ from dynamicrafter.config import VARIANTS, get_variant
 
 log = logging.getLogger("vae_bench")
 
-SD_VAE_CONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
-                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+SD_VAE_CONFIG = {
+    "double_z": True,
+    "z_channels": 4,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 128,
+    "ch_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_resolutions": [],
+    "dropout": 0.0,
+}
 """SD1.5's KL-f8 autoencoder (DynamiCrafter's first_stage_config), ~83.7 M parameters."""
 SMOKE_VAE_CONFIG = {**SD_VAE_CONFIG, "ch": 32, "ch_mult": [1, 2, 2, 2], "num_res_blocks": 1}
 VIDEO_FRAMES = 16
@@ -81,19 +92,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_DIR, then .cache/comfyui)")
     parser.add_argument("--cpu", action="store_true", default=not cuda, help="run ComfyUI with --cpu")
-    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
-                        default=["512", "1024"] if cuda else ["256", "512"])
+    parser.add_argument(
+        "--variants", nargs="+", choices=sorted(VARIANTS), default=["512", "1024"] if cuda else ["256", "512"]
+    )
     parser.add_argument("--modes", nargs="+", choices=sorted(VAE_MODES), default=["bf16", "fp32"] if cuda else ["fp32"])
-    parser.add_argument("--frames", type=int, default=VIDEO_FRAMES if cuda else 1,
-                        help="frames decoded in the timed call; below 16 the video time is EXTRAPOLATED")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=VIDEO_FRAMES if cuda else 1,
+        help="frames decoded in the timed call; below 16 the video time is EXTRAPOLATED",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny VAE (seconds; not a real figure)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/vae_<device>.json)")
     return parser.parse_args(argv)
 
 
-def benchmark_vae(sd_module: ModuleType, ddconfig: dict, variants: list[str], modes: list[str], frames: int,
-                  smoke: bool) -> list[dict[str, Any]]:
+def benchmark_vae(
+    sd_module: ModuleType, ddconfig: dict, variants: list[str], modes: list[str], frames: int, smoke: bool
+) -> list[dict[str, Any]]:
     """Decode ``frames`` latents of each variant's size per dtype; one row per (mode, variant)."""
     state_dict = random_vae_state_dict(ddconfig)
     rows = []
@@ -116,14 +133,25 @@ def benchmark_vae(sd_module: ModuleType, ddconfig: dict, variants: list[str], mo
             video_s = seconds * VIDEO_FRAMES / frames
             rate = throughput(flops_video, video_s, peak_tflops(device, mode))
             label = f"{variant}{' SMOKE' if smoke else ''}"
-            rows.append({"variant": label, "mode": mode, "device": str(device), "frames_timed": frames,
-                         "decode_s": seconds, "decode_cpu_s": cpu_seconds, "video_16f_s": video_s,
-                         "basis": "measured" if frames == VIDEO_FRAMES else f"EXTRAPOLATED x{VIDEO_FRAMES}/{frames}",
-                         "tflop_16f": flops_video / 1e12,
-                         "spec_tflop_16f": None if smoke else SPEC_VAE_DECODE_TFLOP[variant],
-                         "tflops": rate.tflops, "fraction_of_peak": rate.fraction_of_peak,
-                         "peak_gib": gib(memory.peak_bytes), "peak_delta_gib": gib(memory.delta_bytes),
-                         "load_1m": os.getloadavg()[0]})
+            rows.append(
+                {
+                    "variant": label,
+                    "mode": mode,
+                    "device": str(device),
+                    "frames_timed": frames,
+                    "decode_s": seconds,
+                    "decode_cpu_s": cpu_seconds,
+                    "video_16f_s": video_s,
+                    "basis": "measured" if frames == VIDEO_FRAMES else f"EXTRAPOLATED x{VIDEO_FRAMES}/{frames}",
+                    "tflop_16f": flops_video / 1e12,
+                    "spec_tflop_16f": None if smoke else SPEC_VAE_DECODE_TFLOP[variant],
+                    "tflops": rate.tflops,
+                    "fraction_of_peak": rate.fraction_of_peak,
+                    "peak_gib": gib(memory.peak_bytes),
+                    "peak_delta_gib": gib(memory.delta_bytes),
+                    "load_1m": os.getloadavg()[0],
+                }
+            )
             log.info("%s %s: %.2f s for %d frames", label, mode, seconds, frames)
         del vae
     return rows
@@ -139,9 +167,27 @@ def main(argv: list[str] | None = None) -> None:
     rows = benchmark_vae(sd_module, ddconfig, args.variants, args.modes, args.frames, args.smoke)
     env = environment(torch.device(rows[0]["device"]))
     print(f"\nComfyUI VAE decode (comfy.sd.VAE, SD1.5 layout, random weights); {env['device']}, torch {env['torch']}")
-    print(table(rows, ("variant", "mode", "frames_timed", "decode_s", "decode_cpu_s", "video_16f_s", "basis",
-                       "tflop_16f", "spec_tflop_16f", "tflops", "fraction_of_peak", "peak_gib", "peak_delta_gib",
-                       "load_1m")))
+    print(
+        table(
+            rows,
+            (
+                "variant",
+                "mode",
+                "frames_timed",
+                "decode_s",
+                "decode_cpu_s",
+                "video_16f_s",
+                "basis",
+                "tflop_16f",
+                "spec_tflop_16f",
+                "tflops",
+                "fraction_of_peak",
+                "peak_gib",
+                "peak_delta_gib",
+                "load_1m",
+            ),
+        )
+    )
     out = args.out or RESULTS_DIR / f"vae_{env['device_type']}{'_smoke' if args.smoke else ''}.json"
     write_json(out, {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, "runs": rows})
 

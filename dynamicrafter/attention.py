@@ -6,6 +6,7 @@ Networks take an ``attention`` callable with the host's calling convention
 ``optimized_attention`` (xformers, SDPA or sage as installed), which reads attention-backend overrides
 from ``transformer_options``; without a host, :func:`sdpa_attention` is used and ignores them.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -15,12 +16,14 @@ import torch.nn.functional as F
 
 
 class AttentionFn(Protocol):
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
-                 transformer_options: dict | None = None) -> torch.Tensor: ...
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, transformer_options: dict | None = None
+    ) -> torch.Tensor: ...
 
 
-def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
-                   transformer_options: dict | None = None) -> torch.Tensor:
+def sdpa_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, transformer_options: dict | None = None
+) -> torch.Tensor:
     """Multi-head attention through ``torch.nn.functional.scaled_dot_product_attention``."""
     batch, _, inner = q.shape
     dim_head = inner // heads

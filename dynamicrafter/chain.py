@@ -10,15 +10,16 @@ tensor). Two ways of joining clips:
   from frame ``T - N`` of clip ``k``, so their last / first ``N`` frames show the same moment twice; those
   ``N`` frames are crossfaded linearly (:func:`crossfade_weights`), which hides the seam without a cut.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-SEED_RANGE = 2 ** 64
+SEED_RANGE = 2**64
 
 
 def segment_seed(seed: int, index: int) -> int:
@@ -39,8 +40,10 @@ def chain_length(keyframes: int, frames: int) -> int:
 def check_chain(keyframes: int, frames: int) -> None:
     """Raise a clear error unless ``keyframes`` (>= 2) and ``frames`` per segment (>= 2) make a chain."""
     if keyframes < 2:
-        raise ValueError(f"a keyframe chain needs at least 2 keyframes (an IMAGE batch of 2 or more), got {keyframes}; "
-                         "batch the pictures with 'Batch Images' (all the same size)")
+        raise ValueError(
+            f"a keyframe chain needs at least 2 keyframes (an IMAGE batch of 2 or more), got {keyframes}; "
+            "batch the pictures with 'Batch Images' (all the same size)"
+        )
     if frames < 2:
         raise ValueError(f"each segment needs at least 2 frames (its two keyframes), got {frames}")
 
@@ -80,8 +83,10 @@ class ContinuationPlan:
         if self.clip_frames < 2:
             raise ValueError(f"clips need at least 2 frames, got {self.clip_frames}")
         if not 1 <= self.overlap <= self.clip_frames // 2:
-            raise ValueError(f"overlap must be between 1 and {self.clip_frames // 2} frames (half a clip, so that "
-                             f"each frame mixes at most two clips), got {self.overlap}")
+            raise ValueError(
+                f"overlap must be between 1 and {self.clip_frames // 2} frames (half a clip, so that "
+                f"each frame mixes at most two clips), got {self.overlap}"
+            )
         if self.total < 1:
             raise ValueError(f"the video needs at least 1 frame, got {self.total}")
 

@@ -5,6 +5,7 @@ Handles the original Lightning ``.ckpt`` (a dict with ``state_dict``), Kijai's f
 from the tensors' shapes, never from the file name; the name only picks among variants that share
 shapes (512, 1024, 512_interp) when the file carries no ``scale_arr``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,9 +14,9 @@ import os
 import pickle
 import struct
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Mapping
 
 import torch
 
@@ -35,9 +36,18 @@ PART_PREFIXES: dict[str, str] = {
 """Key prefix of each part inside an original checkpoint."""
 
 SCHEDULE_BUFFERS = (
-    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-    "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+    "betas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod",
+    "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
     "scale_arr",
 )
 
@@ -46,11 +56,11 @@ UNET_KEY_RENAMES = {"framestride_embed.": "fps_embedding."}
 
 WHERE_TO_GET = {
     "text_encoder": "an OpenCLIP ViT-H/14 text encoder (the SD 2.x CLIP): load it with the stock 'Load CLIP' "
-                    "node, type 'stable_diffusion' (e.g. stable-diffusion-2-1-clip.safetensors in models/text_encoders)",
+    "node, type 'stable_diffusion' (e.g. stable-diffusion-2-1-clip.safetensors in models/text_encoders)",
     "clip_vision": "'CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors' in models/clip_vision, loaded with the stock "
-                   "'Load CLIP Vision' node",
+    "'Load CLIP Vision' node",
     "vae": "the SD 1.x/2.x VAE (e.g. 'vae-ft-mse-840000-ema-pruned.safetensors' in models/vae), loaded with "
-           "the stock 'Load VAE' node",
+    "the stock 'Load VAE' node",
     "unet": "a DynamiCrafter checkpoint: the original model.ckpt, or Kijai's *_bf16 / *_fp16_pruned .safetensors",
     "resampler": "a DynamiCrafter checkpoint (every released file carries the image_proj_model Resampler)",
 }
@@ -82,14 +92,20 @@ def _read_ckpt(path: Path, kind: FileKind, mmap: bool) -> Mapping[str, torch.Ten
         obj = _torch_load(path, kind, mmap)
     except pickle.UnpicklingError as e:
         if "unsupported global" not in str(e).lower():  # a damaged pickle stream, not a refused object
-            raise CheckpointError(path, f"{DESCRIPTIONS[kind]}, but corrupt (its pickled index cannot be read); "
-                                        "download it again.") from None
-        raise CheckpointError(path, "refused to load: the pickle asks to run code or build objects that are not "
-                                    "plain tensors, which a weights file never needs. Use a .safetensors file, "
-                                    f"or the original model.ckpt from Hugging Face. (detail: {_blocked(e)})") from None
+            raise CheckpointError(
+                path, f"{DESCRIPTIONS[kind]}, but corrupt (its pickled index cannot be read); download it again."
+            ) from None
+        raise CheckpointError(
+            path,
+            "refused to load: the pickle asks to run code or build objects that are not "
+            "plain tensors, which a weights file never needs. Use a .safetensors file, "
+            f"or the original model.ckpt from Hugging Face. (detail: {_blocked(e)})",
+        ) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, IndexError, ValueError, KeyError, OSError, struct.error) as e:
-        raise CheckpointError(path, f"{DESCRIPTIONS[kind]}, but truncated or corrupt ({type(e).__name__}: "
-                                    f"{str(e)[:200]}); download it again.") from None
+        raise CheckpointError(
+            path,
+            f"{DESCRIPTIONS[kind]}, but truncated or corrupt ({type(e).__name__}: {str(e)[:200]}); download it again.",
+        ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     elif isinstance(obj, Mapping) and isinstance(obj.get("module"), Mapping):  # DeepSpeed layout
@@ -122,12 +138,14 @@ def _read_safetensors(path: Path, reader: SafetensorsReader | None) -> Mapping[s
     try:
         return (reader or load_file)(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(path, f"{DESCRIPTIONS['safetensors']}, but truncated or corrupt ({str(e)[:200]}); "
-                                    "download it again.") from None
+        raise CheckpointError(
+            path, f"{DESCRIPTIONS['safetensors']}, but truncated or corrupt ({str(e)[:200]}); download it again."
+        ) from None
 
 
-def read_state_dict(path: str | os.PathLike, safetensors_reader: SafetensorsReader | None = None,
-                    mmap: bool = True) -> Mapping[str, torch.Tensor]:
+def read_state_dict(
+    path: str | os.PathLike, safetensors_reader: SafetensorsReader | None = None, mmap: bool = True
+) -> Mapping[str, torch.Tensor]:
     """Load every tensor of a safetensors or PyTorch file (pickles: weights only), told apart by their first
     bytes, not by the extension; a file that is no model at all gets an error that says what it is.
 
@@ -142,9 +160,12 @@ def read_state_dict(path: str | os.PathLike, safetensors_reader: SafetensorsRead
         raise CheckpointError(path, not_a_model(path, kind))
     expected = expected_kind(path)
     if kind != expected and {kind, expected} != {"torch_zip", "torch_pickle"}:
-        log.warning("%s is really %s, whatever its extension says; reading it as one (rename it to %s)",
-                    path.name, DESCRIPTIONS[kind], path.with_suffix(".safetensors" if kind == "safetensors"
-                                                                    else ".ckpt").name)
+        log.warning(
+            "%s is really %s, whatever its extension says; reading it as one (rename it to %s)",
+            path.name,
+            DESCRIPTIONS[kind],
+            path.with_suffix(".safetensors" if kind == "safetensors" else ".ckpt").name,
+        )
     if kind == "safetensors":
         return _read_safetensors(path, safetensors_reader)
     return _read_ckpt(path, kind, mmap)
@@ -157,7 +178,7 @@ def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, tor
     for key, tensor in sd.items():
         for name, prefix in PART_PREFIXES.items():
             if key.startswith(prefix):
-                parts[name][key[len(prefix):]] = tensor
+                parts[name][key[len(prefix) :]] = tensor
                 break
         else:
             if key in SCHEDULE_BUFFERS:
@@ -169,7 +190,7 @@ def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, tor
 def _rename_unet_key(key: str) -> str:
     for old, new in UNET_KEY_RENAMES.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key
 
 
@@ -188,8 +209,10 @@ def describe_foreign(sd: Mapping[str, torch.Tensor]) -> str:
         if has("time_stack"):
             return "it looks like a Stable Video Diffusion checkpoint"
         if in_ch in (4, 9):
-            return (f"it looks like a Stable Diffusion 1.x/2.x image checkpoint ({in_ch}-channel UNet without "
-                    "temporal layers); load it with the stock 'Load Checkpoint' node")
+            return (
+                f"it looks like a Stable Diffusion 1.x/2.x image checkpoint ({in_ch}-channel UNet without "
+                "temporal layers); load it with the stock 'Load Checkpoint' node"
+            )
         return f"it is a UNet checkpoint without DynamiCrafter's temporal layers ({in_ch} input channels)"
     if has("double_blocks") or has("joint_blocks"):
         return "it looks like a Flux/SD3-family model"
@@ -234,18 +257,25 @@ def _file_base_scale(buffers: Mapping[str, torch.Tensor]) -> float | None:
     return round(float(scale_arr[-1]), 2)
 
 
-def _choose_variant(path: str, unet_config: UNetConfig, buffers: Mapping[str, torch.Tensor],
-                    requested: str | None) -> VariantConfig:
+def _choose_variant(
+    path: str, unet_config: UNetConfig, buffers: Mapping[str, torch.Tensor], requested: str | None
+) -> VariantConfig:
     """Pick the variant: shapes decide eps/256 vs v; then the user, the file name, the file's scale_arr."""
     file_base = _file_base_scale(buffers)
     if unet_config.image_cross_attention_scale_learnable:
         if requested not in (None, "auto", "256"):
-            raise CheckpointError(path, f"this is the 256 model (eps prediction, learnable image-attention scale), "
-                                        f"but variant {requested!r} was chosen; pick '256' or 'auto'.")
+            raise CheckpointError(
+                path,
+                f"this is the 256 model (eps prediction, learnable image-attention scale), "
+                f"but variant {requested!r} was chosen; pick '256' or 'auto'.",
+            )
         return VARIANTS["256"]
     if requested == "256":
-        raise CheckpointError(path, "this is a 512/1024/interp model (v prediction), but variant '256' was "
-                                    "chosen; pick 'auto', '512', '1024' or '512_interp'.")
+        raise CheckpointError(
+            path,
+            "this is a 512/1024/interp model (v prediction), but variant '256' was "
+            "chosen; pick 'auto', '512', '1024' or '512_interp'.",
+        )
     if requested not in (None, "auto"):
         variant = VARIANTS[requested]
     else:
@@ -257,14 +287,20 @@ def _choose_variant(path: str, unet_config: UNetConfig, buffers: Mapping[str, to
         else:
             variant = VARIANTS["512"]
     if file_base is not None and file_base != variant.schedule.base_scale:
-        log.info("%s: dynamic-rescale base scale %.3g from the file's scale_arr (variant %s default %.3g)",
-                 Path(path).name, file_base, variant.name, variant.schedule.base_scale)
+        log.info(
+            "%s: dynamic-rescale base scale %.3g from the file's scale_arr (variant %s default %.3g)",
+            Path(path).name,
+            file_base,
+            variant.name,
+            variant.schedule.base_scale,
+        )
         variant = dataclasses.replace(variant, schedule=dataclasses.replace(variant.schedule, base_scale=file_base))
     return variant
 
 
-def checkpoint_from_state_dict(path: str | os.PathLike, sd: Mapping[str, torch.Tensor],
-                               variant: str | None = None) -> DynamiCrafterCheckpoint:
+def checkpoint_from_state_dict(
+    path: str | os.PathLike, sd: Mapping[str, torch.Tensor], variant: str | None = None
+) -> DynamiCrafterCheckpoint:
     """Split an already-read state dict and derive its configs (``variant``: None/'auto' or a name)."""
     path = str(path)
     if variant not in (None, "auto") and variant not in VARIANTS:
@@ -281,14 +317,21 @@ def checkpoint_from_state_dict(path: str | os.PathLike, sd: Mapping[str, torch.T
         unet_config = unet_config_from_state_dict(unet)
         resampler_config = resampler_config_from_state_dict(parts["resampler"])
     except KeyError as e:
-        raise CheckpointError(path, f"the DynamiCrafter weights are incomplete: missing key {e.args[0]!r}; "
-                                    "the file may be damaged, download it again.") from None
+        raise CheckpointError(
+            path,
+            f"the DynamiCrafter weights are incomplete: missing key {e.args[0]!r}; "
+            "the file may be damaged, download it again.",
+        ) from None
     chosen = _choose_variant(path, unet_config, buffers, variant)
     unet_config = dataclasses.replace(unet_config, default_fs=chosen.unet.default_fs)
     return DynamiCrafterCheckpoint(path, chosen, unet_config, resampler_config, parts, buffers)
 
 
-def load_checkpoint(path: str | os.PathLike, variant: str | None = None,
-                    safetensors_reader: SafetensorsReader | None = None, mmap: bool = True) -> DynamiCrafterCheckpoint:
+def load_checkpoint(
+    path: str | os.PathLike,
+    variant: str | None = None,
+    safetensors_reader: SafetensorsReader | None = None,
+    mmap: bool = True,
+) -> DynamiCrafterCheckpoint:
     """Read a DynamiCrafter checkpoint file and split it; errors name the file and what is wrong."""
     return checkpoint_from_state_dict(path, read_state_dict(path, safetensors_reader, mmap), variant)

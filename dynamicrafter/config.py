@@ -5,6 +5,7 @@ variants except the learnable image-attention scale of 256; what really differs 
 how they are sampled and conditioned (:class:`VariantConfig`). Code elsewhere reads these fields and
 never branches on a variant's name.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -112,37 +113,79 @@ class VariantConfig:
 _V_SCHEDULE = ScheduleConfig()
 
 
-def _variant(name: str, height: int, width: int, fs_meaning: Literal["frame_stride", "fps"], default_fs: int,
-             fs_range: tuple[int, int], hf_repo: str, unet_default_fs: int | None = None,
-             **fields) -> VariantConfig:
+def _variant(
+    name: str,
+    height: int,
+    width: int,
+    fs_meaning: Literal["frame_stride", "fps"],
+    default_fs: int,
+    fs_range: tuple[int, int],
+    hf_repo: str,
+    unet_default_fs: int | None = None,
+    **fields,
+) -> VariantConfig:
     """One table row; the UNet's own fs fallback is the scripts' fs unless the original config says otherwise."""
     learnable = fields.pop("image_cross_attention_scale_learnable", False)
-    unet = UNetConfig(image_cross_attention_scale_learnable=learnable,
-                      default_fs=default_fs if unet_default_fs is None else unet_default_fs)
+    unet = UNetConfig(
+        image_cross_attention_scale_learnable=learnable,
+        default_fs=default_fs if unet_default_fs is None else unet_default_fs,
+    )
     fields.setdefault("schedule", _V_SCHEDULE)
     fields.setdefault("sampling", SamplingDefaults())
-    return VariantConfig(name=name, height=height, width=width, fs_meaning=fs_meaning, default_fs=default_fs,
-                         fs_range=fs_range, unet=unet, hf_repo=hf_repo, file_name=f"dynamicrafter_{name}_v1.ckpt",
-                         **fields)
+    return VariantConfig(
+        name=name,
+        height=height,
+        width=width,
+        fs_meaning=fs_meaning,
+        default_fs=default_fs,
+        fs_range=fs_range,
+        unet=unet,
+        hf_repo=hf_repo,
+        file_name=f"dynamicrafter_{name}_v1.ckpt",
+        **fields,
+    )
 
 
 VARIANTS: dict[str, VariantConfig] = {
-    "256": _variant("256", 256, 256, "frame_stride", 3, (1, 6), "Doubiiu/DynamiCrafter",
-                    image_cross_attention_scale_learnable=True,
-                    schedule=ScheduleConfig(zero_terminal_snr=False, prediction="eps", dynamic_rescale=False),
-                    sampling=SamplingDefaults(spacing="uniform", guidance_rescale=0.0)),
+    "256": _variant(
+        "256",
+        256,
+        256,
+        "frame_stride",
+        3,
+        (1, 6),
+        "Doubiiu/DynamiCrafter",
+        image_cross_attention_scale_learnable=True,
+        schedule=ScheduleConfig(zero_terminal_snr=False, prediction="eps", dynamic_rescale=False),
+        sampling=SamplingDefaults(spacing="uniform", guidance_rescale=0.0),
+    ),
     "512": _variant("512", 320, 512, "fps", 24, (15, 30), "Doubiiu/DynamiCrafter_512"),
-    "1024": _variant("1024", 576, 1024, "fps", 10, (5, 20), "Doubiiu/DynamiCrafter_1024",
-                     schedule=ScheduleConfig(base_scale=0.3)),
+    "1024": _variant(
+        "1024", 576, 1024, "fps", 10, (5, 20), "Doubiiu/DynamiCrafter_1024", schedule=ScheduleConfig(base_scale=0.3)
+    ),
     # The original interp config builds its UNet with default_fs=24; its scripts always pass fs=5.
-    "512_interp": _variant("512_interp", 320, 512, "fps", 5, (5, 30), "Doubiiu/DynamiCrafter_512_Interp",
-                           unet_default_fs=24, interpolation=True),
+    "512_interp": _variant(
+        "512_interp",
+        320,
+        512,
+        "fps",
+        5,
+        (5, 30),
+        "Doubiiu/DynamiCrafter_512_Interp",
+        unet_default_fs=24,
+        interpolation=True,
+    ),
 }
 """The four released variants, keyed by the name the original repository uses."""
 
 
-TOONCRAFTER = dataclasses.replace(VARIANTS["512_interp"], name="tooncrafter", default_fs=10,
-                                  hf_repo="Doubiiu/ToonCrafter", file_name="tooncrafter_512_interp.ckpt")
+TOONCRAFTER = dataclasses.replace(
+    VARIANTS["512_interp"],
+    name="tooncrafter",
+    default_fs=10,
+    hf_repo="Doubiiu/ToonCrafter",
+    file_name="tooncrafter_512_interp.ckpt",
+)
 """ToonCrafter: the 512_interp UNet, schedule and sampling; fs 10, as its scripts/run.sh and gradio app use."""
 
 

@@ -26,6 +26,7 @@ What is in the file:
 Pure PyTorch (plus safetensors): never imports ComfyUI. ``python -m dynamicrafter.demo PATH [VARIANT]``
 writes one from the command line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,9 @@ from .unet import DynamiCrafterUNet
 
 log = logging.getLogger(__name__)
 
-NOISE_NOTICE = ("the demo checkpoint has RANDOM weights: the video it makes is random noise, "
-                "not an animation of the picture")
+NOISE_NOTICE = (
+    "the demo checkpoint has RANDOM weights: the video it makes is random noise, not an animation of the picture"
+)
 
 DEMO_UNET = UNetConfig(model_channels=32, channel_mult=(1, 1, 1, 2), num_head_channels=8, context_dim=1024)
 """Tiny UNet with every feature of the real one; context width 1024 as OpenCLIP-H's text tokens."""
@@ -55,8 +57,18 @@ DEMO_UNET = UNetConfig(model_channels=32, channel_mult=(1, 1, 1, 2), num_head_ch
 DEMO_RESAMPLER = ResamplerConfig(dim=32, depth=2, heads=2, embedding_dim=1280, output_dim=1024)
 """Tiny Resampler reading OpenCLIP-H vision tokens (1280) and writing context tokens (1024)."""
 
-DEMO_VAE: dict = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
-                  "ch_mult": [1, 2, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+DEMO_VAE: dict = {
+    "double_z": True,
+    "z_channels": 4,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 32,
+    "ch_mult": [1, 2, 2, 2],
+    "num_res_blocks": 1,
+    "attn_resolutions": [],
+    "dropout": 0.0,
+}
 """A narrow SD KL-f8 VAE (SD's own: ch 128, ch_mult [1, 2, 4, 4], 2 res blocks)."""
 
 SD_VAE: dict = {**DEMO_VAE, "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2}
@@ -98,23 +110,36 @@ def _resblocks(prefix: str, width: int, layers: int) -> Iterator[tuple[str, tupl
     for i in range(layers):
         p = f"{prefix}transformer.resblocks.{i}."
         yield from [
-            (p + "ln_1.weight", (width,)), (p + "ln_1.bias", (width,)),
-            (p + "attn.in_proj_weight", (3 * width, width)), (p + "attn.in_proj_bias", (3 * width,)),
-            (p + "attn.out_proj.weight", (width, width)), (p + "attn.out_proj.bias", (width,)),
-            (p + "ln_2.weight", (width,)), (p + "ln_2.bias", (width,)),
-            (p + "mlp.c_fc.weight", (4 * width, width)), (p + "mlp.c_fc.bias", (4 * width,)),
-            (p + "mlp.c_proj.weight", (width, 4 * width)), (p + "mlp.c_proj.bias", (width,)),
+            (p + "ln_1.weight", (width,)),
+            (p + "ln_1.bias", (width,)),
+            (p + "attn.in_proj_weight", (3 * width, width)),
+            (p + "attn.in_proj_bias", (3 * width,)),
+            (p + "attn.out_proj.weight", (width, width)),
+            (p + "attn.out_proj.bias", (width,)),
+            (p + "ln_2.weight", (width,)),
+            (p + "ln_2.bias", (width,)),
+            (p + "mlp.c_fc.weight", (4 * width, width)),
+            (p + "mlp.c_fc.bias", (4 * width,)),
+            (p + "mlp.c_proj.weight", (width, 4 * width)),
+            (p + "mlp.c_proj.bias", (width,)),
         ]
 
 
 def _openclip_text_side(prefix: str, with_transformer: bool, t: Mapping[str, int]) -> tuple[Shapes, Shapes]:
     """The text tower's direct parameters (first in state_dict order) and its trailing modules."""
-    head = {prefix + "positional_embedding": (t["context"], t["width"]),
-            prefix + "text_projection": (t["width"], t["embed_dim"]),
-            prefix + "logit_scale": ()}
+    head = {
+        prefix + "positional_embedding": (t["context"], t["width"]),
+        prefix + "text_projection": (t["width"], t["embed_dim"]),
+        prefix + "logit_scale": (),
+    }
     tail: Shapes = dict(_resblocks(prefix, t["width"], t["layers"])) if with_transformer else {}
-    tail.update({prefix + "token_embedding.weight": (t["vocab"], t["width"]),
-                 prefix + "ln_final.weight": (t["width"],), prefix + "ln_final.bias": (t["width"],)})
+    tail.update(
+        {
+            prefix + "token_embedding.weight": (t["vocab"], t["width"]),
+            prefix + "ln_final.weight": (t["width"],),
+            prefix + "ln_final.bias": (t["width"],),
+        }
+    )
     return head, tail
 
 
@@ -138,9 +163,11 @@ def openclip_h_key_shapes(embedder_text_leftovers: bool = True, sizes: DemoSizes
         visual + "positional_embedding": (grid * grid + 1, v["width"]),
         visual + "proj": (v["width"], v["embed_dim"]),
         visual + "conv1.weight": (v["width"], 3, v["patch"], v["patch"]),
-        visual + "ln_pre.weight": (v["width"],), visual + "ln_pre.bias": (v["width"],),
+        visual + "ln_pre.weight": (v["width"],),
+        visual + "ln_pre.bias": (v["width"],),
         **dict(_resblocks(visual, v["width"], v["layers"])),
-        visual + "ln_post.weight": (v["width"],), visual + "ln_post.bias": (v["width"],),
+        visual + "ln_post.weight": (v["width"],),
+        visual + "ln_post.bias": (v["width"],),
     }
     head, tail = _openclip_text_side(image, with_transformer=False, t=sizes.text)
     if embedder_text_leftovers:
@@ -152,10 +179,14 @@ def openclip_h_key_shapes(embedder_text_leftovers: bool = True, sizes: DemoSizes
 
 def _resnet(prefix: str, c_in: int, c_out: int) -> Shapes:
     shapes: Shapes = {
-        prefix + "norm1.weight": (c_in,), prefix + "norm1.bias": (c_in,),
-        prefix + "conv1.weight": (c_out, c_in, 3, 3), prefix + "conv1.bias": (c_out,),
-        prefix + "norm2.weight": (c_out,), prefix + "norm2.bias": (c_out,),
-        prefix + "conv2.weight": (c_out, c_out, 3, 3), prefix + "conv2.bias": (c_out,),
+        prefix + "norm1.weight": (c_in,),
+        prefix + "norm1.bias": (c_in,),
+        prefix + "conv1.weight": (c_out, c_in, 3, 3),
+        prefix + "conv1.bias": (c_out,),
+        prefix + "norm2.weight": (c_out,),
+        prefix + "norm2.bias": (c_out,),
+        prefix + "conv2.weight": (c_out, c_out, 3, 3),
+        prefix + "conv2.bias": (c_out,),
     }
     if c_in != c_out:
         shapes.update({prefix + "nin_shortcut.weight": (c_out, c_in, 1, 1), prefix + "nin_shortcut.bias": (c_out,)})
@@ -170,8 +201,11 @@ def _attention(prefix: str, c: int) -> Shapes:
 
 
 def _mid(prefix: str, c: int) -> Shapes:
-    return {**_resnet(prefix + "mid.block_1.", c, c), **_attention(prefix + "mid.attn_1.", c),
-            **_resnet(prefix + "mid.block_2.", c, c)}
+    return {
+        **_resnet(prefix + "mid.block_1.", c, c),
+        **_attention(prefix + "mid.attn_1.", c),
+        **_resnet(prefix + "mid.block_2.", c, c),
+    }
 
 
 def vae_key_shapes(ddconfig: Mapping, embed_dim: int = VAE_EMBED_DIM) -> Shapes:
@@ -195,14 +229,24 @@ def vae_key_shapes(ddconfig: Mapping, embed_dim: int = VAE_EMBED_DIM) -> Shapes:
             if res in attn_at:
                 shapes.update(_attention(f"encoder.down.{i}.attn.{j}.", c_out))
         if i != levels - 1:
-            shapes.update({f"encoder.down.{i}.downsample.conv.weight": (c_out, c_out, 3, 3),
-                           f"encoder.down.{i}.downsample.conv.bias": (c_out,)})
+            shapes.update(
+                {
+                    f"encoder.down.{i}.downsample.conv.weight": (c_out, c_out, 3, 3),
+                    f"encoder.down.{i}.downsample.conv.bias": (c_out,),
+                }
+            )
             res //= 2
         c = c_out
     shapes.update(_mid("encoder.", c))
     z_out = 2 * z if ddconfig["double_z"] else z
-    shapes.update({"encoder.norm_out.weight": (c,), "encoder.norm_out.bias": (c,),
-                   "encoder.conv_out.weight": (z_out, c, 3, 3), "encoder.conv_out.bias": (z_out,)})
+    shapes.update(
+        {
+            "encoder.norm_out.weight": (c,),
+            "encoder.norm_out.bias": (c,),
+            "encoder.conv_out.weight": (z_out, c, 3, 3),
+            "encoder.conv_out.bias": (z_out,),
+        }
+    )
 
     c = ch * mult[-1]
     shapes.update({"decoder.conv_in.weight": (c, z, 3, 3), "decoder.conv_in.bias": (c,)})
@@ -219,16 +263,29 @@ def vae_key_shapes(ddconfig: Mapping, embed_dim: int = VAE_EMBED_DIM) -> Shapes:
             if res in attn_at:
                 level.update(_attention(f"decoder.up.{i}.attn.{j}.", c_out))
         if i != 0:
-            level.update({f"decoder.up.{i}.upsample.conv.weight": (c, c, 3, 3),
-                          f"decoder.up.{i}.upsample.conv.bias": (c,)})
+            level.update(
+                {f"decoder.up.{i}.upsample.conv.weight": (c, c, 3, 3), f"decoder.up.{i}.upsample.conv.bias": (c,)}
+            )
             res *= 2
         up.insert(0, level)
     for level in up:
         shapes.update(level)
-    shapes.update({"decoder.norm_out.weight": (c,), "decoder.norm_out.bias": (c,),
-                   "decoder.conv_out.weight": (ddconfig["out_ch"], c, 3, 3), "decoder.conv_out.bias": (ddconfig["out_ch"],)})
-    shapes.update({"quant_conv.weight": (2 * embed_dim, 2 * z, 1, 1), "quant_conv.bias": (2 * embed_dim,),
-                   "post_quant_conv.weight": (z, embed_dim, 1, 1), "post_quant_conv.bias": (z,)})
+    shapes.update(
+        {
+            "decoder.norm_out.weight": (c,),
+            "decoder.norm_out.bias": (c,),
+            "decoder.conv_out.weight": (ddconfig["out_ch"], c, 3, 3),
+            "decoder.conv_out.bias": (ddconfig["out_ch"],),
+        }
+    )
+    shapes.update(
+        {
+            "quant_conv.weight": (2 * embed_dim, 2 * z, 1, 1),
+            "quant_conv.bias": (2 * embed_dim,),
+            "post_quant_conv.weight": (z, embed_dim, 1, 1),
+            "post_quant_conv.bias": (z,),
+        }
+    )
     return shapes
 
 
@@ -247,8 +304,12 @@ def _encoder_value(key: str, shape: tuple[int, ...], generator: torch.Generator)
     return torch.randn(shape, generator=generator) * 0.02
 
 
-def openclip_h_state_dict(seed: int = 0, embedder_text_leftovers: bool = True, dtype: torch.dtype = torch.float16,
-                          sizes: DemoSizes = DEMO_SIZES) -> dict[str, torch.Tensor]:
+def openclip_h_state_dict(
+    seed: int = 0,
+    embedder_text_leftovers: bool = True,
+    dtype: torch.dtype = torch.float16,
+    sizes: DemoSizes = DEMO_SIZES,
+) -> dict[str, torch.Tensor]:
     """Random OpenCLIP text (``cond_stage_model.``) and vision (``embedder.``) weights (default: full-size ViT-H).
 
     Values are drawn in file order from one generator, so the same ``seed`` gives the same tensors for
@@ -276,15 +337,18 @@ def random_module_state(module: torch.nn.Module, seed: int, std: float = 0.05) -
     return out
 
 
-def unet_state_dict(variant: str, seed: int = 1, config: UNetConfig = DEMO_UNET,
-                    init: Callable[[torch.nn.Module, int], dict[str, torch.Tensor]] = random_module_state,
-                    ) -> dict[str, torch.Tensor]:
+def unet_state_dict(
+    variant: str,
+    seed: int = 1,
+    config: UNetConfig = DEMO_UNET,
+    init: Callable[[torch.nn.Module, int], dict[str, torch.Tensor]] = random_module_state,
+) -> dict[str, torch.Tensor]:
     """Random UNet weights (``init``) under the checkpoint's names (the 256 file's fs MLP is ``framestride_embed``)."""
     config = dataclasses.replace(config, image_cross_attention_scale_learnable=variant == "256")
     sd = init(DynamiCrafterUNet(config), seed)
     if variant == "256":
         file_names = {module: stored for stored, module in UNET_KEY_RENAMES.items()}
-        sd = {next((file_names[p] + k[len(p):] for p in file_names if k.startswith(p)), k): v for k, v in sd.items()}
+        sd = {next((file_names[p] + k[len(p) :] for p in file_names if k.startswith(p)), k): v for k, v in sd.items()}
     return sd
 
 
@@ -305,9 +369,13 @@ def vae_state_dict(ddconfig: Mapping = DEMO_VAE, seed: int = 3) -> dict[str, tor
     return out
 
 
-def demo_state_dict(variant: str = "512", with_encoders: bool = True, embedder_text_leftovers: bool = False,
-                    encoders: Mapping[str, torch.Tensor] | None = None,
-                    sizes: DemoSizes = DEMO_SIZES) -> dict[str, torch.Tensor]:
+def demo_state_dict(
+    variant: str = "512",
+    with_encoders: bool = True,
+    embedder_text_leftovers: bool = False,
+    encoders: Mapping[str, torch.Tensor] | None = None,
+    sizes: DemoSizes = DEMO_SIZES,
+) -> dict[str, torch.Tensor]:
     """A complete original-layout state dict for ``variant`` whose networks run on a CPU in seconds.
 
     ``encoders``: ready-made ``cond_stage_model.`` / ``embedder.`` tensors (e.g. from a cache) instead of
@@ -346,8 +414,13 @@ def save_checkpoint(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> 
     return path
 
 
-def write_demo_checkpoint(path: str | os.PathLike, variant: str = "512", *, embedder_text_leftovers: bool = False,
-                          encoders: Mapping[str, torch.Tensor] | None = None) -> Path:
+def write_demo_checkpoint(
+    path: str | os.PathLike,
+    variant: str = "512",
+    *,
+    embedder_text_leftovers: bool = False,
+    encoders: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a tiny RANDOM DynamiCrafter checkpoint (about 2 GB) that the pack's loader loads.
 
     The video it makes is random noise. ``.ckpt`` (or any other suffix) gets the original Lightning
@@ -355,8 +428,9 @@ def write_demo_checkpoint(path: str | os.PathLike, variant: str = "512", *, embe
     ``<path>.partial`` first, so an interrupted write never leaves a damaged file under ``path``.
     """
     log.warning("writing %s: %s", path, NOISE_NOTICE)
-    return save_checkpoint(demo_state_dict(variant, embedder_text_leftovers=embedder_text_leftovers,
-                                           encoders=encoders), path)
+    return save_checkpoint(
+        demo_state_dict(variant, embedder_text_leftovers=embedder_text_leftovers, encoders=encoders), path
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,11 @@
 Works on real tensors and on meta tensors alike, so the full-size rules are testable without weights.
 Keys here are relative to the part (no ``model.diffusion_model.`` / ``image_proj_model.`` prefix).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -4,6 +4,7 @@ A file saved under the wrong extension, a Git LFS pointer left by ``git clone`` 
 page saved instead of the file all fail deep inside the loaders with messages about mmap or zip records;
 :func:`sniff` tells them apart so the error can say what the file is and what to do.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,11 +14,12 @@ from typing import Literal
 
 # Standard library only: scripts/run checks its arguments with this before anything is installed.
 
-FileKind = Literal["empty", "torch_zip", "torch_pickle", "safetensors", "lfs_pointer", "html", "json", "text",
-                   "unknown"]
+FileKind = Literal[
+    "empty", "torch_zip", "torch_pickle", "safetensors", "lfs_pointer", "html", "json", "text", "unknown"
+]
 
 _HEAD_BYTES = 512
-_MAX_SAFETENSORS_HEADER = 100 * 2 ** 20  # safetensors itself refuses headers over 100 MB
+_MAX_SAFETENSORS_HEADER = 100 * 2**20  # safetensors itself refuses headers over 100 MB
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 DESCRIPTIONS: dict[str, str] = {
@@ -29,16 +31,16 @@ DESCRIPTIONS: dict[str, str] = {
 ADVICE: dict[str, str] = {
     "empty": "the file is empty (0 bytes): the download or copy did not finish. Download it again.",
     "lfs_pointer": "this is a Git LFS pointer (a small text file that stands for the real file), not the model: "
-                   "the repository was cloned without git-lfs. Run `git lfs pull` in the clone, or download the file "
-                   "itself from its Hugging Face page (the 'download' button), about 3-10 GB.",
+    "the repository was cloned without git-lfs. Run `git lfs pull` in the clone, or download the file "
+    "itself from its Hugging Face page (the 'download' button), about 3-10 GB.",
     "html": "this is a web page (HTML), not a model: a browser or tool saved an error or login page instead of the "
-            "file. Download the file again from its Hugging Face page (the 'download' button), or with the "
-            "'DynamiCrafter Download Model' node.",
+    "file. Download the file again from its Hugging Face page (the 'download' button), or with the "
+    "'DynamiCrafter Download Model' node.",
     "json": "this is a JSON text (often a server's error reply), not a model. Download the file again from its "
-            "Hugging Face page, or with the 'DynamiCrafter Download Model' node.",
+    "Hugging Face page, or with the 'DynamiCrafter Download Model' node.",
     "text": "this is a text file, not a model. Download the checkpoint again from its Hugging Face page.",
     "unknown": "it is neither a PyTorch checkpoint nor a safetensors file (its first bytes are {head}). It may be "
-               "damaged or another kind of file: download it again.",
+    "damaged or another kind of file: download it again.",
 }
 """What to tell the user for a file that is no model at all ({head}: its first bytes in hex)."""
 
@@ -89,8 +91,15 @@ def expected_kind(path: str | os.PathLike) -> FileKind:
     return "safetensors" if Path(path).suffix.lower() == ".safetensors" else "torch_zip"
 
 
-IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
-                    b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+IMAGE_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
 
 
 def image_kind(path: str | os.PathLike) -> str | None:

@@ -4,6 +4,7 @@ Videos are ``[B, C, T, h, w]``; every 2-D layer (and the host's latent) sees the
 ``[(B T), C, h, w]`` with the frame index fastest. :func:`fold_frames` and :func:`unfold_frames` are the one
 place that layout is spelled.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -24,8 +25,9 @@ def unfold_frames(batch: torch.Tensor, frames: int) -> torch.Tensor:
     return rearrange(batch, "(b t) c h w -> b c t h w", t=frames)
 
 
-def concat_latent(first: torch.Tensor, frames: int, task: Task = "i2v",
-                  last: torch.Tensor | None = None) -> torch.Tensor:
+def concat_latent(
+    first: torch.Tensor, frames: int, task: Task = "i2v", last: torch.Tensor | None = None
+) -> torch.Tensor:
     """Build ``c_concat`` from per-image latents ``[B, C, h, w]``.
 
     * ``i2v``: the image latent on every frame.
@@ -40,8 +42,10 @@ def concat_latent(first: torch.Tensor, frames: int, task: Task = "i2v",
         raise ValueError("interpolation needs an end image latent ('last')")
     end = first if task == "loop" else last
     if end.shape != first.shape:
-        raise ValueError(f"start and end latents differ in shape: {tuple(first.shape)} vs {tuple(end.shape)}; "
-                         "resize both keyframes to the same size")
+        raise ValueError(
+            f"start and end latents differ in shape: {tuple(first.shape)} vs {tuple(end.shape)}; "
+            "resize both keyframes to the same size"
+        )
     out = torch.zeros(first.shape[0], first.shape[1], frames, *first.shape[2:], dtype=first.dtype, device=first.device)
     out[:, :, 0] = first
     out[:, :, -1] = end

@@ -1,4 +1,5 @@
 """Fit a conditioning image to the model's grid: cover-and-crop, or fit-and-pad."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -26,7 +27,7 @@ def fit_image(image: torch.Tensor, width: int, height: int, mode: FitMode = "cro
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     if mode == "crop":
         top, left = (new_h - height) // 2, (new_w - width) // 2
-        x = x[:, :, top:top + height, left:left + width]
+        x = x[:, :, top : top + height, left : left + width]
     else:
         pad_h, pad_w = height - new_h, width - new_w
         x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0.0)

@@ -1,5 +1,6 @@
 """Conditioning-image controls: noise augmentation of the picture, and per-frame blending of the start and end
 pictures' image tokens (Kijai's wrapper's ``augmentation_level`` and ``image_embed_ratio``, per frame here)."""
+
 from __future__ import annotations
 
 from typing import Literal, get_args
@@ -41,8 +42,10 @@ def blend_frame_tokens(start: torch.Tensor, end: torch.Tensor, weights: torch.Te
     """
     frames = weights.shape[-1]
     if start.shape[1] != frames * IMAGE_TOKENS_PER_FRAME:
-        raise ValueError(f"{start.shape[1]} image tokens are not {IMAGE_TOKENS_PER_FRAME} for each of {frames} "
-                         "frames; per-frame token blending needs the model's 16-frame Resampler")
+        raise ValueError(
+            f"{start.shape[1]} image tokens are not {IMAGE_TOKENS_PER_FRAME} for each of {frames} "
+            "frames; per-frame token blending needs the model's 16-frame Resampler"
+        )
     w = weights.to(start).view(-1, frames, 1, 1)
     per_frame = lambda x: rearrange(x, "b (t n) d -> b t n d", t=frames)  # noqa: E731
     return rearrange((1.0 - w) * per_frame(start) + w * per_frame(end), "b t n d -> b (t n) d")

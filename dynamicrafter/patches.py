@@ -7,6 +7,7 @@ The networks call these helpers where the host's own image UNets call theirs, so
 those act here too. Shapes that patches see are the frames-as-batch ones: ``[(b t), c, h, w]``.
 Nothing here imports the host; callables come in through the dict.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -59,7 +60,9 @@ def apply_control(h: torch.Tensor, control: dict[str, list] | None, name: str) -
     if residual is None:
         return h
     if residual.shape != h.shape:
-        raise ValueError(f"the ControlNet gives a {name} residual of shape {list(residual.shape)} where the "
-                         f"DynamiCrafter UNet has {list(h.shape)}: use a ControlNet for Stable Diffusion 2.x "
-                         "(SD2.1 layout, 1024-wide text context)")
+        raise ValueError(
+            f"the ControlNet gives a {name} residual of shape {list(residual.shape)} where the "
+            f"DynamiCrafter UNet has {list(h.shape)}: use a ControlNet for Stable Diffusion 2.x "
+            "(SD2.1 layout, 1024-wide text context)"
+        )
     return h + residual.to(h.dtype)

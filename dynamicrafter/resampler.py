@@ -3,6 +3,7 @@
 A Perceiver resampler: ``num_queries * video_length`` learned queries attend to the CLIP vision
 tokens of the conditioning image; the UNet later hands query block i to frame i.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,16 @@ from .config import ResamplerConfig
 class PerceiverAttention(nn.Module):
     """Queries from the latents; keys/values from [image tokens ; latents]."""
 
-    def __init__(self, dim: int, dim_head: int, heads: int, attention: AttentionFn = sdpa_attention,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        dim: int,
+        dim_head: int,
+        heads: int,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         inner = dim_head * heads
         self.heads = heads
@@ -34,15 +43,22 @@ class PerceiverAttention(nn.Module):
         latents = self.norm2(latents)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat([x, latents], dim=1)).chunk(2, dim=-1)
-        return self.to_out(self.attention(q, k.contiguous(), v.contiguous(), self.heads,
-                                          transformer_options=transformer_options))
+        return self.to_out(
+            self.attention(q, k.contiguous(), v.contiguous(), self.heads, transformer_options=transformer_options)
+        )
 
 
 class Resampler(nn.Module):
     """``[B, 257, embedding_dim]`` CLIP tokens -> ``[B, num_queries * video_length, output_dim]``."""
 
-    def __init__(self, config: ResamplerConfig, attention: AttentionFn = sdpa_attention,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        config: ResamplerConfig,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         self.config = config
         queries = config.num_queries * config.video_length
@@ -53,12 +69,19 @@ class Resampler(nn.Module):
         self.norm_out = operations.LayerNorm(config.output_dim, **kw)
         inner_ff = config.dim * config.ff_mult
         self.layers = nn.ModuleList(
-            nn.ModuleList([
-                PerceiverAttention(config.dim, config.dim_head, config.heads, attention, operations=operations, **kw),
-                nn.Sequential(operations.LayerNorm(config.dim, **kw),
-                              operations.Linear(config.dim, inner_ff, bias=False, **kw), nn.GELU(),
-                              operations.Linear(inner_ff, config.dim, bias=False, **kw)),
-            ])
+            nn.ModuleList(
+                [
+                    PerceiverAttention(
+                        config.dim, config.dim_head, config.heads, attention, operations=operations, **kw
+                    ),
+                    nn.Sequential(
+                        operations.LayerNorm(config.dim, **kw),
+                        operations.Linear(config.dim, inner_ff, bias=False, **kw),
+                        nn.GELU(),
+                        operations.Linear(inner_ff, config.dim, bias=False, **kw),
+                    ),
+                ]
+            )
             for _ in range(config.depth)
         )
 

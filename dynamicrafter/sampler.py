@@ -7,10 +7,11 @@ Controls: separate text and image guidance (the original ``DDIMSampler_multicond
 (the grid over the first training steps only, as Kijai's wrapper's ``ddpm_from``) and frame pinning
 (the original sampler's ``mask`` / ``x0`` path).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
@@ -60,8 +61,14 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> to
     return phi * rescaled + (1 - phi) * guided
 
 
-def combine_guidance(out_cond: torch.Tensor, out_uncond: torch.Tensor, cfg: float, guidance_rescale: float,
-                     out_image: torch.Tensor | None = None, image_cfg: float | None = None) -> torch.Tensor:
+def combine_guidance(
+    out_cond: torch.Tensor,
+    out_uncond: torch.Tensor,
+    cfg: float,
+    guidance_rescale: float,
+    out_image: torch.Tensor | None = None,
+    image_cfg: float | None = None,
+) -> torch.Tensor:
     """CFG in model-output space, then guidance rescale toward the conditional output (per sample).
 
     With ``out_image`` (empty text, the image kept) the original multi-condition rule:
@@ -76,9 +83,17 @@ def combine_guidance(out_cond: torch.Tensor, out_uncond: torch.Tensor, cfg: floa
     return out
 
 
-def guided_output(model: ModelFn, x: torch.Tensor, t: torch.Tensor, cond: object, uncond: object | None,
-                  cfg: float, guidance_rescale: float, image_only: object | None = None,
-                  image_cfg: float | None = None) -> torch.Tensor:
+def guided_output(
+    model: ModelFn,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: object,
+    uncond: object | None,
+    cfg: float,
+    guidance_rescale: float,
+    image_only: object | None = None,
+    image_cfg: float | None = None,
+) -> torch.Tensor:
     """``image_only``: the conditioning with empty text and the image kept, for a separate ``image_cfg``."""
     out_cond = model(x, t, cond)
     if uncond is None or cfg == 1.0:
@@ -88,9 +103,18 @@ def guided_output(model: ModelFn, x: torch.Tensor, t: torch.Tensor, cond: object
     return combine_guidance(out_cond, out_uncond, cfg, guidance_rescale, out_image, image_cfg)
 
 
-def ddim_step(schedule: DiffusionSchedule, prediction: Prediction, x: torch.Tensor, output: torch.Tensor,
-              t: int, a_t: torch.Tensor, a_prev: torch.Tensor, sigma: torch.Tensor,
-              rescale: torch.Tensor | None, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ddim_step(
+    schedule: DiffusionSchedule,
+    prediction: Prediction,
+    x: torch.Tensor,
+    output: torch.Tensor,
+    t: int,
+    a_t: torch.Tensor,
+    a_prev: torch.Tensor,
+    sigma: torch.Tensor,
+    rescale: torch.Tensor | None,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM update from the model's raw ``output`` at timestep ``t`` (alpha_bar ``a_t``); returns
     (x_prev, x0_pred). ``rescale``: the dynamic-rescale factor of x0, or None."""
     if prediction == "v":
@@ -101,17 +125,24 @@ def ddim_step(schedule: DiffusionSchedule, prediction: Prediction, x: torch.Tens
         x0 = (x - (1.0 - a_t).sqrt() * eps) / a_t.sqrt()
     if rescale is not None:
         x0 = x0 * rescale
-    direction = (1.0 - a_prev - sigma ** 2).sqrt() * eps
+    direction = (1.0 - a_prev - sigma**2).sqrt() * eps
     return a_prev.sqrt() * x0 + direction + sigma * noise, x0
 
 
-def ddim_sample(model: ModelFn, x_T: torch.Tensor, schedule: DiffusionSchedule, prediction: Prediction,
-                settings: DDIMSettings, cond: object, uncond: object | None = None,
-                noise: Callable[[int], torch.Tensor] | None = None,
-                generator: torch.Generator | None = None, image_only: object | None = None,
-                pinning: Pinning | None = None,
-                pin_noise: Callable[[int], torch.Tensor] | None = None,
-                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+def ddim_sample(
+    model: ModelFn,
+    x_T: torch.Tensor,
+    schedule: DiffusionSchedule,
+    prediction: Prediction,
+    settings: DDIMSettings,
+    cond: object,
+    uncond: object | None = None,
+    noise: Callable[[int], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    image_only: object | None = None,
+    pinning: Pinning | None = None,
+    pin_noise: Callable[[int], torch.Tensor] | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Run the sampler, yielding ``(iteration, x, x0_pred)`` after every step (the last x is the result).
 
     ``noise(i)`` supplies the standard-normal draw of iteration i; by default it is drawn from
@@ -130,13 +161,15 @@ def ddim_sample(model: ModelFn, x_T: torch.Tensor, schedule: DiffusionSchedule, 
         if pinning is not None:
             x = pinning.blend(schedule, x, t, pin_noise(i) if pin_noise is not None else draw())
         t_batch = torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)
-        out = guided_output(model, x, t_batch, cond, uncond, settings.cfg, settings.guidance_rescale, image_only,
-                            settings.image_cfg)
+        out = guided_output(
+            model, x, t_batch, cond, uncond, settings.cfg, settings.guidance_rescale, image_only, settings.image_cfg
+        )
         z = noise(i) if noise is not None else draw()
         rescale = params.scale_prev[k] / params.scale[k] if use_rescale else None
         # Per-step constants stay 0-dim CPU tensors: they broadcast onto any device.
-        x, x0 = ddim_step(schedule, prediction, x, out, t, params.alphas[k], params.alphas_prev[k],
-                          params.sigmas[k], rescale, z)
+        x, x0 = ddim_step(
+            schedule, prediction, x, out, t, params.alphas[k], params.alphas_prev[k], params.sigmas[k], rescale, z
+        )
         if pinning is not None and i == n - 1:
             x = pinning.finish(x)
         yield i, x, x0

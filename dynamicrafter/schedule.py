@@ -3,6 +3,7 @@
 Arrays are computed in float64 and stored as float32, as the original ``register_schedule`` does, so
 they equal the buffers inside released checkpoints.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,7 @@ from .config import ScheduleConfig, Spacing
 
 def linear_betas(config: ScheduleConfig) -> torch.Tensor:
     """SD's "linear" schedule: squares of a linspace between the square roots (float64)."""
-    return torch.linspace(config.linear_start ** 0.5, config.linear_end ** 0.5, config.timesteps,
-                          dtype=torch.float64) ** 2
+    return torch.linspace(config.linear_start**0.5, config.linear_end**0.5, config.timesteps, dtype=torch.float64) ** 2
 
 
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
@@ -23,7 +23,7 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     sqrt_bar = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = sqrt_bar[0].clone(), sqrt_bar[-1].clone()
     sqrt_bar = (sqrt_bar - last) * (first / (first - last))
-    bar = sqrt_bar ** 2
+    bar = sqrt_bar**2
     alphas = torch.cat([bar[:1], bar[1:] / bar[:-1]])
     return 1.0 - alphas
 
@@ -145,8 +145,9 @@ def denoise_span(denoise: float, train_steps: int = 1000) -> int:
     return round(denoise * train_steps)
 
 
-def ddim_parameters(schedule: DiffusionSchedule, steps: int, spacing: Spacing, eta: float,
-                    span: int | None = None) -> DDIMParameters:
+def ddim_parameters(
+    schedule: DiffusionSchedule, steps: int, spacing: Spacing, eta: float, span: int | None = None
+) -> DDIMParameters:
     """a_k = alpha_bar[tau_k], a_prev (alpha_bar[0] for k = 0) and sigma (from float64, as the original).
 
     ``span``: lay the grid over the first ``span`` training steps only (partial denoise, see ``denoise_span``).

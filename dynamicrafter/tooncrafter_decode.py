@@ -3,6 +3,7 @@
 The second pass decodes the video again without latents 1 and T-2; its decodes of latents T/2-1 and T/2
 replace the first pass's (frames 7 and 8 of 16), which the original does to sharpen the middle frames.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ MIDDLE_PASS_MIN_FRAMES = 6
 
 
 def _decode_chunks(decode: ChunkDecoder, latents: torch.Tensor, chunk_frames: int) -> torch.Tensor:
-    return torch.cat([decode(latents[i:i + chunk_frames]) for i in range(0, latents.shape[0], chunk_frames)])
+    return torch.cat([decode(latents[i : i + chunk_frames]) for i in range(0, latents.shape[0], chunk_frames)])
 
 
 def uses_middle_pass(frames: int, middle_pass: bool = True) -> bool:
@@ -34,8 +35,9 @@ def decoder_calls(frames: int, chunk_frames: int = CHUNK_FRAMES, middle_pass: bo
     return calls + (math.ceil((frames - 2) / chunk_frames) if uses_middle_pass(frames, middle_pass) else 0)
 
 
-def decode_video(decode: ChunkDecoder, latents: torch.Tensor, chunk_frames: int = CHUNK_FRAMES,
-                 middle_pass: bool = True) -> torch.Tensor:
+def decode_video(
+    decode: ChunkDecoder, latents: torch.Tensor, chunk_frames: int = CHUNK_FRAMES, middle_pass: bool = True
+) -> torch.Tensor:
     """Decode the ``[T, z, h, w]`` latents of one video as the original ToonCrafter scripts do.
 
     ``decode`` gets consecutive frames, at most ``chunk_frames`` at a time (its temporal layers and
@@ -50,5 +52,5 @@ def decode_video(decode: ChunkDecoder, latents: torch.Tensor, chunk_frames: int 
         again = _decode_chunks(decode, latents[keep], chunk_frames)
         middle = total // 2
         # latent i sits at position i - 1 of ``keep`` for 2 <= i <= T - 3
-        frames[middle - 1:middle + 1] = again[middle - 2:middle]
+        frames[middle - 1 : middle + 1] = again[middle - 2 : middle]
     return frames

@@ -20,11 +20,13 @@ the layer exists only so that the checkpoint part loads strictly.
 All weight-bearing layers come from the injected ``operations`` namespace and both attentions go through
 the injected ``attention`` function. Module names reproduce the checkpoint's ``first_stage_model.`` keys.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -76,13 +78,23 @@ def vae_config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> ToonCrafterVAE
     channel_mult = tuple(sd[f"decoder.up.{i}.block.0.conv1.weight"].shape[0] // channels for i in levels)
     fusion_levels = tuple(i for i in levels if f"decoder.attn_refinement.{i}.to_q.weight" in sd)
     heads = ToonCrafterVAEConfig.fusion_heads
-    head_dim = sd[f"decoder.attn_refinement.{fusion_levels[0]}.to_q.weight"].shape[0] // heads if fusion_levels \
+    head_dim = (
+        sd[f"decoder.attn_refinement.{fusion_levels[0]}.to_q.weight"].shape[0] // heads
+        if fusion_levels
         else ToonCrafterVAEConfig.fusion_head_dim
+    )
     return ToonCrafterVAEConfig(
-        channels=channels, channel_mult=channel_mult, num_res_blocks=len(blocks) - 1,
-        z_channels=sd["decoder.conv_in.weight"].shape[1], embed_dim=sd["post_quant_conv.weight"].shape[1],
-        image_channels=image_channels, fusion_levels=fusion_levels, fusion_heads=heads, fusion_head_dim=head_dim,
-        temporal_kernel=sd["decoder.mid.block_1.time_stack.in_layers.2.weight"].shape[2])
+        channels=channels,
+        channel_mult=channel_mult,
+        num_res_blocks=len(blocks) - 1,
+        z_channels=sd["decoder.conv_in.weight"].shape[1],
+        embed_dim=sd["post_quant_conv.weight"].shape[1],
+        image_channels=image_channels,
+        fusion_levels=fusion_levels,
+        fusion_heads=heads,
+        fusion_head_dim=head_dim,
+        temporal_kernel=sd["decoder.mid.block_1.time_stack.in_layers.2.weight"].shape[2],
+    )
 
 
 def _group_norm(channels: int, eps: float, dtype, device, operations: Any) -> nn.Module:
@@ -98,8 +110,11 @@ class ResnetBlock(nn.Module):
         self.conv1 = operations.Conv2d(in_channels, out_channels, 3, padding=1, dtype=dtype, device=device)
         self.norm2 = _group_norm(out_channels, 1e-6, dtype, device, operations)
         self.conv2 = operations.Conv2d(out_channels, out_channels, 3, padding=1, dtype=dtype, device=device)
-        self.nin_shortcut = None if in_channels == out_channels else \
-            operations.Conv2d(in_channels, out_channels, 1, dtype=dtype, device=device)
+        self.nin_shortcut = (
+            None
+            if in_channels == out_channels
+            else operations.Conv2d(in_channels, out_channels, 1, dtype=dtype, device=device)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -114,12 +129,14 @@ class TemporalResidual(nn.Module):
         super().__init__()
 
         def conv() -> nn.Module:
-            return operations.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0),
-                                     dtype=dtype, device=device)
+            return operations.Conv3d(
+                channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0), dtype=dtype, device=device
+            )
 
         self.in_layers = nn.Sequential(_group_norm(channels, 1e-5, dtype, device, operations), nn.SiLU(), conv())
-        self.out_layers = nn.Sequential(_group_norm(channels, 1e-5, dtype, device, operations), nn.SiLU(),
-                                        nn.Identity(), conv())
+        self.out_layers = nn.Sequential(
+            _group_norm(channels, 1e-5, dtype, device, operations), nn.SiLU(), nn.Identity(), conv()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.in_layers[2](F.silu(self.in_layers[0](x)))
@@ -129,8 +146,7 @@ class TemporalResidual(nn.Module):
 class VideoResnetBlock(ResnetBlock):
     """A ResnetBlock whose output is blended with a temporal residual branch by ``sigmoid(mix_factor)``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, dtype=None, device=None,
-                 operations: Any = nn):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, dtype=None, device=None, operations: Any = nn):
         super().__init__(in_channels, out_channels, dtype, device, operations)
         self.time_stack = TemporalResidual(out_channels, kernel, dtype, device, operations)
         self.mix_factor = nn.Parameter(torch.zeros(1, dtype=dtype, device=device))
@@ -150,7 +166,8 @@ class AttnBlock(nn.Module):
         self.attention = attention
         self.norm = _group_norm(channels, 1e-6, dtype, device, operations)
         self.q, self.k, self.v, self.proj_out = (
-            operations.Conv2d(channels, channels, 1, dtype=dtype, device=device) for _ in range(4))
+            operations.Conv2d(channels, channels, 1, dtype=dtype, device=device) for _ in range(4)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
@@ -168,8 +185,16 @@ class ReferenceAttention(nn.Module):
     are attended as one sequence.
     """
 
-    def __init__(self, channels: int, heads: int, head_dim: int, attention: AttentionFn,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        channels: int,
+        heads: int,
+        head_dim: int,
+        attention: AttentionFn,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
@@ -245,8 +270,14 @@ class _Level(nn.Module):
 class Encoder(nn.Module):
     """The SD KL-f8 encoder (``encoder.*``), which can also hand out its per-level features."""
 
-    def __init__(self, config: ToonCrafterVAEConfig, attention: AttentionFn = sdpa_attention,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        config: ToonCrafterVAEConfig,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
         ch = config.channels
@@ -293,8 +324,14 @@ class Encoder(nn.Module):
 class DualReferenceDecoder(nn.Module):
     """The video decoder (``decoder.*``): VAE latents of consecutive frames + reference context -> pixels."""
 
-    def __init__(self, config: ToonCrafterVAEConfig, attention: AttentionFn = sdpa_attention,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        config: ToonCrafterVAEConfig,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
         kernel = config.temporal_kernel
@@ -313,9 +350,12 @@ class DualReferenceDecoder(nn.Module):
                 blocks.append(VideoResnetBlock(block_in, block_out, kernel, **kw))
                 block_in = block_out
             levels.insert(0, _Level(blocks, Upsample(block_in, **kw) if level else None, "upsample"))
-            refinements.insert(0, ReferenceAttention(block_in, config.fusion_heads, config.fusion_head_dim, attention,
-                                                     **kw) if level in config.fusion_levels
-                               else ReferenceCombiner(block_in, **kw))
+            refinements.insert(
+                0,
+                ReferenceAttention(block_in, config.fusion_heads, config.fusion_head_dim, attention, **kw)
+                if level in config.fusion_levels
+                else ReferenceCombiner(block_in, **kw),
+            )
         refinements.append(ReferenceCombiner(block_in, **kw))
         self.up = nn.ModuleList(levels)
         self.attn_refinement = nn.ModuleList(refinements)
@@ -323,8 +363,13 @@ class DualReferenceDecoder(nn.Module):
         # The checkpoint nests the temporal conv inside conv_out (``conv_out.time_mix_conv.*``).
         self.conv_out = operations.Conv2d(block_in, config.image_channels, 3, padding=1, dtype=dtype, device=device)
         self.conv_out.time_mix_conv = operations.Conv3d(
-            config.image_channels, config.image_channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0),
-            dtype=dtype, device=device)
+            config.image_channels,
+            config.image_channels,
+            (kernel, 1, 1),
+            padding=(kernel // 2, 0, 0),
+            dtype=dtype,
+            device=device,
+        )
 
     def forward(self, z: torch.Tensor, context: ReferenceContext) -> torch.Tensor:
         """``z``: ``[b*t, z, h, w]`` VAE latents (not scaled), t frames of each of the b videos in ``context``."""
@@ -343,9 +388,14 @@ class DualReferenceDecoder(nn.Module):
 class ToonCrafterVAE(nn.Module):
     """The checkpoint's ``first_stage_model``: encoder, dual-reference decoder and the two 1x1 quant convs."""
 
-    def __init__(self, config: ToonCrafterVAEConfig, attention: AttentionFn = sdpa_attention,
-                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-                 operations: Any = nn):
+    def __init__(
+        self,
+        config: ToonCrafterVAEConfig,
+        attention: AttentionFn = sdpa_attention,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        operations: Any = nn,
+    ):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config, attention, dtype, device, operations)

@@ -4,10 +4,11 @@ Layer and attribute names follow the original checkpoint keys (``to_k_ip``, ``ff
 ``to_out.0``, ...), so a state dict loads without renaming. Every block takes the host's
 ``transformer_options`` and honours its attention patch points (see :mod:`.patches`).
 """
+
 from __future__ import annotations
 
-from typing import Any, NamedTuple
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,19 @@ class CrossAttention(nn.Module):
     (``patches_replace``) takes the place of the text/self attention; the image part stays.
     """
 
-    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int,
-                 image_cross_attention: bool = False, scale_learnable: bool = False,
-                 attention: AttentionFn = sdpa_attention, dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        query_dim: int,
+        context_dim: int | None,
+        heads: int,
+        dim_head: int,
+        image_cross_attention: bool = False,
+        scale_learnable: bool = False,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         inner = heads * dim_head
         context_dim = context_dim or query_dim
@@ -57,23 +68,39 @@ class CrossAttention(nn.Module):
             if scale_learnable:
                 self.alpha = nn.Parameter(torch.zeros((), dtype=dtype, device=device))
 
-    def _attend(self, q: torch.Tensor, context: torch.Tensor, value: torch.Tensor, to_k: nn.Module, to_v: nn.Module,
-                options: Options, replace: Callable | None = None, extra: Options | None = None) -> torch.Tensor:
+    def _attend(
+        self,
+        q: torch.Tensor,
+        context: torch.Tensor,
+        value: torch.Tensor,
+        to_k: nn.Module,
+        to_v: nn.Module,
+        options: Options,
+        replace: Callable | None = None,
+        extra: Options | None = None,
+    ) -> torch.Tensor:
         k = _expand_batch(to_k(context), q.shape[0])
         v = _expand_batch(to_v(value), q.shape[0])
         if replace is not None:
             return replace(q, k, v, extra)
         return self.attention(q, k, v, self.heads, transformer_options=options)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                image_context: torch.Tensor | None = None, value: torch.Tensor | None = None,
-                options: Options | None = None, replace: Callable | None = None,
-                extra: Options | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        image_context: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        options: Options | None = None,
+        replace: Callable | None = None,
+        extra: Options | None = None,
+    ) -> torch.Tensor:
         options = {} if options is None else options
         q = self.to_q(x)
         context = x if context is None else context
-        out = self._attend(q, context, context if value is None else value, self.to_k, self.to_v, options,
-                           replace, extra)
+        out = self._attend(
+            q, context, context if value is None else value, self.to_k, self.to_v, options, replace, extra
+        )
         if self.image_cross_attention and image_context is not None and image_context.shape[1] > 0:
             out_ip = self._attend(q, image_context, image_context, self.to_k_ip, self.to_v_ip, options)
             if hasattr(self, "alpha"):
@@ -96,8 +123,11 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4, dtype=None, device=None, operations: Any = nn):
         super().__init__()
         inner = dim * mult
-        self.net = nn.Sequential(GEGLU(dim, inner, dtype, device, operations), nn.Identity(),
-                                 operations.Linear(inner, dim, dtype=dtype, device=device))
+        self.net = nn.Sequential(
+            GEGLU(dim, inner, dtype, device, operations),
+            nn.Identity(),
+            operations.Linear(inner, dim, dtype=dtype, device=device),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -112,21 +142,35 @@ class BasicTransformerBlock(nn.Module):
     patches see per-frame context rows, like the queries.
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None,
-                 image_cross_attention: bool = False, scale_learnable: bool = False,
-                 attention: AttentionFn = sdpa_attention, dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int | None,
+        image_cross_attention: bool = False,
+        scale_learnable: bool = False,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         kw = dict(attention=attention, dtype=dtype, device=device, operations=operations)
         self.attn1 = CrossAttention(dim, None, heads, dim_head, **kw)
         self.ff = FeedForward(dim, dtype=dtype, device=device, operations=operations)
-        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention,
-                                    scale_learnable, **kw)
+        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, image_cross_attention, scale_learnable, **kw)
         self.norm1 = operations.LayerNorm(dim, dtype=dtype, device=device)
         self.norm2 = operations.LayerNorm(dim, dtype=dtype, device=device)
         self.norm3 = operations.LayerNorm(dim, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                image_context: torch.Tensor | None = None, options: Options | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        image_context: torch.Tensor | None = None,
+        options: Options | None = None,
+    ) -> torch.Tensor:
         options = {} if options is None else options
         extra = extra_options(options, self.attn1.heads, self.attn1.dim_head)
         block_index = options.get("block_index", 0)
@@ -137,8 +181,14 @@ class BasicTransformerBlock(nn.Module):
             self_context = self_value = n
             for patch in patches(options, "attn1_patch"):
                 n, self_context, self_value = patch(n, self_context, self_value, extra)
-        n = self.attn1(n, self_context, value=self_value, options=options,
-                       replace=attention_replacement(options, "attn1", block_index), extra=extra)
+        n = self.attn1(
+            n,
+            self_context,
+            value=self_value,
+            options=options,
+            replace=attention_replacement(options, "attn1", block_index),
+            extra=extra,
+        )
         for patch in patches(options, "attn1_output_patch"):
             n = patch(n, extra)
         x = n + x
@@ -152,8 +202,15 @@ class BasicTransformerBlock(nn.Module):
             cross_value = context
             for patch in patches(options, "attn2_patch"):
                 n, context, cross_value = patch(n, context, cross_value, extra)
-        n = self.attn2(n, context, image_context, value=cross_value, options=options,
-                       replace=attention_replacement(options, "attn2", block_index), extra=extra)
+        n = self.attn2(
+            n,
+            context,
+            image_context,
+            value=cross_value,
+            options=options,
+            replace=attention_replacement(options, "attn2", block_index),
+            extra=extra,
+        )
         for patch in patches(options, "attn2_output_patch"):
             n = patch(n, extra)
         x = n + x
@@ -163,19 +220,41 @@ class BasicTransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """Per-frame attention over h*w tokens with text/image cross-attention (``use_linear`` layout)."""
 
-    def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int,
-                 scale_learnable: bool = False, attention: AttentionFn = sdpa_attention,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        channels: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int,
+        scale_learnable: bool = False,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         inner = heads * dim_head
         self.norm = operations.GroupNorm(32, channels, eps=1e-6, affine=True, dtype=dtype, device=device)
         self.proj_in = operations.Linear(channels, inner, dtype=dtype, device=device)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(
-            inner, heads, dim_head, context_dim, image_cross_attention=True, scale_learnable=scale_learnable,
-            attention=attention, dtype=dtype, device=device, operations=operations)])
+        self.transformer_blocks = nn.ModuleList(
+            [
+                BasicTransformerBlock(
+                    inner,
+                    heads,
+                    dim_head,
+                    context_dim,
+                    image_cross_attention=True,
+                    scale_learnable=scale_learnable,
+                    attention=attention,
+                    dtype=dtype,
+                    device=device,
+                    operations=operations,
+                )
+            ]
+        )
         self.proj_out = operations.Linear(inner, channels, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, context: "FrameContext", options: Options | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: FrameContext, options: Options | None = None) -> torch.Tensor:
         options = {} if options is None else options
         _, _, h, w = x.shape
         options["activations_shape"] = list(x.shape)
@@ -196,8 +275,17 @@ class TemporalTransformer(nn.Module):
     projections of ``init_attn``.
     """
 
-    def __init__(self, channels: int, heads: int, dim_head: int, use_linear: bool = True,
-                 attention: AttentionFn = sdpa_attention, dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self,
+        channels: int,
+        heads: int,
+        dim_head: int,
+        use_linear: bool = True,
+        attention: AttentionFn = sdpa_attention,
+        dtype=None,
+        device=None,
+        operations: Any = nn,
+    ):
         super().__init__()
         inner = heads * dim_head
         self.use_linear = use_linear
@@ -208,9 +296,13 @@ class TemporalTransformer(nn.Module):
         else:
             self.proj_in = operations.Conv1d(channels, inner, 1, dtype=dtype, device=device)
             self.proj_out = operations.Conv1d(inner, channels, 1, dtype=dtype, device=device)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(
-            inner, heads, dim_head, None, attention=attention, dtype=dtype, device=device,
-            operations=operations)])
+        self.transformer_blocks = nn.ModuleList(
+            [
+                BasicTransformerBlock(
+                    inner, heads, dim_head, None, attention=attention, dtype=dtype, device=device, operations=operations
+                )
+            ]
+        )
 
     def forward(self, x: torch.Tensor, frames: int, options: Options | None = None) -> torch.Tensor:
         """``x`` is ``[(b t), c, h, w]``; statistics of the norm are pooled over the frames.
@@ -248,8 +340,9 @@ class FrameContext(NamedTuple):
     image: torch.Tensor | None
 
 
-def split_context(context: torch.Tensor, frames: int, image_context: torch.Tensor | None = None,
-                  tokens_per_frame: int = 16) -> FrameContext:
+def split_context(
+    context: torch.Tensor, frames: int, image_context: torch.Tensor | None = None, tokens_per_frame: int = 16
+) -> FrameContext:
     """Build per-frame cross-attention inputs the way the original UNet does.
 
     Without ``image_context``, ``context`` is the original's concatenation [77 text ; image tokens].

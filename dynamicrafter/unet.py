@@ -8,6 +8,7 @@ devices and dtypes. Module names reproduce the original checkpoint keys, includi
 same points as in the host's own image UNets (input blocks, middle block, output blocks; see
 :mod:`.patches`): DynamiCrafter has SD 2.1's block layout and channels.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,9 @@ class TemporalConvBlock(nn.Module):
             layers = [operations.GroupNorm(32, channels, dtype=dtype, device=device), nn.SiLU()]
             if with_dropout_slot:
                 layers.append(nn.Identity())
-            layers.append(operations.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0),
-                                            dtype=dtype, device=device))
+            layers.append(
+                operations.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0), dtype=dtype, device=device)
+            )
             return nn.Sequential(*layers)
 
         self.conv1 = stage(False)
@@ -58,17 +60,24 @@ class TemporalConvBlock(nn.Module):
 class ResBlock(nn.Module):
     """GN-SiLU-Conv, + embedding, GN-SiLU-Conv, skip; then a temporal conv block."""
 
-    def __init__(self, channels: int, emb_channels: int, out_channels: int,
-                 dtype=None, device=None, operations: Any = nn):
+    def __init__(
+        self, channels: int, emb_channels: int, out_channels: int, dtype=None, device=None, operations: Any = nn
+    ):
         super().__init__()
         self.in_layers = nn.Sequential(
-            operations.GroupNorm(32, channels, dtype=dtype, device=device), nn.SiLU(),
-            operations.Conv2d(channels, out_channels, 3, padding=1, dtype=dtype, device=device))
+            operations.GroupNorm(32, channels, dtype=dtype, device=device),
+            nn.SiLU(),
+            operations.Conv2d(channels, out_channels, 3, padding=1, dtype=dtype, device=device),
+        )
         self.emb_layers = nn.Sequential(
-            nn.SiLU(), operations.Linear(emb_channels, out_channels, dtype=dtype, device=device))
+            nn.SiLU(), operations.Linear(emb_channels, out_channels, dtype=dtype, device=device)
+        )
         self.out_layers = nn.Sequential(
-            operations.GroupNorm(32, out_channels, dtype=dtype, device=device), nn.SiLU(), nn.Identity(),
-            operations.Conv2d(out_channels, out_channels, 3, padding=1, dtype=dtype, device=device))
+            operations.GroupNorm(32, out_channels, dtype=dtype, device=device),
+            nn.SiLU(),
+            nn.Identity(),
+            operations.Conv2d(out_channels, out_channels, 3, padding=1, dtype=dtype, device=device),
+        )
         if out_channels == channels:
             self.skip_connection = nn.Identity()
         else:
@@ -103,8 +112,9 @@ class Upsample(nn.Module):
 class TimestepEmbedSequential(nn.Sequential):
     """Runs its layers in order, giving each the inputs it needs."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: FrameContext, frames: int,
-                options: Options) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor, context: FrameContext, frames: int, options: Options
+    ) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, frames)
@@ -122,9 +132,14 @@ class TimestepEmbedSequential(nn.Sequential):
 class DynamiCrafterUNet(nn.Module):
     """The 3-D UNet: ``forward(x [B, 8, T, h, w], timesteps [B], context, fs) -> [B, 4, T, h, w]``."""
 
-    def __init__(self, config: UNetConfig, attention: AttentionFn = sdpa_attention,
-                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-                 operations: Any = nn):
+    def __init__(
+        self,
+        config: UNetConfig,
+        attention: AttentionFn = sdpa_attention,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        operations: Any = nn,
+    ):
         super().__init__()
         self.config = config
         self.dtype = dtype
@@ -134,22 +149,40 @@ class DynamiCrafterUNet(nn.Module):
 
         def transformers(ch: int) -> list[nn.Module]:
             return [
-                SpatialTransformer(ch, heads_of(ch), config.num_head_channels, config.context_dim,
-                                   config.image_cross_attention_scale_learnable, attention, **kw),
+                SpatialTransformer(
+                    ch,
+                    heads_of(ch),
+                    config.num_head_channels,
+                    config.context_dim,
+                    config.image_cross_attention_scale_learnable,
+                    attention,
+                    **kw,
+                ),
                 TemporalTransformer(ch, heads_of(ch), config.num_head_channels, attention=attention, **kw),
             ]
 
         def mlp() -> nn.Sequential:
-            return nn.Sequential(operations.Linear(mc, emb_dim, dtype=dtype, device=device), nn.SiLU(),
-                                 operations.Linear(emb_dim, emb_dim, dtype=dtype, device=device))
+            return nn.Sequential(
+                operations.Linear(mc, emb_dim, dtype=dtype, device=device),
+                nn.SiLU(),
+                operations.Linear(emb_dim, emb_dim, dtype=dtype, device=device),
+            )
 
         self.time_embed = mlp()
         self.fps_embedding = mlp()
 
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(
-            operations.Conv2d(config.in_channels, mc, 3, padding=1, dtype=dtype, device=device))])
-        self.init_attn = TimestepEmbedSequential(TemporalTransformer(
-            mc, config.init_attn_heads, config.num_head_channels, use_linear=False, attention=attention, **kw))
+        self.input_blocks = nn.ModuleList(
+            [
+                TimestepEmbedSequential(
+                    operations.Conv2d(config.in_channels, mc, 3, padding=1, dtype=dtype, device=device)
+                )
+            ]
+        )
+        self.init_attn = TimestepEmbedSequential(
+            TemporalTransformer(
+                mc, config.init_attn_heads, config.num_head_channels, use_linear=False, attention=attention, **kw
+            )
+        )
 
         skip_channels = [mc]
         ch, ds = mc, 1
@@ -168,7 +201,8 @@ class DynamiCrafterUNet(nn.Module):
                 ds *= 2
 
         self.middle_block = TimestepEmbedSequential(
-            ResBlock(ch, emb_dim, ch, **kw), *transformers(ch), ResBlock(ch, emb_dim, ch, **kw))
+            ResBlock(ch, emb_dim, ch, **kw), *transformers(ch), ResBlock(ch, emb_dim, ch, **kw)
+        )
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
@@ -183,8 +217,10 @@ class DynamiCrafterUNet(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(
-            operations.GroupNorm(32, ch, dtype=dtype, device=device), nn.SiLU(),
-            operations.Conv2d(mc, config.out_channels, 3, padding=1, dtype=dtype, device=device))
+            operations.GroupNorm(32, ch, dtype=dtype, device=device),
+            nn.SiLU(),
+            operations.Conv2d(mc, config.out_channels, 3, padding=1, dtype=dtype, device=device),
+        )
 
     def embed(self, timesteps: torch.Tensor, fs: torch.Tensor | None, batch: int, dtype: torch.dtype) -> torch.Tensor:
         """Time embedding plus fs embedding, one row per video."""
@@ -196,9 +232,16 @@ class DynamiCrafterUNet(nn.Module):
         emb = self.time_embed(timestep_embedding(timesteps, mc).to(dtype))
         return emb + self.fps_embedding(timestep_embedding(fs, mc).to(dtype))
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                fs: torch.Tensor | None = None, image_context: torch.Tensor | None = None,
-                transformer_options: Options | None = None, control: dict[str, list] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        fs: torch.Tensor | None = None,
+        image_context: torch.Tensor | None = None,
+        transformer_options: Options | None = None,
+        control: dict[str, list] | None = None,
+    ) -> torch.Tensor:
         """Predict noise (or v) for a batch of videos.
 
         ``context`` is either the original's [77 text ; image tokens] sequence, or text tokens of any

@@ -1,4 +1,5 @@
 """Everything that touches ComfyUI. ``comfy_entrypoint`` lists the pack's nodes (all ``DynamiCrafter.*``)."""
+
 from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io

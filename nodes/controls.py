@@ -1,5 +1,6 @@
 """Sampler controls as host pieces: separate text and image guidance (a GUIDER) and frame pinning (a noise
 mask). The maths is ``dynamicrafter.sampler``'s."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,10 @@ def image_only_conditioning(positive, negative):
     """The third branch of the original multi-condition CFG: the negative's text with the positive's image."""
     tokens = next((entry[1].get(COND_IMAGE_TOKENS) for entry in positive or []), None)
     if tokens is None:
-        raise ValueError("separate image guidance needs the DynamiCrafter conditioning: connect the positive and "
-                         "negative outputs of a DynamiCrafter conditioning node")
+        raise ValueError(
+            "separate image guidance needs the DynamiCrafter conditioning: connect the positive and "
+            "negative outputs of a DynamiCrafter conditioning node"
+        )
     return node_helpers.conditioning_set_values(negative, {COND_IMAGE_TOKENS: tokens})
 
 
@@ -36,8 +39,9 @@ class DynamiCrafterGuider(comfy.samplers.CFGGuider):
     """The original's CFG with a separate image scale and its video guidance rescale (``guided_denoised``)."""
 
     def set_conds(self, positive, negative) -> None:
-        self.inner_set_conds({"positive": positive, "negative": negative,
-                              "image_only": image_only_conditioning(positive, negative)})
+        self.inner_set_conds(
+            {"positive": positive, "negative": negative, "image_only": image_only_conditioning(positive, negative)}
+        )
 
     def set_guidance(self, cfg: float, image_cfg: float | None, guidance_rescale: float, prediction: str) -> None:
         self.set_cfg(cfg)
@@ -50,12 +54,21 @@ class DynamiCrafterGuider(comfy.samplers.CFGGuider):
         separate = self.image_cfg is not None
         conds = [positive, self.conds.get("negative")] + ([self.conds.get("image_only")] if separate else [])
         denoised = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
-        return guided_denoised(self.prediction, x, float(timestep.flatten()[0]), denoised, frames_of(positive),
-                               self.cfg, self.guidance_rescale, self.image_cfg)
+        return guided_denoised(
+            self.prediction,
+            x,
+            float(timestep.flatten()[0]),
+            denoised,
+            frames_of(positive),
+            self.cfg,
+            self.guidance_rescale,
+            self.image_cfg,
+        )
 
 
-def dynamicrafter_guider(model, positive, negative, cfg: float, image_cfg: float | None, guidance_rescale: float,
-                         prediction: str) -> DynamiCrafterGuider:
+def dynamicrafter_guider(
+    model, positive, negative, cfg: float, image_cfg: float | None, guidance_rescale: float, prediction: str
+) -> DynamiCrafterGuider:
     guider = DynamiCrafterGuider(model)
     guider.set_conds(positive, negative)
     guider.set_guidance(cfg, image_cfg, guidance_rescale, prediction)
@@ -65,8 +78,10 @@ def dynamicrafter_guider(model, positive, negative, cfg: float, image_cfg: float
 def pin_mask(samples: torch.Tensor, frames: int, keep: list[int]) -> torch.Tensor:
     """Noise mask ``[B*T, 1, h, w]``: 0 (keep) on the chosen frames of every video, 1 (generate) elsewhere."""
     if samples.shape[0] % frames:
-        raise ValueError(f"the latent holds {samples.shape[0]} frames, not a whole number of {frames}-frame videos; "
-                         "set frames to the video length of the conditioning node")
+        raise ValueError(
+            f"the latent holds {samples.shape[0]} frames, not a whole number of {frames}-frame videos; "
+            "set frames to the video length of the conditioning node"
+        )
     mask = torch.ones(samples.shape[0] // frames, frames, 1, *samples.shape[-2:])
     mask[:, keep] = 0.0
     return mask.flatten(0, 1)
@@ -80,15 +95,20 @@ class DynamiCrafterPinFrames(CheckedNode):
             display_name="DynamiCrafter Pin Frames",
             category=f"{CATEGORY}/sampling",
             description="Keeps chosen frames of a video latent exactly as they are while the sampler makes the rest "
-                        "(a noise mask over whole frames). Works with the DynamiCrafter Sampler and stock samplers.",
+            "(a noise mask over whole frames). Works with the DynamiCrafter Sampler and stock samplers.",
             inputs=[
-                io.Latent.Input("latent", tooltip="A video latent, e.g. VAE Encode of a video's frames, or a run's "
-                                                  "output."),
-                io.String.Input("pin", default="0",
-                                tooltip="Frames to keep: '0' = the first, '0, -1' = first and last, '0-3, 8' = a "
-                                        "set. Counted from 0; negative counts from the end."),
-                io.Int.Input("frames", default=16, min=2, max=64,
-                             tooltip="Frames per video (the conditioning node's frames)."),
+                io.Latent.Input(
+                    "latent", tooltip="A video latent, e.g. VAE Encode of a video's frames, or a run's output."
+                ),
+                io.String.Input(
+                    "pin",
+                    default="0",
+                    tooltip="Frames to keep: '0' = the first, '0, -1' = first and last, '0-3, 8' = a "
+                    "set. Counted from 0; negative counts from the end.",
+                ),
+                io.Int.Input(
+                    "frames", default=16, min=2, max=64, tooltip="Frames per video (the conditioning node's frames)."
+                ),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )

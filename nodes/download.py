@@ -14,6 +14,7 @@ node uses huggingface_hub's own building blocks instead (``hf_hub_url``, ``get_h
 ``build_hf_headers``, ``http_get``), so ``HF_ENDPOINT``, ``HF_TOKEN`` / ``hf auth login``, ``HF_HUB_OFFLINE``,
 proxies and the hub's error types behave as for any other download, with every release from 0.20 on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,9 +26,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import comfy.model_management
 import comfy.utils
@@ -35,10 +37,19 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..dynamicrafter.config import VARIANTS
-from .download_integrity import (ALLOW_UNVERIFIED_ENV, IntegrityError, VerifiedFiles, allow_unverified, as_sha256,
-                                 hub_sha256, open_partial, partial_size, verify)
-from .validation import CheckedNode
+from .download_integrity import (
+    ALLOW_UNVERIFIED_ENV,
+    IntegrityError,
+    VerifiedFiles,
+    allow_unverified,
+    as_sha256,
+    hub_sha256,
+    open_partial,
+    partial_size,
+    verify,
+)
 from .download_progress import DownloadProgress, ProgressFile
+from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +94,20 @@ CATALOGUE: dict[str, HubFile] = {
         _original("1024"),
         _original("256"),
         _original("512_interp"),
-        _kijai("1024 (Kijai, bf16, full, 5.2 GB)", "dynamicrafter_1024_v1_bf16.safetensors",
-               "the original 1024 weights in bf16, with both CLIP encoders"),
-        _kijai("512 (Kijai, fp16, pruned: no CLIP, 3.1 GB)", "dynamicrafter_512_fp16_pruned.safetensors",
-               _PRUNED_NOTE),
-        _kijai("1024 (Kijai, fp16, pruned: no CLIP, 3.1 GB)", "dynamicrafter_1024_fp16_pruned.safetensors",
-               _PRUNED_NOTE),
-        _kijai("512_interp (Kijai, fp16, pruned: no CLIP, 3.1 GB)",
-               "dynamicrafter_512_interp_fp16_pruned.safetensors", _PRUNED_NOTE),
+        _kijai(
+            "1024 (Kijai, bf16, full, 5.2 GB)",
+            "dynamicrafter_1024_v1_bf16.safetensors",
+            "the original 1024 weights in bf16, with both CLIP encoders",
+        ),
+        _kijai("512 (Kijai, fp16, pruned: no CLIP, 3.1 GB)", "dynamicrafter_512_fp16_pruned.safetensors", _PRUNED_NOTE),
+        _kijai(
+            "1024 (Kijai, fp16, pruned: no CLIP, 3.1 GB)", "dynamicrafter_1024_fp16_pruned.safetensors", _PRUNED_NOTE
+        ),
+        _kijai(
+            "512_interp (Kijai, fp16, pruned: no CLIP, 3.1 GB)",
+            "dynamicrafter_512_interp_fp16_pruned.safetensors",
+            _PRUNED_NOTE,
+        ),
     )
 }
 """Combo label -> file. Labels are stored in workflows: never rename one once released."""
@@ -163,8 +180,13 @@ def fetch_metadata(url: str, endpoint: str) -> RemoteFile:
         comfy.model_management.throw_exception_if_processing_interrupted()
         try:
             metadata = get_hf_file_metadata(url, **kwargs)
-            return RemoteFile(url=url, location=metadata.location or url, etag=metadata.etag, size=metadata.size,
-                              sha256=as_sha256(metadata.etag))
+            return RemoteFile(
+                url=url,
+                location=metadata.location or url,
+                etag=metadata.etag,
+                size=metadata.size,
+                sha256=as_sha256(metadata.etag),
+            )
         except Exception as error:
             transient = _status_code(error) in _RETRYABLE_STATUS or _is_named(error, "timeout")
             if not transient or attempt == _METADATA_ATTEMPTS:
@@ -193,28 +215,37 @@ def download_headers(remote: RemoteFile) -> dict[str, str]:
 
 def explain_failure(error: BaseException, entry: HubFile, url: str, folder: Path) -> str:
     """A message that names the URL, the reason and what the user can do."""
-    manual = (f"To download it manually, open {url} in a browser and save the file as {entry.local_name} "
-              f"in {folder}.")
+    manual = f"To download it manually, open {url} in a browser and save the file as {entry.local_name} in {folder}."
     status = _status_code(error) if _is_hub_http_error(error) else None
     if status == 401:
-        return (f"The Hugging Face hub refused access to {entry.repo_id} (HTTP 401 Unauthorized) for {url}: "
-                "the repository is private or gated, does not exist, or the token is invalid. Set HF_TOKEN "
-                "or run `hf auth login` with a token that can read it. " + manual)
+        return (
+            f"The Hugging Face hub refused access to {entry.repo_id} (HTTP 401 Unauthorized) for {url}: "
+            "the repository is private or gated, does not exist, or the token is invalid. Set HF_TOKEN "
+            "or run `hf auth login` with a token that can read it. " + manual
+        )
     if status == 403:
-        return (f"The Hugging Face hub forbids access to {entry.repo_id} (HTTP 403 Forbidden) for {url}: accept "
-                "the repository's conditions on its page while logged in, and use a token of that account "
-                "(HF_TOKEN or `hf auth login`). " + manual)
+        return (
+            f"The Hugging Face hub forbids access to {entry.repo_id} (HTTP 403 Forbidden) for {url}: accept "
+            "the repository's conditions on its page while logged in, and use a token of that account "
+            "(HF_TOKEN or `hf auth login`). " + manual
+        )
     if status == 404:
-        return (f"Not found on the Hugging Face hub (HTTP 404): file {entry.filename!r} in repository "
-                f"{entry.repo_id!r} at revision {REVISION!r} ({url}). The repository may have moved or "
-                "removed the file. " + manual)
+        return (
+            f"Not found on the Hugging Face hub (HTTP 404): file {entry.filename!r} in repository "
+            f"{entry.repo_id!r} at revision {REVISION!r} ({url}). The repository may have moved or "
+            "removed the file. " + manual
+        )
     if status is not None:
         return f"The Hugging Face hub answered HTTP {status} for {url}; try again later. " + manual
     if _is_named(error, "offlinemode"):
-        return (f"Downloads are disabled because HF_HUB_OFFLINE is set, so {url} was not fetched. Unset "
-                "HF_HUB_OFFLINE and run again, or download the file yourself. " + manual)
-    return (f"Could not download {url}: {type(error).__name__}: {error}. Check the network connection, a proxy "
-            "(HTTPS_PROXY) or HF_ENDPOINT, then run the node again (a partial download resumes). " + manual)
+        return (
+            f"Downloads are disabled because HF_HUB_OFFLINE is set, so {url} was not fetched. Unset "
+            "HF_HUB_OFFLINE and run again, or download the file yourself. " + manual
+        )
+    return (
+        f"Could not download {url}: {type(error).__name__}: {error}. Check the network connection, a proxy "
+        "(HTTPS_PROXY) or HF_ENDPOINT, then run the node again (a partial download resumes). " + manual
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,8 +269,10 @@ def _drop_stale_partials(target: Path, keep: Path) -> None:
 def _check_disk_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise ModelDownloadError(f"Not enough disk space in {folder}: the download needs {needed / 1e9:.1f} GB more, "
-                                 f"{free / 1e9:.1f} GB are free.")
+        raise ModelDownloadError(
+            f"Not enough disk space in {folder}: the download needs {needed / 1e9:.1f} GB more, "
+            f"{free / 1e9:.1f} GB are free."
+        )
 
 
 def transfer(remote: RemoteFile, target: Path) -> None:
@@ -262,8 +295,13 @@ def transfer(remote: RemoteFile, target: Path) -> None:
     progress = DownloadProgress(remote.size, resume)
     if remote.size is None or resume < remote.size:
         with open_partial(partial, resume > 0) as raw:
-            kwargs = _supported_kwargs(http_get, resume_size=resume, headers=download_headers(remote),
-                                       expected_size=remote.size, displayed_filename=target.name)
+            kwargs = _supported_kwargs(
+                http_get,
+                resume_size=resume,
+                headers=download_headers(remote),
+                expected_size=remote.size,
+                displayed_filename=target.name,
+            )
             http_get(remote.location, ProgressFile(raw, progress), **kwargs)
 
     size = os.lstat(partial).st_size
@@ -271,12 +309,20 @@ def transfer(remote: RemoteFile, target: Path) -> None:
         raise OSError(f"{partial} has {size} bytes, the hub announced {remote.size}")
     if remote.sha256 is not None:
         try:
-            verify(partial, remote.sha256, remote.url, comfy.model_management.throw_exception_if_processing_interrupted,
-                   follow_links=False, remember=False)
+            verify(
+                partial,
+                remote.sha256,
+                remote.url,
+                comfy.model_management.throw_exception_if_processing_interrupted,
+                follow_links=False,
+                remember=False,
+            )
         except IntegrityError as error:
             partial.unlink(missing_ok=True)
-            raise IntegrityError(f"The download of {target.name} is damaged: {error} The damaged file was deleted; "
-                                 "run the node again to download it afresh.") from error
+            raise IntegrityError(
+                f"The download of {target.name} is damaged: {error} The damaged file was deleted; "
+                "run the node again to download it afresh."
+            ) from error
     os.replace(partial, target)
     progress.finish(size)
     log.info("DynamiCrafter download: saved %s", target)
@@ -304,7 +350,8 @@ def with_published_sha256(remote: RemoteFile, entry: HubFile, endpoint: str) -> 
         raise ModelDownloadError(
             f"The hub reports no sha256 for {remote.url}, so the download cannot be verified and was not started. "
             f"Use the Hugging Face hub itself (unset HF_ENDPOINT), or download the file yourself; an administrator "
-            f"can accept unverified files with {ALLOW_UNVERIFIED_ENV}=1.")
+            f"can accept unverified files with {ALLOW_UNVERIFIED_ENV}=1."
+        )
     return dataclasses.replace(remote, sha256=sha256)
 
 
@@ -315,16 +362,25 @@ def check_existing(entry: HubFile, existing: Path, remote: RemoteFile) -> Downlo
     if remote.size is not None and size != remote.size:
         raise ModelDownloadError(
             f"{existing} exists but has {size} bytes, while {remote.url} has {remote.size} bytes. It is not the file "
-            "this node downloads (or it is damaged): delete or rename it, then run the node again.")
+            "this node downloads (or it is damaged): delete or rename it, then run the node again."
+        )
     if remote.sha256 is not None:
         try:
-            verify(existing, remote.sha256, remote.url, comfy.model_management.throw_exception_if_processing_interrupted)
+            verify(
+                existing, remote.sha256, remote.url, comfy.model_management.throw_exception_if_processing_interrupted
+            )
         except IntegrityError as error:
-            raise ModelDownloadError(f"{existing} exists with the right size, but {error} It is damaged or another "
-                                     "file: delete or rename it, then run the node again.") from error
+            raise ModelDownloadError(
+                f"{existing} exists with the right size, but {error} It is damaged or another "
+                "file: delete or rename it, then run the node again."
+            ) from error
     checked = ", sha256 verified" if remote.sha256 else ""
-    return DownloadResult(entry.local_name, existing, False,
-                          f"{entry.local_name} is already in {existing.parent} ({size / 1e9:.2f} GB{checked}).")
+    return DownloadResult(
+        entry.local_name,
+        existing,
+        False,
+        f"{entry.local_name} is already in {existing.parent} ({size / 1e9:.2f} GB{checked}).",
+    )
 
 
 def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
@@ -339,12 +395,14 @@ def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
         raise
     except Exception as error:
         if existing is not None:
-            log.warning("DynamiCrafter download: could not check %s (%s); using the file already at %s",
-                        url, error, existing)
+            log.warning(
+                "DynamiCrafter download: could not check %s (%s); using the file already at %s", url, error, existing
+            )
             known = VerifiedFiles(existing.parent).known_sha256(existing.name, existing)
             checked = "its sha256 was verified earlier" if known else "not checked against the hub"
-            return DownloadResult(entry.local_name, existing, False,
-                                  f"{entry.local_name} is already in {existing.parent} ({checked}).")
+            return DownloadResult(
+                entry.local_name, existing, False, f"{entry.local_name} is already in {existing.parent} ({checked})."
+            )
         raise ModelDownloadError(explain_failure(error, entry, url, folder)) from error
 
     remote = with_published_sha256(remote, entry, endpoint)
@@ -370,8 +428,9 @@ def ensure_model(entry: HubFile, destination: str) -> DownloadResult:
         VerifiedFiles(folder).remember(target.name, target, remote.sha256)  # the partial's check, under its new name
     size = target.stat().st_size
     checked = ", sha256 verified" if remote.sha256 else ", not verified: the hub reported no sha256"
-    return DownloadResult(entry.local_name, target, True,
-                          f"Downloaded {entry.local_name} ({size / 1e9:.2f} GB{checked}) into {folder}.")
+    return DownloadResult(
+        entry.local_name, target, True, f"Downloaded {entry.local_name} ({size / 1e9:.2f} GB{checked}) into {folder}."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,22 +447,32 @@ class DynamiCrafterModelDownload(CheckedNode):
             node_id="DynamiCrafterModelDownload",
             display_name="DynamiCrafter Download Model",
             category="DynamiCrafter/loaders",
-            description=("Downloads a DynamiCrafter checkpoint from the Hugging Face hub into a ComfyUI models "
-                         "folder when the node runs; skips files already there and resumes a cancelled or "
-                         "broken download. Honours HF_ENDPOINT and HF_TOKEN."),
+            description=(
+                "Downloads a DynamiCrafter checkpoint from the Hugging Face hub into a ComfyUI models "
+                "folder when the node runs; skips files already there and resumes a cancelled or "
+                "broken download. Honours HF_ENDPOINT and HF_TOKEN."
+            ),
             is_output_node=True,
             inputs=[
                 io.Combo.Input(
-                    "model", options=list(CATALOGUE), default=next(iter(CATALOGUE)),
-                    tooltip=("Which checkpoint to fetch. 'original' files come from the authors' repositories "
-                             "(Doubiiu/DynamiCrafter*) and are saved as dynamicrafter_<variant>_v1.ckpt; 'Kijai' "
-                             "files come from Kijai/DynamiCrafter_pruned under their own names. Pruned files have "
-                             "no CLIP encoders: use them with the stock CLIP-H text and vision files."),
+                    "model",
+                    options=list(CATALOGUE),
+                    default=next(iter(CATALOGUE)),
+                    tooltip=(
+                        "Which checkpoint to fetch. 'original' files come from the authors' repositories "
+                        "(Doubiiu/DynamiCrafter*) and are saved as dynamicrafter_<variant>_v1.ckpt; 'Kijai' "
+                        "files come from Kijai/DynamiCrafter_pruned under their own names. Pruned files have "
+                        "no CLIP encoders: use them with the stock CLIP-H text and vision files."
+                    ),
                 ),
                 io.Combo.Input(
-                    "destination", options=list(DESTINATIONS), default=DESTINATIONS[0],
-                    tooltip=("The ComfyUI models folder to save into (its first configured path, e.g. "
-                             "models/checkpoints). Choose the folder your DynamiCrafter loader reads from."),
+                    "destination",
+                    options=list(DESTINATIONS),
+                    default=DESTINATIONS[0],
+                    tooltip=(
+                        "The ComfyUI models folder to save into (its first configured path, e.g. "
+                        "models/checkpoints). Choose the folder your DynamiCrafter loader reads from."
+                    ),
                 ),
             ],
             outputs=[

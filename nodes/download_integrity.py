@@ -10,6 +10,7 @@ partial files that are never followed through a symbolic link.
   under its name is removed (the file it points to is never written), anything else that is not a
   regular file is refused.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,8 @@ ALLOW_UNVERIFIED_ENV = "DYNAMICRAFTER_ALLOW_UNVERIFIED_DOWNLOADS"
 """Set to 1 to accept files for which the hub reports no sha256 (a mirror that hides it); off by default."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 8 * 2 ** 20
-_MAX_CACHE_BYTES = 2 ** 20
+_CHUNK = 8 * 2**20
+_MAX_CACHE_BYTES = 2**20
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 
@@ -117,8 +118,14 @@ class VerifiedFiles:
         self._entries.pop(name, None)
 
 
-def verify(path: Path, expected: str, source: str, check_cancel: Callable[[], None],
-           follow_links: bool = True, remember: bool = True) -> None:
+def verify(
+    path: Path,
+    expected: str,
+    source: str,
+    check_cancel: Callable[[], None],
+    follow_links: bool = True,
+    remember: bool = True,
+) -> None:
     """Raise :class:`IntegrityError` unless ``path`` hashes to ``expected`` (``source``: where it came from).
     A file checked before (same size and mtime) is not read again; a good one is remembered (``remember``)."""
     verified = VerifiedFiles(path.parent)
@@ -128,8 +135,9 @@ def verify(path: Path, expected: str, source: str, check_cancel: Callable[[], No
         found = file_sha256(path, check_cancel, follow_links)
     if found != expected:
         verified.forget(path.name)
-        raise IntegrityError(f"{path.name} does not have the hub's content: its sha256 is {found}, {source} has "
-                             f"{expected}.")
+        raise IntegrityError(
+            f"{path.name} does not have the hub's content: its sha256 is {found}, {source} has {expected}."
+        )
     if remember:
         verified.remember(path.name, path, found)
 
@@ -147,8 +155,11 @@ def partial_size(path: Path) -> int:
     except FileNotFoundError:
         return 0
     if stat.S_ISLNK(info.st_mode):
-        log.warning("DynamiCrafter download: %s is a symbolic link; removed it (partial downloads never follow "
-                    "links) and starting again", path)
+        log.warning(
+            "DynamiCrafter download: %s is a symbolic link; removed it (partial downloads never follow "
+            "links) and starting again",
+            path,
+        )
         os.unlink(path)
         return 0
     if not stat.S_ISREG(info.st_mode):

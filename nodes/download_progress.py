@@ -1,4 +1,5 @@
 """Progress and Cancel of the model download: ComfyUI's progress bar follows the bytes on disk."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ The one difference from the host's stock path is the image preprocessing: the or
 to 224x224 with kornia's bicubic resize (``align_corners=True``, antialias) from [-1, 1] and neither
 center-crops nor rounds to 8 bits, which :func:`image_tokens` reproduces.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ HOST_VIT_H_CONFIG = "clip_vision_config_h.json"
 def _count_blocks(sd: dict[str, torch.Tensor], prefix: str) -> int:
     """How many OpenCLIP ``transformer.resblocks.N`` blocks the weights under ``prefix`` hold."""
     marker = prefix + "transformer.resblocks."
-    return len({k[len(marker):].split(".", 1)[0] for k in sd if k.startswith(marker)})
+    return len({k[len(marker) :].split(".", 1)[0] for k in sd if k.startswith(marker)})
 
 
 def text_tower_sizes(sd: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -61,15 +62,19 @@ def text_tower_sizes(sd: dict[str, torch.Tensor]) -> dict[str, int]:
     config (ViT-H/14: width 1024, 24 blocks). The head count is not in the weights: it stays the config's.
     """
     width = sd["model.token_embedding.weight"].shape[1]
-    return {"hidden_size": width, "vocab_size": sd["model.token_embedding.weight"].shape[0],
-            "num_hidden_layers": _count_blocks(sd, "model."),
-            "intermediate_size": sd["model.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
-            "max_position_embeddings": sd["model.positional_embedding"].shape[0],
-            "projection_dim": sd["model.text_projection"].shape[1]}
+    return {
+        "hidden_size": width,
+        "vocab_size": sd["model.token_embedding.weight"].shape[0],
+        "num_hidden_layers": _count_blocks(sd, "model."),
+        "intermediate_size": sd["model.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        "max_position_embeddings": sd["model.positional_embedding"].shape[0],
+        "projection_dim": sd["model.text_projection"].shape[1],
+    }
 
 
-def text_encoder_from_state_dict(sd: dict[str, torch.Tensor], model_options: dict | None = None,
-                                 embedding_directory: str | list[str] | None = None) -> comfy.sd.CLIP:
+def text_encoder_from_state_dict(
+    sd: dict[str, torch.Tensor], model_options: dict | None = None, embedding_directory: str | list[str] | None = None
+) -> comfy.sd.CLIP:
     """The host's SD 2.x OpenCLIP-H text encoder ("penultimate" layer) from the ``cond_stage_model.`` part.
 
     ``sd``: the part's tensors without that prefix (``model.transformer.resblocks.N...``,
@@ -80,19 +85,27 @@ def text_encoder_from_state_dict(sd: dict[str, torch.Tensor], model_options: dic
     ``sd`` is not modified.
     """
     if not any(k.startswith("model.transformer.resblocks.") for k in sd):
-        raise ValueError("not an OpenCLIP text encoder: expected keys 'model.transformer.resblocks.N...' "
-                         f"(the checkpoint's cond_stage_model part), got e.g. {next(iter(sd), None)!r}")
+        raise ValueError(
+            "not an OpenCLIP text encoder: expected keys 'model.transformer.resblocks.N...' "
+            f"(the checkpoint's cond_stage_model part), got e.g. {next(iter(sd), None)!r}"
+        )
     try:
         sizes = text_tower_sizes(sd)
     except KeyError as missing:
         raise ValueError(f"the text encoder weights are incomplete: no {missing.args[0]!r}") from None
     prefixed = {TEXT_PART_PREFIX + k: v for k, v in sd.items()}
     clip_sd = comfy.supported_models.SD20({}).process_clip_state_dict(prefixed)
-    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.sd2_clip.SD2Tokenizer,
-                                                    comfy.text_encoders.sd2_clip.SD2ClipModel)
+    target = comfy.supported_models_base.ClipTarget(
+        comfy.text_encoders.sd2_clip.SD2Tokenizer, comfy.text_encoders.sd2_clip.SD2ClipModel
+    )
     options = {**(model_options or {}), "clip_h_model_config": sizes}
-    clip = comfy.sd.CLIP(target, embedding_directory=embedding_directory, tokenizer_data=clip_sd,
-                         parameters=comfy.utils.calculate_parameters(clip_sd), model_options=options)
+    clip = comfy.sd.CLIP(
+        target,
+        embedding_directory=embedding_directory,
+        tokenizer_data=clip_sd,
+        parameters=comfy.utils.calculate_parameters(clip_sd),
+        model_options=options,
+    )
     missing, unexpected = clip.load_sd(clip_sd, full_model=True)
     needed = [k for k in missing if ".text_model." in k]
     if needed:
@@ -114,10 +127,14 @@ def vision_tower_config(visual: dict[str, torch.Tensor]) -> dict:
     config = json.loads(host_file.read_text(encoding="utf-8"))
     width, _, patch, _ = visual[VISION_PREFIX + "conv1.weight"].shape
     grid = math.isqrt(visual[VISION_PREFIX + "positional_embedding"].shape[0] - 1)
-    config.update(hidden_size=width, patch_size=patch, image_size=grid * patch,
-                  num_hidden_layers=_count_blocks(visual, VISION_PREFIX),
-                  intermediate_size=visual[VISION_PREFIX + "transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
-                  projection_dim=visual[VISION_PREFIX + "proj"].shape[1])
+    config.update(
+        hidden_size=width,
+        patch_size=patch,
+        image_size=grid * patch,
+        num_hidden_layers=_count_blocks(visual, VISION_PREFIX),
+        intermediate_size=visual[VISION_PREFIX + "transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        projection_dim=visual[VISION_PREFIX + "proj"].shape[1],
+    )
     return config
 
 
@@ -131,8 +148,10 @@ def clip_vision_from_state_dict(sd: dict[str, torch.Tensor]) -> comfy.clip_visio
     """
     visual = {k: v for k, v in sd.items() if k.startswith(VISION_PREFIX)}
     if f"{VISION_PREFIX}transformer.resblocks.0.attn.in_proj_weight" not in visual:
-        raise ValueError("not an OpenCLIP vision tower: expected keys 'model.visual.transformer.resblocks.N...' "
-                         f"(the checkpoint's embedder part), got e.g. {next(iter(sd), None)!r}")
+        raise ValueError(
+            "not an OpenCLIP vision tower: expected keys 'model.visual.transformer.resblocks.N...' "
+            f"(the checkpoint's embedder part), got e.g. {next(iter(sd), None)!r}"
+        )
     try:
         config = vision_tower_config(visual)
     except KeyError as missing:
@@ -159,9 +178,11 @@ def _check_tokens(clip_vision: comfy.clip_vision.ClipVisionModel) -> None:
     except AttributeError:
         shape = None
     if shape is None or shape[0] != IMAGE_TOKENS:
-        raise ValueError("DynamiCrafter needs the OpenCLIP ViT-H/14 CLIP vision model "
-                         "(e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors, 257 tokens of width 1280); "
-                         f"this CLIP vision model has position embeddings of shape {shape}")
+        raise ValueError(
+            "DynamiCrafter needs the OpenCLIP ViT-H/14 CLIP vision model "
+            "(e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors, 257 tokens of width 1280); "
+            f"this CLIP vision model has position embeddings of shape {shape}"
+        )
 
 
 def clip_pixel_values(image: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
@@ -174,8 +195,9 @@ def clip_pixel_values(image: torch.Tensor, device: torch.device | str | None = N
         raise ValueError(f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(image.shape)}")
     x = image[..., :3].to(device=device, dtype=torch.float32).movedim(-1, 1)
     x = x * 2.0 - 1.0
-    x = kornia.geometry.resize(x, (CLIP_IMAGE_SIZE, CLIP_IMAGE_SIZE), interpolation="bicubic",
-                               align_corners=True, antialias=True)
+    x = kornia.geometry.resize(
+        x, (CLIP_IMAGE_SIZE, CLIP_IMAGE_SIZE), interpolation="bicubic", align_corners=True, antialias=True
+    )
     x = (x + 1.0) / 2.0
     mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype)
     std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype)
@@ -203,5 +225,6 @@ def unconditional_image(height: int, width: int, batch_size: int = 1) -> torch.T
     """The negative side's image: all zeros in [-1, 1], i.e. uniform mid-gray 0.5 as an IMAGE [B, H, W, 3]."""
     if height < 1 or width < 1 or batch_size < 1:
         raise ValueError(f"image size must be positive, got {batch_size}x{height}x{width}")
-    return torch.full((batch_size, height, width, 3), 0.5, dtype=torch.float32,
-                      device=comfy.model_management.intermediate_device())
+    return torch.full(
+        (batch_size, height, width, 3), 0.5, dtype=torch.float32, device=comfy.model_management.intermediate_device()
+    )

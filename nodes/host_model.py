@@ -1,4 +1,5 @@
 """Build the host objects (MODEL patcher, VAE) from a split DynamiCrafter checkpoint."""
+
 from __future__ import annotations
 
 import functools
@@ -6,13 +7,12 @@ import logging
 import os
 import re
 
-import torch
-
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.sd
 import comfy.utils
+import torch
 
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
 from ..dynamicrafter.tooncrafter_vae import is_dual_reference_vae
@@ -40,8 +40,9 @@ def read_checkpoint(path: str | os.PathLike, variant: str | None = None) -> Dyna
     return load_checkpoint(path, variant, safetensors_reader=reader, mmap=not comfy.utils.DISABLE_MMAP)
 
 
-def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "default",
-                          model_options: dict | None = None) -> comfy.model_patcher.ModelPatcher:
+def model_from_checkpoint(
+    ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "default", model_options: dict | None = None
+) -> comfy.model_patcher.ModelPatcher:
     """The UNet + Resampler as a host model, built the way ``comfy.sd.load_diffusion_model`` builds one.
 
     ``model_options`` are the host's: ``dtype``, ``custom_operations`` (the layer classes the UNet and
@@ -56,8 +57,10 @@ def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "de
     load_device = mm.get_torch_device()
     stored = comfy.utils.weight_dtype(state)
     dtype = options.get("dtype") or mm.unet_dtype(
-        model_params=comfy.utils.calculate_parameters(state), supported_dtypes=config.supported_inference_dtypes,
-        weight_dtype=stored)
+        model_params=comfy.utils.calculate_parameters(state),
+        supported_dtypes=config.supported_inference_dtypes,
+        weight_dtype=stored,
+    )
     manual_cast = mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes)
     config.set_inference_dtype(dtype, manual_cast)
     if options.get("custom_operations") is not None:
@@ -68,8 +71,11 @@ def model_from_checkpoint(ckpt: DynamiCrafterCheckpoint, weight_dtype: str = "de
     model = config.get_model(device=mm.unet_inital_load_device(comfy.utils.calculate_parameters(state), dtype))
     missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(ckpt.path, f"the weights do not fit the network derived from their shapes "
-                                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged")
+        raise CheckpointError(
+            ckpt.path,
+            f"the weights do not fit the network derived from their shapes "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged",
+        )
     model = model.to(offload_device)
     log.info("DynamiCrafter %s: weights %s, compute %s", ckpt.variant.name, dtype, manual_cast or dtype)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
@@ -91,9 +97,18 @@ def _vae_config(sd: dict[str, torch.Tensor]) -> dict | None:
     levels = sorted({int(m.group(1)) for k in sd if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}
     ch_mult = [sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in levels]
-    ddconfig = {"double_z": True, "z_channels": sd["decoder.conv_in.weight"].shape[1], "resolution": 256,
-                "in_channels": 3, "out_ch": 3, "ch": ch, "ch_mult": ch_mult, "num_res_blocks": len(blocks),
-                "attn_resolutions": [], "dropout": 0.0}
+    ddconfig = {
+        "double_z": True,
+        "z_channels": sd["decoder.conv_in.weight"].shape[1],
+        "resolution": 256,
+        "in_channels": 3,
+        "out_ch": 3,
+        "ch": ch,
+        "ch_mult": ch_mult,
+        "num_res_blocks": len(blocks),
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
     return {"params": {"ddconfig": ddconfig, "embed_dim": sd["quant_conv.weight"].shape[0] // 2}}
 
 
@@ -101,8 +116,10 @@ def vae_from_checkpoint(ckpt: DynamiCrafterCheckpoint) -> comfy.sd.VAE:
     """The SD KL-f8 VAE of the checkpoint, as the host's VAE (decodes frames in memory-sized chunks)."""
     sd = dict(ckpt.require("vae"))
     if is_dual_reference_vae(sd):
-        raise CheckpointError(ckpt.path, "this is a ToonCrafter checkpoint (dual-reference VAE); load it with "
-                                         "'DynamiCrafter Load ToonCrafter'")
+        raise CheckpointError(
+            ckpt.path,
+            "this is a ToonCrafter checkpoint (dual-reference VAE); load it with 'DynamiCrafter Load ToonCrafter'",
+        )
     try:
         return comfy.sd.VAE(sd=sd, config=_vae_config(sd))
     except KeyError as e:

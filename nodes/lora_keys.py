@@ -7,6 +7,7 @@ names, so its key-map function is wrapped once to add the names of the original 
 ``model.diffusion_model.<unet name>`` and ``image_proj_model.<resampler name>``. Other models are
 left untouched.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,7 +27,7 @@ def checkpoint_lora_keys(model: DynamiCrafterModel) -> dict[str, str]:
     for key in model.state_dict():
         if not key.startswith(HOST_PREFIX):
             continue
-        name = key[len(HOST_PREFIX):]
+        name = key[len(HOST_PREFIX) :]
         original = name if name.startswith(RESAMPLER) else CHECKPOINT_UNET_PREFIX + name
         key_map[original.removesuffix(".weight") if name.endswith(".weight") else original] = key
     return key_map

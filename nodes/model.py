@@ -8,11 +8,10 @@ frames T travels in the conditioning and ``DynamiCrafterNet`` unfolds videos fro
 ``transformer_options`` (attention and block patches, wrappers) and ControlNet residuals reach the UNet
 as they reach the host's own UNets.
 """
+
 from __future__ import annotations
 
 import logging
-
-import torch
 
 import comfy.conds
 import comfy.latent_formats
@@ -20,6 +19,7 @@ import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.patcher_extension
 import comfy.supported_models_base
+import torch
 
 from ..dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
 from ..dynamicrafter.frames import fold_frames, unfold_frames
@@ -40,12 +40,15 @@ COND_END_WEIGHTS = "dynamicrafter_end_token_weights"
 """Optional: the end picture's CLIP tokens and each frame's share of its image tokens ``[T]``."""
 FS_AUTO = 0
 """fs value meaning "the variant's default" (``VariantConfig.default_fs``)."""
-NEEDS_CONDITIONING = ("DynamiCrafter needs its conditioning: connect the positive and negative outputs of a "
-                      "'DynamiCrafter Image To Video' (or interpolation) node to the sampler.")
+NEEDS_CONDITIONING = (
+    "DynamiCrafter needs its conditioning: connect the positive and negative outputs of a "
+    "'DynamiCrafter Image To Video' (or interpolation) node to the sampler."
+)
 
 
-def host_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
-                   transformer_options: dict | None = None) -> torch.Tensor:
+def host_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, transformer_options: dict | None = None
+) -> torch.Tensor:
     """The host's attention dispatch (xformers, SDPA, sage or sub-quadratic, as installed/selected).
 
     Looked up at call time, so packs that swap the host's function act here too; the host reads its
@@ -58,9 +61,11 @@ def require_interpolation(variant: VariantConfig, what: str) -> None:
     """Raise a clear error unless ``variant`` is the interpolation checkpoint's (``what`` needs it)."""
     if not variant.interpolation:
         interp = VARIANTS["512_interp"]
-        raise ValueError(f"{what} needs the DynamiCrafter {interp.name} checkpoint ({interp.hf_repo}, e.g. "
-                         f"{interp.file_name}), but a {variant.name} model is loaded. Load that file, or, if the file "
-                         f"IS the interp model, set the loader's variant to '{interp.name}'.")
+        raise ValueError(
+            f"{what} needs the DynamiCrafter {interp.name} checkpoint ({interp.hf_repo}, e.g. "
+            f"{interp.file_name}), but a {variant.name} model is loaded. Load that file, or, if the file "
+            f"IS the interp model, set the loader's variant to '{interp.name}'."
+        )
 
 
 class DynamiCrafterNet(DynamiCrafterUNet):
@@ -70,11 +75,19 @@ class DynamiCrafterNet(DynamiCrafterUNet):
     the latent batch and may stack cond and uncond): one row per video is taken back with ``[::T]``.
     """
 
-    def __init__(self, unet: UNetConfig, resampler: ResamplerConfig, dtype: torch.dtype | None = None,
-                 device=None, operations=None, **_: object):
+    def __init__(
+        self,
+        unet: UNetConfig,
+        resampler: ResamplerConfig,
+        dtype: torch.dtype | None = None,
+        device=None,
+        operations=None,
+        **_: object,
+    ):
         super().__init__(unet, attention=host_attention, dtype=dtype, device=device, operations=operations)
-        self.image_proj_model = Resampler(resampler, attention=host_attention, dtype=dtype, device=device,
-                                          operations=operations)
+        self.image_proj_model = Resampler(
+            resampler, attention=host_attention, dtype=dtype, device=device, operations=operations
+        )
         self._tokens_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forget_image_tokens(self) -> None:
@@ -88,64 +101,99 @@ class DynamiCrafterNet(DynamiCrafterUNet):
             # part of the compiled graph; the cache is plain Python
             return self.image_proj_model(clip_tokens, transformer_options)
         cached = self._tokens_cache
-        if cached is not None and cached[0].shape == clip_tokens.shape and cached[0].device == clip_tokens.device \
-                and cached[0].dtype == clip_tokens.dtype and torch.equal(cached[0], clip_tokens):
+        if (
+            cached is not None
+            and cached[0].shape == clip_tokens.shape
+            and cached[0].device == clip_tokens.device
+            and cached[0].dtype == clip_tokens.dtype
+            and torch.equal(cached[0], clip_tokens)
+        ):
             return cached[1]
         tokens = self.image_proj_model(clip_tokens, transformer_options)
         self._tokens_cache = (clip_tokens.clone(), tokens)
         return tokens
 
-    def blended_tokens(self, tokens: torch.Tensor, end_clip_tokens: torch.Tensor | None,
-                       weights: torch.Tensor | None) -> torch.Tensor:
+    def blended_tokens(
+        self, tokens: torch.Tensor, end_clip_tokens: torch.Tensor | None, weights: torch.Tensor | None
+    ) -> torch.Tensor:
         """Image tokens with each frame's share of the end picture's mixed in (after the Resampler)."""
         if end_clip_tokens is None or weights is None:
             return tokens
         slots = tokens.shape[1] // IMAGE_TOKENS_PER_FRAME
         if weights.shape[-1] != slots:
             if not torch.all(weights == weights[..., :1]):
-                raise ValueError(f"a ramp of the end picture's tokens needs {slots} frames (one per frame of the "
-                                 f"model's image tokens), got {weights.shape[-1]}; use 'constant' or {slots} frames")
+                raise ValueError(
+                    f"a ramp of the end picture's tokens needs {slots} frames (one per frame of the "
+                    f"model's image tokens), got {weights.shape[-1]}; use 'constant' or {slots} frames"
+                )
             weights = weights[..., :1].expand(*weights.shape[:-1], slots)
         return blend_frame_tokens(tokens, self.image_proj_model(end_clip_tokens), weights)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                control: dict | None = None, transformer_options: dict | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor | None = None,
+        control: dict | None = None,
+        transformer_options: dict | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """The host's call; its ``DIFFUSION_MODEL`` wrappers run around it, as around its own UNets."""
         transformer_options = {} if transformer_options is None else transformer_options
-        wrappers = comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
-                                                           transformer_options)
+        wrappers = comfy.patcher_extension.get_all_wrappers(
+            comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, transformer_options
+        )
         return comfy.patcher_extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
-            x, timesteps, context, control, transformer_options, **kwargs)
+            x, timesteps, context, control, transformer_options, **kwargs
+        )
 
-    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None, control: dict | None,
-                 transformer_options: dict, dynamicrafter_frames: int | None = None,
-                 dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
-                 dynamicrafter_fs: torch.Tensor | None = None,
-                 dynamicrafter_end_clip_vision_tokens: torch.Tensor | None = None,
-                 dynamicrafter_end_token_weights: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
+    def _forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor | None,
+        control: dict | None,
+        transformer_options: dict,
+        dynamicrafter_frames: int | None = None,
+        dynamicrafter_clip_vision_tokens: torch.Tensor | None = None,
+        dynamicrafter_fs: torch.Tensor | None = None,
+        dynamicrafter_end_clip_vision_tokens: torch.Tensor | None = None,
+        dynamicrafter_end_token_weights: torch.Tensor | None = None,
+        **kwargs: object,
+    ) -> torch.Tensor:
         frames = dynamicrafter_frames
         if frames is None or dynamicrafter_clip_vision_tokens is None:
             raise ValueError(NEEDS_CONDITIONING)
         if x.shape[0] % frames:
-            raise ValueError(f"the latent batch ({x.shape[0]}) is not a multiple of the {frames} frames set by the "
-                             "conditioning node; use the latent that node outputs")
+            raise ValueError(
+                f"the latent batch ({x.shape[0]}) is not a multiple of the {frames} frames set by the "
+                "conditioning node; use the latent that node outputs"
+            )
         videos = x.shape[0] // frames
         x = unfold_frames(x, frames)
         tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames], transformer_options)
         end = dynamicrafter_end_clip_vision_tokens
         weights = dynamicrafter_end_token_weights
-        tokens = self.blended_tokens(tokens, None if end is None else end[::frames],
-                                     None if weights is None else weights[::frames])
+        tokens = self.blended_tokens(
+            tokens, None if end is None else end[::frames], None if weights is None else weights[::frames]
+        )
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
-        out = super().forward(x, timesteps[::frames], context[::frames], fs, image_context=tokens,
-                              transformer_options=transformer_options, control=control)
+        out = super().forward(
+            x,
+            timesteps[::frames],
+            context[::frames],
+            fs,
+            image_context=tokens,
+            transformer_options=transformer_options,
+            control=control,
+        )
         return fold_frames(out)
 
 
 class DynamiCrafterModel(comfy.model_base.BaseModel):
     """BaseModel whose ``extra_conds`` turn the conditioning node's values into UNet inputs."""
 
-    def __init__(self, model_config: "DynamiCrafterConfig", model_type: comfy.model_base.ModelType, device=None):
+    def __init__(self, model_config: DynamiCrafterConfig, model_type: comfy.model_base.ModelType, device=None):
         super().__init__(model_config, model_type, device=device, unet_model=DynamiCrafterNet)
         self.variant: VariantConfig = model_config.variant
 
@@ -158,11 +206,15 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         if frames is None or concat is None or tokens is None:
             raise ValueError(NEEDS_CONDITIONING)
         if noise.shape[0] % frames:
-            raise ValueError(f"the latent batch ({noise.shape[0]}) is not a multiple of the {frames} frames of the "
-                             "conditioning; use the latent that the DynamiCrafter conditioning node outputs")
+            raise ValueError(
+                f"the latent batch ({noise.shape[0]}) is not a multiple of the {frames} frames of the "
+                "conditioning; use the latent that the DynamiCrafter conditioning node outputs"
+            )
         if concat.shape[-2:] != noise.shape[-2:]:
-            raise ValueError(f"the latent is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} but the conditioning image "
-                             f"is {concat.shape[-1] * 8}x{concat.shape[-2] * 8}; use the latent of the same node")
+            raise ValueError(
+                f"the latent is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} but the conditioning image "
+                f"is {concat.shape[-1] * 8}x{concat.shape[-2] * 8}; use the latent of the same node"
+            )
         self.check_size(noise.shape[-2] * 8, noise.shape[-1] * 8)
         self.check_task(kwargs.get(COND_TASK, "i2v"))
         self.check_image_tokens(tokens)
@@ -190,9 +242,11 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         """The CLIP vision tokens must have the width this model's Resampler reads (1280: ViT-H/14)."""
         width = self.model_config.unet_config["resampler"].embedding_dim
         if tokens.shape[-1] != width:
-            raise ValueError(f"the CLIP vision tokens are {tokens.shape[-1]} wide but this DynamiCrafter model reads "
-                             f"{width}-wide ones: use the OpenCLIP ViT-H/14 CLIP vision model "
-                             "(e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) in the conditioning node")
+            raise ValueError(
+                f"the CLIP vision tokens are {tokens.shape[-1]} wide but this DynamiCrafter model reads "
+                f"{width}-wide ones: use the OpenCLIP ViT-H/14 CLIP vision model "
+                "(e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) in the conditioning node"
+            )
 
     def check_size(self, height: int, width: int) -> None:
         """Refuse sizes far from what the variant was trained on (the result would be noise).
@@ -205,12 +259,20 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
             return
         area, trained = height * width, self.variant.height * self.variant.width
         if not 0.5 <= area / trained <= 2.0:
-            raise ValueError(f"{width}x{height} does not fit DynamiCrafter {self.variant.name}, which was trained at "
-                             f"{self.variant.width}x{self.variant.height}: set the conditioning node's width/height "
-                             "to that size (or use the checkpoint of the matching variant)")
+            raise ValueError(
+                f"{width}x{height} does not fit DynamiCrafter {self.variant.name}, which was trained at "
+                f"{self.variant.width}x{self.variant.height}: set the conditioning node's width/height "
+                "to that size (or use the checkpoint of the matching variant)"
+            )
         if (height, width) != (self.variant.height, self.variant.width):
-            log.warning("DynamiCrafter %s was trained at %dx%d; sampling at %dx%d", self.variant.name,
-                        self.variant.width, self.variant.height, width, height)
+            log.warning(
+                "DynamiCrafter %s was trained at %dx%d; sampling at %dx%d",
+                self.variant.name,
+                self.variant.width,
+                self.variant.height,
+                width,
+                height,
+            )
 
 
 class DynamiCrafterConfig(comfy.supported_models_base.BASE):
@@ -229,8 +291,11 @@ class DynamiCrafterConfig(comfy.supported_models_base.BASE):
         self.variant = variant
         schedule = variant.schedule
         self.sampling_settings = {
-            "beta_schedule": "linear", "linear_start": schedule.linear_start, "linear_end": schedule.linear_end,
-            "timesteps": schedule.timesteps, "zsnr": schedule.zero_terminal_snr,
+            "beta_schedule": "linear",
+            "linear_start": schedule.linear_start,
+            "linear_end": schedule.linear_end,
+            "timesteps": schedule.timesteps,
+            "zsnr": schedule.zero_terminal_snr,
         }
 
     def model_type(self, state_dict=None, prefix: str = "") -> comfy.model_base.ModelType:

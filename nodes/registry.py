@@ -1,4 +1,5 @@
 """The list of node classes the pack registers; each feature module contributes its ``NODES``."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,8 +9,16 @@ from comfy_api.latest import io
 CATEGORY = "DynamiCrafter"
 
 # Feature modules (relative to this package) that define a module-level NODES list.
-_FEATURE_MODULES: tuple[str, ...] = ("loader", "conditioning", "sampler_nodes", "download", "director", "tooncrafter",
-                                     "long_video", "controls")
+_FEATURE_MODULES: tuple[str, ...] = (
+    "loader",
+    "conditioning",
+    "sampler_nodes",
+    "download",
+    "director",
+    "tooncrafter",
+    "long_video",
+    "controls",
+)
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:

@@ -1,4 +1,5 @@
 """Sampling nodes: the one-node original sampler, and its pieces for SamplerCustomAdvanced / KSampler."""
+
 from __future__ import annotations
 
 import comfy.model_management
@@ -13,8 +14,8 @@ from ..dynamicrafter.config import VARIANTS
 from ..dynamicrafter.schedule import denoise_span
 from .controls import dynamicrafter_guider, separate_image_cfg
 from .registry import CATEGORY
-from .validation import CheckedNode
 from .sampling import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
+from .validation import CheckedNode
 
 AUTO = "auto"
 SPACINGS = [AUTO, "uniform", "uniform_trailing"]
@@ -37,12 +38,14 @@ def with_guidance_rescale(model, guidance_rescale: float):
     variant = model_variant(model)
     patched = model.clone()
     patched.set_model_sampler_post_cfg_function(
-        video_guidance_rescale(_rescale_value(model, guidance_rescale), variant.schedule.prediction))
+        video_guidance_rescale(_rescale_value(model, guidance_rescale), variant.schedule.prediction)
+    )
     return patched
 
 
-def guider_for(model, positive, negative, cfg: float, image_cfg: float | None,
-               guidance_rescale: float) -> comfy.samplers.CFGGuider:
+def guider_for(
+    model, positive, negative, cfg: float, image_cfg: float | None, guidance_rescale: float
+) -> comfy.samplers.CFGGuider:
     """The original's CFG: the host's guider with the video guidance rescale, or with a separate image scale
     (``image_cfg``, None = one scale) the multi-condition guider."""
     if image_cfg is None:
@@ -50,8 +53,15 @@ def guider_for(model, positive, negative, cfg: float, image_cfg: float | None,
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
         return guider
-    return dynamicrafter_guider(model, positive, negative, cfg, image_cfg, _rescale_value(model, guidance_rescale),
-                                model_variant(model).schedule.prediction)
+    return dynamicrafter_guider(
+        model,
+        positive,
+        negative,
+        cfg,
+        image_cfg,
+        _rescale_value(model, guidance_rescale),
+        model_variant(model).schedule.prediction,
+    )
 
 
 def schedule_sigmas(model, steps: int, spacing: str, span: int | None = None):
@@ -75,8 +85,9 @@ def ddim_sampler(model, eta: float, dynamic_rescale: str, from_noise: bool | Non
 
 
 def seed_input(tooltip: str = "Random seed of the start noise and of every step's noise.") -> io.Int.Input:
-    return io.Int.Input("seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                        tooltip=tooltip)
+    return io.Int.Input(
+        "seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=tooltip
+    )
 
 
 def steps_input(tooltip: str = "DDIM steps; the original uses 50. Fewer is faster and softer.") -> io.Int.Input:
@@ -84,27 +95,52 @@ def steps_input(tooltip: str = "DDIM steps; the original uses 50. Fewer is faste
 
 
 _STEPS = steps_input()
-CFG_INPUT = io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
-                           tooltip="Classifier-free guidance scale; the original uses 7.5.")
-_ETA = io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01,
-                      tooltip="DDIM eta: 1.0 (the original) adds fresh noise each step; 0 is deterministic.")
-_RESCALE = io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, step=0.05,
-                          tooltip="Pulls the guided prediction's contrast back toward the prompt-only one, per video. "
-                                  "-1 = the model's default ("
-                                  + ", ".join(f"{v.name}: {v.sampling.guidance_rescale}" for v in VARIANTS.values())
-                                  + ").")
+CFG_INPUT = io.Float.Input(
+    "cfg", default=7.5, min=1.0, max=30.0, step=0.1, tooltip="Classifier-free guidance scale; the original uses 7.5."
+)
+_ETA = io.Float.Input(
+    "eta",
+    default=1.0,
+    min=0.0,
+    max=1.0,
+    step=0.01,
+    tooltip="DDIM eta: 1.0 (the original) adds fresh noise each step; 0 is deterministic.",
+)
+_RESCALE = io.Float.Input(
+    "guidance_rescale",
+    default=-1.0,
+    min=-1.0,
+    max=1.0,
+    step=0.05,
+    tooltip="Pulls the guided prediction's contrast back toward the prompt-only one, per video. "
+    "-1 = the model's default ("
+    + ", ".join(f"{v.name}: {v.sampling.guidance_rescale}" for v in VARIANTS.values())
+    + ").",
+)
 
 
 _DENOISE = io.Float.Input(
-    "denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+    "denoise",
+    default=1.0,
+    min=0.0,
+    max=1.0,
+    step=0.01,
+    optional=True,
     tooltip="How much of the video is made anew. 1 = a new video from noise (the original). Below 1 the latent "
-            "input is kept in part: connect VAE Encode of a video's frames (or an earlier run's latent) to restyle "
-            "it; about 0.6 keeps the layout and motion and changes the look; 0 returns it unchanged.")
+    "input is kept in part: connect VAE Encode of a video's frames (or an earlier run's latent) to restyle "
+    "it; about 0.6 keeps the layout and motion and changes the look; 0 returns it unchanged.",
+)
 _IMAGE_CFG = io.Float.Input(
-    "image_cfg", default=-1.0, min=-1.0, max=30.0, step=0.1, optional=True,
+    "image_cfg",
+    default=-1.0,
+    min=-1.0,
+    max=30.0,
+    step=0.1,
+    optional=True,
     tooltip="How strongly the picture steers the video, apart from the prompt (cfg then steers the prompt alone): "
-            "lower = freer motion, higher = closer to the picture; 7.5 with cfg 7.5 is the usual single scale. "
-            "Below 0 (-1, the default) = one scale for both, as the original. Costs a third model pass per step.")
+    "lower = freer motion, higher = closer to the picture; 7.5 with cfg 7.5 is the usual single scale. "
+    "Below 0 (-1, the default) = one scale for both, as the original. Costs a third model pass per step.",
+)
 
 
 def _names(has) -> str:
@@ -113,14 +149,20 @@ def _names(has) -> str:
 
 
 _SPACING = io.Combo.Input(
-    "spacing", options=SPACINGS, default=AUTO,
+    "spacing",
+    options=SPACINGS,
+    default=AUTO,
     tooltip=f"DDIM timesteps: 'uniform_trailing' ({_names(lambda v: v.sampling.spacing == 'uniform_trailing')}, "
-            f"starts at the pure-noise step) or 'uniform' ({_names(lambda v: v.sampling.spacing == 'uniform')}). "
-            "auto = the model's own.")
+    f"starts at the pure-noise step) or 'uniform' ({_names(lambda v: v.sampling.spacing == 'uniform')}). "
+    "auto = the model's own.",
+)
 _DYNAMIC = io.Combo.Input(
-    "dynamic_rescale", options=SWITCH, default=AUTO,
+    "dynamic_rescale",
+    options=SWITCH,
+    default=AUTO,
     tooltip=f"Rescales the predicted clean video by the training schedule "
-            f"({_names(lambda v: v.schedule.dynamic_rescale)}). auto = the model's own setting.")
+    f"({_names(lambda v: v.schedule.dynamic_rescale)}). auto = the model's own setting.",
+)
 
 
 def sampling_inputs(seed_tooltip: str | None = None, steps_tooltip: str | None = None) -> list:
@@ -145,18 +187,36 @@ class DynamiCrafterSampler(CheckedNode):
             display_name="DynamiCrafter Sampler",
             category=f"{CATEGORY}/sampling",
             description="The original DynamiCrafter DDIM sampler with its defaults (trailing DDIM, eta 1, CFG 7.5, "
-                        "guidance rescale 0.7, dynamic rescale), with ComfyUI's previews, progress and cancel.",
+            "guidance rescale 0.7, dynamic rescale), with ComfyUI's previews, progress and cancel.",
             inputs=[
                 *_MODEL_AND_CONDITIONING,
                 io.Latent.Input("latent", tooltip="The empty video latent from the conditioning node."),
-                *sampling_inputs(), _SPACING, _DYNAMIC, _IMAGE_CFG, _DENOISE,
+                *sampling_inputs(),
+                _SPACING,
+                _DYNAMIC,
+                _IMAGE_CFG,
+                _DENOISE,
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, seed, steps, cfg, eta, guidance_rescale, spacing,
-                dynamic_rescale, image_cfg=-1.0, denoise=1.0) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        positive,
+        negative,
+        latent,
+        seed,
+        steps,
+        cfg,
+        eta,
+        guidance_rescale,
+        spacing,
+        dynamic_rescale,
+        image_cfg=-1.0,
+        denoise=1.0,
+    ) -> io.NodeOutput:
         sigmas = partial_sigmas(model, steps, spacing, denoise)
         if len(sigmas) == 0:
             return io.NodeOutput(latent)
@@ -164,9 +224,16 @@ class DynamiCrafterSampler(CheckedNode):
         noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
         guider = guider_for(model, positive, negative, cfg, separate_image_cfg(image_cfg), guidance_rescale)
         callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-        out = guider.sample(noise, samples, ddim_sampler(model, eta, dynamic_rescale, from_noise=denoise == 1.0),
-                            sigmas, denoise_mask=latent.get("noise_mask"), callback=callback,
-                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        out = guider.sample(
+            noise,
+            samples,
+            ddim_sampler(model, eta, dynamic_rescale, from_noise=denoise == 1.0),
+            sigmas,
+            denoise_mask=latent.get("noise_mask"),
+            callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=seed,
+        )
         out = out.to(comfy.model_management.intermediate_device())
         if latent.get("noise_mask") is not None:  # kept frames come back bit for bit (no VAE-scale round trip)
             mask = comfy.utils.reshape_mask(latent["noise_mask"], out.shape).to(out)
@@ -182,8 +249,7 @@ class DynamiCrafterDDIMSampler(CheckedNode):
             display_name="DynamiCrafter DDIM Sampler",
             category=f"{CATEGORY}/sampling",
             description="The original DDIM update as a SAMPLER for SamplerCustom / SamplerCustomAdvanced.",
-            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model (to read its schedule)."),
-                    _ETA, _DYNAMIC],
+            inputs=[io.Model.Input("model", tooltip="The DynamiCrafter model (to read its schedule)."), _ETA, _DYNAMIC],
             outputs=[io.Sampler.Output()],
         )
 
@@ -234,15 +300,26 @@ class DynamiCrafterImageGuider(CheckedNode):
             display_name="DynamiCrafter Text + Image Guider",
             category=f"{CATEGORY}/sampling",
             description="A GUIDER for SamplerCustomAdvanced with the prompt's and the picture's guidance scales "
-                        "apart (the original's multi-condition CFG), plus its video guidance rescale.",
+            "apart (the original's multi-condition CFG), plus its video guidance rescale.",
             inputs=[
                 *_MODEL_AND_CONDITIONING,
-                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
-                               tooltip="Text guidance: how strongly the prompt steers the video; 7.5 as in the "
-                                       "original."),
-                io.Float.Input("image_cfg", default=7.5, min=0.0, max=30.0, step=0.1,
-                               tooltip="Image guidance: how strongly the picture steers it. Equal to cfg = the "
-                                       "usual single scale; lower = freer motion, higher = closer to the picture."),
+                io.Float.Input(
+                    "cfg",
+                    default=7.5,
+                    min=1.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Text guidance: how strongly the prompt steers the video; 7.5 as in the original.",
+                ),
+                io.Float.Input(
+                    "image_cfg",
+                    default=7.5,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Image guidance: how strongly the picture steers it. Equal to cfg = the "
+                    "usual single scale; lower = freer motion, higher = closer to the picture.",
+                ),
                 _RESCALE,
             ],
             outputs=[io.Guider.Output()],
@@ -253,5 +330,10 @@ class DynamiCrafterImageGuider(CheckedNode):
         return io.NodeOutput(guider_for(model, positive, negative, cfg, image_cfg, guidance_rescale))
 
 
-NODES = [DynamiCrafterSampler, DynamiCrafterDDIMSampler, DynamiCrafterScheduler, DynamiCrafterGuidanceRescale,
-         DynamiCrafterImageGuider]
+NODES = [
+    DynamiCrafterSampler,
+    DynamiCrafterDDIMSampler,
+    DynamiCrafterScheduler,
+    DynamiCrafterGuidanceRescale,
+    DynamiCrafterImageGuider,
+]

@@ -7,13 +7,13 @@ exactly, each step recovers the raw model output from the host's estimate and ru
 update (``dynamicrafter.sampler.ddim_step``) with the variant's exact alpha_bar (alpha_bar[999] = 0 for
 v-models).
 """
+
 from __future__ import annotations
 
 import math
 
-import torch
-
 import comfy.samplers
+import torch
 from tqdm.auto import trange
 
 from ..dynamicrafter.config import Spacing, VariantConfig
@@ -26,14 +26,14 @@ from .model import COND_FRAMES
 def raw_output(prediction: str, x_k: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
     """Invert the host's ``calculate_denoised``: the model's own output (eps or v)."""
     if prediction == "v":
-        return (x_k / (sigma ** 2 + 1) - denoised) * math.sqrt(sigma ** 2 + 1) / sigma
+        return (x_k / (sigma**2 + 1) - denoised) * math.sqrt(sigma**2 + 1) / sigma
     return (x_k - denoised) / sigma
 
 
 def to_host_denoised(prediction: str, x_k: torch.Tensor, output: torch.Tensor, sigma: float) -> torch.Tensor:
     """The host's ``calculate_denoised`` (sigma_data = 1)."""
     if prediction == "v":
-        return x_k / (sigma ** 2 + 1) - output * sigma / math.sqrt(sigma ** 2 + 1)
+        return x_k / (sigma**2 + 1) - output * sigma / math.sqrt(sigma**2 + 1)
     return x_k - output * sigma
 
 
@@ -62,8 +62,18 @@ class ExactSchedule:
         return scale[self.timestep(sigma_next)] / scale[self.timestep(sigma)]
 
 
-def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, eta: float = 1.0,
-                              dynamic_rescale: bool = True, noise_seed: int | None = None, from_noise: bool = True):
+def sample_dynamicrafter_ddim(
+    model,
+    x,
+    sigmas,
+    extra_args=None,
+    callback=None,
+    disable=None,
+    eta: float = 1.0,
+    dynamic_rescale: bool = True,
+    noise_seed: int | None = None,
+    from_noise: bool = True,
+):
     """KSAMPLER function: the original DDIM loop over any sigma list, each step the reference ``ddim_step``.
 
     With the DynamiCrafter schedule the list ends at sigma(t=0) and the result is the original's
@@ -75,7 +85,7 @@ def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, 
     base_model = model.inner_model.inner_model
     exact = ExactSchedule(base_model.variant, base_model.model_sampling)
     seed = extra_args.get("seed", 0) if noise_seed is None else noise_seed
-    generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % 2 ** 64)
+    generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % 2**64)
     draw = lambda: torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)  # noqa: E731
     latent = getattr(model, "latent_image", None)
     mask = extra_args.get("denoise_mask")
@@ -87,12 +97,22 @@ def sample_dynamicrafter_ddim(model, x, sigmas, extra_args=None, callback=None, 
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         if pinning is not None:
             x_t = pinning.blend(exact.schedule, x_t, exact.timestep(sigma), draw())
-        x_k = x_t * math.sqrt(sigma ** 2 + 1)
+        x_k = x_t * math.sqrt(sigma**2 + 1)
         output = raw_output(exact.prediction, x_k, model(x_k, sigmas[i] * s_in, **model_args), sigma)
         factor = exact.rescale(sigma, sigma_next, last=i == len(sigmas) - 2) if dynamic_rescale else None
         a, a_prev = exact.alpha_bar(sigma), exact.alpha_bar(sigma_next)
-        x_t, x0 = ddim_step(exact.schedule, exact.prediction, x_t, output, exact.timestep(sigma), a, a_prev,
-                            ddim_sigma(a, a_prev, eta), factor, draw())
+        x_t, x0 = ddim_step(
+            exact.schedule,
+            exact.prediction,
+            x_t,
+            output,
+            exact.timestep(sigma),
+            a,
+            a_prev,
+            ddim_sigma(a, a_prev, eta),
+            factor,
+            draw(),
+        )
         if pinning is not None and i == len(sigmas) - 2:
             x_t = pinning.finish(x_t)
         if callback is not None:
@@ -114,11 +134,11 @@ class DynamiCrafterKSampler(comfy.samplers.KSAMPLER):
             return self.from_noise
         return starts_from_noise(model_wrap.inner_model.model_sampling, sigmas)
 
-    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
-               disable_pbar=False):
+    def sample(
+        self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False
+    ):
         self.extra_options = {**self.extra_options, "from_noise": self.max_denoise(model_wrap, sigmas)}
-        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
-                              disable_pbar)
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
 
 
 def starts_from_noise(model_sampling, sigmas: torch.Tensor) -> bool:
@@ -132,8 +152,11 @@ def starts_from_noise(model_sampling, sigmas: torch.Tensor) -> bool:
     if first >= train - 1:
         return True
     steps = len(sigmas) - 1
-    tops = [int(grid[-1]) for grid in (ddim_timesteps(s, "uniform", train) for s in range(1, train + 1))
-            if len(grid) == steps]
+    tops = [
+        int(grid[-1])
+        for grid in (ddim_timesteps(s, "uniform", train) for s in range(1, train + 1))
+        if len(grid) == steps
+    ]
     return bool(tops) and first >= max(tops)
 
 
@@ -156,8 +179,16 @@ def frames_of(conds) -> int:
     raise ValueError("DynamiCrafter guidance rescale needs the DynamiCrafter conditioning (frames not found)")
 
 
-def guided_denoised(prediction: str, x_k: torch.Tensor, sigma: float, denoised: list[torch.Tensor], frames: int,
-                    cfg: float, guidance_rescale: float, image_cfg: float | None = None) -> torch.Tensor:
+def guided_denoised(
+    prediction: str,
+    x_k: torch.Tensor,
+    sigma: float,
+    denoised: list[torch.Tensor],
+    frames: int,
+    cfg: float,
+    guidance_rescale: float,
+    image_cfg: float | None = None,
+) -> torch.Tensor:
     """The original's CFG (``combine_guidance``) on the host's denoised estimates ``[cond, uncond(, image only)]``:
     formed from the raw model outputs per video ``[B, C, T, h, w]`` (the guidance rescale's std is taken over a
     whole video), returned as the host's denoised estimate."""
@@ -179,8 +210,14 @@ def video_guidance_rescale(phi: float, prediction: str):
     def post_cfg(args: dict) -> torch.Tensor:
         if args.get("uncond") is None:  # CFG 1: the host skipped the unconditional pass
             return args["denoised"]
-        return guided_denoised(prediction, args["input"], float(args["sigma"].flatten()[0]),
-                               [args["cond_denoised"], args["uncond_denoised"]], frames_of(args["cond"]),
-                               args["cond_scale"], phi)
+        return guided_denoised(
+            prediction,
+            args["input"],
+            float(args["sigma"].flatten()[0]),
+            [args["cond_denoised"], args["uncond_denoised"]],
+            frames_of(args["cond"]),
+            args["cond_scale"],
+            phi,
+        )
 
     return post_cfg

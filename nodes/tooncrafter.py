@@ -10,27 +10,31 @@ conditioning latents are the original's) and the per-frame layers of its decoder
 ``post_quant_conv`` because ToonCrafter's decoder never sees that layer. Stock 'VAE Decode' with it runs
 without the temporal layers and the reference frames: a quick preview, not ToonCrafter's output.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 from dataclasses import dataclass
 
-import torch
-
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.ops
 import comfy.utils
 import folder_paths
+import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
 from ..dynamicrafter.config import TOONCRAFTER
 from ..dynamicrafter.image import FitMode, fit_image
 from ..dynamicrafter.tooncrafter_decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
-from ..dynamicrafter.tooncrafter_vae import (ReferenceContext, ToonCrafterVAE, is_dual_reference_vae,
-                                             vae_config_from_state_dict)
+from ..dynamicrafter.tooncrafter_vae import (
+    ReferenceContext,
+    ToonCrafterVAE,
+    is_dual_reference_vae,
+    vae_config_from_state_dict,
+)
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
 from .model import host_attention
@@ -69,16 +73,21 @@ def tooncrafter_vae_from_state_dict(sd: dict[str, torch.Tensor], source: str) ->
         raise CheckpointError(source, f"the ToonCrafter VAE weights are incomplete (missing {e.args[0]!r})") from None
     load_device, offload_device = mm.vae_device(), mm.vae_offload_device()
     dtype = mm.vae_dtype(load_device, [torch.bfloat16, torch.float32])
-    vae = ToonCrafterVAE(config, attention=host_attention, dtype=dtype, device=offload_device,
-                         operations=comfy.ops.disable_weight_init)
+    vae = ToonCrafterVAE(
+        config, attention=host_attention, dtype=dtype, device=offload_device, operations=comfy.ops.disable_weight_init
+    )
     missing, unexpected = vae.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        raise CheckpointError(source, f"the ToonCrafter VAE weights do not fit the network derived from their shapes "
-                                      f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged")
+        raise CheckpointError(
+            source,
+            f"the ToonCrafter VAE weights do not fit the network derived from their shapes "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged",
+        )
     vae.eval()
     log.info("ToonCrafter VAE: %d levels, width %d, dtype %s", len(config.channel_mult), config.channels, dtype)
-    return ToonCrafterVAEModel(comfy.model_patcher.ModelPatcher(vae, load_device=load_device,
-                                                                 offload_device=offload_device), dtype)
+    return ToonCrafterVAEModel(
+        comfy.model_patcher.ModelPatcher(vae, load_device=load_device, offload_device=offload_device), dtype
+    )
 
 
 def per_frame_vae_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -94,8 +103,11 @@ def load_tooncrafter(path: str) -> DynamiCrafterCheckpoint:
     """Split a ToonCrafter file: the UNet is DynamiCrafter 512_interp's, the VAE must be the dual-reference one."""
     ckpt = load_checkpoint(path, "512_interp")
     if not is_dual_reference_vae(ckpt.require("vae")):
-        raise CheckpointError(path, "its VAE is DynamiCrafter's plain SD VAE, not ToonCrafter's dual-reference one: "
-                                    "this is a DynamiCrafter checkpoint; load it with 'DynamiCrafter Load Checkpoint'.")
+        raise CheckpointError(
+            path,
+            "its VAE is DynamiCrafter's plain SD VAE, not ToonCrafter's dual-reference one: "
+            "this is a DynamiCrafter checkpoint; load it with 'DynamiCrafter Load Checkpoint'.",
+        )
     # the schedule stays the file's (its scale_arr); the rest is ToonCrafter's row of the variant table
     return dataclasses.replace(ckpt, variant=dataclasses.replace(TOONCRAFTER, schedule=ckpt.variant.schedule))
 
@@ -105,8 +117,9 @@ def _pixels(images: torch.Tensor, width: int, height: int, fit: FitMode) -> torc
     return fit_image(images[..., :3], width, height, fit).movedim(-1, 1) * 2 - 1
 
 
-def _chunk_decoder(model: ToonCrafterVAEModel, context: ReferenceContext,
-                   progress: comfy.utils.ProgressBar) -> ChunkDecoder:
+def _chunk_decoder(
+    model: ToonCrafterVAEModel, context: ReferenceContext, progress: comfy.utils.ProgressBar
+) -> ChunkDecoder:
     """Decode one chunk on the VAE's device; stop when the user cancels; report progress."""
     device = model.patcher.load_device
 
@@ -119,17 +132,27 @@ def _chunk_decoder(model: ToonCrafterVAEModel, context: ReferenceContext,
     return decode
 
 
-def decode_latents(model: ToonCrafterVAEModel, samples: torch.Tensor, start_image: torch.Tensor,
-                   end_image: torch.Tensor, frames: int, fit: FitMode = "crop",
-                   middle_pass: bool = True) -> torch.Tensor:
+def decode_latents(
+    model: ToonCrafterVAEModel,
+    samples: torch.Tensor,
+    start_image: torch.Tensor,
+    end_image: torch.Tensor,
+    frames: int,
+    fit: FitMode = "crop",
+    middle_pass: bool = True,
+) -> torch.Tensor:
     """IMAGE frames ``[B*T, H, W, 3]`` of ``[B*T, 4, h, w]`` latents; one start/end picture per video or for all."""
     config = model.vae.config
     if samples.ndim != 4 or samples.shape[1] != config.z_channels:
-        raise ValueError(f"expected a frames-as-batch latent [frames, {config.z_channels}, h, w], got shape "
-                         f"{tuple(samples.shape)}; use the latent of a DynamiCrafter conditioning node and sampler")
+        raise ValueError(
+            f"expected a frames-as-batch latent [frames, {config.z_channels}, h, w], got shape "
+            f"{tuple(samples.shape)}; use the latent of a DynamiCrafter conditioning node and sampler"
+        )
     if samples.shape[0] % frames:
-        raise ValueError(f"the latent holds {samples.shape[0]} frames, not a multiple of frames={frames}; set frames "
-                         "to the conditioning node's frames")
+        raise ValueError(
+            f"the latent holds {samples.shape[0]} frames, not a multiple of frames={frames}; set frames "
+            "to the conditioning node's frames"
+        )
     videos = samples.shape[0] // frames
     for name, images in (("start_image", start_image), ("end_image", end_image)):
         if images.shape[0] not in (1, videos):
@@ -143,10 +166,11 @@ def decode_latents(model: ToonCrafterVAEModel, samples: torch.Tensor, start_imag
     decoded = []
     with torch.inference_mode():
         for index in range(videos):
-            first, last = (k[index if k.shape[0] > 1 else 0][None].to(model.patcher.load_device, model.dtype)
-                           for k in keyframes)
+            first, last = (
+                k[index if k.shape[0] > 1 else 0][None].to(model.patcher.load_device, model.dtype) for k in keyframes
+            )
             decode = _chunk_decoder(model, model.vae.reference_context(first, last), progress)
-            video = samples[index * frames:(index + 1) * frames]
+            video = samples[index * frames : (index + 1) * frames]
             decoded.append(decode_video(decode, video, CHUNK_FRAMES, middle_pass))
     return ((torch.cat(decoded) + 1) / 2).clamp(0, 1).movedim(1, -1)
 
@@ -161,26 +185,36 @@ class DynamiCrafterToonCrafterLoader(CheckedNode):
             display_name="DynamiCrafter Load ToonCrafter",
             category=TOONCRAFTER_CATEGORY,
             description="Loads ToonCrafter (the original model.ckpt or Kijai's "
-                        "tooncrafter_512_interp-fp16.safetensors). Condition with 'DynamiCrafter Interpolate / "
-                        "Loop' at 512x320 and decode with 'DynamiCrafter ToonCrafter Decode'.",
+            "tooncrafter_512_interp-fp16.safetensors). Condition with 'DynamiCrafter Interpolate / "
+            "Loop' at 512x320 and decode with 'DynamiCrafter ToonCrafter Decode'.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=sorted(folder_paths.get_filename_list("checkpoints")),
-                               tooltip="A ToonCrafter file from models/checkpoints: the original model.ckpt (renamed, "
-                                       f"e.g. {TOONCRAFTER.file_name}) or tooncrafter_512_interp-fp16.safetensors."),
-                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
-                               tooltip="How the UNet weights are stored in memory. 'default' lets ComfyUI pick "
-                                       "(bf16/fp16 on most GPUs, fp32 on CPU). fp8 halves the memory again."),
+                io.Combo.Input(
+                    "ckpt_name",
+                    options=sorted(folder_paths.get_filename_list("checkpoints")),
+                    tooltip="A ToonCrafter file from models/checkpoints: the original model.ckpt (renamed, "
+                    f"e.g. {TOONCRAFTER.file_name}) or tooncrafter_512_interp-fp16.safetensors.",
+                ),
+                io.Combo.Input(
+                    "weight_dtype",
+                    options=list(WEIGHT_DTYPES),
+                    default="default",
+                    tooltip="How the UNet weights are stored in memory. 'default' lets ComfyUI pick "
+                    "(bf16/fp16 on most GPUs, fp32 on CPU). fp8 halves the memory again.",
+                ),
             ],
             outputs=[
                 io.Model.Output(tooltip="The UNet (DynamiCrafter 512 interpolation) and image-token Resampler."),
                 io.Clip.Output(tooltip="The OpenCLIP ViT-H/14 text encoder (as SD 2.x's)."),
-                io.Vae.Output(tooltip="ToonCrafter's encoder as a plain VAE, for the conditioning node's 'vae'. "
-                                      "Stock 'VAE Decode' with it skips the temporal layers and reference frames "
-                                      "(a preview)."),
+                io.Vae.Output(
+                    tooltip="ToonCrafter's encoder as a plain VAE, for the conditioning node's 'vae'. "
+                    "Stock 'VAE Decode' with it skips the temporal layers and reference frames "
+                    "(a preview)."
+                ),
                 io.ClipVision.Output(tooltip="The OpenCLIP ViT-H/14 vision tower for the image tokens."),
                 ToonCrafterVAEType.Output(
                     display_name="tooncrafter_vae",
-                    tooltip="The dual-reference video VAE, for 'DynamiCrafter ToonCrafter Decode'."),
+                    tooltip="The dual-reference video VAE, for 'DynamiCrafter ToonCrafter Decode'.",
+                ),
             ],
         )
 
@@ -190,9 +224,13 @@ class DynamiCrafterToonCrafterLoader(CheckedNode):
         ckpt = load_tooncrafter(path)
         text_sd, vision_sd, vae_sd = ckpt.require("text_encoder"), ckpt.require("clip_vision"), ckpt.require("vae")
         plain = dataclasses.replace(ckpt, parts={**ckpt.parts, "vae": per_frame_vae_state_dict(vae_sd)})
-        return io.NodeOutput(model_from_checkpoint(ckpt, weight_dtype), text_encoder_from_state_dict(text_sd),
-                             vae_from_checkpoint(plain), clip_vision_from_state_dict(vision_sd),
-                             tooncrafter_vae_from_state_dict(vae_sd, path))
+        return io.NodeOutput(
+            model_from_checkpoint(ckpt, weight_dtype),
+            text_encoder_from_state_dict(text_sd),
+            vae_from_checkpoint(plain),
+            clip_vision_from_state_dict(vision_sd),
+            tooncrafter_vae_from_state_dict(vae_sd, path),
+        )
 
 
 class DynamiCrafterToonCrafterDecode(CheckedNode):
@@ -205,32 +243,60 @@ class DynamiCrafterToonCrafterDecode(CheckedNode):
             display_name="DynamiCrafter ToonCrafter Decode",
             category=TOONCRAFTER_CATEGORY,
             description="Decodes a ToonCrafter latent video as the original does: 16 frames per decoder call, the "
-                        "start and end pictures' encoder features injected into every level, and frames 7 and 8 "
-                        "decoded again without latents 1 and 14.",
+            "start and end pictures' encoder features injected into every level, and frames 7 and 8 "
+            "decoded again without latents 1 and 14.",
             inputs=[
                 io.Latent.Input("samples", tooltip="The sampled video latent (frames folded into the batch)."),
-                ToonCrafterVAEType.Input("tooncrafter_vae", tooltip="The dual-reference VAE from "
-                                                                     "'DynamiCrafter Load ToonCrafter'."),
-                io.Image.Input("start_image", tooltip="The first keyframe, as given to the conditioning node (one "
-                                                      "picture, or one per video of the batch)."),
-                io.Image.Input("end_image", tooltip="The last keyframe, as given to the conditioning node; for a loop, "
-                                                    "the start picture again."),
-                io.Int.Input("frames", default=16, min=1, max=1024,
-                             tooltip="Frames per video: the conditioning node's frames (16 for ToonCrafter)."),
-                io.Combo.Input("fit", options=["crop", "pad"], default="crop",
-                               tooltip="How the keyframes were fitted to the video size in the conditioning node."),
-                io.Boolean.Input("middle_pass", default=True,
-                                 tooltip="Decode a second time without latents 1 and T-2 and take frames T/2-1 and "
-                                         "T/2 from that pass, as the original scripts do (videos of 6+ frames)."),
+                ToonCrafterVAEType.Input(
+                    "tooncrafter_vae", tooltip="The dual-reference VAE from 'DynamiCrafter Load ToonCrafter'."
+                ),
+                io.Image.Input(
+                    "start_image",
+                    tooltip="The first keyframe, as given to the conditioning node (one "
+                    "picture, or one per video of the batch).",
+                ),
+                io.Image.Input(
+                    "end_image",
+                    tooltip="The last keyframe, as given to the conditioning node; for a loop, "
+                    "the start picture again.",
+                ),
+                io.Int.Input(
+                    "frames",
+                    default=16,
+                    min=1,
+                    max=1024,
+                    tooltip="Frames per video: the conditioning node's frames (16 for ToonCrafter).",
+                ),
+                io.Combo.Input(
+                    "fit",
+                    options=["crop", "pad"],
+                    default="crop",
+                    tooltip="How the keyframes were fitted to the video size in the conditioning node.",
+                ),
+                io.Boolean.Input(
+                    "middle_pass",
+                    default=True,
+                    tooltip="Decode a second time without latents 1 and T-2 and take frames T/2-1 and "
+                    "T/2 from that pass, as the original scripts do (videos of 6+ frames).",
+                ),
             ],
             outputs=[io.Image.Output(tooltip="The decoded frames, in order.")],
         )
 
     @classmethod
-    def execute(cls, samples: dict, tooncrafter_vae: ToonCrafterVAEModel, start_image: torch.Tensor,
-                end_image: torch.Tensor, frames: int, fit: FitMode, middle_pass: bool) -> io.NodeOutput:
-        return io.NodeOutput(decode_latents(tooncrafter_vae, samples["samples"], start_image, end_image, frames, fit,
-                                            middle_pass))
+    def execute(
+        cls,
+        samples: dict,
+        tooncrafter_vae: ToonCrafterVAEModel,
+        start_image: torch.Tensor,
+        end_image: torch.Tensor,
+        frames: int,
+        fit: FitMode,
+        middle_pass: bool,
+    ) -> io.NodeOutput:
+        return io.NodeOutput(
+            decode_latents(tooncrafter_vae, samples["samples"], start_image, end_image, frames, fit, middle_pass)
+        )
 
 
 NODES = [DynamiCrafterToonCrafterLoader, DynamiCrafterToonCrafterDecode]

@@ -14,6 +14,7 @@ other nodes are only known then):
 * every IMAGE, when the node runs: an empty or NaN picture is refused, grey and RGBA become RGB;
 * whatever else a node checks in its own :meth:`CheckedNode.more_problems` (e.g. a list of frames in a text).
 """
+
 from __future__ import annotations
 
 import functools
@@ -88,8 +89,10 @@ def size_problem(width: int | None, height: int | None) -> str | None:
     if width is None or height is None:
         return None
     if width < GRID or height < GRID or width % GRID or height % GRID:
-        return (f"{width}x{height} is not a multiple of {GRID} in both sides; DynamiCrafter needs e.g. "
-                "512x320 (512 / interp), 1024x576 (1024) or 256x256 (256)")
+        return (
+            f"{width}x{height} is not a multiple of {GRID} in both sides; DynamiCrafter needs e.g. "
+            "512x320 (512 / interp), 1024x576 (1024) or 256x256 (256)"
+        )
     return None
 
 
@@ -102,7 +105,7 @@ def max_run_bytes() -> float:
         limit = DEFAULT_MAX_RUN_GB
     if not math.isfinite(limit) or limit <= 0:
         limit = DEFAULT_MAX_RUN_GB
-    return limit * 2 ** 30
+    return limit * 2**30
 
 
 def video_memory_bytes(width: int, height: int, frames: int, batch: int = 1, output_frames: int = 0) -> int:
@@ -125,9 +128,11 @@ def video_problem(values: Mapping[str, Any]) -> str | None:
     if needed <= limit:
         return None
     what = f"{batch} x {frames} frames at {width}x{height}" + (f", {output_frames} frames out" if output_frames else "")
-    return (f"{what} would need about {needed / 2 ** 30:.0f} GiB, more than the {limit / 2 ** 30:.0f} GiB this "
-            f"server allows; use the model's own size (512x320, 1024x576 or 256x256), 16 frames and a smaller "
-            f"batch. (An administrator can raise the limit with the {MAX_RUN_GB_ENV} environment variable.)")
+    return (
+        f"{what} would need about {needed / 2**30:.0f} GiB, more than the {limit / 2**30:.0f} GiB this "
+        f"server allows; use the model's own size (512x320, 1024x576 or 256x256), 16 frames and a smaller "
+        f"batch. (An administrator can raise the limit with the {MAX_RUN_GB_ENV} environment variable.)"
+    )
 
 
 def as_rgb(name: str, image: Any) -> Any:
@@ -139,8 +144,10 @@ def as_rgb(name: str, image: Any) -> Any:
     if image.ndim != 4:
         raise InputError(f"{name} must be an IMAGE batch [pictures, height, width, channels], got shape {shape}")
     if 0 in shape:
-        raise InputError(f"{name} is empty (shape {shape}: {shape[0]} pictures of {shape[2]}x{shape[1]}); "
-                         "connect a picture, e.g. from 'Load Image'")
+        raise InputError(
+            f"{name} is empty (shape {shape}: {shape[0]} pictures of {shape[2]}x{shape[1]}); "
+            "connect a picture, e.g. from 'Load Image'"
+        )
     channels = shape[-1]
     if channels not in (1, 2, 3, 4):
         raise InputError(f"{name} has {channels} channels; a picture has 3 (RGB), 4 (RGBA) or 1 (grey)")
@@ -182,7 +189,8 @@ def _queue_time_validator(names: list[str]) -> classmethod:
     parameter = inspect.Parameter
     validate_inputs.__signature__ = inspect.Signature(
         [parameter("cls", parameter.POSITIONAL_OR_KEYWORD)]
-        + [parameter(name, parameter.POSITIONAL_OR_KEYWORD, default=None) for name in names])
+        + [parameter(name, parameter.POSITIONAL_OR_KEYWORD, default=None) for name in names]
+    )
     return classmethod(validate_inputs)
 
 

@@ -21,6 +21,7 @@ skipped by later runs unless ``--retry-failed``.
 Needs only the standard library and aiohttp (which ComfyUI itself requires): it imports nothing from the
 pack, so it runs from a checkout, as the ``dynamicrafter-batch`` console script, or on another machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,20 @@ except ImportError:
     from batch_progress import Progress, summary_table
     from batch_runner import BatchRunner, Options
 
-__all__ = ["ComfyClient", "DEFAULT_WORKFLOW", "Item", "Options", "Progress", "ServerDown", "Settings", "build_jobs",
-           "history_outcome", "main", "run_batch", "run_prompt_once"]
+__all__ = [
+    "ComfyClient",
+    "DEFAULT_WORKFLOW",
+    "Item",
+    "Options",
+    "Progress",
+    "ServerDown",
+    "Settings",
+    "build_jobs",
+    "history_outcome",
+    "main",
+    "run_batch",
+    "run_prompt_once",
+]
 """What other programs (``scripts/dynamicrafter_run.py``) use."""
 
 log = logging.getLogger("dynamicrafter.batch")
@@ -84,32 +97,67 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def base_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynamicrafter-batch", description=__doc__, add_help=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dynamicrafter-batch",
+        description=__doc__,
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", type=Path, help="a folder of pictures (a <name>.txt beside one is its prompt)")
     source.add_argument("--csv", type=Path, help="a CSV with columns image, prompt and any workflow input below")
     parser.add_argument("--out", type=Path, help="output folder (holds journal.jsonl)")
-    parser.add_argument("--server", action="append", default=[], metavar="URL",
-                        help=f"a ComfyUI server (repeatable; default $COMFYUI_URL or {DEFAULT_SERVER})")
-    parser.add_argument("--servers-file", type=Path, metavar="FILE",
-                        help="servers, one a line: URL [concurrency=N] [header.NAME=VALUE ...] (${VAR} from the "
-                             "environment)")
-    parser.add_argument("--header", type=_header, action="append", default=[], metavar="NAME=VALUE",
-                        help="an HTTP header for the --server servers (e.g. a proxy's Authorization); never printed")
-    parser.add_argument("--workflow", default=DEFAULT_WORKFLOW,
-                        help="a shipped workflow name (image_to_video -> workflows/api/image_to_video_<variant>.json) "
-                             "or an API-format JSON file")
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help=f"a ComfyUI server (repeatable; default $COMFYUI_URL or {DEFAULT_SERVER})",
+    )
+    parser.add_argument(
+        "--servers-file",
+        type=Path,
+        metavar="FILE",
+        help="servers, one a line: URL [concurrency=N] [header.NAME=VALUE ...] (${VAR} from the environment)",
+    )
+    parser.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an HTTP header for the --server servers (e.g. a proxy's Authorization); never printed",
+    )
+    parser.add_argument(
+        "--workflow",
+        default=DEFAULT_WORKFLOW,
+        help="a shipped workflow name (image_to_video -> workflows/api/image_to_video_<variant>.json) "
+        "or an API-format JSON file",
+    )
     parser.add_argument("--variant", help="picks the workflow file (image_to_video_<variant>) and sets its variant")
     parser.add_argument("--prompt", default="", help="the prompt for items without one")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="CLASS.INPUT=VALUE",
-                        help="set any input by node class, e.g. --set DynamiCrafterSampler.cfg=5 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="CLASS.INPUT=VALUE",
+        help="set any input by node class, e.g. --set DynamiCrafterSampler.cfg=5 (repeatable)",
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="items queued on each server at once (default 2)")
     parser.add_argument("--retry-failed", action="store_true", help="run items that failed in an earlier run again")
-    parser.add_argument("--server-wait", type=float, default=600.0,
-                        help="seconds a server may stay away before it is set aside (default 600)")
-    parser.add_argument("--reassign-after", type=float, default=60.0,
-                        help="seconds an item waits for its dead server before going to another (default 60)")
+    parser.add_argument(
+        "--server-wait",
+        type=float,
+        default=600.0,
+        help="seconds a server may stay away before it is set aside (default 600)",
+    )
+    parser.add_argument(
+        "--reassign-after",
+        type=float,
+        default=60.0,
+        help="seconds an item waits for its dead server before going to another (default 60)",
+    )
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between status checks (default 2)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="server-side output subfolder")
     parser.add_argument("--dry-run", action="store_true", help="list what would be sent where, send nothing")
@@ -126,19 +174,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
     """The options, and the workflow inputs given on the command line (their options come from the workflow)."""
     base = base_parser()
     known, _ = base.parse_known_args(argv)
-    parser = argparse.ArgumentParser(parents=[base], prog=base.prog, description=base.description,
-                                     formatter_class=base.formatter_class)
+    parser = argparse.ArgumentParser(
+        parents=[base], prog=base.prog, description=base.description, formatter_class=base.formatter_class
+    )
     offered = workflow_fields(known)
     taken = {s for action in parser._actions for s in action.option_strings}
-    group = parser.add_argument_group("workflow inputs", "read from the chosen workflow's nodes; an item's CSV "
-                                      "column of the same name wins" if offered else
-                                      "(the workflow could not be read: use --set or CSV columns)")
+    group = parser.add_argument_group(
+        "workflow inputs",
+        "read from the chosen workflow's nodes; an item's CSV column of the same name wins"
+        if offered
+        else "(the workflow could not be read: use --set or CSV columns)",
+    )
     dests = {}
     for name, example in offered.items():
         if option_name(name) not in taken:
             dests[name] = f"field__{name}"
-            group.add_argument(option_name(name), dest=dests[name], metavar=type(example).__name__.upper(),
-                               help=f"default {example!r}")
+            group.add_argument(
+                option_name(name), dest=dests[name], metavar=type(example).__name__.upper(), help=f"default {example!r}"
+            )
     args = parser.parse_args(argv)
     if (args.images is None) == (args.csv is None) or args.out is None:
         parser.error("give --images FOLDER or --csv FILE, and --out FOLDER")
@@ -190,8 +243,13 @@ def dry_run(jobs: list[Job], out_dir: Path, specs: list[ServerSpec], retry_faile
     return "\n".join(lines)
 
 
-def run_batch(servers: str | list[ServerSpec], jobs: list[Job], out_dir: Path, options: Options | None = None,
-              progress: Progress | None = None) -> list[Result]:
+def run_batch(
+    servers: str | list[ServerSpec],
+    jobs: list[Job],
+    out_dir: Path,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> list[Result]:
     """The engine, for other programs (the run command): run ``jobs``, return one result per job."""
     options = options or Options()
     specs = [ServerSpec(servers, options.concurrency)] if isinstance(servers, str) else servers
@@ -200,8 +258,9 @@ def run_batch(servers: str | list[ServerSpec], jobs: list[Job], out_dir: Path, o
 
 def main(argv: list[str] | None = None) -> int:
     args, values = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         specs = servers_of(args)
         items = items_from_csv(args.csv, args.prompt) if args.csv else items_from_folder(args.images, args.prompt)
@@ -211,14 +270,20 @@ def main(argv: list[str] | None = None) -> int:
     if not items:
         print("error: no items (no pictures in the folder, or an empty CSV)", file=sys.stderr)
         return 2
-    settings = Settings(workflow=args.workflow, values=values, overrides=args.overrides,
-                        prefix=args.prefix.strip("/") or DEFAULT_PREFIX)
+    settings = Settings(
+        workflow=args.workflow, values=values, overrides=args.overrides, prefix=args.prefix.strip("/") or DEFAULT_PREFIX
+    )
     jobs = build_jobs(items, settings, remote_workflows(specs))
     if args.dry_run:
         print(dry_run(jobs, args.out, specs, args.retry_failed))
         return 0
-    options = Options(concurrency=args.concurrency, poll=args.poll, server_wait=args.server_wait,
-                      reassign_after=args.reassign_after, retry_failed=args.retry_failed)
+    options = Options(
+        concurrency=args.concurrency,
+        poll=args.poll,
+        server_wait=args.server_wait,
+        reassign_after=args.reassign_after,
+        retry_failed=args.retry_failed,
+    )
     try:
         results = run_batch(specs, jobs, args.out, options, Progress(len(jobs), enabled=not args.quiet))
     except JournalBusy as e:

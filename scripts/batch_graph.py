@@ -6,6 +6,7 @@ client through the regenerated workflow. The client finds only the stock roles i
 picture (``LoadImage``), the prompt (the ``CLIPTextEncode`` linked to a ``positive`` input) and the output
 names (every literal ``filename_prefix``).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,11 @@ class WorkflowError(ValueError):
 
 
 def is_api_format(data: Any) -> bool:
-    return (isinstance(data, dict) and bool(data)
-            and all(isinstance(node, dict) and "class_type" in node for node in data.values()))
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(isinstance(node, dict) and "class_type" in node for node in data.values())
+    )
 
 
 def parse_workflow(data: Any, origin: str) -> Graph:
@@ -42,8 +46,11 @@ def parse_workflow(data: Any, origin: str) -> Graph:
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and is_api_format(data["prompt"]):
         data = data["prompt"]
     if not is_api_format(data):
-        hint = (" It is in the UI (graph) format: open it in ComfyUI and use 'Export (API)'."
-                if isinstance(data, dict) and "nodes" in data else "")
+        hint = (
+            " It is in the UI (graph) format: open it in ComfyUI and use 'Export (API)'."
+            if isinstance(data, dict) and "nodes" in data
+            else ""
+        )
         raise WorkflowError(f"{origin} is not an API-format workflow.{hint}")
     for node in data.values():
         node.setdefault("inputs", {})
@@ -199,8 +206,9 @@ def set_prefixes(graph: Graph, prefix: str) -> dict[str, str]:
     """One server-side prefix per saving node (``prefix`` itself when there is one node); node -> prefix."""
     savers = output_nodes(graph)
     if not savers:
-        raise WorkflowError("the workflow saves nothing: it needs an output node with a filename_prefix "
-                            "(e.g. SaveVideo)")
+        raise WorkflowError(
+            "the workflow saves nothing: it needs an output node with a filename_prefix (e.g. SaveVideo)"
+        )
     chosen = {}
     for node_id, node in savers.items():
         chosen[node_id] = prefix if len(savers) == 1 else f"{prefix}_n{node_id}"

@@ -4,6 +4,7 @@ Connection failures become :class:`ServerDown`; a prompt the server refuses or f
 :class:`ItemError`. Extra request headers (for a server behind an authenticating proxy) go with every
 request and the websocket, and never into a message: servers are named by :func:`display_url`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,9 @@ def _aiohttp():
 class ComfyClient:
     """The few ComfyUI routes the batch needs, on one server."""
 
-    def __init__(self, base_url: str, client_id: str, timeout: float = 60.0,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, base_url: str, client_id: str, timeout: float = 60.0, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.name = display_url(self.base)
         self.client_id = client_id
@@ -62,8 +64,9 @@ class ComfyClient:
 
     async def __aenter__(self) -> ComfyClient:
         aiohttp = _aiohttp()
-        self._session = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=5, sock_read=self._timeout))
+        self._session = aiohttp.ClientSession(
+            headers=self._headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self._timeout)
+        )
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -97,8 +100,9 @@ class ComfyClient:
         return data.get(prompt_id) if isinstance(data, dict) else None
 
     async def submit(self, graph: Mapping[str, Any], prompt_id: str) -> None:
-        status, data = await self._request("POST", "/prompt", json={"prompt": graph, "client_id": self.client_id,
-                                                                    "prompt_id": prompt_id})
+        status, data = await self._request(
+            "POST", "/prompt", json={"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
+        )
         if status == 200:
             return
         if status == 400 and isinstance(data, dict):
@@ -120,8 +124,9 @@ class ComfyClient:
 
     async def fetch(self, filename: str, subfolder: str, kind: str = "output") -> bytes | None:
         """A file the server wrote, or None when it has no such file."""
-        status, data = await self._request("GET", "/view", params={"filename": filename, "subfolder": subfolder,
-                                                                   "type": kind})
+        status, data = await self._request(
+            "GET", "/view", params={"filename": filename, "subfolder": subfolder, "type": kind}
+        )
         if status == 404:
             return None
         if status != 200:
@@ -141,8 +146,11 @@ class ComfyClient:
             raise self._down(e) from None
 
 
-async def follow_events(client: ComfyClient, on_event: Callable[[Mapping[str, Any]], None],
-                        on_change: Callable[[bool], Awaitable[None] | None]) -> None:
+async def follow_events(
+    client: ComfyClient,
+    on_event: Callable[[Mapping[str, Any]], None],
+    on_change: Callable[[bool], Awaitable[None] | None],
+) -> None:
     """Forever: the server's websocket events to ``on_event``; ``on_change(True/False)`` on (re)connect and
     loss, so waiters look again. Cancel the task to stop."""
     aiohttp = _aiohttp()
@@ -182,8 +190,9 @@ def describe_rejection(data: Mapping[str, Any]) -> str:
     parts = [error.get("message", "") if isinstance(error, dict) else str(error)]
     for node_id, node in (data.get("node_errors") or {}).items():
         for e in node.get("errors", []):
-            parts.append(f"node {node_id} {node.get('class_type', '')}: {e.get('message')} {e.get('details', '')}"
-                         .strip())
+            parts.append(
+                f"node {node_id} {node.get('class_type', '')}: {e.get('message')} {e.get('details', '')}".strip()
+            )
     return "; ".join(p for p in parts if p)
 
 
@@ -204,15 +213,21 @@ def history_outcome(entry: Mapping[str, Any]) -> tuple[str, Any]:
         return "done", files
     for name, data in status.get("messages", []):
         if name == "execution_error":
-            return "error", (f"{data.get('node_type')} (node {data.get('node_id')}): "
-                             f"{data.get('exception_message', '').strip()}")
+            return "error", (
+                f"{data.get('node_type')} (node {data.get('node_id')}): {data.get('exception_message', '').strip()}"
+            )
         if name == "execution_interrupted":
             return "error", "interrupted on the server"
     return "error", f"the server reports {status.get('status_str') or 'no success'}"
 
 
-async def run_prompt_once(server: str, graph: Mapping[str, Any], progress=None, timeout: float = 24 * 3600.0,
-                          headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+async def run_prompt_once(
+    server: str,
+    graph: Mapping[str, Any],
+    progress=None,
+    timeout: float = 24 * 3600.0,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Queue one graph outside any batch (e.g. a model download) and return its history entry."""
     prompt_id = str(uuid.uuid4())
     finished = asyncio.Event()
@@ -247,8 +262,9 @@ async def run_prompt_once(server: str, graph: Mapping[str, Any], progress=None, 
             await asyncio.gather(follower, return_exceptions=True)
 
 
-def fetch_shipped_workflow(server: str, stems: list[str], headers: Mapping[str, str] | None = None,
-                           timeout: float = 10.0) -> tuple[str, dict[str, Any]] | None:
+def fetch_shipped_workflow(
+    server: str, stems: list[str], headers: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> tuple[str, dict[str, Any]] | None:
     """A pack's API workflow from the server's template route (``/api/workflow_templates/<pack>/api/``),
     for a client with no checkout beside it; None when no pack there ships one of ``stems``."""
 

@@ -4,6 +4,7 @@ A job is an item's graph with its values set, plus a key derived from that exact
 the picture): the same item always gets the same key, prompt id and server-side output prefix, which is
 what lets any client run find what an earlier run did.
 """
+
 from __future__ import annotations
 
 import csv
@@ -86,8 +87,10 @@ def items_from_csv(path: Path, default_prompt: str = "") -> list[Item]:
         reader = csv.DictReader(f)
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         if "image" not in columns:
-            raise ValueError(f"{path}: the CSV needs a header with an 'image' column (and optionally 'prompt' and "
-                             "workflow inputs such as seed, fs, variant, steps)")
+            raise ValueError(
+                f"{path}: the CSV needs a header with an 'image' column (and optionally 'prompt' and "
+                "workflow inputs such as seed, fs, variant, steps)"
+            )
         items = []
         for row_number, raw in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
@@ -95,8 +98,14 @@ def items_from_csv(path: Path, default_prompt: str = "") -> list[Item]:
                 continue
             image = Path(row["image"]).expanduser()
             values = {k: v for k, v in row.items() if k not in ITEM_COLUMNS and v}
-            items.append(Item(row=row_number, image=image if image.is_absolute() else path.parent / image,
-                              prompt=row.get("prompt") or default_prompt, values=values))
+            items.append(
+                Item(
+                    row=row_number,
+                    image=image if image.is_absolute() else path.parent / image,
+                    prompt=row.get("prompt") or default_prompt,
+                    values=values,
+                )
+            )
     return items
 
 
@@ -193,8 +202,10 @@ class WorkflowSource:
             log.info("workflow: %s", fetched[0])
             return fetched[0], parse_workflow(fetched[1], fetched[0])
         searched = ", ".join(map(str, workflow_dirs())) or "no workflows/ folder"
-        raise WorkflowError(f"no API-format workflow named {self.spec!r} (variant {variant or 'default'}) in "
-                            f"{searched}{' nor on the server' if self.remote else ''}; give --workflow FILE.json")
+        raise WorkflowError(
+            f"no API-format workflow named {self.spec!r} (variant {variant or 'default'}) in "
+            f"{searched}{' nor on the server' if self.remote else ''}; give --workflow FILE.json"
+        )
 
 
 @functools.cache

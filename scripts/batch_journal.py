@@ -7,6 +7,7 @@ keyed by their content-derived key; the last ``done``/``failed`` record is an it
 ``claimed``/``submitted`` one names the server it went to. Journals of single-server runs (no ``server``
 field) read the same: such an item is looked for on every server.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def repair(path: Path) -> None:
         try:
             json.loads(tail)
         except ValueError:
-            log.warning("%s: dropping a record cut off mid-write (%d bytes); the item is looked for again",
-                        path, len(tail))
+            log.warning(
+                "%s: dropping a record cut off mid-write (%d bytes); the item is looked for again", path, len(tail)
+            )
             f.truncate(cut)
         else:
             f.write(b"\n")
@@ -68,8 +70,9 @@ class Journal:
                     fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     self._file.close()
-                    raise JournalBusy(f"another batch client is writing {path}; wait for it or use another --out") \
-                        from None
+                    raise JournalBusy(
+                        f"another batch client is writing {path}; wait for it or use another --out"
+                    ) from None
             repair(path)
         self.records: list[dict[str, Any]] = []
         self._by_item: dict[str, list[dict[str, Any]]] = {}

@@ -4,6 +4,7 @@ A server killed mid-save leaves a half-written file under the item's prefix; a r
 history of it. These checks let the client tell a finished output (download it) from a torn one (run
 the item again).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,9 @@ PROBED_COUNTERS = range(1, 4)
 def _mp4_complete(data: bytes) -> bool:
     offset, seen = 0, set()
     while offset + 8 <= len(data):
-        size, kind = int.from_bytes(data[offset:offset + 4], "big"), data[offset + 4:offset + 8]
+        size, kind = int.from_bytes(data[offset : offset + 4], "big"), data[offset + 4 : offset + 8]
         if size == 1 and offset + 16 <= len(data):
-            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
         elif size == 0:
             size = len(data) - offset
         if size < 8:
@@ -57,8 +58,9 @@ def is_complete(data: bytes, extension: str) -> bool:
     return True
 
 
-async def find_outputs(client: ComfyClient, graph: Mapping[str, Any],
-                       prefixes: Mapping[str, str]) -> list[tuple[str, str]] | None:
+async def find_outputs(
+    client: ComfyClient, graph: Mapping[str, Any], prefixes: Mapping[str, str]
+) -> list[tuple[str, str]] | None:
     """Complete outputs (name, subfolder) under an item's prefixes, one per saving node; None unless every
     node has one (a restarted server has no history of them)."""
     found = []

@@ -4,6 +4,7 @@ A servers file has one server a line: its URL, then optional ``concurrency=N`` a
 words (shell quoting; ``${VAR}`` in a value is read from the environment, so a token need not be in
 the file). Header values never appear in any message.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -86,8 +87,9 @@ def parse_servers_file(path: Path, concurrency: int) -> list[ServerSpec]:
     return specs
 
 
-def server_specs(urls: list[str], servers_file: Path | None, concurrency: int,
-                 headers: dict[str, str] | None = None) -> list[ServerSpec]:
+def server_specs(
+    urls: list[str], servers_file: Path | None, concurrency: int, headers: dict[str, str] | None = None
+) -> list[ServerSpec]:
     """The batch's servers, each once (``headers`` go to the --server ones)."""
     specs = [ServerSpec(_check_url(u, "--server"), concurrency, dict(headers or {})) for u in urls]
     if servers_file is not None:

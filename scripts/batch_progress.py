@@ -1,4 +1,5 @@
 """Progress of a batch across its servers: one line on stderr while it runs, a summary table at the end."""
+
 from __future__ import annotations
 
 import sys
@@ -118,8 +119,10 @@ class Progress:
         lines = []
         for name, stats in self.servers.items():
             rate = stats.done * 60.0 / seconds if seconds > 0 else 0.0
-            lines.append(f"{name}: {stats.done} done, {stats.failed} failed, {rate:.2f} items/min"
-                         + ("" if stats.state == "up" else f" ({stats.state})"))
+            lines.append(
+                f"{name}: {stats.done} done, {stats.failed} failed, {rate:.2f} items/min"
+                + ("" if stats.state == "up" else f" ({stats.state})")
+            )
         return "\n".join(lines)
 
 
@@ -134,8 +137,16 @@ def summary_table(rows: list[Result]) -> str:
         if r.note:
             detail += f" ({r.note})"
         seconds = f"{r.seconds:.1f}" if r.seconds else "-"
-        table.append((str(r.job.item.row), r.job.item.label, r.status, seconds, _short(r.server) or "-",
-                      detail.replace("\n", " ")[:120]))
+        table.append(
+            (
+                str(r.job.item.row),
+                r.job.item.label,
+                r.status,
+                seconds,
+                _short(r.server) or "-",
+                detail.replace("\n", " ")[:120],
+            )
+        )
     widths = [max(len(line[i]) for line in table) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:5], widths)) + "  " + line[5] for line in table]
     lines.insert(1, "-" * max(len(line) for line in lines))

@@ -9,6 +9,7 @@ when it returns; found nowhere, or the server still away, it goes to whichever s
 away longer than ``server_wait``, or whose failed items then run elsewhere, is set aside; the batch
 finishes on the rest and stops (resumable) only when no server is left.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -76,8 +77,9 @@ class Released(Exception):
 class BatchRunner:
     """See the module docstring."""
 
-    def __init__(self, servers: list[ServerSpec], out_dir: Path, options: Options | None = None,
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self, servers: list[ServerSpec], out_dir: Path, options: Options | None = None, progress: Progress | None = None
+    ) -> None:
         self.specs = servers
         self.out_dir = Path(out_dir)
         self.options = options or Options()
@@ -144,8 +146,9 @@ class BatchRunner:
             self._unplaced.append(job)
         else:
             if home is not None:
-                log.warning("row %s was sent to %s, which is not among this run's servers: it is sent again",
-                            job.item.row, home)
+                log.warning(
+                    "row %s was sent to %s, which is not among this run's servers: it is sent again", job.item.row, home
+                )
             self.pool.append(job)
         return None
 
@@ -206,12 +209,15 @@ class BatchRunner:
     def _on_socket(self, state: ServerState):
         def changed(connected: bool) -> None:
             self._wake_server(state)  # (re)connected or lost: its items look again
+
         return changed
 
     def _server_down(self, state: ServerState, error: ServerDown) -> None:
         if state.mark_down(error):
-            self.progress.message(f"server {state.name} went away; its items wait up to "
-                                  f"{self.options.reassign_after:.0f} s for it, then go elsewhere")
+            self.progress.message(
+                f"server {state.name} went away; its items wait up to "
+                f"{self.options.reassign_after:.0f} s for it, then go elsewhere"
+            )
             self._changed.set()
 
     def _set_aside(self, state: ServerState, reason: str) -> None:
@@ -294,8 +300,9 @@ class BatchRunner:
             self.pool.append(job)
             self._changed.set()
             return
-        self.journal.write("failed", item=job.key, row=job.item.row, image=str(job.item.image), error=error,
-                           server=state.name)
+        self.journal.write(
+            "failed", item=job.key, row=job.item.row, image=str(job.item.image), error=error, server=state.name
+        )
         self._finish(Result(job, "failed", error=error, server=state.name))
 
     def _blame(self, failed_there: set[str]) -> None:
@@ -314,8 +321,10 @@ class BatchRunner:
         self.progress.finished(result.status == "done")
         label = f"{result.job.item.row}: {result.job.item.label}"
         if result.status == "done":
-            self.progress.message(f"done    {label} -> {', '.join(str(f) for f in result.files)}"
-                                  + (f" ({result.note})" if result.note else ""))
+            self.progress.message(
+                f"done    {label} -> {', '.join(str(f) for f in result.files)}"
+                + (f" ({result.note})" if result.note else "")
+            )
         else:
             self.progress.message(f"{result.status:7} {label}: {result.error}")
         self._changed.set()
@@ -335,8 +344,15 @@ class BatchRunner:
                 where, detail = await self._locate(job, state)
                 if where == "done":
                     files = await save_outputs(state.client, detail, self.out_dir, job.local_stem())
-                    self.journal.write("done", item=job.key, prompt_id=job.prompt_id, row=job.item.row,
-                                       image=str(job.item.image), files=[f.name for f in files], server=url)
+                    self.journal.write(
+                        "done",
+                        item=job.key,
+                        prompt_id=job.prompt_id,
+                        row=job.item.row,
+                        image=str(job.item.image),
+                        files=[f.name for f in files],
+                        server=url,
+                    )
                     return Result(job, "done", files, note="" if submitted else "found on the server", server=url)
                 if where == "error":
                     raise ItemError(detail)
@@ -362,8 +378,15 @@ class BatchRunner:
             set_image(job.graph, name)
         await state.client.submit(job.graph, job.prompt_id)
         state.forget_queue()
-        self.journal.write("submitted", item=job.key, prompt_id=job.prompt_id, row=job.item.row,
-                           image=str(job.item.image), workflow=job.workflow, server=state.name)
+        self.journal.write(
+            "submitted",
+            item=job.key,
+            prompt_id=job.prompt_id,
+            row=job.item.row,
+            image=str(job.item.image),
+            workflow=job.workflow,
+            server=state.name,
+        )
         self.progress.show(f"queued row {job.item.row} on {state.name}")
 
     async def _locate(self, job: Job, state: ServerState) -> tuple[str, Any]:
@@ -388,7 +411,9 @@ class BatchRunner:
             return
         if kind == "progress":
             node = job.graph.get(str(data.get("node")), {}).get("class_type", data.get("node"))
-            self.progress.show(f"row {job.item.row}: {node} {data.get('value')}/{data.get('max')}",
-                               force=data.get("value") == data.get("max"))
+            self.progress.show(
+                f"row {job.item.row}: {node} {data.get('value')}/{data.get('max')}",
+                force=data.get("value") == data.get("max"),
+            )
         elif kind in FINISHED_EVENTS or (kind == "executing" and data.get("node") is None):
             self._wake[prompt_id].set()

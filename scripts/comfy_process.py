@@ -5,6 +5,7 @@ listens on 127.0.0.1 only, never opens a browser, loads no paid API nodes and ke
 its log (an in-memory one makes 0.8.0 log pool errors from its worker threads); its output goes to a log
 file whose tail error messages quote.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,19 @@ class ComfyProcess:
     and friends); ``extra_paths``: an extra-model-paths YAML (model folders, a ``custom_nodes`` entry).
     """
 
-    def __init__(self, comfy_dir: Path, log_path: Path, *, folder_args: Sequence[str] = (), port: int | None = None,
-                 python: str = sys.executable, extra_paths: Path | None = None, cpu: bool = True,
-                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        comfy_dir: Path,
+        log_path: Path,
+        *,
+        folder_args: Sequence[str] = (),
+        port: int | None = None,
+        python: str = sys.executable,
+        extra_paths: Path | None = None,
+        cpu: bool = True,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.comfy_dir = Path(comfy_dir)
         self.log_path = Path(log_path)
         self.folder_args = list(folder_args)
@@ -69,9 +80,19 @@ class ComfyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        command = [self.python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
-                   "--disable-api-nodes", "--database-url", f"sqlite:///{self.log_path.with_suffix('.db')}",
-                   *self.folder_args]
+        command = [
+            self.python,
+            "main.py",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            "--database-url",
+            f"sqlite:///{self.log_path.with_suffix('.db')}",
+            *self.folder_args,
+        ]
         if self.extra_paths is not None:
             command += ["--extra-model-paths-config", str(self.extra_paths)]
         if self.cpu:
@@ -81,8 +102,15 @@ class ComfyProcess:
     def start(self) -> ComfyProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.command(), cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=self.comfy_dir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=self.env,
+        )
         return self
 
     def alive(self) -> bool:
@@ -94,15 +122,17 @@ class ComfyProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self.process.returncode} while starting:\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"ComfyUI exited with code {self.process.returncode} while starting:\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(self.url + path, timeout=5) as response:
                     body = response.read().decode("utf-8", "replace")
                 if node is None or node in body:
                     return
-                raise RuntimeError(f"ComfyUI started without the {node} node (the pack did not load):\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"ComfyUI started without the {node} node (the pack did not load):\n{self.log_tail()}"
+                )
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
         raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")

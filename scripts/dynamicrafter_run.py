@@ -19,6 +19,7 @@
 5. prints the MP4's path on stdout, and stops the server: also on SIGTERM or Ctrl-C, which end the
    command with one line instead of a traceback. A failure is told last, after the server log's tail.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,11 @@ log = logging.getLogger("dynamicrafter.run")
 PACK_NAME = "comfyui-dynamicrafter-native"
 STATE_DIR = PACK_ROOT / ".cache" / "run"
 DEMO_FILE = "dynamicrafter_512_demo_noise.ckpt"
-NOISE_WARNING = ("DEMO: the checkpoint has RANDOM weights, so the video is random noise (tiny size, "
-                 f"{DEMO_SIZE['width']}x{DEMO_SIZE['height']}, {DEMO_SIZE['steps']} steps): it shows that "
-                 "the pipeline works, not what DynamiCrafter does.")
+NOISE_WARNING = (
+    "DEMO: the checkpoint has RANDOM weights, so the video is random noise (tiny size, "
+    f"{DEMO_SIZE['width']}x{DEMO_SIZE['height']}, {DEMO_SIZE['steps']} steps): it shows that "
+    "the pipeline works, not what DynamiCrafter does."
+)
 STARTED = time.monotonic()
 
 
@@ -90,9 +93,11 @@ def link_pack(state_dir: Path) -> Path:
     return folder
 
 
-def write_extra_paths(path: Path, custom_nodes: Path | None, checkpoint_dirs: Sequence[Path],
-                      models_dir: Path | None) -> Path:
+def write_extra_paths(
+    path: Path, custom_nodes: Path | None, checkpoint_dirs: Sequence[Path], models_dir: Path | None
+) -> Path:
     """The extra-model-paths YAML: our custom_nodes folder, extra checkpoint folders, a default models folder."""
+
     def block(lines: list[str]) -> str:
         return "|\n" + "".join(f"      {line}\n" for line in lines)
 
@@ -105,10 +110,12 @@ def write_extra_paths(path: Path, custom_nodes: Path | None, checkpoint_dirs: Se
     if entries:
         text += "dynamicrafter_run:\n    is_default: true\n" + "".join(entries)
     if models_dir is not None:
-        text += (f"dynamicrafter_models:\n    base_path: {models_dir}\n    is_default: true\n"
-                 "    checkpoints: checkpoints\n    diffusion_models: diffusion_models\n"
-                 "    text_encoders: text_encoders\n    clip: text_encoders\n    clip_vision: clip_vision\n"
-                 "    vae: vae\n")
+        text += (
+            f"dynamicrafter_models:\n    base_path: {models_dir}\n    is_default: true\n"
+            "    checkpoints: checkpoints\n    diffusion_models: diffusion_models\n"
+            "    text_encoders: text_encoders\n    clip: text_encoders\n    clip_vision: clip_vision\n"
+            "    vae: vae\n"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
@@ -119,8 +126,16 @@ def server_folders(work_dir: Path) -> list[str]:
     dirs = {kind: work_dir / kind for kind in ("input", "output", "temp", "user")}
     for folder in dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
-    return ["--input-directory", str(dirs["input"]), "--output-directory", str(dirs["output"]),
-            "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"].resolve())]
+    return [
+        "--input-directory",
+        str(dirs["input"]),
+        "--output-directory",
+        str(dirs["output"]),
+        "--temp-directory",
+        str(dirs["temp"]),
+        "--user-directory",
+        str(dirs["user"].resolve()),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,8 +172,9 @@ def download_label(server: str, variant: str) -> str:
         return variant
     matches = [label for label in labels if label.startswith(f"{variant} (original")]
     if not matches:
-        raise SystemExit(f"--download {variant}: the download node offers no original file for it; choices: "
-                         + "; ".join(labels))
+        raise SystemExit(
+            f"--download {variant}: the download node offers no original file for it; choices: " + "; ".join(labels)
+        )
     return matches[0]
 
 
@@ -168,7 +184,9 @@ def download_model(server: str, variant: str, progress: batch_client.Progress) -
 
     label = download_label(server, variant)
     say(f"downloading (or finding) {label} with the DynamiCrafterModelDownload node")
-    graph = {"1": {"class_type": "DynamiCrafterModelDownload", "inputs": {"model": label, "destination": "checkpoints"}}}
+    graph = {
+        "1": {"class_type": "DynamiCrafterModelDownload", "inputs": {"model": label, "destination": "checkpoints"}}
+    }
     entry = asyncio.run(batch_client.run_prompt_once(server, graph, progress))
     outcome, detail = batch_client.history_outcome(entry)
     if outcome != "done":
@@ -215,7 +233,9 @@ def _fresh_copy(files: list[Path], out_dir: Path) -> list[Path]:
 
 def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
     if args.comfyui is None or not (args.comfyui / "main.py").is_file():
-        say(f"scripts/run: error: ComfyUI not found at {args.comfyui}: use scripts/run, or give --comfyui / COMFYUI_DIR")
+        say(
+            f"scripts/run: error: ComfyUI not found at {args.comfyui}: use scripts/run, or give --comfyui / COMFYUI_DIR"
+        )
         return 2
     errors = argument_errors(args)
     for error in errors:
@@ -246,8 +266,15 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
     port = args.port or free_port()
     extra = write_extra_paths(STATE_DIR / f"extra_model_paths_{port}.yaml", custom_nodes, checkpoint_dirs, models_dir)
     work = STATE_DIR / "comfyui"
-    server = ComfyProcess(comfy_dir, work / f"comfyui_{port}.log", folder_args=server_folders(work), port=port,
-                          extra_paths=extra, cpu=use_cpu(args.device), extra_args=args.server_arg)
+    server = ComfyProcess(
+        comfy_dir,
+        work / f"comfyui_{port}.log",
+        folder_args=server_folders(work),
+        port=port,
+        extra_paths=extra,
+        cpu=use_cpu(args.device),
+        extra_args=args.server_arg,
+    )
     servers.append(server)
     stage(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")
     progress = batch_client.Progress(1)
@@ -261,11 +288,22 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         stage("ComfyUI is ready")
         if args.download:
             ckpt_name = download_model(server.url, args.download, progress)
-        values = {"ckpt_name": ckpt_name, "seed": args.seed, "steps": args.steps, "fs": args.fs,
-                  "variant": variant, "width": args.width, "height": args.height, "frames": args.frames}
-        settings = batch_client.Settings(workflow=args.workflow or batch_client.DEFAULT_WORKFLOW, values=values,
-                                         overrides=args.overrides,
-                                         prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run")
+        values = {
+            "ckpt_name": ckpt_name,
+            "seed": args.seed,
+            "steps": args.steps,
+            "fs": args.fs,
+            "variant": variant,
+            "width": args.width,
+            "height": args.height,
+            "frames": args.frames,
+        }
+        settings = batch_client.Settings(
+            workflow=args.workflow or batch_client.DEFAULT_WORKFLOW,
+            values=values,
+            overrides=args.overrides,
+            prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run",
+        )
         item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
         jobs = batch_client.build_jobs([item], settings)
         stage(f"workflow: {jobs[0].workflow or settings.workflow}; rendering (progress below)")
@@ -284,8 +322,10 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         batch_dir.rmdir()
     videos = [f for f in files if f.suffix.lower() in (".mp4", ".webm", ".mov")] or files
     if result.note == "earlier run":
-        say(f"this picture, prompt and settings were rendered into {out_dir} before: returning that video "
-            "without rendering (add --again to render it anew)")
+        say(
+            f"this picture, prompt and settings were rendered into {out_dir} before: returning that video "
+            "without rendering (add --again to render it anew)"
+        )
     else:
         stage("done")
     if args.demo:

@@ -3,6 +3,7 @@
 The reference data (golden outputs of the original, checkpoint manifests) are the project's own:
 ``support.reference_data`` says where.
 """
+
 from __future__ import annotations
 
 import sys

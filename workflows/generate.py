@@ -16,6 +16,7 @@ the pack's node schemas. Writes, for every workflow ``<name>``:
 
 and the node list of ``README.md`` between its markers. The generator itself is the package ``workflows/gen``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,7 +30,9 @@ PACKAGE = "dynamicrafter_workflows"
 def _generator():
     """``workflows/gen`` by path: this folder is not a package of the pack, and the script runs from anywhere."""
     if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, GEN / "__init__.py", submodule_search_locations=[str(GEN)])
+        spec = importlib.util.spec_from_file_location(
+            PACKAGE, GEN / "__init__.py", submodule_search_locations=[str(GEN)]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[PACKAGE] = module
         spec.loader.exec_module(module)
@@ -37,8 +40,13 @@ def _generator():
 
 
 _gen = _generator()
-json_files, picture_files, stale_files, write_all, main = (_gen.json_files, _gen.picture_files, _gen.stale_files,
-                                                          _gen.write_all, _gen.main)
+json_files, picture_files, stale_files, write_all, main = (
+    _gen.json_files,
+    _gen.picture_files,
+    _gen.stale_files,
+    _gen.write_all,
+    _gen.main,
+)
 node_types, workflows, readme_text = _gen.node_types, _gen.workflows, _gen.readme_text
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Motion advisor: look at a finished clip and suggest the next run's steps, CFG, fs and prompt."""
+
 from __future__ import annotations
 
 import math
@@ -75,20 +76,32 @@ def parse_advice(answer: str, current: Settings) -> Advice:
     explanation = one_line(str(data.get("explanation") or data.get("reason") or ""))
     if notes:
         explanation = (explanation + " " if explanation else "") + "(" + "; ".join(notes) + ")"
-    changes = [f"{name} {old} -> {new}" for name, old, new in
-               (("steps", current.steps, steps), ("cfg", current.cfg, cfg), ("fs", current.fs, fs)) if old != new]
+    changes = [
+        f"{name} {old} -> {new}"
+        for name, old, new in (("steps", current.steps, steps), ("cfg", current.cfg, cfg), ("fs", current.fs, fs))
+        if old != new
+    ]
     summary = "Changes: " + (", ".join(changes) if changes else "none to steps, cfg or fs")
     if prompt != current.prompt:
         summary += "; new prompt"
     return Advice(Settings(steps, cfg, fs, prompt), f"{explanation}\n{summary}".strip())
 
 
-def advise(conn: DirectorConnection, frames: torch.Tensor, current: Settings, frame_count: int = 4, goal: str = "",
-           temperature: float = 0.0, seed: int | None = None,
-           abort_check: Callable[[], None] | None = None) -> Advice:
+def advise(
+    conn: DirectorConnection,
+    frames: torch.Tensor,
+    current: Settings,
+    frame_count: int = 4,
+    goal: str = "",
+    temperature: float = 0.0,
+    seed: int | None = None,
+    abort_check: Callable[[], None] | None = None,
+) -> Advice:
     """Show the model a strip of evenly spaced frames and the settings used; return its clamped suggestion."""
     strip, indices = frame_strip(frames, frame_count)
     settings = {"steps": current.steps, "cfg": current.cfg, "fs": current.fs, "prompt": current.prompt}
-    messages = prompts.advisor_messages(png_data_url(strip, max_side=1536), settings, indices, int(frames.shape[0]), goal)
+    messages = prompts.advisor_messages(
+        png_data_url(strip, max_side=1536), settings, indices, int(frames.shape[0]), goal
+    )
     answer = chat(conn, messages, temperature=temperature, seed=seed, abort_check=abort_check)
     return parse_advice(answer, current)

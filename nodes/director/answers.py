@@ -1,4 +1,5 @@
 """Reading the model's answers: JSON with or without code fences, and one-line prompts."""
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,16 @@ def extract_json(text: str) -> Any:
     for opener, closer in (("{", "}"), ("[", "]")):
         start, end = text.find(opener), text.rfind(closer)
         if 0 <= start < end:
-            candidates.append(text[start:end + 1])
+            candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
             return json.loads(candidate)
         except (json.JSONDecodeError, ValueError):
             continue
-    raise DirectorError(f"the model's answer is not the JSON that was asked for: {quote_answer(text)}; "
-                        "try again with another seed or model")
+    raise DirectorError(
+        f"the model's answer is not the JSON that was asked for: {quote_answer(text)}; "
+        "try again with another seed or model"
+    )
 
 
 def one_line(text: str) -> str:

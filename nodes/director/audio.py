@@ -1,4 +1,5 @@
 """Audio for the soundtrack: decode with PyAV, fit to the clip length with a fade-out, ComfyUI AUDIO dicts."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,10 @@ def check_length(seconds: float, source: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise DirectorError(f"the soundtrack length {seconds} s ({source}) is not a positive number")
     if seconds > MAX_SECONDS:
-        raise DirectorError(f"the soundtrack would last {seconds:.1f} s ({source}); the node makes at most "
-                            f"{MAX_SECONDS:g} s of audio: check the fps, or cut the video into shorter parts")
+        raise DirectorError(
+            f"the soundtrack would last {seconds:.1f} s ({source}); the node makes at most "
+            f"{MAX_SECONDS:g} s of audio: check the fps, or cut the video into shorter parts"
+        )
     return seconds
 
 
@@ -46,8 +49,10 @@ def decode(path: Path, max_seconds: float | None = None) -> tuple[torch.Tensor, 
         limit = int(np.ceil(seconds * rate))
         channels = max(1, int(stream.codec_context.channels or stream.channels or 1))
         if limit * channels > MAX_SAMPLES:
-            raise DirectorError(f"{path.name} has {channels} channels at {rate} Hz: {seconds:g} s of it is more "
-                                f"than the node's limit of {MAX_SAMPLES} samples; use a 48 kHz stereo file")
+            raise DirectorError(
+                f"{path.name} has {channels} channels at {rate} Hz: {seconds:g} s of it is more "
+                f"than the node's limit of {MAX_SAMPLES} samples; use a 48 kHz stereo file"
+            )
         resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
         chunks: list[np.ndarray] = []
         total = 0
@@ -74,14 +79,15 @@ def fit_length(waveform: torch.Tensor, sample_rate: int, seconds: float, fade_ou
     """Trim (or pad with silence) [channels, samples] to ``seconds`` and fade the last ``fade_out_s`` to zero."""
     target = max(1, round(seconds * sample_rate))
     if target * waveform.shape[0] > MAX_SAMPLES:
-        raise DirectorError(f"{seconds:g} s at {sample_rate} Hz is more than the soundtrack limit of {MAX_SAMPLES} "
-                            "samples")
+        raise DirectorError(
+            f"{seconds:g} s at {sample_rate} Hz is more than the soundtrack limit of {MAX_SAMPLES} samples"
+        )
     clip = waveform[:, :target].clone()
     sounding = clip.shape[1]
     fade = min(round(fade_out_s * sample_rate), sounding // 2)
     if fade > 0:
         ramp = torch.linspace(1.0, 0.0, fade, dtype=clip.dtype)
-        clip[:, sounding - fade:] *= ramp
+        clip[:, sounding - fade :] *= ramp
     if sounding < target:
         clip = torch.cat([clip, clip.new_zeros(clip.shape[0], target - sounding)], dim=1)
     return clip

@@ -5,6 +5,7 @@ call time (only one the admin allows, see ``policy``), handed to the ``openai`` 
 an allowed Custom host, and scrubbed in every written form from every message this module produces. Answers'
 bodies are never copied into messages: a workflow must not be able to read a service through the error text.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,7 +35,8 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "Gemini (OpenAI-compatible)": Preset(
-        "https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY", "gemini-2.5-flash"),
+        "https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY", "gemini-2.5-flash"
+    ),
     "GitHub Models": Preset("https://models.github.ai/inference", "GITHUB_TOKEN", "openai/gpt-4.1-mini"),
     "OpenAI": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4.1-mini"),
     "Ollama (local)": Preset("http://127.0.0.1:11434/v1", None, "qwen2.5vl"),
@@ -80,17 +82,26 @@ def check_env_name(name: str) -> str | None:
     if name in ("", "-", "none", "None"):
         return None
     looks_like_key = name.lower().startswith(_KEY_PREFIXES) or (
-        len(name) >= 24 and any(c.islower() for c in name) and any(c.isdigit() for c in name))
+        len(name) >= 24 and any(c.islower() for c in name) and any(c.isdigit() for c in name)
+    )
     if looks_like_key or not _ENV_NAME.match(name):
         raise DirectorError(
             "the key variable field must hold the NAME of an environment variable (e.g. GEMINI_API_KEY), "
             "not the key itself: set the variable to your key before starting ComfyUI and put its name here "
-            "(if you pasted a key into the workflow, remove it and consider revoking that key)")
+            "(if you pasted a key into the workflow, remove it and consider revoking that key)"
+        )
     return name
 
 
-def make_connection(provider: str, model: str = "", key_env: str = "", custom_url: str = "",
-                    timeout_s: float = 60.0, max_retries: int = 3, retry_delay_s: float = 1.0) -> DirectorConnection:
+def make_connection(
+    provider: str,
+    model: str = "",
+    key_env: str = "",
+    custom_url: str = "",
+    timeout_s: float = 60.0,
+    max_retries: int = 3,
+    retry_delay_s: float = 1.0,
+) -> DirectorConnection:
     """Resolve a preset plus overrides into a connection; empty fields take the preset's default.
 
     Refuses a key variable or Custom host the server admin does not allow (see ``policy``)."""
@@ -104,9 +115,15 @@ def make_connection(provider: str, model: str = "", key_env: str = "", custom_ur
     if not model:
         raise DirectorError("no model name given for the Custom provider: type the model the server serves")
     env = check_env_name(key_env) if key_env.strip() else preset.key_env
-    conn = DirectorConnection(base_url=base_url, model=model, key_env=env, timeout_s=float(timeout_s),
-                              max_retries=max(0, int(max_retries)), retry_delay_s=max(0.0, float(retry_delay_s)),
-                              provider=provider)
+    conn = DirectorConnection(
+        base_url=base_url,
+        model=model,
+        key_env=env,
+        timeout_s=float(timeout_s),
+        max_retries=max(0, int(max_retries)),
+        retry_delay_s=max(0.0, float(retry_delay_s)),
+        provider=provider,
+    )
     authorize(conn)
     return conn
 
@@ -130,7 +147,8 @@ def _openai() -> Any:
     except ImportError:
         raise DirectorError(
             "the AI director nodes need the 'openai' package: run `pip install openai` in the Python "
-            "environment that runs ComfyUI, then restart ComfyUI") from None
+            "environment that runs ComfyUI, then restart ComfyUI"
+        ) from None
     return openai
 
 
@@ -141,11 +159,13 @@ def _read_key(conn: DirectorConnection) -> str | None:
     if not key:
         raise DirectorError(
             f"environment variable ${conn.key_env} is not set (or empty): set it to your key for "
-            f"{conn.endpoint} and restart ComfyUI")
+            f"{conn.endpoint} and restart ComfyUI"
+        )
     if not all("!" <= c <= "~" for c in key):
         raise DirectorError(
             f"the value of ${conn.key_env} cannot be sent as a key: it holds spaces, line breaks or characters "
-            "outside ASCII; set the variable to the key alone and restart ComfyUI")
+            "outside ASCII; set the variable to the key alone and restart ComfyUI"
+        )
     return key
 
 
@@ -164,20 +184,23 @@ def _status_error(conn: DirectorConnection, status: int, tries: int) -> Director
         if conn.key_env:
             text = f"the key in ${conn.key_env} was rejected by {url}: HTTP {status}"
         else:
-            text = (f"{url} refused the request without a key: HTTP {status}; name the environment "
-                    "variable that holds the key in the connection node")
+            text = (
+                f"{url} refused the request without a key: HTTP {status}; name the environment "
+                "variable that holds the key in the connection node"
+            )
     elif 300 <= status < 400:
         text = f"{url} answered with a redirect (HTTP {status}), which is not followed: use the final URL"
     elif status == 404:
         text = f"{url} answered HTTP 404: check the base URL and that model '{conn.model}' exists there"
     elif status == 429:
-        text = (f"{url} kept answering HTTP 429 (rate limit or quota) after {tries} tries: wait a "
-                "moment, raise the retries, or check your plan's quota")
+        text = (
+            f"{url} kept answering HTTP 429 (rate limit or quota) after {tries} tries: wait a "
+            "moment, raise the retries, or check your plan's quota"
+        )
     elif status >= 500:
         text = f"{url} failed with HTTP {status} after {tries} tries: the service has trouble, try later"
     else:
-        text = (f"{url} rejected the request: HTTP {status} (does model '{conn.model}' accept images "
-                "and these options?)")
+        text = f"{url} rejected the request: HTTP {status} (does model '{conn.model}' accept images and these options?)"
     return DirectorError(text)
 
 
@@ -190,9 +213,15 @@ class _Retry(Exception):
         self.delay = delay
 
 
-def chat(conn: DirectorConnection, messages: list[dict[str, Any]], *, temperature: float = 0.0,
-         seed: int | None = None, abort_check: Callable[[], None] | None = None,
-         sleep: Callable[[float], None] | None = None) -> str:
+def chat(
+    conn: DirectorConnection,
+    messages: list[dict[str, Any]],
+    *,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    abort_check: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> str:
     """Send one chat-completions request and return the answer text.
 
     Retries 429, 5xx, timeouts and connection failures with exponential backoff
@@ -211,14 +240,29 @@ def chat(conn: DirectorConnection, messages: list[dict[str, Any]], *, temperatur
         raise DirectorError(scrub(str(exc), key)) from None
 
 
-def _ask(openai: Any, conn: DirectorConnection, key: str | None, messages: list[dict[str, Any]], temperature: float,
-         seed: int | None, abort_check: Callable[[], None] | None, sleep: Callable[[float], None] | None) -> str:
+def _ask(
+    openai: Any,
+    conn: DirectorConnection,
+    key: str | None,
+    messages: list[dict[str, Any]],
+    temperature: float,
+    seed: int | None,
+    abort_check: Callable[[], None] | None,
+    sleep: Callable[[float], None] | None,
+) -> str:
     try:
-        client = openai.OpenAI(api_key=key or _NO_KEY_PLACEHOLDER, base_url=conn.base_url, timeout=conn.timeout_s,
-                               max_retries=0, http_client=openai.DefaultHttpxClient(follow_redirects=False))
+        client = openai.OpenAI(
+            api_key=key or _NO_KEY_PLACEHOLDER,
+            base_url=conn.base_url,
+            timeout=conn.timeout_s,
+            max_retries=0,
+            http_client=openai.DefaultHttpxClient(follow_redirects=False),
+        )
     except Exception as exc:  # noqa: BLE001  (a broken install or TLS setup: say so, without the details)
-        raise DirectorError(f"cannot set up the HTTP client for {conn.endpoint} ({type(exc).__name__}): check "
-                            "the `openai` install of the Python that runs ComfyUI") from None
+        raise DirectorError(
+            f"cannot set up the HTTP client for {conn.endpoint} ({type(exc).__name__}): check "
+            "the `openai` install of the Python that runs ComfyUI"
+        ) from None
     request: dict[str, Any] = {"model": conn.model, "messages": messages, "temperature": float(temperature)}
     if seed is not None:
         request["seed"] = int(seed)
@@ -231,14 +275,17 @@ def _ask(openai: Any, conn: DirectorConnection, key: str | None, messages: list[
                 abort_check()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DirectorError(f"no answer from {conn.endpoint} within the director's limit of "
-                                    f"{MAX_NODE_SECONDS:g} s per node (tried {tries} times): lower the timeout "
-                                    "or the retries, or check the server")
+                raise DirectorError(
+                    f"no answer from {conn.endpoint} within the director's limit of "
+                    f"{MAX_NODE_SECONDS:g} s per node (tried {tries} times): lower the timeout "
+                    "or the retries, or check the server"
+                )
             tries += 1
             log.info("director: asking %s (try %d of %d)", conn.describe(), tries, attempts)
             try:
-                response = run_polling(lambda: client.chat.completions.create(**request),
-                                       min(conn.timeout_s, left), abort_check)
+                response = run_polling(
+                    lambda: client.chat.completions.create(**request), min(conn.timeout_s, left), abort_check
+                )
             except (TimedOut, WorkFailed) as failure:
                 outcome = _outcome(openai, conn, key, failure, tries, request)
                 if outcome is None:  # the seed was dropped: the same try again
@@ -258,16 +305,22 @@ def _ask(openai: Any, conn: DirectorConnection, key: str | None, messages: list[
         client.close()
 
 
-def _outcome(openai: Any, conn: DirectorConnection, key: str | None, failure: Exception, tries: int,
-             request: dict[str, Any]) -> _Retry | None:
+def _outcome(
+    openai: Any, conn: DirectorConnection, key: str | None, failure: Exception, tries: int, request: dict[str, Any]
+) -> _Retry | None:
     """What a failed try means: None = try again at once without the seed; a _Retry = try later;
     raises the DirectorError to report when it is not worth another try."""
     url = conn.endpoint
     backoff = conn.retry_delay_s * 2 ** (tries - 1)
     if isinstance(failure, TimedOut):
         log.debug("director: no answer from %s within %s s", url, conn.timeout_s)
-        return _Retry(DirectorError(f"no answer from {url} within {conn.timeout_s:g} s (tried {tries} times): "
-                                    "raise the timeout or check the server"), backoff)
+        return _Retry(
+            DirectorError(
+                f"no answer from {url} within {conn.timeout_s:g} s (tried {tries} times): "
+                "raise the timeout or check the server"
+            ),
+            backoff,
+        )
     exc = failure.error if isinstance(failure, WorkFailed) else failure
     if isinstance(exc, openai.APIStatusError):
         status = int(exc.status_code)
@@ -285,13 +338,19 @@ def _outcome(openai: Any, conn: DirectorConnection, key: str | None, failure: Ex
     if isinstance(exc, openai.APIConnectionError):
         reason = type(exc.__cause__ or exc).__name__
         log.debug("director: cannot reach %s: %s", url, scrub(str(exc.__cause__ or exc), key)[:200])
-        return _Retry(DirectorError(f"cannot reach {url} (tried {tries} times, {reason}): is the server "
-                                    "running and the URL right?"), backoff)
+        return _Retry(
+            DirectorError(
+                f"cannot reach {url} (tried {tries} times, {reason}): is the server running and the URL right?"
+            ),
+            backoff,
+        )
     if isinstance(exc, DirectorError):
         raise exc
     log.debug("director: unexpected %s from the request to %s", type(exc).__name__, url)
-    raise DirectorError(f"the request to {url} failed unexpectedly ({type(exc).__name__}): check the base URL "
-                        "and that the server speaks the OpenAI chat-completions API")
+    raise DirectorError(
+        f"the request to {url} failed unexpectedly ({type(exc).__name__}): check the base URL "
+        "and that the server speaks the OpenAI chat-completions API"
+    )
 
 
 def _answer_text(conn: DirectorConnection, response: Any) -> str:
@@ -302,16 +361,20 @@ def _answer_text(conn: DirectorConnection, response: Any) -> str:
         raise
     except Exception as exc:  # noqa: BLE001  (an odd answer shape: attribute, index or type errors)
         log.debug("director: unreadable answer from %s (%s)", conn.endpoint, type(exc).__name__)
-        raise DirectorError(f"{conn.endpoint} sent an answer that is not a chat-completions answer: check the "
-                            "base URL (it usually ends in /v1) and the model") from None
+        raise DirectorError(
+            f"{conn.endpoint} sent an answer that is not a chat-completions answer: check the "
+            "base URL (it usually ends in /v1) and the model"
+        ) from None
 
 
 def _read_answer(conn: DirectorConnection, response: Any) -> str:
     if isinstance(response, (str, bytes)):  # the client hands back bodies that are not JSON as they are
         text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
         log.debug("director: %s answered %d characters that are not JSON", conn.endpoint, len(text))
-        raise DirectorError(f"{conn.endpoint} did not answer like a chat-completions API (the answer is not JSON; "
-                            "it is not shown): check the base URL (it usually ends in /v1)")
+        raise DirectorError(
+            f"{conn.endpoint} did not answer like a chat-completions API (the answer is not JSON; "
+            "it is not shown): check the base URL (it usually ends in /v1)"
+        )
     choices = getattr(response, "choices", None) or []
     if not choices:
         raise DirectorError(f"{conn.endpoint} returned no answer (no choices in the response)")
@@ -321,6 +384,8 @@ def _read_answer(conn: DirectorConnection, response: Any) -> str:
         content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
     if not content or not str(content).strip():
         reason = getattr(choices[0], "finish_reason", None)
-        raise DirectorError(f"{conn.endpoint} returned an empty answer (finish reason: {reason}); "
-                            f"does model '{conn.model}' accept images?")
+        raise DirectorError(
+            f"{conn.endpoint} returned an empty answer (finish reason: {reason}); "
+            f"does model '{conn.model}' accept images?"
+        )
     return str(content).strip()

@@ -1,4 +1,5 @@
 """The director's ComfyUI nodes (V3). The logic lives in the sibling modules; this file only maps widgets."""
+
 from __future__ import annotations
 
 import logging
@@ -42,13 +43,24 @@ def _connection_input() -> io.Input:
 
 
 def _temperature_input() -> io.Input:
-    return io.Float.Input("temperature", default=0.0, min=0.0, max=2.0, step=0.05,
-                          tooltip="Randomness of the answer: 0 gives the same answer for the same inputs.")
+    return io.Float.Input(
+        "temperature",
+        default=0.0,
+        min=0.0,
+        max=2.0,
+        step=0.05,
+        tooltip="Randomness of the answer: 0 gives the same answer for the same inputs.",
+    )
 
 
 def _seed_input() -> io.Input:
-    return io.Int.Input("seed", default=0, min=0, max=SEED_MAX,
-                        tooltip="Sent to the model for repeatable answers where the server supports a seed.")
+    return io.Int.Input(
+        "seed",
+        default=0,
+        min=0,
+        max=SEED_MAX,
+        tooltip="Sent to the model for repeatable answers where the server supports a seed.",
+    )
 
 
 def _check_connection(director: Any) -> DirectorConnection:
@@ -66,42 +78,82 @@ class DirectorConnectionNode(io.ComfyNode):
             node_id="DynamiCrafterDirectorConnection",
             display_name="Director Connection (AI model)",
             category=CATEGORY,
-            description=("Connects the AI director nodes to a vision-language model through any OpenAI-compatible "
-                         "endpoint. The key is read from the environment variable you name, at run time, and is "
-                         "never stored in the workflow. Only the preset's own variable and those the server admin "
-                         f"lists in {KEYS_ENV} can be named; a Custom URL must be on a host listed in {HOSTS_ENV}. "
-                         "Needs `pip install openai`."),
+            description=(
+                "Connects the AI director nodes to a vision-language model through any OpenAI-compatible "
+                "endpoint. The key is read from the environment variable you name, at run time, and is "
+                "never stored in the workflow. Only the preset's own variable and those the server admin "
+                f"lists in {KEYS_ENV} can be named; a Custom URL must be on a host listed in {HOSTS_ENV}. "
+                "Needs `pip install openai`."
+            ),
             inputs=[
-                io.Combo.Input("provider", options=list(PRESETS), default="Gemini (OpenAI-compatible)",
-                               tooltip="The service: Gemini, GitHub Models, OpenAI, a local Ollama or LM Studio "
-                                       "server, or Custom (type its URL below)."),
-                io.String.Input("model", default="",
-                                tooltip="The model name; empty uses the provider's usual vision model "
-                                        "(gemini-2.5-flash, openai/gpt-4.1-mini, gpt-4.1-mini, qwen2.5vl)."),
-                io.String.Input("api_key_env", default="",
-                                tooltip="The NAME of the environment variable holding your key, never the key "
-                                        "itself. Empty uses the provider's usual one (GEMINI_API_KEY, GITHUB_TOKEN, "
-                                        "OPENAI_API_KEY; none for local servers). Other names must be listed by "
-                                        f"the server admin in {KEYS_ENV}."),
-                io.String.Input("custom_url", default="",
-                                tooltip="Base URL for the Custom provider, e.g. http://127.0.0.1:8080/v1 "
-                                        f"(ignored by the other providers); its host must be listed in {HOSTS_ENV}."),
-                io.Float.Input("timeout", default=60.0, min=1.0, max=600.0, step=1.0,
-                               tooltip="Seconds to wait for one answer before giving up on that try (all tries of "
-                                       "one node together stop after 300 s)."),
-                io.Int.Input("retries", default=3, min=0, max=10,
-                             tooltip="How many times to try again after a rate limit (HTTP 429), a server error "
-                                     "(5xx), a timeout or a lost connection."),
-                io.Float.Input("retry_delay", default=1.0, min=0.0, max=30.0, step=0.1,
-                               tooltip="Seconds before the first retry; doubles with each further retry "
-                                       "(a longer Retry-After from the server wins)."),
+                io.Combo.Input(
+                    "provider",
+                    options=list(PRESETS),
+                    default="Gemini (OpenAI-compatible)",
+                    tooltip="The service: Gemini, GitHub Models, OpenAI, a local Ollama or LM Studio "
+                    "server, or Custom (type its URL below).",
+                ),
+                io.String.Input(
+                    "model",
+                    default="",
+                    tooltip="The model name; empty uses the provider's usual vision model "
+                    "(gemini-2.5-flash, openai/gpt-4.1-mini, gpt-4.1-mini, qwen2.5vl).",
+                ),
+                io.String.Input(
+                    "api_key_env",
+                    default="",
+                    tooltip="The NAME of the environment variable holding your key, never the key "
+                    "itself. Empty uses the provider's usual one (GEMINI_API_KEY, GITHUB_TOKEN, "
+                    "OPENAI_API_KEY; none for local servers). Other names must be listed by "
+                    f"the server admin in {KEYS_ENV}.",
+                ),
+                io.String.Input(
+                    "custom_url",
+                    default="",
+                    tooltip="Base URL for the Custom provider, e.g. http://127.0.0.1:8080/v1 "
+                    f"(ignored by the other providers); its host must be listed in {HOSTS_ENV}.",
+                ),
+                io.Float.Input(
+                    "timeout",
+                    default=60.0,
+                    min=1.0,
+                    max=600.0,
+                    step=1.0,
+                    tooltip="Seconds to wait for one answer before giving up on that try (all tries of "
+                    "one node together stop after 300 s).",
+                ),
+                io.Int.Input(
+                    "retries",
+                    default=3,
+                    min=0,
+                    max=10,
+                    tooltip="How many times to try again after a rate limit (HTTP 429), a server error "
+                    "(5xx), a timeout or a lost connection.",
+                ),
+                io.Float.Input(
+                    "retry_delay",
+                    default=1.0,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Seconds before the first retry; doubles with each further retry "
+                    "(a longer Retry-After from the server wins).",
+                ),
             ],
             outputs=[Director.Output(display_name="director", tooltip="Connect to the director nodes.")],
         )
 
     @classmethod
-    def execute(cls, provider: str, model: str, api_key_env: str, custom_url: str, timeout: float, retries: int,
-                retry_delay: float) -> io.NodeOutput:
+    def execute(
+        cls,
+        provider: str,
+        model: str,
+        api_key_env: str,
+        custom_url: str,
+        timeout: float,
+        retries: int,
+        retry_delay: float,
+    ) -> io.NodeOutput:
         conn = make_connection(provider, model, api_key_env, custom_url, timeout, retries, retry_delay)
         log.info("director: using %s", conn.describe())
         return io.NodeOutput(conn)
@@ -120,10 +172,19 @@ class DirectorDescribeImage(io.ComfyNode):
             inputs=[
                 _connection_input(),
                 io.Image.Input("image", tooltip="The picture to animate (the first one of a batch is used)."),
-                io.String.Input("hint", default="", multiline=True, optional=True,
-                                tooltip="Optional: what you want to happen, e.g. 'the waves roll in, slow zoom'."),
-                io.String.Input("style", default="", optional=True,
-                                tooltip="Optional: style words to keep in mind, e.g. 'dreamy, soft light'."),
+                io.String.Input(
+                    "hint",
+                    default="",
+                    multiline=True,
+                    optional=True,
+                    tooltip="Optional: what you want to happen, e.g. 'the waves roll in, slow zoom'.",
+                ),
+                io.String.Input(
+                    "style",
+                    default="",
+                    optional=True,
+                    tooltip="Optional: style words to keep in mind, e.g. 'dreamy, soft light'.",
+                ),
                 _temperature_input(),
                 _seed_input(),
             ],
@@ -131,8 +192,15 @@ class DirectorDescribeImage(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, director: DirectorConnection, image: torch.Tensor, temperature: float, seed: int,
-                hint: str = "", style: str = "") -> io.NodeOutput:
+    def execute(
+        cls,
+        director: DirectorConnection,
+        image: torch.Tensor,
+        temperature: float,
+        seed: int,
+        hint: str = "",
+        style: str = "",
+    ) -> io.NodeOutput:
         conn = _check_connection(director)
         messages = describe_messages(png_data_url(image), hint or "", style or "")
         answer = chat(conn, messages, temperature=temperature, seed=seed, abort_check=_abort_check)
@@ -151,33 +219,53 @@ class DirectorStoryboard(io.ComfyNode):
             node_id="DynamiCrafterDirectorStoryboard",
             display_name="Director: Story to Scene Prompts",
             category=CATEGORY,
-            description=("Splits a story into scene prompts for consecutive clips; every prompt ends with the same "
-                         "style line so the clips look alike."),
+            description=(
+                "Splits a story into scene prompts for consecutive clips; every prompt ends with the same "
+                "style line so the clips look alike."
+            ),
             inputs=[
                 _connection_input(),
-                io.String.Input("story", default="", multiline=True,
-                                tooltip="What happens in the film, in a few sentences."),
-                io.Int.Input("scenes", default=4, min=1, max=32,
-                             tooltip="How many scenes (clips) to plan."),
-                io.String.Input("style", default="", optional=True,
-                                tooltip="Optional: your style words; empty lets the model write the style line."),
-                io.Image.Input("style_image", optional=True,
-                               tooltip="Optional: a picture whose look the style line should describe."),
+                io.String.Input(
+                    "story", default="", multiline=True, tooltip="What happens in the film, in a few sentences."
+                ),
+                io.Int.Input("scenes", default=4, min=1, max=32, tooltip="How many scenes (clips) to plan."),
+                io.String.Input(
+                    "style",
+                    default="",
+                    optional=True,
+                    tooltip="Optional: your style words; empty lets the model write the style line.",
+                ),
+                io.Image.Input(
+                    "style_image",
+                    optional=True,
+                    tooltip="Optional: a picture whose look the style line should describe.",
+                ),
                 _temperature_input(),
                 _seed_input(),
             ],
             outputs=[
-                io.String.Output("prompts", display_name="prompts",
-                                 tooltip="All scene prompts, one per line."),
-                io.String.Output("prompt_list", display_name="prompt list", is_output_list=True,
-                                 tooltip="The scene prompts as a list: nodes connected here run once per scene."),
+                io.String.Output("prompts", display_name="prompts", tooltip="All scene prompts, one per line."),
+                io.String.Output(
+                    "prompt_list",
+                    display_name="prompt list",
+                    is_output_list=True,
+                    tooltip="The scene prompts as a list: nodes connected here run once per scene.",
+                ),
                 io.String.Output("style_line", display_name="style", tooltip="The shared style line."),
             ],
         )
 
     @classmethod
-    def execute(cls, director: DirectorConnection, story: str, scenes: int, temperature: float, seed: int,
-                style: str = "", style_image: torch.Tensor | None = None) -> io.NodeOutput:
+    def execute(
+        cls,
+        director: DirectorConnection,
+        story: str,
+        scenes: int,
+        temperature: float,
+        seed: int,
+        style: str = "",
+        style_image: torch.Tensor | None = None,
+    ) -> io.NodeOutput:
         conn = _check_connection(director)
         style_url = png_data_url(style_image, max_side=768) if style_image is not None else None
         board = storyboard.plan(conn, story, scenes, style or "", style_url, temperature, seed, _abort_check)
@@ -193,21 +281,43 @@ class DirectorMotionAdvisor(io.ComfyNode):
             node_id="DynamiCrafterDirectorMotionAdvisor",
             display_name="Director: Suggest Better Settings",
             category=CATEGORY,
-            description=("Shows the model a few evenly spaced frames of a finished clip with the settings used, and "
-                         "returns suggested steps, CFG, fs and prompt to wire into the next run."),
+            description=(
+                "Shows the model a few evenly spaced frames of a finished clip with the settings used, and "
+                "returns suggested steps, CFG, fs and prompt to wire into the next run."
+            ),
             inputs=[
                 _connection_input(),
                 io.Image.Input("frames", tooltip="The frames of the finished clip (e.g. from VAE Decode)."),
                 io.Int.Input("steps", default=50, min=1, max=1000, tooltip="The sampling steps that made the clip."),
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1,
-                               tooltip="The CFG (text guidance) that made the clip."),
-                io.Int.Input("fs", default=24, min=1, max=1000,
-                             tooltip="The fs (frame stride or fps conditioning) that made the clip."),
+                io.Float.Input(
+                    "cfg",
+                    default=7.5,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    tooltip="The CFG (text guidance) that made the clip.",
+                ),
+                io.Int.Input(
+                    "fs",
+                    default=24,
+                    min=1,
+                    max=1000,
+                    tooltip="The fs (frame stride or fps conditioning) that made the clip.",
+                ),
                 io.String.Input("prompt", default="", multiline=True, tooltip="The prompt that made the clip."),
-                io.String.Input("goal", default="", optional=True,
-                                tooltip="Optional: what you want to improve, e.g. 'more motion, less flicker'."),
-                io.Int.Input("frames_shown", default=4, min=1, max=8,
-                             tooltip="How many evenly spaced frames the model sees, side by side in one picture."),
+                io.String.Input(
+                    "goal",
+                    default="",
+                    optional=True,
+                    tooltip="Optional: what you want to improve, e.g. 'more motion, less flicker'.",
+                ),
+                io.Int.Input(
+                    "frames_shown",
+                    default=4,
+                    min=1,
+                    max=8,
+                    tooltip="How many evenly spaced frames the model sees, side by side in one picture.",
+                ),
                 _temperature_input(),
                 _seed_input(),
             ],
@@ -221,8 +331,19 @@ class DirectorMotionAdvisor(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, director: DirectorConnection, frames: torch.Tensor, steps: int, cfg: float, fs: int,
-                prompt: str, frames_shown: int, temperature: float, seed: int, goal: str = "") -> io.NodeOutput:
+    def execute(
+        cls,
+        director: DirectorConnection,
+        frames: torch.Tensor,
+        steps: int,
+        cfg: float,
+        fs: int,
+        prompt: str,
+        frames_shown: int,
+        temperature: float,
+        seed: int,
+        goal: str = "",
+    ) -> io.NodeOutput:
         conn = _check_connection(director)
         current = advisor.Settings(int(steps), float(cfg), int(fs), prompt)
         advice = advisor.advise(conn, frames, current, frames_shown, goal or "", temperature, seed, _abort_check)
@@ -239,28 +360,55 @@ class DirectorSoundtrack(io.ComfyNode):
             node_id="DynamiCrafterDirectorSoundtrack",
             display_name="Director: Pick Soundtrack from Folder",
             category=CATEGORY,
-            description=("Lets the model choose a track from your audio folder by its name and tags (tags.json or "
-                         "tags.txt beside the files; only names and tags are sent, never audio), then trims it to the "
-                         "clip with a fade-out, ready for Create Video."),
+            description=(
+                "Lets the model choose a track from your audio folder by its name and tags (tags.json or "
+                "tags.txt beside the files; only names and tags are sent, never audio), then trims it to the "
+                "clip with a fade-out, ready for Create Video."
+            ),
             inputs=[
                 _connection_input(),
-                io.String.Input("description", default="", multiline=True,
-                                tooltip="What the clip shows (e.g. the motion prompt)."),
-                io.String.Input("folder", default="music",
-                                tooltip="Folder inside ComfyUI's input folder (e.g. 'music' for input/music) or "
-                                        f"inside a folder the admin lists in {AUDIO_DIRS_ENV}, holding your audio "
-                                        "files (wav, flac, mp3, ogg, m4a...), optionally with tags.json "
-                                        "{\"file.mp3\": \"calm, piano\"} or tags.txt ('file.mp3: calm, piano' per "
-                                        "line)."),
-                io.Float.Input("seconds", default=2.0, min=0.1, max=audio.MAX_SECONDS, step=0.1,
-                               tooltip="Clip length in seconds (used when no frames are connected)."),
-                io.Float.Input("fps", default=8.0, min=0.1, max=240.0, step=0.1,
-                               tooltip="Frame rate of the video, to turn connected frames into seconds."),
-                io.Image.Input("frames", optional=True,
-                               tooltip="Optional: the clip's frames; the length is then frame count / fps "
-                                       f"(at most {audio.MAX_SECONDS:g} s)."),
-                io.Float.Input("fade_out", default=0.5, min=0.0, max=10.0, step=0.1,
-                               tooltip="Seconds of fade-out at the end of the cut."),
+                io.String.Input(
+                    "description", default="", multiline=True, tooltip="What the clip shows (e.g. the motion prompt)."
+                ),
+                io.String.Input(
+                    "folder",
+                    default="music",
+                    tooltip="Folder inside ComfyUI's input folder (e.g. 'music' for input/music) or "
+                    f"inside a folder the admin lists in {AUDIO_DIRS_ENV}, holding your audio "
+                    "files (wav, flac, mp3, ogg, m4a...), optionally with tags.json "
+                    '{"file.mp3": "calm, piano"} or tags.txt (\'file.mp3: calm, piano\' per '
+                    "line).",
+                ),
+                io.Float.Input(
+                    "seconds",
+                    default=2.0,
+                    min=0.1,
+                    max=audio.MAX_SECONDS,
+                    step=0.1,
+                    tooltip="Clip length in seconds (used when no frames are connected).",
+                ),
+                io.Float.Input(
+                    "fps",
+                    default=8.0,
+                    min=0.1,
+                    max=240.0,
+                    step=0.1,
+                    tooltip="Frame rate of the video, to turn connected frames into seconds.",
+                ),
+                io.Image.Input(
+                    "frames",
+                    optional=True,
+                    tooltip="Optional: the clip's frames; the length is then frame count / fps "
+                    f"(at most {audio.MAX_SECONDS:g} s).",
+                ),
+                io.Float.Input(
+                    "fade_out",
+                    default=0.5,
+                    min=0.0,
+                    max=10.0,
+                    step=0.1,
+                    tooltip="Seconds of fade-out at the end of the cut.",
+                ),
                 _temperature_input(),
                 _seed_input(),
             ],
@@ -281,8 +429,18 @@ class DirectorSoundtrack(io.ComfyNode):
             return ""
 
     @classmethod
-    def execute(cls, director: DirectorConnection, description: str, folder: str, seconds: float, fps: float,
-                fade_out: float, temperature: float, seed: int, frames: torch.Tensor | None = None) -> io.NodeOutput:
+    def execute(
+        cls,
+        director: DirectorConnection,
+        description: str,
+        folder: str,
+        seconds: float,
+        fps: float,
+        fade_out: float,
+        temperature: float,
+        seed: int,
+        frames: torch.Tensor | None = None,
+    ) -> io.NodeOutput:
         conn = _check_connection(director)
         if frames is not None:
             count = int(frames.shape[0])

@@ -1,4 +1,5 @@
 """The one error type the director nodes raise, with messages written for the person at the graph."""
+
 from __future__ import annotations
 
 

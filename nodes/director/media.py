@@ -1,4 +1,5 @@
 """Pictures for the model: ComfyUI IMAGE tensors to PNG data URLs, and a strip of frames from a clip."""
+
 from __future__ import annotations
 
 import base64
@@ -13,7 +14,9 @@ from .errors import DirectorError
 def _as_frames(image: torch.Tensor) -> torch.Tensor:
     """[H, W, C] or [B, H, W, C] in 0..1 -> [B, H, W, 3] float."""
     if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
-        raise DirectorError(f"expected an IMAGE tensor [batch, height, width, channels], got {getattr(image, 'shape', type(image))}")
+        raise DirectorError(
+            f"expected an IMAGE tensor [batch, height, width, channels], got {getattr(image, 'shape', type(image))}"
+        )
     frames = image.unsqueeze(0) if image.dim() == 3 else image
     if frames.shape[0] == 0:
         raise DirectorError("the IMAGE input holds no pictures")

@@ -5,6 +5,7 @@ sent to a URL of its choice. So a key variable is used only when it is the prese
 lists it, and a Custom URL is asked only when the admin lists its host. Refusals never say whether a variable
 exists. The settings are environment variables the admin sets before starting ComfyUI; they are read at each use.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,8 @@ def check_key_var(name: str, preset_key_env: str | None, provider: str) -> None:
     raise DirectorError(
         f"this server does not allow the key variable named in this Director Connection for provider '{provider}': "
         f"use {own}a variable the server admin lists in {KEYS_ENV} (ask the admin to add its name there and "
-        "restart ComfyUI)")
+        "restart ComfyUI)"
+    )
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -60,8 +62,11 @@ def _entry_matches(entry: str, scheme: str, host: str, port: int) -> bool:
         entry_port = parts.port
     except ValueError:
         return False
-    return ((parts.hostname or "").lower() == host and (not parts.scheme or parts.scheme.lower() == scheme)
-            and (entry_port is None or entry_port == port))
+    return (
+        (parts.hostname or "").lower() == host
+        and (not parts.scheme or parts.scheme.lower() == scheme)
+        and (entry_port is None or entry_port == port)
+    )
 
 
 def check_custom_url(url: str) -> None:
@@ -72,16 +77,20 @@ def check_custom_url(url: str) -> None:
     except ValueError:
         raise DirectorError("the Custom base URL is not a valid URL: write it like http://127.0.0.1:8080/v1") from None
     if scheme not in _DEFAULT_PORTS or not host:
-        raise DirectorError("the Custom base URL must start with http:// or https:// and name a host, "
-                            "e.g. http://127.0.0.1:8080/v1")
+        raise DirectorError(
+            "the Custom base URL must start with http:// or https:// and name a host, e.g. http://127.0.0.1:8080/v1"
+        )
     if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-        raise DirectorError("the Custom base URL must not hold a user name, password, query or fragment: "
-                            "keys go in an environment variable, never in the URL")
+        raise DirectorError(
+            "the Custom base URL must not hold a user name, password, query or fragment: "
+            "keys go in an environment variable, never in the URL"
+        )
     if not any(_entry_matches(entry, scheme, host, port) for entry in _listed(HOSTS_ENV)):
         raise DirectorError(
             f"this server does not allow the Custom provider to ask {scheme}://{host}:{port}: the server admin "
             f"lists the hosts it may ask in {HOSTS_ENV} (e.g. {HOSTS_ENV}=127.0.0.1:8080) and restarts ComfyUI; "
-            "or use one of the presets")
+            "or use one of the presets"
+        )
 
 
 def audio_roots(input_dir: str | Path) -> list[Path]:

@@ -1,4 +1,5 @@
 """Every written form of a key, so that no message, log line or error shows it in any escaping."""
+
 from __future__ import annotations
 
 import base64
@@ -13,9 +14,18 @@ _MIN_PART = 4  # shorter lines of a multi-line key are too common to replace eve
 def key_forms(key: str) -> list[str]:
     """The key raw, repr/JSON/unicode-escaped, as UTF-8 bytes repr, URL- and percent-encoded, base64, and each
     of its lines; longest first so that a longer form is replaced before a part of it."""
-    forms = {key, repr(key)[1:-1], json.dumps(key)[1:-1], json.dumps(key, ensure_ascii=False)[1:-1],
-             key.encode("unicode_escape").decode("ascii"), repr(key.encode("utf-8", "backslashreplace"))[2:-1],
-             quote(key, safe=""), quote(key), quote_plus(key), base64.b64encode(key.encode("utf-8", "replace")).decode()}
+    forms = {
+        key,
+        repr(key)[1:-1],
+        json.dumps(key)[1:-1],
+        json.dumps(key, ensure_ascii=False)[1:-1],
+        key.encode("unicode_escape").decode("ascii"),
+        repr(key.encode("utf-8", "backslashreplace"))[2:-1],
+        quote(key, safe=""),
+        quote(key),
+        quote_plus(key),
+        base64.b64encode(key.encode("utf-8", "replace")).decode(),
+    }
     forms.update(line.strip() for line in key.splitlines())
     return sorted((f for f in forms if len(f) >= _MIN_PART), key=len, reverse=True)
 

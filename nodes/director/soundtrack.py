@@ -3,6 +3,7 @@
 The folder comes from the workflow, so it is read only inside the allowed roots (ComfyUI's input folder and the
 admin's ``DYNAMICRAFTER_AUDIO_DIRS``): ``..``, absolute paths elsewhere and symlinks leading out are refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,8 @@ def _not_allowed(folder: str) -> DirectorError:
     return DirectorError(
         "the music folder must be inside ComfyUI's input folder (type a path relative to it, e.g. 'music' for "
         f"input/music) or inside a folder the server admin lists in {AUDIO_DIRS_ENV}; '..', other absolute paths "
-        "and symlinks that lead elsewhere are refused")
+        "and symlinks that lead elsewhere are refused"
+    )
 
 
 def resolve_folder(folder: str, roots: list[Path]) -> Path:
@@ -80,8 +82,10 @@ def resolve_folder(folder: str, roots: list[Path]) -> Path:
     for candidate in allowed:
         if candidate.is_dir():
             return candidate
-    raise DirectorError(f"music folder not found: '{text[:200]}' (a relative path is looked up in ComfyUI's input "
-                        f"folder and in the folders of {AUDIO_DIRS_ENV})")
+    raise DirectorError(
+        f"music folder not found: '{text[:200]}' (a relative path is looked up in ComfyUI's input "
+        f"folder and in the folders of {AUDIO_DIRS_ENV})"
+    )
 
 
 def _read_small(path: Path) -> str:
@@ -104,10 +108,11 @@ def read_tags(folder: Path, roots: list[Path]) -> dict[str, str]:
         try:
             data = json.loads(_read_small(json_path))
         except (OSError, ValueError) as exc:
-            raise DirectorError(f"tags.json is not valid JSON ({type(exc).__name__}); "
-                                "expected {\"file.mp3\": \"calm, piano\"}") from None
+            raise DirectorError(
+                f'tags.json is not valid JSON ({type(exc).__name__}); expected {{"file.mp3": "calm, piano"}}'
+            ) from None
         if not isinstance(data, dict):
-            raise DirectorError("tags.json must map file names to tags, e.g. {\"file.mp3\": \"calm, piano\"}")
+            raise DirectorError('tags.json must map file names to tags, e.g. {"file.mp3": "calm, piano"}')
         for name, value in data.items():
             tags[str(name)] = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     elif txt_path is not None:
@@ -134,12 +139,15 @@ def scan_library(folder: str, roots: list[Path]) -> list[Track]:
     """The audio files of ``folder`` inside ``roots`` (not recursive, sorted by name) with their tags;
     files whose symlink leads outside the roots are left out."""
     path = resolve_folder(folder, roots)
-    files = sorted((p for p in path.iterdir()
-                    if p.suffix.lower() in AUDIO_EXTENSIONS and _is_file(p) and _inside(p, roots)),
-                   key=lambda p: p.name.lower())
+    files = sorted(
+        (p for p in path.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and _is_file(p) and _inside(p, roots)),
+        key=lambda p: p.name.lower(),
+    )
     if not files:
-        raise DirectorError(f"no audio files in the music folder '{str(folder).strip()[:200]}' "
-                            f"(looked for {', '.join(AUDIO_EXTENSIONS)})")
+        raise DirectorError(
+            f"no audio files in the music folder '{str(folder).strip()[:200]}' "
+            f"(looked for {', '.join(AUDIO_EXTENSIONS)})"
+        )
     if len(files) > MAX_TRACKS:
         log.warning("director: %s holds %d audio files; offering the first %d by name", path, len(files), MAX_TRACKS)
         files = files[:MAX_TRACKS]
@@ -180,12 +188,20 @@ def parse_choice(answer: str, tracks: list[Track]) -> tuple[Track, str]:
         numbers = {int(n) for n in re.findall(r"\b\d+\b", answer)}
         if len(numbers) == 1 and 1 <= (only := numbers.pop()) <= len(tracks):
             return tracks[only - 1], reason
-    raise DirectorError(f"the model's answer names no track from the list (numbers 1 to {len(tracks)}): "
-                        f"{quote_answer(answer)}; try again, or another model")
+    raise DirectorError(
+        f"the model's answer names no track from the list (numbers 1 to {len(tracks)}): "
+        f"{quote_answer(answer)}; try again, or another model"
+    )
 
 
-def choose(conn: DirectorConnection, description: str, tracks: list[Track], temperature: float = 0.0,
-           seed: int | None = None, abort_check: Callable[[], None] | None = None) -> tuple[Track, str]:
+def choose(
+    conn: DirectorConnection,
+    description: str,
+    tracks: list[Track],
+    temperature: float = 0.0,
+    seed: int | None = None,
+    abort_check: Callable[[], None] | None = None,
+) -> tuple[Track, str]:
     """Ask the model which track suits the clip; only names and tags are sent, never the audio."""
     if not description.strip():
         raise DirectorError("the clip description is empty: connect the prompt or describe the clip")

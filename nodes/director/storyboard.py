@@ -1,4 +1,5 @@
 """Storyboard: a story split into scene prompts that share one style line."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,8 +43,10 @@ def parse_storyboard(answer: str, scenes: int, style_override: str = "") -> Stor
         if line:
             texts.append(line)
     if len(texts) < scenes:
-        raise DirectorError(f"asked for {scenes} scenes but the model wrote {len(texts)}: {quote_answer(answer)}; "
-                            "try again with another seed, or ask for fewer scenes")
+        raise DirectorError(
+            f"asked for {scenes} scenes but the model wrote {len(texts)}: {quote_answer(answer)}; "
+            "try again with another seed, or ask for fewer scenes"
+        )
     texts = texts[:scenes]
     style_line = one_line(style_override) if style_override.strip() else one_line(str(style or ""))
     style_line = style_line.rstrip(".")
@@ -51,9 +54,16 @@ def parse_storyboard(answer: str, scenes: int, style_override: str = "") -> Stor
     return Storyboard(style=style_line, prompts=full)
 
 
-def plan(conn: DirectorConnection, story: str, scenes: int, style: str = "", style_image_url: str | None = None,
-         temperature: float = 0.0, seed: int | None = None,
-         abort_check: Callable[[], None] | None = None) -> Storyboard:
+def plan(
+    conn: DirectorConnection,
+    story: str,
+    scenes: int,
+    style: str = "",
+    style_image_url: str | None = None,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    abort_check: Callable[[], None] | None = None,
+) -> Storyboard:
     """Ask the model for a storyboard of ``scenes`` prompts."""
     if not story.strip():
         raise DirectorError("the story is empty: write a few sentences of what should happen")

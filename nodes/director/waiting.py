@@ -1,4 +1,5 @@
 """Blocking work that still hears ComfyUI's Cancel: run it in a worker thread and poll while waiting."""
+
 from __future__ import annotations
 
 import threading

@@ -7,6 +7,7 @@ which would add Google API keys, remote extensions and a broken /dev/shm check) 
 It runs with every background service that would reach out to the network turned off, so the tests behave
 the same on a closed network.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,16 +63,17 @@ SETTINGS = {
 }
 
 
-
 def chromium_executable() -> Path:
     value = os.environ.get("DYNAMICRAFTER_CHROMIUM")
     candidates = [value] if value else list(CHROMIUM_CANDIDATES)
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
             return Path(candidate)
-    pytest.fail(f"no Chromium at {' or '.join(c for c in candidates if c)}: install Debian's chromium "
-                "(`apt-get install chromium`, which scripts/test does as root) or set DYNAMICRAFTER_CHROMIUM "
-                "to a Chromium executable")
+    pytest.fail(
+        f"no Chromium at {' or '.join(c for c in candidates if c)}: install Debian's chromium "
+        "(`apt-get install chromium`, which scripts/test does as root) or set DYNAMICRAFTER_CHROMIUM "
+        "to a Chromium executable"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
     """A headless ComfyUI with the pack installed, the example pictures and one tiny 512 checkpoint."""
     comfy_dir = comfyui_dir()
     if not (comfy_dir / "main.py").is_file():
-        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR (scripts/test provisions .cache/comfyui-<release>)")
+        pytest.fail(
+            f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR (scripts/test provisions .cache/comfyui-<release>)"
+        )
     root = tmp_path_factory.mktemp("comfy-frontend")
     setup = ServerSetup.create(root)
     server = ComfyServer(comfy_dir, setup, root / "server.log")
@@ -89,8 +93,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
         for picture in WORKFLOW_INPUTS.glob("*.png"):
             shutil.copy(picture, setup.input_dir / picture.name)
         server.wait_ready()
-        request = urllib.request.Request(server.url + "/api/settings", data=json.dumps(SETTINGS).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            server.url + "/api/settings",
+            data=json.dumps(SETTINGS).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=30) as reply:
             assert reply.status == 200
         yield server
@@ -112,8 +120,10 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ModuleNotFoundError:
-        pytest.fail("playwright is not installed: pip install playwright (requirements-test.txt); "
-                    "the browser itself is the system's Chromium, never `playwright install`")
+        pytest.fail(
+            "playwright is not installed: pip install playwright (requirements-test.txt); "
+            "the browser itself is the system's Chromium, never `playwright install`"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS, timeout=60_000)
         try:

@@ -19,6 +19,7 @@ template cards' ``data-testid``, and accessible roles and names: the pack's entr
 list is an ``option`` (1.27) or a ``button`` (1.35) named after the pack, each card's title a ``heading``,
 and the Run button the button named ``Run``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -39,8 +41,11 @@ log = logging.getLogger(__name__)
 
 # The README's pictures: written to docs/images only when asked (DYNAMICRAFTER_SCREENSHOTS=1), so that a
 # test run leaves the checkout clean; otherwise to a scratch folder.
-IMAGES = ROOT / "docs" / "images" if os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1" else \
-    Path(tempfile.gettempdir()) / "dynamicrafter-screenshots"
+IMAGES = (
+    ROOT / "docs" / "images"
+    if os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "dynamicrafter-screenshots"
+)
 VIEWPORT = {"width": 2400, "height": 1350}
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
@@ -54,8 +59,13 @@ def ui_workflow(name: str) -> dict[str, Any]:
 
 def declared_models(workflow: dict[str, Any]) -> list[str]:
     """``directory / name`` of every model file the workflow's nodes declare (``properties.models``)."""
-    return sorted({f"{m['directory']} / {m['name']}" for node in workflow["nodes"]
-                   for m in node.get("properties", {}).get("models", [])})
+    return sorted(
+        {
+            f"{m['directory']} / {m['name']}"
+            for node in workflow["nodes"]
+            for m in node.get("properties", {}).get("models", [])
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,11 +92,15 @@ def page(context, server: ComfyServer) -> Iterator[Any]:
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("console", lambda message: message.type == "error" and log.info("console: %s", message.text))
     page.goto(server.url + "/")
-    page.wait_for_function("() => window.app?.graph && window.app.canvas && window.LiteGraph"
-                           " && 'DynamiCrafterSampler' in LiteGraph.registered_node_types", timeout=120_000)
+    page.wait_for_function(
+        "() => window.app?.graph && window.app.canvas && window.LiteGraph"
+        " && 'DynamiCrafterSampler' in LiteGraph.registered_node_types",
+        timeout=120_000,
+    )
     page.wait_for_function("() => typeof window.app?.extensionManager?.command?.execute === 'function'")
-    log.info("frontend ready in %.1f s (uncaught page errors while loading: %s)", time.monotonic() - started,
-             page.errors)
+    log.info(
+        "frontend ready in %.1f s (uncaught page errors while loading: %s)", time.monotonic() - started, page.errors
+    )
     yield page
     page.close()
 
@@ -122,10 +136,14 @@ def open_from_template_browser(page, pack: str, name: str) -> None:
     dialog.get_by_role("heading", name=name, exact=True).click()
     dialog.wait_for(state="hidden")
     expected = sorted([node["id"], node["type"]] for node in ui_workflow(name)["nodes"])
-    page.wait_for_function("""(expected) => {
+    page.wait_for_function(
+        """(expected) => {
         const nodes = app.graph._nodes.map(n => [n.id, n.type]).sort((a, b) => a[0] - b[0]);
         return JSON.stringify(nodes) === JSON.stringify(expected);
-    }""", arg=expected, timeout=30_000)
+    }""",
+        arg=expected,
+        timeout=30_000,
+    )
     page.mouse.move(VIEWPORT["width"] - 5, VIEWPORT["height"] - 5)  # no hover highlight in the screenshots
 
 
@@ -178,8 +196,9 @@ def screenshot(page, name: str) -> Path:
 
 def test_template_browser_shows_the_packs_workflows(page, server):
     dialog = open_template_browser(page, server.setup.pack_name)
-    cards = sorted(h.inner_text().strip() for h in dialog.locator("[data-testid^=template-workflow-]")
-                   .get_by_role("heading").all())
+    cards = sorted(
+        h.inner_text().strip() for h in dialog.locator("[data-testid^=template-workflow-]").get_by_role("heading").all()
+    )
     assert cards == workflow_names()
     close_dialog(page, cards[0])
 
@@ -219,8 +238,9 @@ def test_workflow_opens_from_the_template_browser(page, server, name):
 
     assert not problems, f"{name}: {problems}"
     assert not visible_dialogs(page), visible_dialogs(page)
-    assert page.evaluate("async () => (await app.graphToPrompt()).output") == load_api_workflow(name), \
+    assert page.evaluate("async () => (await app.graphToPrompt()).output") == load_api_workflow(name), (
         f"{name}: the frontend's API form of the graph differs from workflows/api/{name}.json"
+    )
     assert page.errors[errors_before:] == [], f"{name}: uncaught errors in the page"
 
     scale = frame_graph(page)
@@ -260,21 +280,26 @@ FOLLOW_PROMPTS = """() => {
 def test_image_to_video_runs_from_the_browser(page, server, tiny_checkpoint):
     open_from_template_browser(page, server.setup.pack_name, RUN_WORKFLOW)
     close_dialog(page, MISSING_MODELS_TITLE)
-    changes = [["DynamiCrafterCheckpointLoader", "ckpt_name", tiny_checkpoint],
-               ["DynamiCrafterImageToVideo", "width", RUN_WIDTH], ["DynamiCrafterImageToVideo", "height", RUN_HEIGHT],
-               ["DynamiCrafterSampler", "steps", RUN_STEPS]]
+    changes = [
+        ["DynamiCrafterCheckpointLoader", "ckpt_name", tiny_checkpoint],
+        ["DynamiCrafterImageToVideo", "width", RUN_WIDTH],
+        ["DynamiCrafterImageToVideo", "height", RUN_HEIGHT],
+        ["DynamiCrafterSampler", "steps", RUN_STEPS],
+    ]
     assert page.evaluate(SET_WIDGETS, changes) == changes
     page.evaluate(FOLLOW_PROMPTS)
 
     started = time.monotonic()
     page.get_by_role("button", name="Run", exact=True).click()
     # The outcome on the websocket, or a dialog (a refused prompt, an execution error) that ends the wait.
-    page.wait_for_function("() => window.__outcomes.length || document.querySelector('[role=dialog]')",
-                           timeout=600_000, polling=500)
+    page.wait_for_function(
+        "() => window.__outcomes.length || document.querySelector('[role=dialog]')", timeout=600_000, polling=500
+    )
     outcomes = page.evaluate("window.__outcomes")
     log.info("ran in %.0f s: %s", time.monotonic() - started, outcomes)
-    assert [kind for kind, _ in outcomes] == ["execution_success"], \
+    assert [kind for kind, _ in outcomes] == ["execution_success"], (
         f"{outcomes} {visible_dialogs(page)}\n{server.log_tail()}"
+    )
     assert not visible_dialogs(page), visible_dialogs(page)
 
     prompt_id = outcomes[0][1]["prompt_id"]
@@ -284,11 +309,16 @@ def test_image_to_video_runs_from_the_browser(page, server, tiny_checkpoint):
     frame_graph(page)  # DOM widgets of nodes outside the view are hidden
     video = page.locator(f"video[src*='filename={video_file.name}']")
     video.wait_for(timeout=30_000)
-    video.evaluate("(v) => new Promise((ok, fail) => { if (v.readyState >= 2) ok();"
-                   " v.addEventListener('loadeddata', ok); v.addEventListener('error', () => fail(v.error?.message)); })")
-    in_node = page.evaluate("""(src) => {
+    video.evaluate(
+        "(v) => new Promise((ok, fail) => { if (v.readyState >= 2) ok();"
+        " v.addEventListener('loadeddata', ok); v.addEventListener('error', () => fail(v.error?.message)); })"
+    )
+    in_node = page.evaluate(
+        """(src) => {
         const node = app.graph._nodes.find(n => n.type === 'SaveVideo');
         return [...(node.widgets || [])].some(w => w.element?.querySelector?.(`video[src*="${src}"]`));
-    }""", f"filename={video_file.name}")
+    }""",
+        f"filename={video_file.name}",
+    )
     assert in_node, "the video is not in the Save Video node's preview"
     screenshot(page, f"workflow_{RUN_WORKFLOW}_result")

@@ -7,6 +7,7 @@ module), its ``comfy_entrypoint`` nodes are registered the way ``nodes.load_cust
 ``host.register(...)`` adds any further node classes. ``host.run_prompt(prompt)`` runs an API-format
 prompt through ``execution.PromptExecutor`` and returns every node's outputs.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK_PACKAGE = "dynamicrafter_pack"
-
 
 
 class _StubServer:
@@ -132,8 +132,13 @@ class ComfyHost:
         executor_class = self.execution.PromptExecutor
         return executor_class(_StubServer(), **_executor_arguments(executor_class))
 
-    def run_prompt(self, prompt: dict[str, Any], outputs: Iterable[str] | None = None,
-                   extra_data: dict[str, Any] | None = None, check: bool = True) -> PromptRun:
+    def run_prompt(
+        self,
+        prompt: dict[str, Any],
+        outputs: Iterable[str] | None = None,
+        extra_data: dict[str, Any] | None = None,
+        check: bool = True,
+    ) -> PromptRun:
         """Validate and execute an API-format prompt in-process.
 
         ``outputs``: node ids to execute (with what they need) even when they are not output nodes;
@@ -159,8 +164,13 @@ class ComfyHost:
             cached = executor.caches.outputs.get(node_id)
             if cached is not None:
                 collected[str(node_id)] = list(getattr(cached, "outputs", cached))
-        run = PromptRun(prompt_id, executor.success, list(executor.status_messages),
-                        executor.history_result.get("outputs", {}), collected)
+        run = PromptRun(
+            prompt_id,
+            executor.success,
+            list(executor.status_messages),
+            executor.history_result.get("outputs", {}),
+            collected,
+        )
         if check and not run.success:
             error = run.error or {}
             raise AssertionError(f"prompt failed in {error.get('node_type')}: {error.get('exception_message')}")
@@ -199,8 +209,9 @@ def _import_pack() -> types.ModuleType:
     """The repository root imported as the package ``dynamicrafter_pack`` (relative imports work as in ComfyUI)."""
     if PACK_PACKAGE in sys.modules:
         return sys.modules[PACK_PACKAGE]
-    spec = importlib.util.spec_from_file_location(PACK_PACKAGE, ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
+    spec = importlib.util.spec_from_file_location(
+        PACK_PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_PACKAGE] = module
     try:
@@ -218,8 +229,10 @@ def comfy_host(tmp_path_factory: pytest.TempPathFactory) -> ComfyHost:
 
     comfy_dir = comfyui_dir()
     if not (comfy_dir / "nodes.py").is_file() or not (comfy_dir / "execution.py").is_file():
-        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI "
-                    "(scripts/test provisions one into .cache/comfyui-<release>)")
+        pytest.fail(
+            f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI "
+            "(scripts/test provisions one into .cache/comfyui-<release>)"
+        )
     return ComfyHost(comfy_dir, tmp_path_factory.mktemp("comfy-host"))
 
 
@@ -235,8 +248,13 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("demo-models")
     path = folder / "checkpoints" / DEMO_FILE_NAME
     path.parent.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "dynamicrafter.demo", str(path), "512"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=900)
+    subprocess.run(
+        [sys.executable, "-m", "dynamicrafter.demo", str(path), "512"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

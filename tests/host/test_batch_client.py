@@ -1,6 +1,7 @@
 """The API batch client (scripts/batch_client.py): workflow editing by class_type, items, journal; then a real
 headless ComfyUI: 20 items with the client and the server SIGKILLed mid-way finish with exactly 20 outputs, none
 run twice; a broken picture is reported and the rest complete."""
+
 from __future__ import annotations
 
 import io
@@ -69,10 +70,12 @@ def test_values_are_set_by_input_name_not_node_id(tmp_path):
     name, shipped = batch_items.WorkflowSource("image_to_video").get("512")
     workflow = tmp_path / "wf.json"
     workflow.write_text(json.dumps(renumbered(shipped)))
-    item = batch_items.Item(row=1, image=picture(tmp_path / "p.png"), prompt="waves",
-                            values={"seed": "7", "fs": "10", "steps": "2"})
-    settings = batch_items.Settings(workflow=str(workflow),
-                                    values={"ckpt_name": "demo.ckpt", "width": 128, "height": 64, "frames": 8})
+    item = batch_items.Item(
+        row=1, image=picture(tmp_path / "p.png"), prompt="waves", values={"seed": "7", "fs": "10", "steps": "2"}
+    )
+    settings = batch_items.Settings(
+        workflow=str(workflow), values={"ckpt_name": "demo.ckpt", "width": 128, "height": 64, "frames": 8}
+    )
     job = batch_items.prepare(item, settings, batch_items.WorkflowSource(str(workflow)))
     assert job.error is None, job.error
     by_class = {node["class_type"]: node["inputs"] for node in job.graph.values()}
@@ -116,10 +119,14 @@ def test_a_renamed_node_input_reaches_the_client_through_the_workflow(tmp_path, 
     assert "motion_fps" in batch_graph.fields(graph) and "fs" not in batch_graph.fields(graph)
     args, values = bc.parse_args(["--images", str(tmp_path), "--out", str(tmp_path / "o"), "--motion-fps", "9"])
     assert values == {"motion_fps": "9"}
-    job = batch_items.prepare(batch_items.Item(1, picture(tmp_path / "p.png")), batch_items.Settings(values=values),
-                              batch_items.WorkflowSource("image_to_video"))
-    assert job.error is None and [n["inputs"]["motion_fps"] for n in job.graph.values()
-                                  if "motion_fps" in n["inputs"]] == [9]
+    job = batch_items.prepare(
+        batch_items.Item(1, picture(tmp_path / "p.png")),
+        batch_items.Settings(values=values),
+        batch_items.WorkflowSource("image_to_video"),
+    )
+    assert job.error is None and [
+        n["inputs"]["motion_fps"] for n in job.graph.values() if "motion_fps" in n["inputs"]
+    ] == [9]
     with pytest.raises(SystemExit):
         bc.parse_args(["--images", str(tmp_path), "--out", str(tmp_path / "o"), "--fs", "9"])
     assert "--fs" in capsys.readouterr().err
@@ -127,8 +134,11 @@ def test_a_renamed_node_input_reaches_the_client_through_the_workflow(tmp_path, 
 
 def test_field_values_take_the_workflows_types():
     graph = json.loads((ROOT / "workflows" / "api" / "image_to_video_512.json").read_text())
-    for name, raw, message in (("seed", "x", "whole number"), ("cfg", "nan", "finite number"),
-                               ("nothing_like_it", "1", "no node that takes 'nothing_like_it'")):
+    for name, raw, message in (
+        ("seed", "x", "whole number"),
+        ("cfg", "nan", "finite number"),
+        ("nothing_like_it", "1", "no node that takes 'nothing_like_it'"),
+    ):
         with pytest.raises(batch_graph.WorkflowError, match=message):
             batch_graph.set_field(graph, name, raw)
     batch_graph.set_field(graph, "cfg", "5")
@@ -144,8 +154,10 @@ def test_prompt_id_is_deterministic_per_item(tmp_path):
     other = batch_items.prepare(batch_items.Item(1, image, "waves", {"seed": "2"}), settings, source)
     assert first.prompt_id == again.prompt_id != other.prompt_id
     picture(image, colour=(10, 200, 10))  # same name, new content: a new item
-    assert batch_items.prepare(batch_items.Item(1, image, "waves", {"seed": "1"}), settings,
-                               source).prompt_id != first.prompt_id
+    assert (
+        batch_items.prepare(batch_items.Item(1, image, "waves", {"seed": "1"}), settings, source).prompt_id
+        != first.prompt_id
+    )
 
 
 def test_shipped_api_workflow_is_found_by_name_and_variant(tmp_path):
@@ -178,13 +190,15 @@ def test_workflow_without_the_node_for_a_setting_is_an_item_error(tmp_path):
 
 def test_csv_rows(tmp_path):
     picture(tmp_path / "a.png")
-    (tmp_path / "batch.csv").write_text("image,prompt,seed,fs,variant,steps\n"
-                                        "a.png,waves,3,,,\n"
-                                        "missing.png,clouds,,,,\n"
-                                        "a.png,,x,,,\n")
+    (tmp_path / "batch.csv").write_text(
+        "image,prompt,seed,fs,variant,steps\na.png,waves,3,,,\nmissing.png,clouds,,,,\na.png,,x,,,\n"
+    )
     items = batch_items.items_from_csv(tmp_path / "batch.csv", default_prompt="default")
     assert [(i.row, i.image.name, i.prompt, i.values) for i in items] == [
-        (2, "a.png", "waves", {"seed": "3"}), (3, "missing.png", "clouds", {}), (4, "a.png", "default", {"seed": "x"})]
+        (2, "a.png", "waves", {"seed": "3"}),
+        (3, "missing.png", "clouds", {}),
+        (4, "a.png", "default", {"seed": "x"}),
+    ]
     jobs = batch_items.build_jobs(items, batch_items.Settings())
     assert jobs[0].error is None
     assert "image not found" in jobs[1].error
@@ -233,12 +247,17 @@ def test_journal_says_where_an_item_went(tmp_path):
 def test_servers_file_and_headers_never_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("GPU2_TOKEN", "s3cret-token")
     listing = tmp_path / "servers.txt"
-    listing.write_text("# three GPUs\nhttp://gpu1:8188\n"
-                       "https://user:pw@gpu2.example.com concurrency=4 header.Authorization='Bearer ${GPU2_TOKEN}'\n"
-                       "http://gpu1:8188/\n")
+    listing.write_text(
+        "# three GPUs\nhttp://gpu1:8188\n"
+        "https://user:pw@gpu2.example.com concurrency=4 header.Authorization='Bearer ${GPU2_TOKEN}'\n"
+        "http://gpu1:8188/\n"
+    )
     specs = batch_pool.server_specs(["http://local:8188"], listing, 2, {"X-Key": "other-secret"})
-    assert [(s.url, s.concurrency) for s in specs] == [("http://local:8188", 2), ("http://gpu1:8188", 2),
-                                                       ("https://user:pw@gpu2.example.com", 4)]
+    assert [(s.url, s.concurrency) for s in specs] == [
+        ("http://local:8188", 2),
+        ("http://gpu1:8188", 2),
+        ("https://user:pw@gpu2.example.com", 4),
+    ]
     assert specs[2].headers == {"Authorization": "Bearer s3cret-token"}
     assert specs[0].headers == {"X-Key": "other-secret"}
     shown = repr(specs) + " ".join(s.name for s in specs)
@@ -257,8 +276,20 @@ def test_dry_run_lists_what_goes_where(tmp_path):
     for n in range(5):
         picture(folder / f"p{n}.png", (40 * n, 100, 100))
     out = tmp_path / "out"
-    args = ["--images", str(folder), "--out", str(out), "--server", "http://a:1", "--server", "http://b:2",
-            "--width", "64", "--height", "64"]
+    args = [
+        "--images",
+        str(folder),
+        "--out",
+        str(out),
+        "--server",
+        "http://a:1",
+        "--server",
+        "http://b:2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+    ]
     _, values = bc.parse_args(args)
     jobs = batch_items.build_jobs(batch_items.items_from_folder(folder), batch_items.Settings(values=values))
     journal = batch_journal.Journal(out / batch_journal.JOURNAL_NAME)
@@ -266,8 +297,9 @@ def test_dry_run_lists_what_goes_where(tmp_path):
     journal.write("claimed", item=jobs[1].key, server="http://b:2")
     journal.close()
     before = (out / batch_journal.JOURNAL_NAME).read_bytes()
-    result = subprocess.run([sys.executable, str(BATCH), *args, "--dry-run"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(BATCH), *args, "--dry-run"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     plans = [line.split("image_to_video_512.json", 1)[1].strip() for line in result.stdout.splitlines()]
     assert plans[0] == "done in an earlier run" and plans[1].startswith("looked for on http://b:2")
@@ -325,8 +357,9 @@ def server(tmp_path_factory, tiny_models):
     extra = write_extra_paths(work / "extra_model_paths.yaml", link_pack(work), [ckpt.parent], None)
     # One thread: on a busy 2-core machine torch's thread pool spins and runs the tiny networks 10x slower.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    instance = ComfyProcess(comfy_dir, work / "comfy" / "server.log", folder_args=server_folders(work / "comfy"),
-                            extra_paths=extra, env=env)
+    instance = ComfyProcess(
+        comfy_dir, work / "comfy" / "server.log", folder_args=server_folders(work / "comfy"), extra_paths=extra, env=env
+    )
     instance.start()
     try:
         instance.wait_ready(300)
@@ -337,8 +370,7 @@ def server(tmp_path_factory, tiny_models):
 
 def _client(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as stderr:
-        return subprocess.Popen([sys.executable, str(BATCH), *args], stdout=subprocess.PIPE, stderr=stderr,
-                                text=True)
+        return subprocess.Popen([sys.executable, str(BATCH), *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def _journal(out: Path) -> list[dict]:
@@ -377,8 +409,22 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     rows = "".join(f"{image.name},waves crashing,{seed},,,\n" for seed in range(1, ITEMS + 1))
     (tmp_path / "batch.csv").write_text("image,prompt,seed,fs,variant,steps\n" + rows)
     out, log = tmp_path / "out", tmp_path / "client.log"
-    args = ["--csv", str(tmp_path / "batch.csv"), "--out", str(out), "--server", server.url, *TINY_CKPT, *TINY,
-            "--concurrency", "2", "--poll", "0.5", "--server-wait", "300"]
+    args = [
+        "--csv",
+        str(tmp_path / "batch.csv"),
+        "--out",
+        str(out),
+        "--server",
+        server.url,
+        *TINY_CKPT,
+        *TINY,
+        "--concurrency",
+        "2",
+        "--poll",
+        "0.5",
+        "--server-wait",
+        "300",
+    ]
 
     client = _client(args, log)
     queued_by_killed_client = _wait_until_busy(out, 3, client)
@@ -427,8 +473,21 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
     picture(folder / "c.png", (30, 200, 30))
     (folder / "b_broken.png").write_bytes(b"this is not a picture")
     out = tmp_path / "out"
-    args = ["--images", str(folder), "--prompt", "waves", "--out", str(out), "--server", server.url,
-            *TINY_CKPT, *TINY, "--poll", "0.5", "-q"]
+    args = [
+        "--images",
+        str(folder),
+        "--prompt",
+        "waves",
+        "--out",
+        str(out),
+        "--server",
+        server.url,
+        *TINY_CKPT,
+        *TINY,
+        "--poll",
+        "0.5",
+        "-q",
+    ]
     result = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)

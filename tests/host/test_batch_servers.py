@@ -1,6 +1,7 @@
 """One journal across three real ComfyUI servers (tests/support/comfy_server.py) on 127.0.0.1: 12 items of the
 shipped image-to-video workflow at 64x64, 2 steps, on the tiny test checkpoint; one server SIGKILLed mid-item
 and started again later, the client SIGKILLed and started again once. Exactly 12 videos, none made twice."""
+
 from __future__ import annotations
 
 import json
@@ -99,14 +100,28 @@ def test_an_installed_client_without_a_checkout_reads_the_workflow_from_the_serv
         shutil.copy(module, package / module.name)
     (tmp_path / "pictures").mkdir()
     Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "pictures" / "p.png")
-    command = [sys.executable, "-m", "dynamicrafter_batch.batch_client", "--images", "pictures", "--out", "out",
-               "--server", servers[0].url, "--server", servers[2].url, *SMALL, "--dry-run"]
+    command = [
+        sys.executable,
+        "-m",
+        "dynamicrafter_batch.batch_client",
+        "--images",
+        "pictures",
+        "--out",
+        "out",
+        "--server",
+        servers[0].url,
+        "--server",
+        servers[2].url,
+        *SMALL,
+        "--dry-run",
+    ]
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     plan = result.stdout.strip()
-    assert f"{servers[0].url}/api/workflow_templates/" in plan and plan.endswith(f"sent to {servers[0].url} "
-                                                                                 "(or whichever server is free first)")
+    assert f"{servers[0].url}/api/workflow_templates/" in plan and plan.endswith(
+        f"sent to {servers[0].url} (or whichever server is free first)"
+    )
     assert "/api/image_to_video_512.json" in plan and not (tmp_path / "out").exists()
 
 
@@ -115,11 +130,27 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     pixels = np.zeros((64, 64, 3), dtype=np.uint8)
     pixels[:, :32] = (220, 120, 40)
     Image.fromarray(pixels).save(image)
-    (tmp_path / "batch.csv").write_text("image,prompt,seed\n" + "".join(f"photo.png,waves,{seed}\n"
-                                                                      for seed in range(1, ITEMS + 1)))
+    (tmp_path / "batch.csv").write_text(
+        "image,prompt,seed\n" + "".join(f"photo.png,waves,{seed}\n" for seed in range(1, ITEMS + 1))
+    )
     out, log = tmp_path / "out", tmp_path / "client.log"
-    args = [sys.executable, str(BATCH), "--csv", str(tmp_path / "batch.csv"), "--out", str(out), *SMALL,
-            "--concurrency", "1", "--poll", "0.5", "--reassign-after", "5", "--server-wait", "300"]
+    args = [
+        sys.executable,
+        str(BATCH),
+        "--csv",
+        str(tmp_path / "batch.csv"),
+        "--out",
+        str(out),
+        *SMALL,
+        "--concurrency",
+        "1",
+        "--poll",
+        "0.5",
+        "--reassign-after",
+        "5",
+        "--server-wait",
+        "300",
+    ]
     for server in servers:
         args += ["--server", server.url]
     victim = servers[1]
@@ -179,11 +210,12 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     assert rerun.stdout.count("earlier run") == ITEMS and len(_records(out)) == len(records)
 
 
-def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_everywhere(servers, tmp_path,
-                                                                                       tiny_models):
+def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_everywhere(servers, tmp_path, tiny_models):
     good, bad = servers[0], servers[2]
     only_here = good.setup.models / "checkpoints" / "dynamicrafter_512_tiny_copy.ckpt"
-    only_here.symlink_to(tiny_models / "checkpoints" / TINY_FILE_NAME)  # the bad server lacks this model: every item fails there
+    only_here.symlink_to(
+        tiny_models / "checkpoints" / TINY_FILE_NAME
+    )  # the bad server lacks this model: every item fails there
     try:
         folder = tmp_path / "pictures"
         folder.mkdir()
@@ -191,9 +223,27 @@ def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_eve
             Image.fromarray(np.full((64, 64, 3), 40 * n, dtype=np.uint8)).save(folder / f"p{n}.png")
         (folder / "p9_broken.png").write_bytes(b"not a picture")
         out = tmp_path / "out"
-        command = [sys.executable, str(BATCH), "--images", str(folder), "--prompt", "waves", "--out", str(out), *SMALL,
-                   "--ckpt-name", only_here.name, "--concurrency", "1", "--poll", "0.5", "--server", bad.url,
-                   "--server", good.url]
+        command = [
+            sys.executable,
+            str(BATCH),
+            "--images",
+            str(folder),
+            "--prompt",
+            "waves",
+            "--out",
+            str(out),
+            *SMALL,
+            "--ckpt-name",
+            only_here.name,
+            "--concurrency",
+            "1",
+            "--poll",
+            "0.5",
+            "--server",
+            bad.url,
+            "--server",
+            good.url,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     finally:
         only_here.unlink()
@@ -218,8 +268,18 @@ def test_a_journal_of_a_single_server_run_finishes_on_several(servers, tmp_path)
     Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8)).save(image)
     (tmp_path / "batch.csv").write_text("image,prompt,seed\np.png,waves,700\n")
     out = tmp_path / "out"
-    base = [sys.executable, str(BATCH), "--csv", str(tmp_path / "batch.csv"), "--out", str(out), *SMALL, "--poll",
-            "0.5", "-q"]
+    base = [
+        sys.executable,
+        str(BATCH),
+        "--csv",
+        str(tmp_path / "batch.csv"),
+        "--out",
+        str(out),
+        *SMALL,
+        "--poll",
+        "0.5",
+        "-q",
+    ]
     ran = subprocess.run(base + ["--server", first.url], capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stderr
     # The old client's view: submitted (no server named), killed before the video came back.
@@ -227,8 +287,9 @@ def test_a_journal_of_a_single_server_run_finishes_on_several(servers, tmp_path)
     (out / JOURNAL_NAME).write_text("".join(json.dumps(r) + "\n" for r in old))
     for video in out.glob("*.mp4"):
         video.unlink()
-    resumed = subprocess.run(base + ["--server", other.url, "--server", first.url], capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run(
+        base + ["--server", other.url, "--server", first.url], capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "found on the server" in resumed.stdout and len(list(out.glob("*.mp4"))) == 1
     records = _records(out)

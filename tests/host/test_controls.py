@@ -5,6 +5,7 @@ samplers too, and the queue-time refusal of bad values.
 The network is the small_512 parity fixture (tests/data/parity) loaded through the pack's loader code; text and CLIP
 outputs are the goldens' stand-ins given directly, as in test_long_video.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,10 @@ FS = CONFIG["sampling"]["fs"]
 
 @pytest.fixture(scope="module")
 def pack(comfy_host):
-    modules = {name: comfy_host.import_pack_module(f"nodes.{name}")
-               for name in ("controls", "model", "sampler_nodes", "sampling", "host_model")}
+    modules = {
+        name: comfy_host.import_pack_module(f"nodes.{name}")
+        for name in ("controls", "model", "sampler_nodes", "sampling", "host_model")
+    }
     import comfy_extras.nodes_custom_sampler as custom
 
     modules["custom"] = custom
@@ -43,8 +46,9 @@ def load_fixture(pack, variant: str):
     """The small_512 parity network (tests/data/parity) through the pack's loader code, as ``variant``."""
     folder = PARITY_SMALL_512
     sd = {**load_file(str(folder / "weights.safetensors")), **load_file(str(folder / "buffers.safetensors"))}
-    return pack["host_model"].model_from_checkpoint(checkpoint_from_state_dict(folder / "weights.safetensors", sd,
-                                                                               variant), "fp32")
+    return pack["host_model"].model_from_checkpoint(
+        checkpoint_from_state_dict(folder / "weights.safetensors", sd, variant), "fp32"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +68,16 @@ def golden(name: str) -> dict[str, torch.Tensor]:
 def conds(pack, g: dict[str, torch.Tensor]):
     """Positive / negative exactly as the image-to-video node builds them, from the golden stand-ins."""
     m = pack["model"]
-    shared = {m.COND_CONCAT: g["latent_first_raw"].repeat(FRAMES, 1, 1, 1), m.COND_FRAMES: FRAMES, m.COND_FS: FS,
-              m.COND_TASK: "i2v"}
-    return ([[g["text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["image_embeds"]}]],
-            [[g["uc_text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["uc_image_embeds"]}]])
+    shared = {
+        m.COND_CONCAT: g["latent_first_raw"].repeat(FRAMES, 1, 1, 1),
+        m.COND_FRAMES: FRAMES,
+        m.COND_FS: FS,
+        m.COND_TASK: "i2v",
+    }
+    return (
+        [[g["text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["image_embeds"]}]],
+        [[g["uc_text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["uc_image_embeds"]}]],
+    )
 
 
 def host_latent(video: torch.Tensor) -> torch.Tensor:
@@ -82,9 +92,24 @@ def as_video(latent: torch.Tensor) -> torch.Tensor:
 def sample(pack, model, g, latent: dict, eta: float, **controls) -> torch.Tensor:
     positive, negative = conds(pack, g)
     with torch.no_grad():
-        return pack["sampler_nodes"].DynamiCrafterSampler.execute(
-            model, positive, negative, latent, SEED, CONFIG["sampling"]["steps"], CONFIG["sampling"]["cfg"], eta,
-            CONFIG["sampling"]["guidance_rescale"], "auto", "auto", **controls).result[0]["samples"]
+        return (
+            pack["sampler_nodes"]
+            .DynamiCrafterSampler.execute(
+                model,
+                positive,
+                negative,
+                latent,
+                SEED,
+                CONFIG["sampling"]["steps"],
+                CONFIG["sampling"]["cfg"],
+                eta,
+                CONFIG["sampling"]["guidance_rescale"],
+                "auto",
+                "auto",
+                **controls,
+            )
+            .result[0]["samples"]
+        )
 
 
 def call_node(node_class, **inputs):
@@ -121,14 +146,21 @@ def test_image_guider_in_sampler_custom_advanced_equals_the_original(pack, fixtu
     g = golden("multicond")
     positive, negative = conds(pack, g)
     nodes, custom = pack["sampler_nodes"], pack["custom"]
-    guider = nodes.DynamiCrafterImageGuider.execute(fixture_model, positive, negative, CONFIG["sampling"]["cfg"],
-                                                    CONFIG["runs"]["multicond"]["cfg_img"], -1.0).result[0]
+    guider = nodes.DynamiCrafterImageGuider.execute(
+        fixture_model, positive, negative, CONFIG["sampling"]["cfg"], CONFIG["runs"]["multicond"]["cfg_img"], -1.0
+    ).result[0]
     sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]
     sigmas = nodes.DynamiCrafterScheduler.execute(fixture_model, CONFIG["sampling"]["steps"], "auto").result[0]
     noise = call_node(custom.RandomNoise, noise_seed=SEED)[0]
     with torch.no_grad():
-        out = call_node(custom.SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
-                        latent_image=empty())[0]["samples"]
+        out = call_node(
+            custom.SamplerCustomAdvanced,
+            noise=noise,
+            guider=guider,
+            sampler=sampler,
+            sigmas=sigmas,
+            latent_image=empty(),
+        )[0]["samples"]
     assert_matches(as_video(out), g["eta1.final"])
 
 
@@ -140,8 +172,14 @@ def test_image_guider_drives_a_stock_sampler(pack, fixture_model, single_thread)
     sampler = call_node(custom.KSamplerSelect, sampler_name="euler")[0]
     sigmas = call_node(custom.BasicScheduler, model=fixture_model, scheduler="normal", steps=3, denoise=1.0)[0]
     with torch.no_grad():
-        out = call_node(custom.SamplerCustomAdvanced, noise=call_node(custom.RandomNoise, noise_seed=1)[0],
-                        guider=guider, sampler=sampler, sigmas=sigmas, latent_image=empty())[0]["samples"]
+        out = call_node(
+            custom.SamplerCustomAdvanced,
+            noise=call_node(custom.RandomNoise, noise_seed=1)[0],
+            guider=guider,
+            sampler=sampler,
+            sigmas=sigmas,
+            latent_image=empty(),
+        )[0]["samples"]
     assert out.shape == (FRAMES, 4, 8, 16) and torch.isfinite(out).all() and out.abs().max() > 0
 
 
@@ -163,9 +201,14 @@ def test_partial_denoise_in_sampler_custom_advanced_equals_the_original(pack, fi
     sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]
     sigmas = nodes.DynamiCrafterScheduler.execute(fixture_model, CONFIG["sampling"]["steps"], "auto", 0.6).result[0]
     with torch.no_grad():
-        out = call_node(custom.SamplerCustomAdvanced, noise=call_node(custom.RandomNoise, noise_seed=SEED)[0],
-                        guider=guider, sampler=sampler, sigmas=sigmas,
-                        latent_image={"samples": host_latent(g["start_latent"])})[0]["samples"]
+        out = call_node(
+            custom.SamplerCustomAdvanced,
+            noise=call_node(custom.RandomNoise, noise_seed=SEED)[0],
+            guider=guider,
+            sampler=sampler,
+            sigmas=sigmas,
+            latent_image={"samples": host_latent(g["start_latent"])},
+        )[0]["samples"]
     assert_matches(as_video(out), g["eta1.final"])
 
 
@@ -187,8 +230,9 @@ def test_denoise_zero_returns_the_input_in_both_samplers(pack, fixture_model, si
     import comfy.sample
 
     noise = comfy.sample.prepare_noise(start["samples"], 3)
-    stock = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative,
-                                start["samples"], denoise=0.0)
+    stock = comfy.sample.sample(
+        fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start["samples"], denoise=0.0
+    )
     assert torch.equal(stock, start["samples"])
 
 
@@ -200,18 +244,23 @@ def test_stock_ksampler_denoise_keeps_part_of_the_input(pack, fixture_model, sin
 
     noise = comfy.sample.prepare_noise(start, 3)
     with torch.no_grad():
-        light = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start,
-                                    denoise=0.2)
-        full = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start,
-                                   denoise=1.0)
+        light = comfy.sample.sample(
+            fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start, denoise=0.2
+        )
+        full = comfy.sample.sample(
+            fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative, start, denoise=1.0
+        )
     assert torch.isfinite(light).all()
     assert relative_l2(light, start) < relative_l2(full, start)
 
 
 # ------------------------------------------------------------------------------ frame pinning
 def pinned_latent(pack, g, pin: str) -> dict:
-    return pack["controls"].DynamiCrafterPinFrames.execute({"samples": host_latent(g["start_latent"])}, pin,
-                                                           FRAMES).result[0]
+    return (
+        pack["controls"]
+        .DynamiCrafterPinFrames.execute({"samples": host_latent(g["start_latent"])}, pin, FRAMES)
+        .result[0]
+    )
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -245,8 +294,18 @@ def test_stock_ksampler_keeps_pinned_frames(pack, fixture_model, single_thread):
     positive, negative = conds(pack, g)
     noise = comfy.sample.prepare_noise(latent["samples"], 5)
     with torch.no_grad():
-        out = comfy.sample.sample(fixture_model, noise, 4, 7.5, "euler", "normal", positive, negative,
-                                  latent["samples"], noise_mask=latent["noise_mask"])
+        out = comfy.sample.sample(
+            fixture_model,
+            noise,
+            4,
+            7.5,
+            "euler",
+            "normal",
+            positive,
+            negative,
+            latent["samples"],
+            noise_mask=latent["noise_mask"],
+        )
     # the stock sampler ends on its clean estimate, which the host pins: equal up to float rounding
     assert relative_error(out[[0, 15]], latent["samples"][[0, 15]]) < 1e-5
     assert relative_l2(out[1:15], latent["samples"][1:15]) > 1e-2
@@ -264,34 +323,53 @@ def prompt_with(class_type: str, inputs: dict) -> dict:
     return {"1": {"class_type": class_type, "inputs": inputs}}
 
 
-@pytest.mark.parametrize("class_type, inputs, message", [
-    ("DynamiCrafterSampler", {"image_cfg": math.nan}, "image_cfg is nan, not a number"),
-    ("DynamiCrafterSampler", {"image_cfg": -1.5}, "image_cfg = -1.5 is below its minimum -1.0"),
-    ("DynamiCrafterSampler", {"image_cfg": 31.0}, "image_cfg = 31.0 is above its maximum 30.0"),
-    ("DynamiCrafterSampler", {"denoise": 1.5}, "denoise = 1.5 is above its maximum 1.0"),
-    ("DynamiCrafterSampler", {"denoise": math.inf}, "denoise is inf, not a number"),
-    ("DynamiCrafterScheduler", {"denoise": math.nan}, "denoise is nan, not a number"),
-    ("DynamiCrafterImageGuider", {"image_cfg": math.nan}, "image_cfg is nan, not a number"),
-    ("DynamiCrafterImageGuider", {"image_cfg": -1.0}, "image_cfg = -1.0 is below its minimum 0.0"),
-    ("DynamiCrafterImageGuider", {"cfg": 0.5}, "cfg = 0.5 is below its minimum 1.0"),
-    ("DynamiCrafterPinFrames", {"pin": "16"}, "pin: frame 16 is outside"),
-    ("DynamiCrafterPinFrames", {"pin": "first"}, "not a frame"),
-    ("DynamiCrafterPinFrames", {"pin": " , "}, "no frame"),
-    ("DynamiCrafterPinFrames", {"pin": "8", "frames": 8}, "outside"),
-    ("DynamiCrafterPinFrames", {"frames": 65}, "frames = 65 is above its maximum 64"),
-    ("DynamiCrafterImageToVideo", {"noise_augmentation": math.nan}, "noise_augmentation is nan, not a number"),
-    ("DynamiCrafterInterpolation", {"noise_augmentation": 2.0}, "noise_augmentation = 2.0 is above its maximum"),
-    ("DynamiCrafterInterpolation", {"end_image_tokens": -0.1}, "end_image_tokens = -0.1 is below its minimum"),
-    ("DynamiCrafterInterpolation", {"end_token_schedule": "sideways"},
-     "end_token_schedule = 'sideways' is not one of its choices ('constant', 'ramp')"),
-    ("DynamiCrafterKeyframeChain", {"end_token_schedule": "sideways"}, "end_token_schedule = 'sideways' is not one"),
-    ("DynamiCrafterKeyframeChain", {"end_image_tokens": math.nan}, "end_image_tokens is nan, not a number"),
-    ("DynamiCrafterKeyframeChain", {"width": 8192}, "width = 8192 is above its maximum 4096"),
-])
+@pytest.mark.parametrize(
+    "class_type, inputs, message",
+    [
+        ("DynamiCrafterSampler", {"image_cfg": math.nan}, "image_cfg is nan, not a number"),
+        ("DynamiCrafterSampler", {"image_cfg": -1.5}, "image_cfg = -1.5 is below its minimum -1.0"),
+        ("DynamiCrafterSampler", {"image_cfg": 31.0}, "image_cfg = 31.0 is above its maximum 30.0"),
+        ("DynamiCrafterSampler", {"denoise": 1.5}, "denoise = 1.5 is above its maximum 1.0"),
+        ("DynamiCrafterSampler", {"denoise": math.inf}, "denoise is inf, not a number"),
+        ("DynamiCrafterScheduler", {"denoise": math.nan}, "denoise is nan, not a number"),
+        ("DynamiCrafterImageGuider", {"image_cfg": math.nan}, "image_cfg is nan, not a number"),
+        ("DynamiCrafterImageGuider", {"image_cfg": -1.0}, "image_cfg = -1.0 is below its minimum 0.0"),
+        ("DynamiCrafterImageGuider", {"cfg": 0.5}, "cfg = 0.5 is below its minimum 1.0"),
+        ("DynamiCrafterPinFrames", {"pin": "16"}, "pin: frame 16 is outside"),
+        ("DynamiCrafterPinFrames", {"pin": "first"}, "not a frame"),
+        ("DynamiCrafterPinFrames", {"pin": " , "}, "no frame"),
+        ("DynamiCrafterPinFrames", {"pin": "8", "frames": 8}, "outside"),
+        ("DynamiCrafterPinFrames", {"frames": 65}, "frames = 65 is above its maximum 64"),
+        ("DynamiCrafterImageToVideo", {"noise_augmentation": math.nan}, "noise_augmentation is nan, not a number"),
+        ("DynamiCrafterInterpolation", {"noise_augmentation": 2.0}, "noise_augmentation = 2.0 is above its maximum"),
+        ("DynamiCrafterInterpolation", {"end_image_tokens": -0.1}, "end_image_tokens = -0.1 is below its minimum"),
+        (
+            "DynamiCrafterInterpolation",
+            {"end_token_schedule": "sideways"},
+            "end_token_schedule = 'sideways' is not one of its choices ('constant', 'ramp')",
+        ),
+        (
+            "DynamiCrafterKeyframeChain",
+            {"end_token_schedule": "sideways"},
+            "end_token_schedule = 'sideways' is not one",
+        ),
+        ("DynamiCrafterKeyframeChain", {"end_image_tokens": math.nan}, "end_image_tokens is nan, not a number"),
+        ("DynamiCrafterKeyframeChain", {"width": 8192}, "width = 8192 is above its maximum 4096"),
+    ],
+)
 def test_bad_control_values_are_refused_at_queue_time(pack, comfy_host, class_type, inputs, message):
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS[class_type]
-    values = {"image_cfg": -1.0, "denoise": 1.0, "cfg": 7.5, "guidance_rescale": -1.0, "pin": "0", "frames": 16,
-              "width": 512, "height": 320, **inputs}
+    values = {
+        "image_cfg": -1.0,
+        "denoise": 1.0,
+        "cfg": 7.5,
+        "guidance_rescale": -1.0,
+        "pin": "0",
+        "frames": 16,
+        "width": 512,
+        "height": 320,
+        **inputs,
+    }
     accepted = set(node.INPUT_TYPES()["required"]) | set(node.INPUT_TYPES().get("optional", {}))
     prompt = prompt_with(class_type, {k: v for k, v in values.items() if k in accepted})
     ok, errors, _ = asyncio.run(comfy_host.execution.validate_inputs(uuid.uuid4().hex, prompt, "1", {}))
@@ -305,7 +383,7 @@ class StandInEncoders:
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(11)
         self.vae_weight = torch.randn(4, 3, generator=g)
-        self.clip_weight = torch.randn(96, 257 * 40, generator=g) / 96 ** 0.5
+        self.clip_weight = torch.randn(96, 257 * 40, generator=g) / 96**0.5
         self.uncond = torch.randn(1, 257, 40, generator=g)
         self.vae_seen: list[torch.Tensor] = []
         self.clip_seen: list[torch.Tensor] = []
@@ -339,8 +417,22 @@ def two_pictures() -> tuple[torch.Tensor, torch.Tensor]:
 def interpolation(comfy_host, encoders, g, **controls):
     node = comfy_host.import_pack_module("nodes.conditioning").DynamiCrafterInterpolation
     start, end = two_pictures()
-    return node.execute([[g["text_emb"], {}]], [[g["uc_text_emb"], {}]], encoders, object(), start, "interpolate",
-                        128, 64, FRAMES, 5, 1, "crop", end_image=end, **controls).result
+    return node.execute(
+        [[g["text_emb"], {}]],
+        [[g["uc_text_emb"], {}]],
+        encoders,
+        object(),
+        start,
+        "interpolate",
+        128,
+        64,
+        FRAMES,
+        5,
+        1,
+        "crop",
+        end_image=end,
+        **controls,
+    ).result
 
 
 def test_noise_augmentation_reaches_the_vae_and_clip(comfy_host, encoders):
@@ -357,8 +449,9 @@ def test_noise_augmentation_reaches_the_vae_and_clip(comfy_host, encoders):
 
 
 @pytest.mark.parametrize("schedule", ["constant", "ramp"])
-def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_model, encoders,
-                                                     single_thread, schedule):
+def test_end_token_blend_equals_the_reference_sampler(
+    pack, comfy_host, interp_model, encoders, single_thread, schedule
+):
     """The Interpolate node's end-token share, through the host sampler, against the reference DDIM fed with the
     wrapper's blend of the two pictures' Resampler outputs (per frame)."""
     import comfy.sample
@@ -369,19 +462,27 @@ def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_m
     from support.parity_data import FixtureSet
 
     g = golden("multicond")
-    positive, negative, latent = interpolation(comfy_host, encoders, g, end_image_tokens=0.6,
-                                               end_token_schedule=schedule)
+    positive, negative, latent = interpolation(
+        comfy_host, encoders, g, end_image_tokens=0.6, end_token_schedule=schedule
+    )
     model_module = pack["model"]
     with torch.no_grad():
-        out = pack["sampler_nodes"].DynamiCrafterSampler.execute(
-            interp_model, positive, negative, latent, SEED, 3, 7.5, 0.0, 0.7, "auto", "auto").result[0]["samples"]
+        out = (
+            pack["sampler_nodes"]
+            .DynamiCrafterSampler.execute(
+                interp_model, positive, negative, latent, SEED, 3, 7.5, 0.0, 0.7, "auto", "auto"
+            )
+            .result[0]["samples"]
+        )
         fixture = FixtureSet(PARITY_SMALL_512)
         unet, resampler = fixture.networks()
         concat = unfold_frames(positive[0][1][model_module.COND_CONCAT] * SCALE, FRAMES)
         clip_start, clip_end = encoders.clip_seen[0], encoders.clip_seen[1]
-        tokens = blend_frame_tokens(resampler(encoders.tokens(None, clip_start)),
-                                    resampler(encoders.tokens(None, clip_end)),
-                                    end_token_weights(FRAMES, 0.6, schedule))
+        tokens = blend_frame_tokens(
+            resampler(encoders.tokens(None, clip_start)),
+            resampler(encoders.tokens(None, clip_end)),
+            end_token_weights(FRAMES, 0.6, schedule),
+        )
         uc_tokens = resampler(encoders.uncond)
 
         def model(x, t, text_and_image):
@@ -390,12 +491,32 @@ def test_end_token_blend_equals_the_reference_sampler(pack, comfy_host, interp_m
 
         x_t = unfold_frames(comfy.sample.prepare_noise(latent["samples"], SEED), FRAMES)
         settings = DDIMSettings(steps=3, eta=0.0, cfg=7.5, spacing="uniform_trailing", guidance_rescale=0.7)
-        *_, (_, reference, _) = ddim_sample(model, x_t, make_schedule(fixture.schedule_config()), "v", settings,
-                                            cond=(g["text_emb"], tokens), uncond=(g["uc_text_emb"], uc_tokens),
-                                            generator=torch.Generator().manual_seed(SEED + 1))
+        *_, (_, reference, _) = ddim_sample(
+            model,
+            x_t,
+            make_schedule(fixture.schedule_config()),
+            "v",
+            settings,
+            cond=(g["text_emb"], tokens),
+            uncond=(g["uc_text_emb"], uc_tokens),
+            generator=torch.Generator().manual_seed(SEED + 1),
+        )
     assert_matches(as_video(out), reference)
     with torch.no_grad():
-        unblended = pack["sampler_nodes"].DynamiCrafterSampler.execute(
-            interp_model, *interpolation(comfy_host, encoders, g)[:2], latent, SEED, 3, 7.5, 0.0, 0.7, "auto",
-            "auto").result[0]["samples"]
+        unblended = (
+            pack["sampler_nodes"]
+            .DynamiCrafterSampler.execute(
+                interp_model,
+                *interpolation(comfy_host, encoders, g)[:2],
+                latent,
+                SEED,
+                3,
+                7.5,
+                0.0,
+                0.7,
+                "auto",
+                "auto",
+            )
+            .result[0]["samples"]
+        )
     assert relative_l2(as_video(unblended), reference) > 1e-3

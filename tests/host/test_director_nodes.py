@@ -1,4 +1,5 @@
 """The AI director nodes inside the real ComfyUI (in-process, CPU) against a fake OpenAI-compatible server."""
+
 from __future__ import annotations
 
 import base64
@@ -9,9 +10,10 @@ from typing import Any
 
 import av
 import pytest
-import support.director_fakes as H
 import torch
 from PIL import Image
+
+import support.director_fakes as H
 from support.modules import load_by_path
 
 pytestmark = pytest.mark.host
@@ -19,15 +21,24 @@ pytestmark = pytest.mark.host
 UNIT = Path(__file__).resolve().parents[1] / "unit"
 SOUND = load_by_path("_director_test_soundtrack", UNIT / "test_director_soundtrack.py")
 
-NODE_IDS = {"DynamiCrafterDirectorConnection", "DynamiCrafterDirectorDescribeImage", "DynamiCrafterDirectorStoryboard",
-            "DynamiCrafterDirectorMotionAdvisor", "DynamiCrafterDirectorSoundtrack"}
+NODE_IDS = {
+    "DynamiCrafterDirectorConnection",
+    "DynamiCrafterDirectorDescribeImage",
+    "DynamiCrafterDirectorStoryboard",
+    "DynamiCrafterDirectorMotionAdvisor",
+    "DynamiCrafterDirectorSoundtrack",
+}
 
 DESCRIBE_ANSWER = "A lighthouse stands on the cliff while waves crash below, slow zoom in."
-STORY_ANSWER = ('```json\n{"style": "moody oil painting, teal and amber", "scenes": '
-                '["A ship leaves the harbour at dawn.", "Storm clouds gather over the sea.", '
-                '"The ship reaches a lighthouse."]}\n```')
-ADVICE_ANSWER = ('{"steps": 60, "cfg": 22, "fs": 16, "prompt": "Waves crash harder against the cliff, static camera.", '
-                 '"explanation": "The motion is too weak."}')
+STORY_ANSWER = (
+    '```json\n{"style": "moody oil painting, teal and amber", "scenes": '
+    '["A ship leaves the harbour at dawn.", "Storm clouds gather over the sea.", '
+    '"The ship reaches a lighthouse."]}\n```'
+)
+ADVICE_ANSWER = (
+    '{"steps": 60, "cfg": 22, "fs": 16, "prompt": "Waves crash harder against the cliff, static camera.", '
+    '"explanation": "The motion is too weak."}'
+)
 TRACK_ANSWER = '{"index": 2, "reason": "stormy sea needs drums"}'
 
 
@@ -47,8 +58,12 @@ def secret(monkeypatch, caplog):
 def _route(body: dict[str, Any]) -> Any:
     """Answer each director task by its instructions, whatever order ComfyUI runs the nodes in."""
     system = body["messages"][0]["content"]
-    for marker, answer in (("You write motion prompts", DESCRIBE_ANSWER), ("film director", STORY_ANSWER),
-                           ("You review clips", ADVICE_ANSWER), ("background music", TRACK_ANSWER)):
+    for marker, answer in (
+        ("You write motion prompts", DESCRIBE_ANSWER),
+        ("film director", STORY_ANSWER),
+        ("You review clips", ADVICE_ANSWER),
+        ("background music", TRACK_ANSWER),
+    ):
         if marker in system:
             return H.Reply(body=H.chat_body(answer))
     return H.Reply(status=500, body={"error": {"message": "unexpected request"}})
@@ -61,8 +76,15 @@ def admin(monkeypatch, tmp_path):
 
 
 def _connection(fake, env: str, **over: Any) -> dict[str, Any]:
-    inputs = {"provider": "Custom", "model": "vision-test", "api_key_env": env, "custom_url": fake.base_url,
-              "timeout": 5.0, "retries": 2, "retry_delay": 0.01}
+    inputs = {
+        "provider": "Custom",
+        "model": "vision-test",
+        "api_key_env": env,
+        "custom_url": fake.base_url,
+        "timeout": 5.0,
+        "retries": 2,
+        "retry_delay": 0.01,
+    }
     inputs.update(over)
     return {"class_type": "DynamiCrafterDirectorConnection", "inputs": inputs}
 
@@ -106,25 +128,71 @@ def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret
         fake.responder = _route
         prompt = {
             "1": _connection(fake, env),
-            "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 16, "color": 0x336699}},
-            "3": {"class_type": "DynamiCrafterDirectorDescribeImage",
-                  "inputs": {"director": ["1", 0], "image": ["2", 0], "hint": "stormy", "style": "",
-                             "temperature": 0.0, "seed": 42}},
-            "4": {"class_type": "DynamiCrafterDirectorStoryboard",
-                  "inputs": {"director": ["1", 0], "story": "A ship sails into a storm and finds a lighthouse.",
-                             "scenes": 3, "style": "", "style_image": ["2", 0], "temperature": 0.0, "seed": 1}},
-            "5": {"class_type": "DynamiCrafterDirectorMotionAdvisor",
-                  "inputs": {"director": ["1", 0], "frames": ["2", 0], "steps": 50, "cfg": 7.5, "fs": 24,
-                             "prompt": ["3", 0], "goal": "more motion", "frames_shown": 4,
-                             "temperature": 0.0, "seed": 0}},
-            "6": {"class_type": "DynamiCrafterDirectorSoundtrack",
-                  "inputs": {"director": ["1", 0], "description": ["3", 0], "folder": str(music), "seconds": 1.0,
-                             "fps": 8.0, "frames": ["2", 0], "fade_out": 0.5, "temperature": 0.0, "seed": 0}},
+            "2": {
+                "class_type": "EmptyImage",
+                "inputs": {"width": 64, "height": 48, "batch_size": 16, "color": 0x336699},
+            },
+            "3": {
+                "class_type": "DynamiCrafterDirectorDescribeImage",
+                "inputs": {
+                    "director": ["1", 0],
+                    "image": ["2", 0],
+                    "hint": "stormy",
+                    "style": "",
+                    "temperature": 0.0,
+                    "seed": 42,
+                },
+            },
+            "4": {
+                "class_type": "DynamiCrafterDirectorStoryboard",
+                "inputs": {
+                    "director": ["1", 0],
+                    "story": "A ship sails into a storm and finds a lighthouse.",
+                    "scenes": 3,
+                    "style": "",
+                    "style_image": ["2", 0],
+                    "temperature": 0.0,
+                    "seed": 1,
+                },
+            },
+            "5": {
+                "class_type": "DynamiCrafterDirectorMotionAdvisor",
+                "inputs": {
+                    "director": ["1", 0],
+                    "frames": ["2", 0],
+                    "steps": 50,
+                    "cfg": 7.5,
+                    "fs": 24,
+                    "prompt": ["3", 0],
+                    "goal": "more motion",
+                    "frames_shown": 4,
+                    "temperature": 0.0,
+                    "seed": 0,
+                },
+            },
+            "6": {
+                "class_type": "DynamiCrafterDirectorSoundtrack",
+                "inputs": {
+                    "director": ["1", 0],
+                    "description": ["3", 0],
+                    "folder": str(music),
+                    "seconds": 1.0,
+                    "fps": 8.0,
+                    "frames": ["2", 0],
+                    "fade_out": 0.5,
+                    "temperature": 0.0,
+                    "seed": 0,
+                },
+            },
             "7": {"class_type": "CreateVideo", "inputs": {"images": ["2", 0], "fps": 8.0, "audio": ["6", 0]}},
-            "8": {"class_type": "SaveVideo", "inputs": {"video": ["7", 0], "filename_prefix": "director/test",
-                                                         "format": "mp4", "codec": "h264"}},
+            "8": {
+                "class_type": "SaveVideo",
+                "inputs": {"video": ["7", 0], "filename_prefix": "director/test", "format": "mp4", "codec": "h264"},
+            },
         }
-        workflow = {"extra_pnginfo": {"workflow": {"nodes": [{"id": 1, "widgets_values": ["Custom", "vision-test", env]}]}}}
+        workflow = {
+            "extra_pnginfo": {"workflow": {"nodes": [{"id": 1, "widgets_values": ["Custom", "vision-test", env]}]}}
+        }
         run = comfy_host.run_prompt(prompt, outputs=["3", "4", "5", "8"], extra_data=workflow)
         requests = list(fake.requests)
 
@@ -136,7 +204,12 @@ def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret
     assert run.output("4", 0) == "\n".join(expected)
     assert run.output_list("4", 1) == expected
     assert run.output("4", 2) == style
-    assert [run.output("5", i) for i in range(4)] == [60, 15.0, 16, "Waves crash harder against the cliff, static camera."]
+    assert [run.output("5", i) for i in range(4)] == [
+        60,
+        15.0,
+        16,
+        "Waves crash harder against the cliff, static camera.",
+    ]
     assert "cfg 22 was clamped to 15" in run.output("5", 4)
     sound = run.output("6", 0)
     assert sound["sample_rate"] == 32000 and sound["waveform"].shape == (1, 2, 2 * 32000)  # 16 frames at 8 fps
@@ -167,15 +240,24 @@ def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret
     assert env in metadata  # the prompt was embedded in the file's metadata...
 
     # ...and the key is nowhere: prompt, workflow, file metadata, outputs, messages, logs
-    for text in (json.dumps(prompt), json.dumps(workflow), metadata, video_path.read_bytes().decode("latin-1"),
-                 _printable(run.outputs), _printable(run.messages), _printable(run.ui), caplog.text):
+    for text in (
+        json.dumps(prompt),
+        json.dumps(workflow),
+        metadata,
+        video_path.read_bytes().decode("latin-1"),
+        _printable(run.outputs),
+        _printable(run.messages),
+        _printable(run.ui),
+        caplog.text,
+    ):
         assert key not in text
     assert any(record.name.startswith("openai") for record in caplog.records)
 
 
 @pytest.mark.parametrize("case", ["401", "malformed storyboard", "no valid track", "missing variable"])
-def test_failures_stop_the_graph_with_a_clear_message_and_no_key(comfy_host, director_nodes, secret, caplog,
-                                                                 tmp_path, monkeypatch, case):
+def test_failures_stop_the_graph_with_a_clear_message_and_no_key(
+    comfy_host, director_nodes, secret, caplog, tmp_path, monkeypatch, case
+):
     env, key = secret
     with H.FakeOpenAI() as fake:
         fake.allow(monkeypatch)
@@ -183,31 +265,54 @@ def test_failures_stop_the_graph_with_a_clear_message_and_no_key(comfy_host, dir
         connection = _connection(fake, env)
         if case == "401":
             fake.fail(401, f"invalid key {key}")
-            node = {"class_type": "DynamiCrafterDirectorDescribeImage",
-                    "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": 0}}
+            node = {
+                "class_type": "DynamiCrafterDirectorDescribeImage",
+                "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": 0},
+            }
             expected = f"the key in ${env} was rejected by {endpoint}: HTTP 401"
         elif case == "malformed storyboard":
             fake.answer('{"style": "noir", "scenes": ["a dark street",')
-            node = {"class_type": "DynamiCrafterDirectorStoryboard",
-                    "inputs": {"director": ["1", 0], "story": "A detective walks home.", "scenes": 2,
-                               "temperature": 0.0, "seed": 0}}
+            node = {
+                "class_type": "DynamiCrafterDirectorStoryboard",
+                "inputs": {
+                    "director": ["1", 0],
+                    "story": "A detective walks home.",
+                    "scenes": 2,
+                    "temperature": 0.0,
+                    "seed": 0,
+                },
+            }
             expected = """not the JSON that was asked for: '{"style": "noir", "scenes": ["a dark street",'"""
         elif case == "no valid track":
             fake.answer('{"index": 9}')
             SOUND.write_tone(tmp_path / "a.wav", 0.2, 8000, 440.0, channels=1)
-            node = {"class_type": "DynamiCrafterDirectorSoundtrack",
-                    "inputs": {"director": ["1", 0], "description": "rain", "folder": str(tmp_path), "seconds": 1.0,
-                               "fps": 8.0, "fade_out": 0.1, "temperature": 0.0, "seed": 0}}
+            node = {
+                "class_type": "DynamiCrafterDirectorSoundtrack",
+                "inputs": {
+                    "director": ["1", 0],
+                    "description": "rain",
+                    "folder": str(tmp_path),
+                    "seconds": 1.0,
+                    "fps": 8.0,
+                    "fade_out": 0.1,
+                    "temperature": 0.0,
+                    "seed": 0,
+                },
+            }
             expected = "names no track from the list (numbers 1 to 1): '{\"index\": 9}'"
         else:
             monkeypatch.setenv(H.KEYS_ENV, "DIRECTOR_HOST_UNSET_VARIABLE")
             connection = _connection(fake, "DIRECTOR_HOST_UNSET_VARIABLE")
-            node = {"class_type": "DynamiCrafterDirectorDescribeImage",
-                    "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": 0}}
+            node = {
+                "class_type": "DynamiCrafterDirectorDescribeImage",
+                "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": 0},
+            }
             expected = f"environment variable $DIRECTOR_HOST_UNSET_VARIABLE is not set (or empty): set it to your key for {endpoint}"
-        prompt = {"1": connection,
-                  "2": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
-                  "3": node}
+        prompt = {
+            "1": connection,
+            "2": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
+            "3": node,
+        }
         run = comfy_host.run_prompt(prompt, outputs=["3"], check=False)
     assert not run.success
     error = run.error

@@ -2,6 +2,7 @@
 real server. Each case must end in the node's own clear error (or a prompt interrupted at once), the next prompt
 must still run, no form of a secret may show in history, websocket events, the server log, outputs or what a
 listener on 127.0.0.1 received, and no file may be written outside the allowed folders."""
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import support.director_fakes as H
 import torch
+
+import support.director_fakes as H
 from support.comfy_server import ComfyServer, ServerSetup
 from support.modules import load_by_path
 
 pytestmark = pytest.mark.host
 
 redact = H.director("redact")
-SOUND = load_by_path("_director_security_soundtrack", Path(__file__).resolve().parents[1] / "unit" /
-                     "test_director_soundtrack.py")
+SOUND = load_by_path(
+    "_director_security_soundtrack", Path(__file__).resolve().parents[1] / "unit" / "test_director_soundtrack.py"
+)
 DESCRIBE = "A lighthouse blinks while waves roll in, static camera."
 TRACK = '{"index": 1, "reason": "calm"}'
 
@@ -39,27 +42,52 @@ def _fresh_seed() -> int:
 
 
 def _connection(base_url: str, env: str) -> dict[str, Any]:
-    return {"class_type": "DynamiCrafterDirectorConnection",
-            "inputs": {"provider": "Custom", "model": "vision-test", "api_key_env": env, "custom_url": base_url,
-                       "timeout": 30.0, "retries": 10, "retry_delay": 0.01}}
+    return {
+        "class_type": "DynamiCrafterDirectorConnection",
+        "inputs": {
+            "provider": "Custom",
+            "model": "vision-test",
+            "api_key_env": env,
+            "custom_url": base_url,
+            "timeout": 30.0,
+            "retries": 10,
+            "retry_delay": 0.01,
+        },
+    }
 
 
 def _describe_prompt(base_url: str, env: str) -> dict[str, Any]:
-    return {"1": _connection(base_url, env),
-            "2": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
-            "3": {"class_type": "DynamiCrafterDirectorDescribeImage",
-                  "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": _fresh_seed()}},
-            "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}
+    return {
+        "1": _connection(base_url, env),
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
+        "3": {
+            "class_type": "DynamiCrafterDirectorDescribeImage",
+            "inputs": {"director": ["1", 0], "image": ["2", 0], "temperature": 0.0, "seed": _fresh_seed()},
+        },
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+    }
 
 
 def _soundtrack_prompt(base_url: str, env: str, folder: str, frames: int = 1, fps: float = 8.0) -> dict[str, Any]:
-    return {"1": _connection(base_url, env),
-            "2": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": frames, "color": 0}},
-            "3": {"class_type": "DynamiCrafterDirectorSoundtrack",
-                  "inputs": {"director": ["1", 0], "description": "calm sea", "folder": folder, "seconds": 1.0,
-                             "fps": fps, "frames": ["2", 0], "fade_out": 0.1, "temperature": 0.0,
-                             "seed": _fresh_seed()}},
-            "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}}}
+    return {
+        "1": _connection(base_url, env),
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": frames, "color": 0}},
+        "3": {
+            "class_type": "DynamiCrafterDirectorSoundtrack",
+            "inputs": {
+                "director": ["1", 0],
+                "description": "calm sea",
+                "folder": folder,
+                "seconds": 1.0,
+                "fps": fps,
+                "frames": ["2", 0],
+                "fade_out": 0.1,
+                "temperature": 0.0,
+                "seed": _fresh_seed(),
+            },
+        },
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
+    }
 
 
 def _printable(value: Any) -> str:
@@ -114,8 +142,16 @@ def world(host, monkeypatch, caplog, tmp_path):
         fake.allow(monkeypatch)
         fake.responder = _route
         stranger.responder = _route
-        yield {"fake": fake, "stranger": stranger, "env": env, "key": key, "private_env": private_env,
-               "private": private, "tmp": tmp_path, "caplog": caplog}
+        yield {
+            "fake": fake,
+            "stranger": stranger,
+            "env": env,
+            "key": key,
+            "private_env": private_env,
+            "private": private,
+            "tmp": tmp_path,
+            "caplog": caplog,
+        }
 
 
 def _fails_clearly(host, prompt: dict[str, Any], node_id: str, *fragments: str) -> dict[str, Any]:
@@ -137,17 +173,25 @@ def _next_prompt_runs(host, world: dict[str, Any]) -> None:
 @pytest.mark.parametrize("target", ["allowed host", "unlisted host"])
 def test_a_workflow_cannot_send_a_server_variable_anywhere(host, world, target):
     url = (world["fake"] if target == "allowed host" else world["stranger"]).base_url
-    seen = _fails_clearly(host, _describe_prompt(url, world["private_env"]), "1",
-                          "does not allow the key variable named in this Director Connection",
-                          "DYNAMICRAFTER_DIRECTOR_KEYS")
+    seen = _fails_clearly(
+        host,
+        _describe_prompt(url, world["private_env"]),
+        "1",
+        "does not allow the key variable named in this Director Connection",
+        "DYNAMICRAFTER_DIRECTOR_KEYS",
+    )
     assert world["fake"].requests == [] and world["stranger"].requests == []
     _next_prompt_runs(host, world)
     _assert_hidden(world["private"], *seen.values(), world["caplog"].text, _recorded(world["fake"], world["stranger"]))
 
 
 def test_the_allowed_key_goes_to_no_unlisted_host(host, world):
-    seen = _fails_clearly(host, _describe_prompt(world["stranger"].base_url, world["env"]), "1",
-                          f"does not allow the Custom provider to ask http://{world['stranger'].host}")
+    seen = _fails_clearly(
+        host,
+        _describe_prompt(world["stranger"].base_url, world["env"]),
+        "1",
+        f"does not allow the Custom provider to ask http://{world['stranger'].host}",
+    )
     assert world["stranger"].requests == []
     _next_prompt_runs(host, world)
     _assert_hidden(world["key"], *seen.values(), world["caplog"].text, _recorded(world["stranger"]))
@@ -157,8 +201,12 @@ def test_the_allowed_key_goes_to_no_unlisted_host(host, world):
 def test_a_key_that_is_no_header_value_leaks_in_no_form(host, world, monkeypatch, shape):
     bad = world["key"] + ("\nX-Injected: 1" if shape == "newline" else "\u00e9\u20ac")
     monkeypatch.setenv(world["env"], bad)
-    seen = _fails_clearly(host, _describe_prompt(world["fake"].base_url, world["env"]), "3",
-                          f"the value of ${world['env']} cannot be sent as a key")
+    seen = _fails_clearly(
+        host,
+        _describe_prompt(world["fake"].base_url, world["env"]),
+        "3",
+        f"the value of ${world['env']} cannot be sent as a key",
+    )
     assert world["fake"].requests == []
     monkeypatch.setenv(world["env"], world["key"])
     _next_prompt_runs(host, world)
@@ -168,11 +216,15 @@ def test_a_key_that_is_no_header_value_leaks_in_no_form(host, world, monkeypatch
 @pytest.mark.parametrize("body", ["text", "error json"])
 def test_answer_bodies_are_never_echoed(host, world, body):
     marker = "internal-" + secrets.token_hex(8)
-    reply = (H.Reply(body=f"<html>router admin page {marker}</html>") if body == "text" else
-             H.Reply(status=404, body={"error": {"message": f"db dump {marker}"}}))
+    reply = (
+        H.Reply(body=f"<html>router admin page {marker}</html>")
+        if body == "text"
+        else H.Reply(status=404, body={"error": {"message": f"db dump {marker}"}})
+    )
     world["fake"].replies.append(reply)
-    seen = _fails_clearly(host, _describe_prompt(world["fake"].base_url, world["env"]), "3",
-                          world["fake"].base_url + "/chat/completions")
+    seen = _fails_clearly(
+        host, _describe_prompt(world["fake"].base_url, world["env"]), "3", world["fake"].base_url + "/chat/completions"
+    )
     _next_prompt_runs(host, world)
     for text in (*seen.values(), world["caplog"].text):
         assert marker not in text
@@ -186,8 +238,13 @@ def test_soundtrack_reads_no_folder_outside_the_allowed_ones(host, world, folder
     link.symlink_to(private, target_is_directory=True)
     value = {"absolute": str(private), "dotdot": os.path.relpath(private, input_dir), "symlink": link.name}[folder]
     try:
-        seen = _fails_clearly(host, _soundtrack_prompt(world["fake"].base_url, world["env"], value), "3",
-                              "the music folder must be inside ComfyUI's input folder", "DYNAMICRAFTER_AUDIO_DIRS")
+        seen = _fails_clearly(
+            host,
+            _soundtrack_prompt(world["fake"].base_url, world["env"], value),
+            "3",
+            "the music folder must be inside ComfyUI's input folder",
+            "DYNAMICRAFTER_AUDIO_DIRS",
+        )
     finally:
         link.unlink()
     assert world["fake"].requests == []  # no names or tags of that folder went to the model
@@ -207,8 +264,13 @@ def test_admin_folder_is_readable(host, world, monkeypatch):
 
 
 def test_soundtrack_length_is_capped_whatever_frames_and_fps_say(host, world):
-    seen = _fails_clearly(host, _soundtrack_prompt(world["fake"].base_url, world["env"], "music", 4096, 0.1), "3",
-                          "4096 frames at 0.1 fps", "at most 600 s of audio")
+    seen = _fails_clearly(
+        host,
+        _soundtrack_prompt(world["fake"].base_url, world["env"], "music", 4096, 0.1),
+        "3",
+        "4096 frames at 0.1 fps",
+        "at most 600 s of audio",
+    )
     assert world["fake"].requests == []
     _next_prompt_runs(host, world)
     assert "waveform" not in seen["outputs"]
@@ -221,8 +283,9 @@ def test_cancel_stops_a_waiting_request_within_a_second(host, world):
     result: dict[str, Any] = {}
 
     def run() -> None:
-        result["run"] = host.run_prompt(_describe_prompt(world["fake"].base_url, world["env"]), outputs=["4"],
-                                        check=False)
+        result["run"] = host.run_prompt(
+            _describe_prompt(world["fake"].base_url, world["env"]), outputs=["4"], check=False
+        )
         result["ended"] = time.monotonic()
 
     worker = threading.Thread(target=run)
@@ -257,11 +320,16 @@ def served(comfy_host, tmp_path_factory):
     setup = ServerSetup.create(root)
     _music(setup.input_dir / "music")
     private = _private_folder(root, "server")
-    names = {"key": "DIRECTOR_SERVED_KEY_" + secrets.token_hex(4).upper(),
-             "bad": "DIRECTOR_SERVED_BAD_" + secrets.token_hex(4).upper(),
-             "private": "SERVER_PRIVATE_" + secrets.token_hex(4).upper()}
-    values = {"key": "sk-served-" + secrets.token_urlsafe(24), "bad": "sk-bad-" + secrets.token_urlsafe(24) + "\nX: 1",
-              "private": "pw-" + secrets.token_urlsafe(24)}
+    names = {
+        "key": "DIRECTOR_SERVED_KEY_" + secrets.token_hex(4).upper(),
+        "bad": "DIRECTOR_SERVED_BAD_" + secrets.token_hex(4).upper(),
+        "private": "SERVER_PRIVATE_" + secrets.token_hex(4).upper(),
+    }
+    values = {
+        "key": "sk-served-" + secrets.token_urlsafe(24),
+        "bad": "sk-bad-" + secrets.token_urlsafe(24) + "\nX: 1",
+        "private": "pw-" + secrets.token_urlsafe(24),
+    }
     with H.FakeOpenAI() as fake, H.FakeOpenAI() as stranger, pytest.MonkeyPatch.context() as env:
         fake.responder = _route
         stranger.responder = _route
@@ -275,8 +343,16 @@ def served(comfy_host, tmp_path_factory):
         try:
             server.wait_ready()
             before = {p for p in root.rglob("*") if p.is_file()}
-            yield {"server": server, "fake": fake, "stranger": stranger, "names": names, "values": values,
-                   "private_dir": private, "root": root, "before": before}
+            yield {
+                "server": server,
+                "fake": fake,
+                "stranger": stranger,
+                "names": names,
+                "values": values,
+                "private_dir": private,
+                "root": root,
+                "before": before,
+            }
         finally:
             server.stop()
 
@@ -296,8 +372,11 @@ def _served_run(served: dict[str, Any], prompt: dict[str, Any], *fragments: str)
 
 def _server_texts(served: dict[str, Any]) -> list[str]:
     server: ComfyServer = served["server"]
-    return [server.log_text(), json.dumps(server.get("/internal/logs").body), _recorded(served["fake"],
-                                                                                         served["stranger"])]
+    return [
+        server.log_text(),
+        json.dumps(server.get("/internal/logs").body),
+        _recorded(served["fake"], served["stranger"]),
+    ]
 
 
 def _served_next_prompt_runs(served: dict[str, Any]) -> None:
@@ -311,13 +390,20 @@ def test_server_refuses_exfiltration_and_leaks_nothing(served):
     names, values, fake, stranger = served["names"], served["values"], served["fake"], served["stranger"]
     seen = [
         _served_run(served, _describe_prompt(fake.base_url, names["private"]), "does not allow the key variable"),
-        _served_run(served, _describe_prompt(stranger.base_url, names["key"]),
-                    f"does not allow the Custom provider to ask http://{stranger.host}"),
+        _served_run(
+            served,
+            _describe_prompt(stranger.base_url, names["key"]),
+            f"does not allow the Custom provider to ask http://{stranger.host}",
+        ),
         _served_run(served, _describe_prompt(fake.base_url, names["bad"]), f"${names['bad']} cannot be sent as a key"),
-        _served_run(served, _soundtrack_prompt(fake.base_url, names["key"], str(served["private_dir"])),
-                    "the music folder must be inside ComfyUI's input folder"),
-        _served_run(served, _soundtrack_prompt(fake.base_url, names["key"], "music", 4096, 0.1),
-                    "at most 600 s of audio"),
+        _served_run(
+            served,
+            _soundtrack_prompt(fake.base_url, names["key"], str(served["private_dir"])),
+            "the music folder must be inside ComfyUI's input folder",
+        ),
+        _served_run(
+            served, _soundtrack_prompt(fake.base_url, names["key"], "music", 4096, 0.1), "at most 600 s of audio"
+        ),
     ]
     assert fake.requests == [] and stranger.requests == []
     _served_next_prompt_runs(served)
@@ -348,8 +434,9 @@ def test_server_cancel_is_honoured_within_a_second_and_the_queue_moves_on(served
         time.sleep(0.05)
     assert len(fake.requests) > asked, "the request never reached the fake service"
     pressed = time.monotonic()
-    request = urllib.request.Request(server.url + "/interrupt", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        server.url + "/interrupt", data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(request, timeout=10).close()
     worker.join(timeout=30)
     assert not worker.is_alive()

@@ -5,6 +5,7 @@ progress through comfy.utils' progress hook; a connection cut half-way resumes w
 cancelled download resumes with a Range request on the next run; a complete file is not downloaded again;
 401/404/unreachable hub give clear errors.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,9 @@ import os
 import random
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -43,8 +45,9 @@ def models(comfy_host: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     folders = {}
     for kind in ("checkpoints", "diffusion_models"):
         folders[kind] = tmp_path / "models" / kind
-        monkeypatch.setitem(folder_paths.folder_names_and_paths, kind,
-                            ([str(folders[kind])], set(folder_paths.supported_pt_extensions)))
+        monkeypatch.setitem(
+            folder_paths.folder_names_and_paths, kind, ([str(folders[kind])], set(folder_paths.supported_pt_extensions))
+        )
     return folders
 
 
@@ -127,14 +130,23 @@ def test_schema(download: Any) -> None:
     assert model_input.options == list(download.CATALOGUE)
     assert {f"{v} (original, full, 10.4 GB)" for v in VARIANTS} <= set(model_input.options)
     kijai = {e.filename for e in download.CATALOGUE.values() if e.repo_id == "Kijai/DynamiCrafter_pruned"}
-    assert kijai == {"dynamicrafter_1024_v1_bf16.safetensors", "dynamicrafter_512_fp16_pruned.safetensors",
-                     "dynamicrafter_1024_fp16_pruned.safetensors", "dynamicrafter_512_interp_fp16_pruned.safetensors"}
+    assert kijai == {
+        "dynamicrafter_1024_v1_bf16.safetensors",
+        "dynamicrafter_512_fp16_pruned.safetensors",
+        "dynamicrafter_1024_fp16_pruned.safetensors",
+        "dynamicrafter_512_interp_fp16_pruned.safetensors",
+    }
 
 
-def test_downloads_through_the_executor_with_progress(comfy_host: Any, download: Any, models: dict[str, Path],
-                                                      hub: FakeHub, progress: ProgressLog) -> None:
-    prompt = {"1": {"class_type": "DynamiCrafterModelDownload",
-                    "inputs": {"model": ORIGINAL_512, "destination": "checkpoints"}}}
+def test_downloads_through_the_executor_with_progress(
+    comfy_host: Any, download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
+    prompt = {
+        "1": {
+            "class_type": "DynamiCrafterModelDownload",
+            "inputs": {"model": ORIGINAL_512, "destination": "checkpoints"},
+        }
+    }
     run = comfy_host.run_prompt(prompt)
 
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
@@ -158,16 +170,18 @@ def test_downloads_through_the_executor_with_progress(comfy_host: Any, download:
     assert len(gets) == 1 and gets[0].range is None and "authorization" not in gets[0].headers
 
 
-def test_keeps_kijai_name_and_diffusion_models_folder(download: Any, models: dict[str, Path], hub: FakeHub,
-                                                      progress: ProgressLog) -> None:
+def test_keeps_kijai_name_and_diffusion_models_folder(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     result = run_node(download, KIJAI_1024, "diffusion_models")
     assert result.args == ("dynamicrafter_1024_v1_bf16.safetensors",)
     assert (models["diffusion_models"] / "dynamicrafter_1024_v1_bf16.safetensors").read_bytes() == PAYLOAD[::-1]
     assert not list(models["checkpoints"].glob("*"))
 
 
-def test_connection_cut_half_way_resumes_with_range(download: Any, models: dict[str, Path], hub: FakeHub,
-                                                    progress: ProgressLog) -> None:
+def test_connection_cut_half_way_resumes_with_range(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     half = len(PAYLOAD) // 2
     hub.drop_next_get_after(half)
     run_node(download)
@@ -180,8 +194,9 @@ def test_connection_cut_half_way_resumes_with_range(download: Any, models: dict[
     assert no_partials(models["checkpoints"])
 
 
-def test_cancelled_download_resumes_with_range_on_next_run(comfy_host: Any, download: Any, models: dict[str, Path],
-                                                           hub: FakeHub, progress: ProgressLog) -> None:
+def test_cancelled_download_resumes_with_range_on_next_run(
+    comfy_host: Any, download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     import comfy.model_management
 
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
@@ -204,8 +219,9 @@ def test_cancelled_download_resumes_with_range_on_next_run(comfy_host: Any, down
     assert progress.calls[0][0] >= kept and progress.calls[-1][0] == len(PAYLOAD)
 
 
-def test_complete_file_is_not_downloaded_again(download: Any, models: dict[str, Path], hub: FakeHub,
-                                               progress: ProgressLog) -> None:
+def test_complete_file_is_not_downloaded_again(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     run_node(download)
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
     mtime = target.stat().st_mtime_ns
@@ -224,9 +240,9 @@ def test_complete_file_is_not_downloaded_again(download: Any, models: dict[str, 
     assert target.read_bytes() == b"not the checkpoint"
 
 
-def test_existing_file_is_used_when_the_hub_is_unreachable(download: Any, models: dict[str, Path],
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           progress: ProgressLog) -> None:
+def test_existing_file_is_used_when_the_hub_is_unreachable(
+    download: Any, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, progress: ProgressLog
+) -> None:
     models["checkpoints"].mkdir(parents=True)
     (models["checkpoints"] / "dynamicrafter_512_v1.ckpt").write_bytes(PAYLOAD)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
@@ -234,8 +250,9 @@ def test_existing_file_is_used_when_the_hub_is_unreachable(download: Any, models
     assert result.args == ("dynamicrafter_512_v1.ckpt",)
 
 
-def test_missing_file_404_names_repo_and_file(download: Any, models: dict[str, Path], hub: FakeHub,
-                                              progress: ProgressLog) -> None:
+def test_missing_file_404_names_repo_and_file(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     del hub.files[("Doubiiu/DynamiCrafter_512", "model.ckpt")]
     hub.add_file("Doubiiu/DynamiCrafter_512", "README.md", b"readme")
     with pytest.raises(download.ModelDownloadError) as raised:
@@ -246,8 +263,7 @@ def test_missing_file_404_names_repo_and_file(download: Any, models: dict[str, P
     assert not hub.gets()
 
 
-def test_private_repo_401_says_so(download: Any, models: dict[str, Path], hub: FakeHub,
-                                  progress: ProgressLog) -> None:
+def test_private_repo_401_says_so(download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog) -> None:
     hub.private_repos.add("Doubiiu/DynamiCrafter_512")
     with pytest.raises(download.ModelDownloadError) as raised:
         run_node(download)
@@ -255,8 +271,9 @@ def test_private_repo_401_says_so(download: Any, models: dict[str, Path], hub: F
     assert "401" in message and "Doubiiu/DynamiCrafter_512" in message and "HF_TOKEN" in message
 
 
-def test_unreachable_hub_names_url_and_folder(download: Any, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                                              progress: ProgressLog) -> None:
+def test_unreachable_hub_names_url_and_folder(
+    download: Any, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, progress: ProgressLog
+) -> None:
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     with pytest.raises(download.ModelDownloadError) as raised:
@@ -284,8 +301,9 @@ def partial_of(download: Any, folder: Path) -> Path:
     return download.partial_path(folder / "dynamicrafter_512_v1.ckpt", SHA256)
 
 
-def test_download_is_verified_and_remembered(download: Any, models: dict[str, Path], hub: FakeHub,
-                                             progress: ProgressLog) -> None:
+def test_download_is_verified_and_remembered(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     result = run_node(download)
     assert "sha256 verified" in result.ui.as_dict()["text"][0]
     record = json.loads((models["checkpoints"] / ".dynamicrafter_verified.json").read_text())
@@ -293,8 +311,9 @@ def test_download_is_verified_and_remembered(download: Any, models: dict[str, Pa
     assert record["dynamicrafter_512_v1.ckpt"]["size"] == len(PAYLOAD)
 
 
-def test_damaged_partial_is_deleted_and_reported(download: Any, models: dict[str, Path], hub: FakeHub,
-                                                 progress: ProgressLog) -> None:
+def test_damaged_partial_is_deleted_and_reported(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     models["checkpoints"].mkdir(parents=True)
     partial = partial_of(download, models["checkpoints"])
     damaged = bytearray(PAYLOAD[: len(PAYLOAD) // 2])
@@ -312,8 +331,9 @@ def test_damaged_partial_is_deleted_and_reported(download: Any, models: dict[str
     assert (models["checkpoints"] / "dynamicrafter_512_v1.ckpt").read_bytes() == PAYLOAD
 
 
-def test_existing_file_of_the_right_size_but_wrong_content_is_refused(download: Any, models: dict[str, Path],
-                                                                      hub: FakeHub, progress: ProgressLog) -> None:
+def test_existing_file_of_the_right_size_but_wrong_content_is_refused(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     models["checkpoints"].mkdir(parents=True)
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
     impostor = random.Random(1).randbytes(len(PAYLOAD))
@@ -326,8 +346,9 @@ def test_existing_file_of_the_right_size_but_wrong_content_is_refused(download: 
     assert not hub.gets()
 
 
-def test_existing_file_is_hashed_once(download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_file_is_hashed_once(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     integrity = sys.modules[download.__name__.rsplit(".", 1)[0] + ".download_integrity"]
     calls: list[Path] = []
     real = integrity.file_sha256
@@ -347,8 +368,9 @@ def test_existing_file_is_hashed_once(download: Any, models: dict[str, Path], hu
     assert not hub.gets()
 
 
-def test_partial_file_that_is_a_link_is_never_followed(download: Any, models: dict[str, Path], hub: FakeHub,
-                                                       progress: ProgressLog, tmp_path: Path) -> None:
+def test_partial_file_that_is_a_link_is_never_followed(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog, tmp_path: Path
+) -> None:
     victim = tmp_path / "outside" / "precious.txt"
     victim.parent.mkdir()
     victim.write_bytes(b"must stay as it is")
@@ -363,16 +385,20 @@ def test_partial_file_that_is_a_link_is_never_followed(download: Any, models: di
     assert hub.gets()[0].range is None  # started from zero, not from the link target's size
 
 
-def test_nothing_is_written_outside_the_models_folder(download: Any, models: dict[str, Path], hub: FakeHub,
-                                                      progress: ProgressLog, tmp_path: Path) -> None:
+def test_nothing_is_written_outside_the_models_folder(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog, tmp_path: Path
+) -> None:
     run_node(download)
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
-    assert written == {Path("models/checkpoints/dynamicrafter_512_v1.ckpt"),
-                       Path("models/checkpoints/.dynamicrafter_verified.json")}
+    assert written == {
+        Path("models/checkpoints/dynamicrafter_512_v1.ckpt"),
+        Path("models/checkpoints/.dynamicrafter_verified.json"),
+    }
 
 
-def test_sha256_from_the_paths_info_api_when_headers_lack_it(download: Any, models: dict[str, Path], hub: FakeHub,
-                                                             progress: ProgressLog) -> None:
+def test_sha256_from_the_paths_info_api_when_headers_lack_it(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+) -> None:
     hub.hide_sha256_in_headers = True
     models["checkpoints"].mkdir(parents=True)
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
@@ -388,9 +414,9 @@ def test_sha256_from_the_paths_info_api_when_headers_lack_it(download: Any, mode
     assert target.read_bytes() == PAYLOAD
 
 
-def test_file_without_a_published_sha256_is_refused_unless_allowed(download: Any, models: dict[str, Path],
-                                                                   hub: FakeHub, progress: ProgressLog,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_without_a_published_sha256_is_refused_unless_allowed(
+    download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.hide_sha256 = True
     with pytest.raises(download.ModelDownloadError) as raised:
         run_node(download)

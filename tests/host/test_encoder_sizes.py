@@ -5,6 +5,7 @@
 vision config, so a released file builds the same models as the host's stock path; a narrower file (the
 test checkpoints) builds a narrower tower of the same kind.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def encoders(comfy_host):
 
 
 def _part(keys: dict[str, list[int]], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: torch.empty(shape, device="meta") for k, shape in keys.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: torch.empty(shape, device="meta") for k, shape in keys.items() if k.startswith(prefix)}
 
 
 @pytest.mark.parametrize("variant", ["256", "512", "1024", "512_interp"])
@@ -47,19 +48,27 @@ def test_released_sizes_are_the_hosts_configs(comfy_host, encoders, variant):
 def test_narrow_towers_build_narrow_models_with_the_real_token_counts(comfy_host, encoders):
     sd = demo_state_dict("512", embedder_text_leftovers=True, sizes=HOST_SIZES)
     text = encoders.text_encoder_from_state_dict(
-        {k[len(PART_PREFIXES["text_encoder"]):]: v for k, v in sd.items() if k.startswith(PART_PREFIXES["text_encoder"])},
-        model_options={"dtype": torch.float32})
+        {
+            k[len(PART_PREFIXES["text_encoder"]) :]: v
+            for k, v in sd.items()
+            if k.startswith(PART_PREFIXES["text_encoder"])
+        },
+        model_options={"dtype": torch.float32},
+    )
     tokens = text.encode_from_tokens(text.tokenize("a boat"), return_pooled=False)
     assert tuple(tokens.shape) == (1, 77, HOST_SIZES.text["width"])
     vision = encoders.clip_vision_from_state_dict(
-        {k[len(PART_PREFIXES["clip_vision"]):]: v for k, v in sd.items() if k.startswith(PART_PREFIXES["clip_vision"])})
+        {k[len(PART_PREFIXES["clip_vision"]) :]: v for k, v in sd.items() if k.startswith(PART_PREFIXES["clip_vision"])}
+    )
     image_tokens = encoders.image_tokens(vision, torch.rand(1, 64, 96, 3))
     assert tuple(image_tokens.shape) == (1, 257, HOST_SIZES.vision["width"])
 
 
 def test_a_vision_tower_of_another_token_count_is_refused(comfy_host, encoders):
     sd = demo_state_dict("512", embedder_text_leftovers=True, sizes=HOST_SIZES)
-    visual = {k[len(PART_PREFIXES["clip_vision"]):]: v for k, v in sd.items() if k.startswith(PART_PREFIXES["clip_vision"])}
+    visual = {
+        k[len(PART_PREFIXES["clip_vision"]) :]: v for k, v in sd.items() if k.startswith(PART_PREFIXES["clip_vision"])
+    }
     visual["model.visual.positional_embedding"] = visual["model.visual.positional_embedding"][:50]
     with pytest.raises(ValueError, match="257 tokens"):
         encoders.clip_vision_from_state_dict(visual)

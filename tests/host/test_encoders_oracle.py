@@ -10,6 +10,7 @@ Precision: the host stores text-encoder and CLIP-vision weights in fp16 on CPU b
 forces fp32 (text: ``model_options={"dtype": torch.float32}``; vision: the host's ``--fp32-text-enc``
 flag, ``args.fp32_text_enc``), so only float32 round-off remains.
 """
+
 from __future__ import annotations
 
 import gc
@@ -24,14 +25,19 @@ from support.reference_data import manifest_path
 
 pytestmark = pytest.mark.host
 
-PROMPTS = ["", "a corgi running on the beach, waves splashing, 4k",
-           "Fireworks over a CITY at night \u2014 slow pan!"]
+PROMPTS = ["", "a corgi running on the beach, waves splashing, 4k", "Fireworks over a CITY at night \u2014 slow pan!"]
 IMAGE_HW = (320, 512)  # the 512 variant's frame: non-square, squashed to 224x224
-TOLERANCE = 1e-4       # max |ours - oracle| / std(oracle): float32 round-off
+TOLERANCE = 1e-4  # max |ours - oracle| / std(oracle): float32 round-off
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-ORPHAN_TEXT_KEYS = ("token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias",
-                    "text_projection", "logit_scale")
+ORPHAN_TEXT_KEYS = (
+    "token_embedding.weight",
+    "positional_embedding",
+    "ln_final.weight",
+    "ln_final.bias",
+    "text_projection",
+    "logit_scale",
+)
 
 
 def _open_clip() -> ModuleType:
@@ -123,8 +129,14 @@ def _oracle_image(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         assert not visual.input_patchnorm  # ViT-H-14: the plain conv1 branch of the original
         x = visual.conv1(x)
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        x = torch.cat([visual.class_embedding.to(x.dtype)
-                       + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device), x], dim=1)
+        x = torch.cat(
+            [
+                visual.class_embedding.to(x.dtype)
+                + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device),
+                x,
+            ],
+            dim=1,
+        )
         x = x + visual.positional_embedding.to(x.dtype)
         x = visual.patch_dropout(x)
         x = visual.ln_pre(x)
@@ -134,8 +146,9 @@ def _oracle_image(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def image_results(comfy_host, encoders: ModuleType, oracle: torch.nn.Module,
-                  parts: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def image_results(
+    comfy_host, encoders: ModuleType, oracle: torch.nn.Module, parts: dict[str, dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """Ours and the oracle's tokens for [random image, unconditional image] (one batch of 2)."""
     import comfy.model_management as mm
     from comfy.cli_args import args
@@ -155,8 +168,7 @@ def image_results(comfy_host, encoders: ModuleType, oracle: torch.nn.Module,
     finally:
         del clip_vision
         _free(mm)
-    reference = _oracle_image(oracle, torch.cat([image.permute(0, 3, 1, 2) * 2.0 - 1.0,
-                                                 torch.zeros(1, 3, *IMAGE_HW)]))
+    reference = _oracle_image(oracle, torch.cat([image.permute(0, 3, 1, 2) * 2.0 - 1.0, torch.zeros(1, 3, *IMAGE_HW)]))
     with torch.no_grad():
         reference_ln_post = oracle.visual.ln_post(reference)
     return {"ours": ours, "reference": reference, "reference_ln_post": reference_ln_post}
@@ -166,12 +178,13 @@ def test_parts_have_the_checkpoint_layout(parts: dict[str, dict[str, torch.Tenso
     manifest = json.loads(manifest_path("512").read_text())["keys"]
     for part in ("text_encoder", "clip_vision"):
         prefix = PART_PREFIXES[part]
-        expected = {k[len(prefix):]: list(shape) for k, shape in manifest.items() if k.startswith(prefix)}
+        expected = {k[len(prefix) :]: list(shape) for k, shape in manifest.items() if k.startswith(prefix)}
         assert {k: list(v.shape) for k, v in parts[part].items()} == expected, part
 
 
-def test_text_tokens_match_open_clip(comfy_host, encoders: ModuleType, oracle: torch.nn.Module,
-                                     parts: dict[str, dict[str, torch.Tensor]]) -> None:
+def test_text_tokens_match_open_clip(
+    comfy_host, encoders: ModuleType, oracle: torch.nn.Module, parts: dict[str, dict[str, torch.Tensor]]
+) -> None:
     import comfy.model_management as mm
 
     open_clip = _open_clip()
@@ -207,8 +220,9 @@ def test_image_tokens_match_open_clip(image_results: dict[str, torch.Tensor]) ->
     assert _relative_error(image_results["reference_ln_post"][0], reference[0]) > 1000 * TOLERANCE
 
 
-def test_unconditional_image_tokens_match_open_clip_zero_image(encoders: ModuleType,
-                                                               image_results: dict[str, torch.Tensor]) -> None:
+def test_unconditional_image_tokens_match_open_clip_zero_image(
+    encoders: ModuleType, image_results: dict[str, torch.Tensor]
+) -> None:
     gray = encoders.unconditional_image(*IMAGE_HW, batch_size=2)
     assert gray.shape == (2, *IMAGE_HW, 3) and gray.dtype == torch.float32
     assert torch.equal(gray, torch.full_like(gray, 0.5)) and torch.equal(gray * 2 - 1, torch.zeros_like(gray))

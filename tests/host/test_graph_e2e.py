@@ -1,5 +1,6 @@
 """A full image-to-video graph in the real host: loader -> CLIP encode -> conditioning -> sampler ->
 VAEDecode -> CreateVideo -> SaveVideo, on tiny checkpoints in every real file layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,9 @@ def model_dirs(comfy_host, tmp_path_factory):
     (root / "diffusion_models").mkdir()
     write_host_checkpoint(root / "checkpoints" / "dynamicrafter_512_v1.ckpt", "512", manifest, "ckpt")
     write_host_checkpoint(root / "checkpoints" / "dynamicrafter_512_v1_bf16.safetensors", "512", manifest, "bf16")
-    write_host_checkpoint(root / "diffusion_models" / "dynamicrafter_512_fp16_pruned.safetensors", "512", manifest,
-                          "pruned")
+    write_host_checkpoint(
+        root / "diffusion_models" / "dynamicrafter_512_fp16_pruned.safetensors", "512", manifest, "pruned"
+    )
     for kind in ("checkpoints", "diffusion_models"):
         comfy_host.folder_paths.add_model_folder_path(kind, str(root / kind), is_default=True)
     picture = np.zeros((90, 160, 3), dtype=np.uint8)
@@ -38,23 +40,51 @@ def model_dirs(comfy_host, tmp_path_factory):
 
 def i2v_prompt(ckpt_name: str, prefix: str, steps: int = 2, frames: int = FRAMES, width: int = WIDTH) -> dict:
     return {
-        "1": {"class_type": "DynamiCrafterCheckpointLoader",
-              "inputs": {"ckpt_name": ckpt_name, "variant": "auto", "weight_dtype": "default"}},
+        "1": {
+            "class_type": "DynamiCrafterCheckpointLoader",
+            "inputs": {"ckpt_name": ckpt_name, "variant": "auto", "weight_dtype": "default"},
+        },
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red and blue flag waving", "clip": ["1", 1]}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
         "4": {"class_type": "LoadImage", "inputs": {"image": "dc_test.png"}},
-        "5": {"class_type": "DynamiCrafterImageToVideo",
-              "inputs": {"positive": ["2", 0], "negative": ["3", 0], "vae": ["1", 2], "clip_vision": ["1", 3],
-                         "image": ["4", 0], "width": width, "height": HEIGHT, "frames": frames, "fs": 0,
-                         "batch_size": 1, "fit": "crop"}},
-        "6": {"class_type": "DynamiCrafterSampler",
-              "inputs": {"model": ["1", 0], "positive": ["5", 0], "negative": ["5", 1], "latent": ["5", 2],
-                         "seed": 1, "steps": steps, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
-                         "spacing": "auto", "dynamic_rescale": "auto"}},
+        "5": {
+            "class_type": "DynamiCrafterImageToVideo",
+            "inputs": {
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "vae": ["1", 2],
+                "clip_vision": ["1", 3],
+                "image": ["4", 0],
+                "width": width,
+                "height": HEIGHT,
+                "frames": frames,
+                "fs": 0,
+                "batch_size": 1,
+                "fit": "crop",
+            },
+        },
+        "6": {
+            "class_type": "DynamiCrafterSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["5", 0],
+                "negative": ["5", 1],
+                "latent": ["5", 2],
+                "seed": 1,
+                "steps": steps,
+                "cfg": 7.5,
+                "eta": 1.0,
+                "guidance_rescale": -1.0,
+                "spacing": "auto",
+                "dynamic_rescale": "auto",
+            },
+        },
         "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
         "8": {"class_type": "CreateVideo", "inputs": {"images": ["7", 0], "fps": 8.0}},
-        "9": {"class_type": "SaveVideo", "inputs": {"video": ["8", 0], "filename_prefix": prefix, "format": "mp4",
-                                                    "codec": "h264"}},
+        "9": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["8", 0], "filename_prefix": prefix, "format": "mp4", "codec": "h264"},
+        },
     }
 
 
@@ -99,8 +129,10 @@ def test_pruned_file_through_the_model_loader(comfy_host, model_dirs):
 
 def test_size_off_the_grid_is_refused_when_queued(comfy_host, model_dirs):
     import asyncio
-    valid = asyncio.run(comfy_host.execution.validate_prompt(
-        "size", i2v_prompt("dynamicrafter_512_v1.ckpt", "dc_bad", width=100), None))
+
+    valid = asyncio.run(
+        comfy_host.execution.validate_prompt("size", i2v_prompt("dynamicrafter_512_v1.ckpt", "dc_bad", width=100), None)
+    )
     assert not valid[0]
     assert "100x64 is not a multiple of 64" in str(valid[3]["5"]["errors"])
 
@@ -108,14 +140,30 @@ def test_size_off_the_grid_is_refused_when_queued(comfy_host, model_dirs):
 def interp_prompt(ckpt_name: str, prefix: str, mode: str, variant: str = "auto") -> dict:
     prompt = i2v_prompt(ckpt_name, prefix, steps=1)
     prompt["1"]["inputs"]["variant"] = variant
-    prompt["5"] = {"class_type": "DynamiCrafterInterpolation",
-                   "inputs": {"positive": ["2", 0], "negative": ["3", 0], "vae": ["1", 2], "clip_vision": ["1", 3],
-                              "start_image": ["4", 0], "end_image": ["10", 0], "mode": mode, "width": WIDTH,
-                              "height": HEIGHT, "frames": FRAMES, "fs": 0, "batch_size": 1, "fit": "crop"}}
+    prompt["5"] = {
+        "class_type": "DynamiCrafterInterpolation",
+        "inputs": {
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "vae": ["1", 2],
+            "clip_vision": ["1", 3],
+            "start_image": ["4", 0],
+            "end_image": ["10", 0],
+            "mode": mode,
+            "width": WIDTH,
+            "height": HEIGHT,
+            "frames": FRAMES,
+            "fs": 0,
+            "batch_size": 1,
+            "fit": "crop",
+        },
+    }
     prompt["10"] = {"class_type": "ImageInvert", "inputs": {"image": ["4", 0]}}
     if mode == "loop":
-        prompt["11"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["7", 0], "batch_index": 0,
-                                                                   "length": FRAMES - 1}}
+        prompt["11"] = {
+            "class_type": "ImageFromBatch",
+            "inputs": {"image": ["7", 0], "batch_index": 0, "length": FRAMES - 1},
+        }
         prompt["8"]["inputs"]["images"] = ["11", 0]
     return prompt
 

@@ -5,6 +5,7 @@ checked against the memory limit before anything is allocated; odd pictures are 
 The host's own check stops at the first wrong value of a node only for inputs the node does not validate
 itself, so the pack must hold the host's bounds for every input it does validate (issue 12).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -104,39 +105,47 @@ def test_every_bad_widget_value_is_refused_when_queued(comfy_host: Any, pack: di
         for spec in specs:
             for bad, fragment in bad_values(spec):
                 errors = queue_errors(comfy_host, node_id(cls), {**defaults, spec.id: bad})
-                assert spec.id in errors and (fragment in errors or "smaller than min" in errors
-                                              or "bigger than max" in errors), \
-                    f"{node_id(cls)}.{spec.id} = {bad!r:.40} was not refused: {errors[:600]}"
+                assert spec.id in errors and (
+                    fragment in errors or "smaller than min" in errors or "bigger than max" in errors
+                ), f"{node_id(cls)}.{spec.id} = {bad!r:.40} was not refused: {errors[:600]}"
                 tried += 1
     assert tried > 80
 
 
-@pytest.mark.parametrize(("node", "values", "fragment"), [
-    ("DynamiCrafterImageToVideo", {"width": 65536, "height": 65536}, "width = 65536 is above its maximum 4096"),
-    ("DynamiCrafterImageToVideo", {"width": 8192}, "width = 8192 is above its maximum 4096"),
-    ("DynamiCrafterImageToVideo", {"width": 100}, "100x320 is not a multiple of 64"),
-    ("DynamiCrafterImageToVideo", {"width": 4096, "height": 4096, "frames": 64, "batch_size": 16},
-     "DYNAMICRAFTER_MAX_RUN_GB"),
-    ("DynamiCrafterInterpolation", {"width": 2048, "height": 2048, "frames": 64, "batch_size": 4}, "GiB"),
-    ("DynamiCrafterLongVideo", {"width": 4096, "height": 4096, "total_frames": 4096}, "4096 frames out"),
-    ("DynamiCrafterSampler", {"cfg": math.nan}, "cfg is nan, not a number"),
-    ("DynamiCrafterSampler", {"eta": math.inf}, "eta is inf, not a number"),
-    ("DynamiCrafterSampler", {"guidance_rescale": math.nan}, "guidance_rescale is nan"),
-    ("DynamiCrafterSampler", {"dynamic_rescale": "evil"}, "dynamic_rescale = 'evil' is not one of its choices"),
-    ("DynamiCrafterImageToVideo", {"fit": "evil"}, "fit = 'evil' is not one of its choices ('crop', 'pad')"),
-    ("DynamiCrafterCheckpointLoader", {"weight_dtype": "bogus"}, "weight_dtype = 'bogus' is not one of"),
-    ("DynamiCrafterLoadModel", {"model_name": "../../etc/passwd"}, "model_name = '../../etc/passwd' is not one"),
-])
-def test_reported_cases_are_refused_when_queued(comfy_host: Any, pack: dict[str, Any], node: str,
-                                                values: dict[str, Any], fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("node", "values", "fragment"),
+    [
+        ("DynamiCrafterImageToVideo", {"width": 65536, "height": 65536}, "width = 65536 is above its maximum 4096"),
+        ("DynamiCrafterImageToVideo", {"width": 8192}, "width = 8192 is above its maximum 4096"),
+        ("DynamiCrafterImageToVideo", {"width": 100}, "100x320 is not a multiple of 64"),
+        (
+            "DynamiCrafterImageToVideo",
+            {"width": 4096, "height": 4096, "frames": 64, "batch_size": 16},
+            "DYNAMICRAFTER_MAX_RUN_GB",
+        ),
+        ("DynamiCrafterInterpolation", {"width": 2048, "height": 2048, "frames": 64, "batch_size": 4}, "GiB"),
+        ("DynamiCrafterLongVideo", {"width": 4096, "height": 4096, "total_frames": 4096}, "4096 frames out"),
+        ("DynamiCrafterSampler", {"cfg": math.nan}, "cfg is nan, not a number"),
+        ("DynamiCrafterSampler", {"eta": math.inf}, "eta is inf, not a number"),
+        ("DynamiCrafterSampler", {"guidance_rescale": math.nan}, "guidance_rescale is nan"),
+        ("DynamiCrafterSampler", {"dynamic_rescale": "evil"}, "dynamic_rescale = 'evil' is not one of its choices"),
+        ("DynamiCrafterImageToVideo", {"fit": "evil"}, "fit = 'evil' is not one of its choices ('crop', 'pad')"),
+        ("DynamiCrafterCheckpointLoader", {"weight_dtype": "bogus"}, "weight_dtype = 'bogus' is not one of"),
+        ("DynamiCrafterLoadModel", {"model_name": "../../etc/passwd"}, "model_name = '../../etc/passwd' is not one"),
+    ],
+)
+def test_reported_cases_are_refused_when_queued(
+    comfy_host: Any, pack: dict[str, Any], node: str, values: dict[str, Any], fragment: str
+) -> None:
     cls = comfy_host.nodes.NODE_CLASS_MAPPINGS[node]
     defaults = {spec.id: good_value(spec) for spec in widgets(cls, pack["validation"])}
     errors = queue_errors(comfy_host, node, {**defaults, **values})
     assert fragment in errors, errors
 
 
-def test_memory_limit_is_the_administrators(comfy_host: Any, pack: dict[str, Any],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_limit_is_the_administrators(
+    comfy_host: Any, pack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cls = comfy_host.nodes.NODE_CLASS_MAPPINGS["DynamiCrafterImageToVideo"]
     defaults = {spec.id: good_value(spec) for spec in widgets(cls, pack["validation"])}
     four_1024 = {**defaults, "width": 1024, "height": 576, "frames": 16, "batch_size": 4}
@@ -183,8 +192,9 @@ def captured_pictures(comfy_host: Any, monkeypatch: pytest.MonkeyPatch) -> list[
 
 
 @pytest.mark.parametrize(("channels", "expected"), [(1, "grey"), (2, "grey"), (3, "rgb"), (4, "rgb")])
-def test_grey_and_rgba_pictures_become_rgb(comfy_host: Any, pack: dict[str, Any], captured_pictures: list,
-                                           channels: int, expected: str) -> None:
+def test_grey_and_rgba_pictures_become_rgb(
+    comfy_host: Any, pack: dict[str, Any], captured_pictures: list, channels: int, expected: str
+) -> None:
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["DynamiCrafterImageToVideo"]
     picture = torch.rand(2, 24, 40, channels)
     node.execute(None, None, object(), object(), picture, 512, 320, 16, 0, 1, "crop")
@@ -197,11 +207,18 @@ def test_grey_and_rgba_pictures_become_rgb(comfy_host: Any, pack: dict[str, Any]
         torch.testing.assert_close(seen, picture[..., :3])
 
 
-@pytest.mark.parametrize(("shape", "fragment"), [
-    ((1, 0, 0, 3), "is empty"), ((0, 32, 32, 3), "is empty"), ((1, 8, 8, 5), "5 channels"), ((8, 8, 3), "IMAGE batch"),
-])
-def test_odd_pictures_are_refused_with_a_clear_message(comfy_host: Any, pack: dict[str, Any],
-                                                       captured_pictures: list, shape: tuple, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("shape", "fragment"),
+    [
+        ((1, 0, 0, 3), "is empty"),
+        ((0, 32, 32, 3), "is empty"),
+        ((1, 8, 8, 5), "5 channels"),
+        ((8, 8, 3), "IMAGE batch"),
+    ],
+)
+def test_odd_pictures_are_refused_with_a_clear_message(
+    comfy_host: Any, pack: dict[str, Any], captured_pictures: list, shape: tuple, fragment: str
+) -> None:
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["DynamiCrafterImageToVideo"]
     with pytest.raises(pack["validation"].InputError, match=fragment) as raised:
         node.execute(None, None, object(), object(), torch.rand(*shape), 512, 320, 16, 0, 1, "crop")
@@ -252,16 +269,20 @@ def shipped_i2v(**changes: dict[str, Any]) -> dict[str, Any]:
 SERVER_CASES = {
     "size_65536": ({"DynamiCrafterImageToVideo": {"width": 65536, "height": 65536}}, "above its maximum 4096"),
     "size_8192": ({"DynamiCrafterImageToVideo": {"width": 8192}}, "width = 8192 is above its maximum 4096"),
-    "memory": ({"DynamiCrafterImageToVideo": {"width": 4096, "height": 4096, "frames": 64, "batch_size": 16}},
-               "DYNAMICRAFTER_MAX_RUN_GB"),
+    "memory": (
+        {"DynamiCrafterImageToVideo": {"width": 4096, "height": 4096, "frames": 64, "batch_size": 16}},
+        "DYNAMICRAFTER_MAX_RUN_GB",
+    ),
     "cfg_nan": ({"DynamiCrafterSampler": {"cfg": math.nan}}, "cfg is nan, not a number"),
     "eta_nan": ({"DynamiCrafterSampler": {"eta": math.nan}}, "eta is nan, not a number"),
     "rescale_inf": ({"DynamiCrafterSampler": {"guidance_rescale": math.inf}}, "guidance_rescale is inf"),
     "fit": ({"DynamiCrafterImageToVideo": {"fit": "evil"}}, "fit = 'evil' is not one of its choices"),
     "dynamic_rescale": ({"DynamiCrafterSampler": {"dynamic_rescale": "evil"}}, "dynamic_rescale = 'evil'"),
     "weight_dtype": ({"DynamiCrafterCheckpointLoader": {"weight_dtype": "bogus"}}, "weight_dtype = 'bogus'"),
-    "file_outside": ({"DynamiCrafterCheckpointLoader": {"ckpt_name": "../../../etc/passwd"}},
-                     "ckpt_name = '../../../etc/passwd' is not one of its choices"),
+    "file_outside": (
+        {"DynamiCrafterCheckpointLoader": {"ckpt_name": "../../../etc/passwd"}},
+        "ckpt_name = '../../../etc/passwd' is not one of its choices",
+    ),
 }
 
 
@@ -281,8 +302,12 @@ def test_reported_case_is_refused_by_the_server(server: Any, case: str) -> None:
 
 
 def test_server_runs_the_next_prompt(server: Any) -> None:
-    run = server.run({"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
-                                                                   "color": 0}},
-                      "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}, timeout=120)
+    run = server.run(
+        {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+        },
+        timeout=120,
+    )
     assert run.outcome == "execution_success", server.log_tail()
     assert "Traceback" not in server.log_text()

@@ -1,9 +1,12 @@
 """LoRAs through the stock LoraLoaderModelOnly and SD 2.1-layout ControlNets through the stock ControlNet nodes."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from safetensors.torch import save_file
+
+from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from support.sd21_layout import (
     FRAMES,
     H,
@@ -20,20 +23,30 @@ from support.tiny_host import H as TINY_H
 from support.tiny_host import W as TINY_W
 from support.tiny_host import conditioning, host_conds, relative_error, tiny_checkpoint
 
-from dynamicrafter.checkpoint import checkpoint_from_state_dict
-
 RANK, ALPHA, STRENGTH = 2, 1.0, 0.8
 
 # (LoRA key stem, checkpoint key of the weight, names of the up/down tensors): one per naming convention
 LORA_TARGETS = [
-    ("lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k",
-     "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", ("lora_up", "lora_down")),
-    ("diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q",
-     "model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight", ("lora_B", "lora_A")),
-    ("model.diffusion_model.input_blocks.1.0.in_layers.2",
-     "model.diffusion_model.input_blocks.1.0.in_layers.2.weight", ("lora_up", "lora_down")),
-    ("model.diffusion_model.input_blocks.1.2.transformer_blocks.0.attn1.to_v",
-     "model.diffusion_model.input_blocks.1.2.transformer_blocks.0.attn1.to_v.weight", ("lora_up", "lora_down")),
+    (
+        "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k",
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+        ("lora_up", "lora_down"),
+    ),
+    (
+        "diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q",
+        "model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight",
+        ("lora_B", "lora_A"),
+    ),
+    (
+        "model.diffusion_model.input_blocks.1.0.in_layers.2",
+        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight",
+        ("lora_up", "lora_down"),
+    ),
+    (
+        "model.diffusion_model.input_blocks.1.2.transformer_blocks.0.attn1.to_v",
+        "model.diffusion_model.input_blocks.1.2.transformer_blocks.0.attn1.to_v.weight",
+        ("lora_up", "lora_down"),
+    ),
     ("image_proj_model.layers.0.0.to_q", "image_proj_model.layers.0.0.to_q.weight", ("lora_up", "lora_down")),
 ]
 
@@ -70,10 +83,12 @@ def test_lora_through_stock_loader_equals_merged_weights(comfy_host, tmp_path, s
 
     model = host_model.model_from_checkpoint(ckpt, "fp32")
     with_lora = comfy_host.nodes.LoraLoaderModelOnly().load_lora_model_only(
-        model, "dynamicrafter_test_lora.safetensors", STRENGTH)[0]
+        model, "dynamicrafter_test_lora.safetensors", STRENGTH
+    )[0]
     # the host model holds the UNet as diffusion_model.* and the Resampler as diffusion_model.image_proj_model.*
-    assert set(with_lora.patches) == {"diffusion_model." + key.removeprefix("model.diffusion_model.")
-                                      for _, key, _ in LORA_TARGETS}
+    assert set(with_lora.patches) == {
+        "diffusion_model." + key.removeprefix("model.diffusion_model.") for _, key, _ in LORA_TARGETS
+    }
 
     by_hand = host_model.model_from_checkpoint(checkpoint_from_state_dict(ckpt.path, merged, "512"), "fp32")
     positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(), 24)
@@ -96,15 +111,24 @@ def controlnet_setup(comfy_host, tmp_path_factory):
     return model, control_net, conds
 
 
-def _with_control(comfy_host, setup, hints: torch.Tensor, strength: float, start: float = 0.0, end: float = 1.0,
-                  start_latent: torch.Tensor | None = None) -> torch.Tensor:
+def _with_control(
+    comfy_host,
+    setup,
+    hints: torch.Tensor,
+    strength: float,
+    start: float = 0.0,
+    end: float = 1.0,
+    start_latent: torch.Tensor | None = None,
+) -> torch.Tensor:
     """KSampler with the ControlNet applied; from ``start_latent`` without added noise when given."""
     model, control_net, (positive, negative) = setup
     positive, negative = comfy_host.nodes.ControlNetApplyAdvanced().apply_controlnet(
-        positive, negative, control_net, hints, strength, start, end)[:2]
+        positive, negative, control_net, hints, strength, start, end
+    )[:2]
     latent = torch.zeros(FRAMES, 4, H, W) if start_latent is None else start_latent
-    return ksample(comfy_host.nodes, model, positive, negative, {"samples": latent},
-                   disable_noise=start_latent is not None)
+    return ksample(
+        comfy_host.nodes, model, positive, negative, {"samples": latent}, disable_noise=start_latent is not None
+    )
 
 
 def test_controlnet_through_stock_nodes(comfy_host, controlnet_setup, single_thread):

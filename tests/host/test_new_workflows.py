@@ -6,6 +6,7 @@ director's prompts), then every new API workflow run end to end on tiny checkpoi
 frame counts, and for the director workflows a fake OpenAI-compatible service on 127.0.0.1 (random key in a
 random environment variable) and an MP4 whose soundtrack lasts as long as the video.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,20 +36,27 @@ from support.reference_data import manifest_path
 HERE = Path(__file__).resolve().parent
 
 
-
 W = load_by_path("_new_workflows_generic_checks", HERE / "test_workflows.py")
 TOON = load_by_path("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
 
 NEW = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
 WIDTH, HEIGHT, STEPS, FPS = 128, 64, 1, 8.0
-TINY = {"dynamicrafter_512_v1.ckpt": "dynamicrafter_tiny_512.ckpt",
-        "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
-        "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors"}
-SIZED = {"DynamiCrafterImageToVideo", "DynamiCrafterInterpolation", "DynamiCrafterKeyframeChain",
-         "DynamiCrafterLongVideo"}
+TINY = {
+    "dynamicrafter_512_v1.ckpt": "dynamicrafter_tiny_512.ckpt",
+    "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
+    "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors",
+}
+SIZED = {
+    "DynamiCrafterImageToVideo",
+    "DynamiCrafterInterpolation",
+    "DynamiCrafterKeyframeChain",
+    "DynamiCrafterLongVideo",
+}
 SAMPLING = {"DynamiCrafterSampler", "DynamiCrafterKeyframeChain", "DynamiCrafterLongVideo"}
-STORY = ['```json\n{"style": "warm oil painting", "scenes": ["The sun sinks toward the sea.", '
-         '"The sun touches the horizon."]}\n```']
+STORY = [
+    '```json\n{"style": "warm oil painting", "scenes": ["The sun sinks toward the sea.", '
+    '"The sun touches the horizon."]}\n```'
+]
 DESCRIBE = "The sun sinks slowly into the sea while the waves shimmer, static camera."
 
 
@@ -66,8 +74,11 @@ def host(comfy_host, tmp_path_factory):
     write_host_checkpoint(folder / TINY["dynamicrafter_512_v1.ckpt"], "512", manifest, "ckpt")
     os.link(folder / TINY["dynamicrafter_512_v1.ckpt"], folder / TINY["dynamicrafter_512_interp_v1.ckpt"])
     interp_manifest = manifest_path("512_interp")
-    sd = {k: v for k, v in host_state_dict("512_interp", interp_manifest).items()
-          if not k.startswith(PART_PREFIXES["vae"])}
+    sd = {
+        k: v
+        for k, v in host_state_dict("512_interp", interp_manifest).items()
+        if not k.startswith(PART_PREFIXES["vae"])
+    }
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in TOON.tiny_tooncrafter_vae_state_dict().items()})
     save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / TINY["tooncrafter_512_interp.ckpt"]))
     del sd
@@ -118,6 +129,7 @@ def test_the_new_workflows_are_shipped_and_current(comfy_host):
 
 def test_keyframes_are_one_size():
     from PIL import Image
+
     sizes = set()
     for name in ("dynamicrafter_start.png", "dynamicrafter_middle.png", "dynamicrafter_end.png"):
         with Image.open(WORKFLOW_INPUTS / name) as image:
@@ -180,8 +192,9 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
             problems.append(f"{where}: inputs {sockets} != {layout.sockets}")
         widget_types = {w[0]: w[1] for w in layout.widgets}
         for entry in node["inputs"]:
-            if "widget" in entry and (entry["widget"]["name"] != entry["name"] or
-                                      widget_types.get(entry["name"]) != entry["type"]):
+            if "widget" in entry and (
+                entry["widget"]["name"] != entry["name"] or widget_types.get(entry["name"]) != entry["type"]
+            ):
                 problems.append(f"{where}: widget input {entry} is not a {widget_types.get(entry['name'])} widget")
         if [(o["name"], o["type"]) for o in node["outputs"]] != layout.outputs:
             problems.append(f"{where}: outputs differ from {layout.outputs}")
@@ -189,8 +202,11 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
             if entry["link"] is not None:
                 row = links[entry["link"]]
                 origin = nodes[row[1]]
-                if row[3:5] != [node["id"], slot] or origin["outputs"][row[2]]["type"] != entry["type"] or \
-                        entry["link"] not in (origin["outputs"][row[2]]["links"] or []):
+                if (
+                    row[3:5] != [node["id"], slot]
+                    or origin["outputs"][row[2]]["type"] != entry["type"]
+                    or entry["link"] not in (origin["outputs"][row[2]]["links"] or [])
+                ):
                     problems.append(f"{where}: link {row} does not join {entry['name']} to its source")
     assert not problems, "\n".join(problems)
 
@@ -198,8 +214,9 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
 @pytest.mark.parametrize("name", NEW)
 def test_ui_and_api_describe_the_same_graph(host, name):
     api = load_api_workflow(name)
-    assert ui_to_api(host, load_ui(name)) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
-                                               for k, v in api.items()}
+    assert ui_to_api(host, load_ui(name)) == {
+        k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()
+    }
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -213,8 +230,13 @@ def test_the_settings_are_the_models_own():
     toon = load_api_workflow("tooncrafter_512")
     photo = load_api_workflow("photo_to_film")
     story = load_api_workflow("story_to_film")
-    for sampling in (chain, long, of_type(toon, "DynamiCrafterSampler"), of_type(photo, "DynamiCrafterSampler"),
-                     of_type(story, "DynamiCrafterKeyframeChain")):
+    for sampling in (
+        chain,
+        long,
+        of_type(toon, "DynamiCrafterSampler"),
+        of_type(photo, "DynamiCrafterSampler"),
+        of_type(story, "DynamiCrafterKeyframeChain"),
+    ):
         assert (sampling["steps"], sampling["cfg"], sampling["eta"]) == (50, 7.5, 1.0)
     assert (chain["width"], chain["height"], chain["fs"], chain["frames"]) == (512, 320, 5, 16)
     assert len(chain["segment_prompts"].splitlines()) == 2
@@ -243,8 +265,12 @@ def saved_video(host, run) -> Path:
 def video_facts(path: Path) -> dict[str, Any]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        facts = {"frames": sum(1 for _ in container.decode(stream)), "size": (stream.width, stream.height),
-                 "fps": float(stream.average_rate), "audio": None}
+        facts = {
+            "frames": sum(1 for _ in container.decode(stream)),
+            "size": (stream.width, stream.height),
+            "fps": float(stream.average_rate),
+            "audio": None,
+        }
     with av.open(str(path)) as container:
         if container.streams.audio:
             audio = container.streams.audio[0]
@@ -282,14 +308,20 @@ def write_wav(path: Path, seconds: float, rate: int = 16000, hz: float = 220.0) 
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / rate)))
-                                 for i in range(int(seconds * rate))))
+        out.writeframes(
+            b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / rate))) for i in range(int(seconds * rate))
+            )
+        )
 
 
 def _route(body: dict[str, Any]) -> H.Reply:
     system = body["messages"][0]["content"]
-    for marker, answer in (("You write motion prompts", DESCRIBE), ("film director", STORY[0]),
-                           ("background music", '{"index": 2, "reason": "a slow sunset"}')):
+    for marker, answer in (
+        ("You write motion prompts", DESCRIBE),
+        ("film director", STORY[0]),
+        ("background music", '{"index": 2, "reason": "a slow sunset"}'),
+    ):
         if marker in system:
             return H.Reply(body=H.chat_body(answer))
     return H.Reply(status=500, body={"error": {"message": "unexpected request"}})
@@ -315,7 +347,8 @@ def director(monkeypatch, tmp_path):
 
 def directed(prompt: dict[str, Any], fake, env: str, music: Path) -> dict[str, Any]:
     of_type(prompt, "DynamiCrafterDirectorConnection").update(
-        provider="Custom", model="vision-test", api_key_env=env, custom_url=fake.base_url, timeout=10.0, retries=0)
+        provider="Custom", model="vision-test", api_key_env=env, custom_url=fake.base_url, timeout=10.0, retries=0
+    )
     of_type(prompt, "DynamiCrafterDirectorSoundtrack")["folder"] = str(music)
     return prompt
 

@@ -1,5 +1,6 @@
 """No node id of the pack is one another DynamiCrafter pack registers (the host would silently replace one
 pack's node with the other's); the ids come from tests/data/other_packs_node_ids.json."""
+
 from __future__ import annotations
 
 import json

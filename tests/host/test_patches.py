@@ -1,10 +1,13 @@
 """The host's patch points act on DynamiCrafter: stock attention and block patch nodes, attention
 replacements and patches, the attention-backend override, diffusion-model wrappers, TorchCompileModel
 and custom operations. Two videos share each batch, so frames-as-batch is exercised with B > 1."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from support.stock_nodes import call_node, ksample, stock_node
 from support.tiny_host import (
     FRAMES,
@@ -15,7 +18,6 @@ from support.tiny_host import (
     relative_error,
     tiny_checkpoint,
 )
-from torch import nn
 
 VIDEOS = 2
 
@@ -39,12 +41,16 @@ def _sample(comfy_host, tiny, model=None) -> torch.Tensor:
     return ksample(comfy_host.nodes, model or unpatched, positive, negative, latent)
 
 
-@pytest.mark.parametrize("module, node, inputs", [
-    ("comfy_extras.nodes_pag", "PerturbedAttentionGuidance", {"scale": 3.0}),
-    ("comfy_extras.nodes_freelunch", "FreeU_V2", {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}),
-])
-def test_stock_patch_node_acts_and_unpatched_model_is_unchanged(comfy_host, tiny, baseline, single_thread,
-                                                                 module, node, inputs):
+@pytest.mark.parametrize(
+    "module, node, inputs",
+    [
+        ("comfy_extras.nodes_pag", "PerturbedAttentionGuidance", {"scale": 3.0}),
+        ("comfy_extras.nodes_freelunch", "FreeU_V2", {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}),
+    ],
+)
+def test_stock_patch_node_acts_and_unpatched_model_is_unchanged(
+    comfy_host, tiny, baseline, single_thread, module, node, inputs
+):
     patched_model = call_node(stock_node(module, node), model=tiny[0], **inputs)[0]
     patched = _sample(comfy_host, tiny, patched_model)
     assert torch.isfinite(patched).all()
@@ -102,8 +108,10 @@ def test_attention_override_and_wrappers_reach_every_attention(comfy_host, tiny,
         return executor(*args, **kwargs)
 
     model = tiny[0].clone()
-    model.model_options["transformer_options"] = {**model.model_options.get("transformer_options", {}),
-                                                  "optimized_attention_override": override}
+    model.model_options["transformer_options"] = {
+        **model.model_options.get("transformer_options", {}),
+        "optimized_attention_override": override,
+    }
     model.add_wrapper_with_key(extension.WrappersMP.DIFFUSION_MODEL, "dynamicrafter-test", diffusion_wrapper)
     out = _sample(comfy_host, tiny, model)
     # every spatial transformer attends three times (self, text, image), every temporal one twice, and the
@@ -129,11 +137,14 @@ def test_torch_compile_node_traces_the_model_whole_and_matches_eager(comfy_host,
         return host_attention.attention_pytorch(*args, **kwargs)
 
     eager = tiny[0].clone()
-    eager.model_options["transformer_options"] = {**eager.model_options.get("transformer_options", {}),
-                                                  "optimized_attention_override": pytorch_attention}
+    eager.model_options["transformer_options"] = {
+        **eager.model_options.get("transformer_options", {}),
+        "optimized_attention_override": pytorch_attention,
+    }
     expected = _sample(comfy_host, tiny, eager)
-    compiled = call_node(stock_node("comfy_extras.nodes_torch_compile", "TorchCompileModel"), model=eager,
-                         backend="aot_eager")[0]
+    compiled = call_node(
+        stock_node("comfy_extras.nodes_torch_compile", "TorchCompileModel"), model=eager, backend="aot_eager"
+    )[0]
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
@@ -153,6 +164,7 @@ def _recording_operations():
         def forward(self, *args, **kwargs):
             calls[layer.__name__] = calls.get(layer.__name__, 0) + 1
             return layer.forward(self, *args, **kwargs)
+
         return type(layer.__name__, (layer,), {"forward": forward})
 
     names = ("Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm")
@@ -164,8 +176,11 @@ def test_custom_operations_from_model_options_build_every_layer(comfy_host, tiny
     ops, calls = _recording_operations()
     host_model = comfy_host.import_pack_module("nodes.host_model")
     model = host_model.model_from_checkpoint(tiny_checkpoint("512"), "fp32", model_options={"custom_operations": ops})
-    layers = [m for m in model.model.diffusion_model.modules()
-              if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm))]
+    layers = [
+        m
+        for m in model.model.diffusion_model.modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm))
+    ]
     assert layers and all(type(m) is getattr(ops, type(m).__name__) for m in layers)
     out = _sample(comfy_host, tiny, model)
     assert set(calls) == {"Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"}

@@ -5,6 +5,7 @@ nothing is reinstalled, and the demo checkpoint of this test run (``--models-dir
 written once. Everything else (the pack's link into ComfyUI, the extra-model-paths file, the server's
 folders) is made by the clone itself. The clone is of the last commit: commit before running it.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,14 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(clone: Path, cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900):
-    return subprocess.run([str(clone / "scripts" / "run"), *args], cwd=cwd, env=env or _env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(clone / "scripts" / "run"), *args],
+        cwd=cwd,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _last_line(text: str) -> str:
@@ -63,21 +70,32 @@ def _last_line(text: str) -> str:
 
 
 def test_help_needs_no_setup(clone):
-    result = subprocess.run([str(clone / "scripts" / "run"), "--help"], capture_output=True, text=True, timeout=60,
-                            env={k: v for k, v in os.environ.items() if k not in ("COMFYUI_DIR", "DYNAMICRAFTER_VENV")})
+    result = subprocess.run(
+        [str(clone / "scripts" / "run"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("COMFYUI_DIR", "DYNAMICRAFTER_VENV")},
+    )
     assert result.returncode == 0, result.stderr
     assert "--demo" in result.stdout and "--download" in result.stdout and "--again" in result.stdout
     assert not (clone / ".venv").exists()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--demo", "--image", "missing.png"], "--image missing.png: no such file"),
-    (["--demo", "--image", "notes.txt"], "--image notes.txt: not a picture (it is a text file)"),
-    (["--model", "missing.ckpt", "--image", "photo.png"], "--model missing.ckpt: no such file"),
-    (["--model", "page.ckpt", "--image", "photo.png"], "--model page.ckpt: this is an HTML page"),
-    (["--model", "photo.png", "--image", "photo.png"], "--model photo.png: this is a PNG picture, not a checkpoint"),
-    (["--demo", "--image", "photo.png", "--width", "500"], "--width 500: use a multiple of 64"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--demo", "--image", "missing.png"], "--image missing.png: no such file"),
+        (["--demo", "--image", "notes.txt"], "--image notes.txt: not a picture (it is a text file)"),
+        (["--model", "missing.ckpt", "--image", "photo.png"], "--model missing.ckpt: no such file"),
+        (["--model", "page.ckpt", "--image", "photo.png"], "--model page.ckpt: this is an HTML page"),
+        (
+            ["--model", "photo.png", "--image", "photo.png"],
+            "--model photo.png: this is a PNG picture, not a checkpoint",
+        ),
+        (["--demo", "--image", "photo.png", "--width", "500"], "--width 500: use a multiple of 64"),
+    ],
+)
 def test_argument_errors_come_before_any_setup(clone, photo, tmp_path, args, expected):
     """The check runs on the system's python3 before the venv, ComfyUI or a server: nothing is created."""
     (tmp_path / "notes.txt").write_text("These are notes, not a picture.\n")
@@ -127,10 +145,19 @@ def test_demo_run_from_a_clean_clone_writes_an_mp4(clone, photo, tmp_path, demo_
 
 
 def test_sigterm_stops_the_server_and_ends_with_one_line(clone, photo, tmp_path, demo_models):
-    command = [str(clone / "scripts" / "run"), "--demo", "--image", str(photo), "--out", "videos",
-               "--models-dir", str(demo_models)]
-    process = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    command = [
+        str(clone / "scripts" / "run"),
+        "--demo",
+        "--image",
+        str(photo),
+        "--out",
+        "videos",
+        "--models-dir",
+        str(demo_models),
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines = []
     for line in process.stderr:
         lines.append(line)
@@ -164,8 +191,18 @@ def test_download_goes_to_the_models_folder_that_reprovisioning_keeps(clone, pho
     payload = b"not a checkpoint " * 4096
     with FakeHub() as hub:
         hub.add_file("Doubiiu/DynamiCrafter_512", "model.ckpt", payload)
-        result = _run(clone, tmp_path, "--download", "512", "--image", str(photo), "--out", "videos",
-                      env=_env(HF_ENDPOINT=hub.url), timeout=600)
+        result = _run(
+            clone,
+            tmp_path,
+            "--download",
+            "512",
+            "--image",
+            str(photo),
+            "--out",
+            "videos",
+            env=_env(HF_ENDPOINT=hub.url),
+            timeout=600,
+        )
     saved = clone / "models" / "checkpoints" / "dynamicrafter_512_v1.ckpt"
     assert saved.is_file(), result.stderr[-3000:]
     assert saved.read_bytes() == payload
@@ -186,9 +223,19 @@ def test_download_goes_to_the_models_folder_that_reprovisioning_keeps(clone, pho
     kit = next((folder / "shared" for folder in ROOT.parents if (folder / "shared/comfyui/install.sh").is_file()), None)
     if kit is not None:  # the provisioning kit beside this checkout (the clone lives elsewhere); else a git clone
         env["DYNAMICRAFTER_SHARED"] = str(kit)
-    provision = subprocess.run(["bash", "-c", f'ROOT="$1"; source "$1/scripts/lib/env.sh"; use_host {version}; '
-                                'ensure_comfyui; echo "$COMFYUI_DIR"', "_", str(clone)],
-                               env=env, capture_output=True, text=True, timeout=600)
+    provision = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'ROOT="$1"; source "$1/scripts/lib/env.sh"; use_host {version}; ensure_comfyui; echo "$COMFYUI_DIR"',
+            "_",
+            str(clone),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert provision.returncode == 0, provision.stderr[-3000:]
     assert (host / "main.py").is_file() and (host / ".comfyui_commit").read_text() != "an older release\n"
     assert saved.read_bytes() == payload

@@ -12,6 +12,7 @@ failing files first, then the size error (the first load), the workflows, and th
 the last workflow's conditioning. Its file name carries "interp", so the loader's ``auto`` variant picks
 the interpolation model, which also runs the image-to-video graphs.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support.comfy_server import (WORKFLOW_INPUTS, ComfyServer, PromptRejected, PromptRun, ServerSetup,
-                                  load_api_workflow, nodes_of, shrink_workflow, workflow_names)
+from support.comfy_server import (
+    WORKFLOW_INPUTS,
+    ComfyServer,
+    PromptRejected,
+    PromptRun,
+    ServerSetup,
+    load_api_workflow,
+    nodes_of,
+    shrink_workflow,
+    workflow_names,
+)
 from support.host_checkpoints import write_host_checkpoint
 from support.reference_data import manifest_path
 
@@ -96,8 +106,9 @@ def video_facts(path: Path) -> tuple[int, int, int]:
 
 
 def expect_success(server: ComfyServer, run: PromptRun) -> None:
-    assert run.outcome == "execution_success", \
+    assert run.outcome == "execution_success", (
         f"{run.outcome}: {json.dumps(run.of_type('execution_error'))[:3000]}\n{server.log_tail()}"
+    )
 
 
 def expect_failure(server: ComfyServer, prompt: dict[str, Any], *fragments: str) -> dict[str, Any]:
@@ -163,8 +174,13 @@ def test_missing_picture_is_refused_before_running(server):
 
 
 def test_not_a_dynamicrafter_file(server):
-    expect_failure(server, tiny("image_to_video_512", ckpt_name=SD15), SD15, "not a DynamiCrafter checkpoint",
-                   "Stable Diffusion 1.x/2.x")
+    expect_failure(
+        server,
+        tiny("image_to_video_512", ckpt_name=SD15),
+        SD15,
+        "not a DynamiCrafter checkpoint",
+        "Stable Diffusion 1.x/2.x",
+    )
 
 
 def test_pruned_file_in_the_full_loader_names_the_stock_clip_files(server):

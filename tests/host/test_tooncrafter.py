@@ -1,5 +1,6 @@
 """ToonCrafter in the real host: a tiny checkpoint in the real key layout through the loader node, and the
 dual-reference decode node on 16 frames."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +14,8 @@ from dynamicrafter.checkpoint import PART_PREFIXES
 from dynamicrafter.tooncrafter_decode import decode_video
 from dynamicrafter.tooncrafter_vae import ToonCrafterVAE, ToonCrafterVAEConfig
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
-from support.tiny_checkpoints import shrunk_part
 from support.reference_data import manifest_path
+from support.tiny_checkpoints import shrunk_part
 
 TINY_VAE = ToonCrafterVAEConfig(channels=32, channel_mult=(1, 1, 2, 2), num_res_blocks=1)
 FRAMES, SIZE = 16, 32
@@ -39,8 +40,11 @@ def tooncrafter(comfy_host, tmp_path_factory):
     """The ToonCrafter nodes registered, and a folder with a tiny ToonCrafter file and a tiny DynamiCrafter one."""
     manifest_file = manifest_path("512_interp")
     manifest = json.loads(manifest_file.read_text())
-    sd = {k: v for k, v in host_state_dict("512_interp", manifest_file, with_encoders=False).items()
-          if not k.startswith(PART_PREFIXES["vae"])}
+    sd = {
+        k: v
+        for k, v in host_state_dict("512_interp", manifest_file, with_encoders=False).items()
+        if not k.startswith(PART_PREFIXES["vae"])
+    }
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in tiny_tooncrafter_vae_state_dict().items()})
     for part in ("text_encoder", "clip_vision"):  # real key names, narrow shapes: the loader only splits them
         sd.update(shrunk_part(manifest, PART_PREFIXES[part]))
@@ -64,6 +68,7 @@ def stub_encoders(tooncrafter, monkeypatch):
         def build(sd: dict) -> str:
             received[name] = sd
             return f"{name} stand-in"
+
         return build
 
     monkeypatch.setattr(tooncrafter, "text_encoder_from_state_dict", record("text_encoder"))
@@ -73,15 +78,26 @@ def stub_encoders(tooncrafter, monkeypatch):
 
 def decode_prompt(ckpt_name: str) -> dict:
     return {
-        "1": {"class_type": "DynamiCrafterToonCrafterLoader",
-              "inputs": {"ckpt_name": ckpt_name, "weight_dtype": "default"}},
+        "1": {
+            "class_type": "DynamiCrafterToonCrafterLoader",
+            "inputs": {"ckpt_name": ckpt_name, "weight_dtype": "default"},
+        },
         "2": {"class_type": "EmptyImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1, "color": ORANGE}},
         "3": {"class_type": "EmptyImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1, "color": BLUE}},
         "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
         "5": {"class_type": "RepeatLatentBatch", "inputs": {"samples": ["4", 0], "amount": FRAMES}},
-        "6": {"class_type": "DynamiCrafterToonCrafterDecode",
-              "inputs": {"samples": ["5", 0], "tooncrafter_vae": ["1", 4], "start_image": ["2", 0],
-                         "end_image": ["3", 0], "frames": FRAMES, "fit": "crop", "middle_pass": True}},
+        "6": {
+            "class_type": "DynamiCrafterToonCrafterDecode",
+            "inputs": {
+                "samples": ["5", 0],
+                "tooncrafter_vae": ["1", 4],
+                "start_image": ["2", 0],
+                "end_image": ["3", 0],
+                "frames": FRAMES,
+                "fit": "crop",
+                "middle_pass": True,
+            },
+        },
         "7": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}},
     }
 
@@ -147,8 +163,9 @@ def test_interpolation_graph_end_to_end(comfy_host, tooncrafter, tmp_path_factor
     """Loader -> CLIP text -> interpolation conditioning -> sampler -> ToonCrafter decode, with real
     (random, full-size) CLIP towers. The slowest test here (the towers are 1 B parameters on CPU)."""
     manifest_file = manifest_path("512_interp")
-    sd = {k: v for k, v in host_state_dict("512_interp", manifest_file).items()
-          if not k.startswith(PART_PREFIXES["vae"])}
+    sd = {
+        k: v for k, v in host_state_dict("512_interp", manifest_file).items() if not k.startswith(PART_PREFIXES["vae"])
+    }
     sd.update({PART_PREFIXES["vae"] + k: v for k, v in tiny_tooncrafter_vae_state_dict().items()})
     folder = tmp_path_factory.mktemp("tooncrafter_full")
     save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "tooncrafter_e2e.safetensors"))
@@ -158,18 +175,49 @@ def test_interpolation_graph_end_to_end(comfy_host, tooncrafter, tmp_path_factor
     size = 64  # the conditioning node's grid
     for node in ("2", "3"):
         prompt[node]["inputs"].update(width=size, height=size)
-    prompt.update({
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "an anime girl turning her head", "clip": ["1", 1]}},
-        "8": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
-        "9": {"class_type": "DynamiCrafterInterpolation",
-              "inputs": {"positive": ["7", 0], "negative": ["8", 0], "vae": ["1", 2], "clip_vision": ["1", 3],
-                         "start_image": ["2", 0], "end_image": ["3", 0], "mode": "interpolate", "width": size,
-                         "height": size, "frames": FRAMES, "fs": 0, "batch_size": 1, "fit": "crop"}},
-        "10": {"class_type": "DynamiCrafterSampler",
-               "inputs": {"model": ["1", 0], "positive": ["9", 0], "negative": ["9", 1], "latent": ["9", 2],
-                          "seed": 1, "steps": 1, "cfg": 7.5, "eta": 1.0, "guidance_rescale": -1.0,
-                          "spacing": "auto", "dynamic_rescale": "auto"}},
-    })
+    prompt.update(
+        {
+            "7": {
+                "class_type": "CLIPTextEncode",
+                "inputs": {"text": "an anime girl turning her head", "clip": ["1", 1]},
+            },
+            "8": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+            "9": {
+                "class_type": "DynamiCrafterInterpolation",
+                "inputs": {
+                    "positive": ["7", 0],
+                    "negative": ["8", 0],
+                    "vae": ["1", 2],
+                    "clip_vision": ["1", 3],
+                    "start_image": ["2", 0],
+                    "end_image": ["3", 0],
+                    "mode": "interpolate",
+                    "width": size,
+                    "height": size,
+                    "frames": FRAMES,
+                    "fs": 0,
+                    "batch_size": 1,
+                    "fit": "crop",
+                },
+            },
+            "10": {
+                "class_type": "DynamiCrafterSampler",
+                "inputs": {
+                    "model": ["1", 0],
+                    "positive": ["9", 0],
+                    "negative": ["9", 1],
+                    "latent": ["9", 2],
+                    "seed": 1,
+                    "steps": 1,
+                    "cfg": 7.5,
+                    "eta": 1.0,
+                    "guidance_rescale": -1.0,
+                    "spacing": "auto",
+                    "dynamic_rescale": "auto",
+                },
+            },
+        }
+    )
     prompt["6"]["inputs"]["samples"] = ["10", 0]
     del prompt["4"], prompt["5"]
     run = comfy_host.run_prompt(prompt, outputs=["6"])

@@ -1,4 +1,5 @@
 """Weight storage dtypes through the host: fp16, bf16 and fp8 storage give the fp32 result within their precision."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,9 @@ def _sample(comfy_host, weight_dtype: str) -> tuple[torch.Tensor, object]:
     positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(3), 24)
     latent = {"samples": torch.zeros(FRAMES, 4, H, W)}
     with torch.no_grad():
-        out = sampler_nodes.DynamiCrafterSampler.execute(model, positive, negative, latent, 9, 3, 7.5, 1.0, -1.0,
-                                                         "auto", "auto").result[0]["samples"]
+        out = sampler_nodes.DynamiCrafterSampler.execute(
+            model, positive, negative, latent, 9, 3, 7.5, 1.0, -1.0, "auto", "auto"
+        ).result[0]["samples"]
     return out, model
 
 
@@ -24,8 +26,10 @@ def fp32_result(comfy_host):
     return _sample(comfy_host, "fp32")[0]
 
 
-@pytest.mark.parametrize("weight_dtype, stored, tolerance", [
-    ("fp16", torch.float16, 0.05), ("bf16", torch.bfloat16, 0.2), ("fp8_e4m3fn", torch.float8_e4m3fn, 1.0)])
+@pytest.mark.parametrize(
+    "weight_dtype, stored, tolerance",
+    [("fp16", torch.float16, 0.05), ("bf16", torch.bfloat16, 0.2), ("fp8_e4m3fn", torch.float8_e4m3fn, 1.0)],
+)
 def test_storage_dtype_close_to_fp32(comfy_host, fp32_result, weight_dtype, stored, tolerance):
     out, model = _sample(comfy_host, weight_dtype)
     weights = model.model.diffusion_model.input_blocks[1][0].in_layers[2].weight

@@ -1,6 +1,7 @@
 """The workflow generator reads the nodes' own schemas: an input renamed in a node's file reaches every generated
 workflow (both formats, the note) and the README's node list, and a workflow that still sets the old name fails
 with a message naming it."""
+
 from __future__ import annotations
 
 import copy
@@ -9,6 +10,7 @@ import importlib
 import json
 
 import pytest
+
 from support.comfy_server import WORKFLOWS
 from support.modules import load_by_path
 
@@ -88,8 +90,13 @@ def test_a_workflow_setting_a_vanished_input_names_it(comfy_host, generator, mon
 
 
 def test_every_widget_of_the_pack_has_help(generator):
-    missing = [(node_id, name) for node_id, spec in generator.node_types().items() if spec.ours
-               for name in spec.widgets if not spec.help.get(name)]
+    missing = [
+        (node_id, name)
+        for node_id, spec in generator.node_types().items()
+        if spec.ours
+        for name in spec.widgets
+        if not spec.help.get(name)
+    ]
     assert not missing, f"inputs without a tooltip (the workflow notes are written from them): {missing}"
 
 

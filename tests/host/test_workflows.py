@@ -10,6 +10,7 @@
   definitions, independently of the generator);
 - the settings are the original's for each variant, and the note explains every widget.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,15 @@ import pytest
 from PIL import Image
 
 from dynamicrafter.config import VARIANTS
-from support.comfy_server import (API_WORKFLOWS, WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, pack_folder_name,
-                                  shrink_workflow, workflow_names)
+from support.comfy_server import (
+    API_WORKFLOWS,
+    WORKFLOW_INPUTS,
+    WORKFLOWS,
+    load_api_workflow,
+    pack_folder_name,
+    shrink_workflow,
+    workflow_names,
+)
 from support.host_checkpoints import write_host_checkpoint
 from support.reference_data import manifest_path
 
@@ -40,8 +48,7 @@ CONTROL, UPLOAD = "control_after_generate", "upload"
 FILE_WIDGETS = {("DynamiCrafterCheckpointLoader", "ckpt_name"), ("LoadImage", "image")}
 """Combos listing the user's files: checked against the workflow's download hint and shipped pictures."""
 TINY_CKPT = "dynamicrafter_tiny_512.safetensors"
-EXPECTED_NAMES = ["image_to_video_1024", "image_to_video_256", "image_to_video_512", "interpolation_512",
-                  "loop_512"]
+EXPECTED_NAMES = ["image_to_video_1024", "image_to_video_256", "image_to_video_512", "interpolation_512", "loop_512"]
 NEW_NAMES = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
 """Checked (and run) by test_new_workflows.py with these same checks, extended to linked widgets."""
 NAMES = [name for name in workflow_names() if name not in NEW_NAMES]
@@ -71,8 +78,12 @@ def node_info(host, class_type: str) -> dict[str, Any]:
         info = cls.GET_NODE_INFO_V1()
         return dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info)
     inputs = cls.INPUT_TYPES()
-    return {"input": inputs, "input_order": {k: list(v) for k, v in inputs.items()},
-            "output": list(cls.RETURN_TYPES), "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))}
+    return {
+        "input": inputs,
+        "input_order": {k: list(v) for k, v in inputs.items()},
+        "output": list(cls.RETURN_TYPES),
+        "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+    }
 
 
 @dataclasses.dataclass
@@ -188,8 +199,10 @@ def test_the_shipped_set_of_workflows():
 def test_committed_files_are_the_generator_output(comfy_host):
     generator = load_generator()  # reads the schemas of the pack comfy_host imported
     expected = generator.json_files()
-    committed = {str(p.relative_to(WORKFLOWS)): p.read_text(encoding="utf-8")
-                 for p in [*WORKFLOWS.glob("*.json"), *API_WORKFLOWS.glob("*.json")]}
+    committed = {
+        str(p.relative_to(WORKFLOWS)): p.read_text(encoding="utf-8")
+        for p in [*WORKFLOWS.glob("*.json"), *API_WORKFLOWS.glob("*.json")]
+    }
     assert sorted(committed) == sorted(expected), "run python workflows/generate.py"
     stale = [path for path, text in expected.items() if committed[path] != text]
     assert not stale, f"out of date (run python workflows/generate.py): {stale}"
@@ -258,8 +271,10 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
         where = f"{name} node {node['id']} ({node['type']})"
         values = node["widgets_values"]
         if len(values) != len(layout.widgets):
-            problems.append(f"{where}: {len(values)} widget values, the frontend builds {len(layout.widgets)} "
-                            f"({[w[0] for w in layout.widgets]})")
+            problems.append(
+                f"{where}: {len(values)} widget values, the frontend builds {len(layout.widgets)} "
+                f"({[w[0] for w in layout.widgets]})"
+            )
             continue
         for (widget, kind, options), value in zip(layout.widgets, values):
             problem = check_value(node["type"], widget, kind, options, value)
@@ -275,9 +290,12 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
             if entry["link"] is not None:
                 row = links[entry["link"]]
                 origin = nodes[row[1]]
-                if row[3:5] != [node["id"], slot] or row[5] != entry["type"] or \
-                        origin["outputs"][row[2]]["type"] != entry["type"] or \
-                        entry["link"] not in (origin["outputs"][row[2]]["links"] or []):
+                if (
+                    row[3:5] != [node["id"], slot]
+                    or row[5] != entry["type"]
+                    or origin["outputs"][row[2]]["type"] != entry["type"]
+                    or entry["link"] not in (origin["outputs"][row[2]]["links"] or [])
+                ):
                     problems.append(f"{where}: link {row} does not join {entry['name']} to its source")
         for slot, entry in enumerate(node["outputs"]):
             for link_id in entry["links"] or []:
@@ -305,8 +323,11 @@ def test_loader_offers_the_download(host, name):
     (loader,) = [n for n in ui["nodes"] if n["type"] == "DynamiCrafterCheckpointLoader"]
     (hint,) = loader["properties"]["models"]
     variant = re.fullmatch(r"dynamicrafter_(.+)_v1\.ckpt", loader["widgets_values"][0]).group(1)
-    assert hint == {"name": loader["widgets_values"][0], "directory": "checkpoints",
-                    "url": f"https://huggingface.co/{VARIANTS[variant].hf_repo}/resolve/main/model.ckpt"}
+    assert hint == {
+        "name": loader["widgets_values"][0],
+        "directory": "checkpoints",
+        "url": f"https://huggingface.co/{VARIANTS[variant].hf_repo}/resolve/main/model.ckpt",
+    }
     assert hint["directory"] in host.folder_paths.folder_names_and_paths
 
 
@@ -326,8 +347,9 @@ def test_note_explains_every_widget(host, name):
         assert node["title"] in sections, f"{name}: the note has no section for {node['title']!r}"
         for widget, _, _ in layout.widgets:
             label = {CONTROL: "control after generate"}.get(widget, widget)
-            assert re.search(rf"^- \*\*{re.escape(label)}\*\*.*: \S", sections[node["title"]], re.MULTILINE), \
+            assert re.search(rf"^- \*\*{re.escape(label)}\*\*.*: \S", sections[node["title"]], re.MULTILINE), (
                 f"{name}: the note does not explain {label!r} of {node['title']!r}"
+            )
 
 
 # --------------------------------------------------------------------------------------------------

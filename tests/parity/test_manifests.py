@@ -1,4 +1,5 @@
 """Full-size structure: our networks built on the meta device have exactly the released keys and shapes."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def test_meta_model_has_manifest_keys_and_shapes(path):
         resampler = Resampler(ckpt.resampler_config)
     expected_unet = {k: tuple(v.shape) for k, v in ckpt.require("unet").items()}
     assert {k: tuple(v.shape) for k, v in unet.state_dict().items()} == expected_unet
-    assert {k: tuple(v.shape) for k, v in resampler.state_dict().items()} == \
-        {k: tuple(v.shape) for k, v in ckpt.require("resampler").items()}
+    assert {k: tuple(v.shape) for k, v in resampler.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in ckpt.require("resampler").items()
+    }
     alphas = 16 if variant == "256" else 0
     assert sum(p.numel() for p in unet.parameters()) == UNET_PARAMS + alphas
     assert sum(p.numel() for p in resampler.parameters()) == RESAMPLER_PARAMS
@@ -50,4 +52,6 @@ def test_every_manifest_key_lands_in_a_part(path):
     counted = sum(len(p) for p in parts.values()) + len(buffers)
     assert counted == manifest["n_keys"]
     assert set(parts) == set(PART_PREFIXES)
-    assert set(buffers) == set(manifest["buffers_in_state_dict"]) | ({"scale_arr"} if "scale_arr" in manifest["keys"] else set())
+    assert set(buffers) == set(manifest["buffers_in_state_dict"]) | (
+        {"scale_arr"} if "scale_arr" in manifest["keys"] else set()
+    )

@@ -1,6 +1,7 @@
 """Sampler controls against the ORIGINAL code (goldens in tests/data/parity_controls): separate text and image
 guidance (the original multi-condition DDIM), partial denoise (the grid over the first training steps, as the
 wrapper's ddpm_from) and frame pinning (the original sampler's mask path)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ def network():
     return fixture, unet, resampler
 
 
-def run(network, g: dict[str, torch.Tensor], eta: float, image_cfg: float | None = None, span: int | None = None,
-        pinning: Pinning | None = None) -> torch.Tensor:
+def run(
+    network,
+    g: dict[str, torch.Tensor],
+    eta: float,
+    image_cfg: float | None = None,
+    span: int | None = None,
+    pinning: Pinning | None = None,
+) -> torch.Tensor:
     fixture, unet, resampler = network
     s = CONFIG["sampling"]
     fs = torch.tensor([s["fs"]])
@@ -43,13 +50,29 @@ def run(network, g: dict[str, torch.Tensor], eta: float, image_cfg: float | None
             text, image = text_and_image
             return unet(torch.cat([x, g["c_concat"]], dim=1), t, text, fs, image_context=image)
 
-        settings = DDIMSettings(steps=s["steps"], eta=eta, cfg=s["cfg"], spacing=s["spacing"],
-                                guidance_rescale=s["guidance_rescale"], image_cfg=image_cfg, span=span)
+        settings = DDIMSettings(
+            steps=s["steps"],
+            eta=eta,
+            cfg=s["cfg"],
+            spacing=s["spacing"],
+            guidance_rescale=s["guidance_rescale"],
+            image_cfg=image_cfg,
+            span=span,
+        )
         draws = g["draws"]
-        steps = ddim_sample(model, g["x_start"], make_schedule(fixture.schedule_config()), "v", settings,
-                            cond=(g["text_emb"], tokens), uncond=(g["uc_text_emb"], uc_tokens),
-                            image_only=(g["uc_text_emb"], tokens), noise=lambda i: draws[i, -1],
-                            pinning=pinning, pin_noise=lambda i: draws[i, 0])
+        steps = ddim_sample(
+            model,
+            g["x_start"],
+            make_schedule(fixture.schedule_config()),
+            "v",
+            settings,
+            cond=(g["text_emb"], tokens),
+            uncond=(g["uc_text_emb"], uc_tokens),
+            image_only=(g["uc_text_emb"], tokens),
+            noise=lambda i: draws[i, -1],
+            pinning=pinning,
+            pin_noise=lambda i: draws[i, 0],
+        )
         return [x for _, x, _ in steps][-1]
 
 

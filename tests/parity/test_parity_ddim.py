@@ -1,4 +1,5 @@
 """Complete deterministic DDIM runs (CFG, guidance rescale, dynamic rescale) against the original."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,13 +29,26 @@ def _run(fixture_set: FixtureSet, eta: float, noise=None) -> list[torch.Tensor]:
             text, image = text_and_image
             return unet(torch.cat([x, t["c_concat"]], dim=1), timestep, text, t["fs"], image_context=image)
 
-        settings = DDIMSettings(steps=cfg["inputs"]["ddim_steps"], eta=eta, cfg=d["cfg_scale"],
-                                spacing=d["ddim_discretize"], guidance_rescale=d["guidance_rescale"],
-                                dynamic_rescale=d.get("use_dynamic_rescale", False))
+        settings = DDIMSettings(
+            steps=cfg["inputs"]["ddim_steps"],
+            eta=eta,
+            cfg=d["cfg_scale"],
+            spacing=d["ddim_discretize"],
+            guidance_rescale=d["guidance_rescale"],
+            dynamic_rescale=d.get("use_dynamic_rescale", False),
+        )
         schedule = make_schedule(fixture_set.schedule_config())
         noise_fn = (lambda i: noise[i]) if noise is not None else (lambda i: torch.randn_like(t["x_T"]))
-        steps = ddim_sample(model, t["x_T"], schedule, d["parameterization"], settings,
-                            cond=(t["text_emb"], tokens), uncond=(t["uc_text_emb"], uc_tokens), noise=noise_fn)
+        steps = ddim_sample(
+            model,
+            t["x_T"],
+            schedule,
+            d["parameterization"],
+            settings,
+            cond=(t["text_emb"], tokens),
+            uncond=(t["uc_text_emb"], uc_tokens),
+            noise=noise_fn,
+        )
         return [t["x_T"]] + [x for _, x, _ in steps]
 
 

@@ -1,4 +1,5 @@
 """Interpolation and loop conditioning against the ORIGINAL inference.py (goldens in tests/data/parity_interp)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ def goldens(task: str) -> dict[str, torch.Tensor]:
 def test_goldens_record_their_provenance():
     config = json.loads((GOLDENS / "config.json").read_text())
     assert config["source"]["commit"] == "c453369367122d7fbb0aa38f124e76dc8fe2a91c"
-    assert config["sampling"] == {"steps": 5, "cfg": 7.5, "guidance_rescale": 0.7, "spacing": "uniform_trailing",
-                                  "dynamic_rescale": True, "fs": 5, "etas": [0.0, 1.0]}
+    assert config["sampling"] == {
+        "steps": 5,
+        "cfg": 7.5,
+        "guidance_rescale": 0.7,
+        "spacing": "uniform_trailing",
+        "dynamic_rescale": True,
+        "fs": 5,
+        "etas": [0.0, 1.0],
+    }
 
 
 @pytest.mark.parametrize("task", ["interp", "loop"])

@@ -1,4 +1,5 @@
 """Our UNet and Resampler against the original implementation's golden outputs (fp32)."""
+
 from __future__ import annotations
 
 import pytest
@@ -76,8 +77,11 @@ def test_unet_intermediates_match_original(fixture_set):
     expected = fixture_set.tensors("unet_intermediates")
     captured: dict[str, torch.Tensor] = {}
     modules = dict(unet.named_modules())
-    hooks = [modules[path].register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o))
-             for name, path in HOOKED.items() if name in expected]
+    hooks = [
+        modules[path].register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o))
+        for name, path in HOOKED.items()
+        if name in expected
+    ]
     with torch.no_grad():
         unet(io["x"], io["timesteps"], io["context"], io["fs"])
     for h in hooks:
@@ -87,5 +91,6 @@ def test_unet_intermediates_match_original(fixture_set):
         assert relative_error(tensor, expected[name]) < TOL, name
     mc = unet.config.model_channels
     from dynamicrafter.unet import timestep_embedding
+
     assert relative_error(timestep_embedding(io["timesteps"], mc), expected["t_emb_sinusoidal"]) < 1e-6
     assert relative_error(timestep_embedding(io["fs"], mc), expected["fs_emb_sinusoidal"]) < 1e-6

@@ -1,4 +1,5 @@
 """Schedule arrays and DDIM timesteps against the original's values (schedules.json, buffers)."""
+
 from __future__ import annotations
 
 import json
@@ -51,6 +52,7 @@ def test_schedule_and_ddim_parameters(fixture_set):
 def test_spec_reference_values():
     """Numbers quoted in the spec (section 5.1, 7.1) for the released schedules."""
     from dynamicrafter.config import VARIANTS
+
     v = make_schedule(VARIANTS["512"].schedule)
     e = make_schedule(VARIANTS["256"].schedule)
     assert v.alphas_cumprod[999] == 0 and float(v.betas[999]) == 1.0

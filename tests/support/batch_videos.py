@@ -1,4 +1,5 @@
 """What the batch-client tests count: complete videos a server wrote per item, and frames of a video."""
+
 from __future__ import annotations
 
 import sys

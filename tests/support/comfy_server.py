@@ -8,6 +8,7 @@ output, temp and user files never touch the ComfyUI checkout), waits until it an
 ``ComfyServer.run`` queues an API-format prompt and follows it on the websocket until it succeeds, fails
 or is interrupted. Also: the prompt helpers the workflow tests share.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,8 +61,9 @@ LOADERS = ("DynamiCrafterCheckpointLoader", "DynamiCrafterLoadModel")
 CONDITIONINGS = ("DynamiCrafterImageToVideo", "DynamiCrafterInterpolation")
 
 
-def shrink_workflow(prompt: dict[str, Any], *, ckpt_name: str | None = None, width: int = 128, height: int = 64,
-                    steps: int = 2) -> dict[str, Any]:
+def shrink_workflow(
+    prompt: dict[str, Any], *, ckpt_name: str | None = None, width: int = 128, height: int = 64, steps: int = 2
+) -> dict[str, Any]:
     """A copy of an API workflow at a CPU-friendly size (and, optionally, on another checkpoint file)."""
     prompt = json.loads(json.dumps(prompt))
     for node in prompt.values():
@@ -171,8 +173,9 @@ class ComfyServer(ComfyProcess):
     HTTP and websocket calls the tests make."""
 
     def __init__(self, comfy_dir: Path, setup: ServerSetup, log_path: Path) -> None:
-        super().__init__(comfy_dir, log_path, folder_args=["--base-directory", str(setup.base)],
-                         extra_paths=setup.config)
+        super().__init__(
+            comfy_dir, log_path, folder_args=["--base-directory", str(setup.base)], extra_paths=setup.config
+        )
         self.setup = setup
 
     # ---- HTTP GET (stdlib) ----
@@ -194,10 +197,10 @@ class ComfyServer(ComfyProcess):
     async def _run(self, prompt: dict[str, Any], interrupt_at: int | None) -> PromptRun:
         client_id = uuid.uuid4().hex
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}",
-                                          max_msg_size=0) as ws:
-                async with session.post(f"{self.url}/prompt",
-                                        json={"prompt": prompt, "client_id": client_id}) as response:
+            async with session.ws_connect(f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}", max_msg_size=0) as ws:
+                async with session.post(
+                    f"{self.url}/prompt", json={"prompt": prompt, "client_id": client_id}
+                ) as response:
                     reply = HttpReply(response.status, await response.json(content_type=None))
                 if reply.status != 200:
                     raise PromptRejected(reply)
@@ -211,8 +214,12 @@ class ComfyServer(ComfyProcess):
                     if data.get("prompt_id") != run.prompt_id:
                         continue
                     run.messages.append(event)
-                    if (interrupt_at is not None and not interrupted and event["type"] == "progress"
-                            and data.get("value", 0) >= interrupt_at):
+                    if (
+                        interrupt_at is not None
+                        and not interrupted
+                        and event["type"] == "progress"
+                        and data.get("value", 0) >= interrupt_at
+                    ):
                         async with session.post(f"{self.url}/interrupt", json={"prompt_id": run.prompt_id}):
                             interrupted = True
                     if event["type"] in _OUTCOMES:
@@ -247,4 +254,3 @@ def _decode(raw: bytes, content_type: str) -> Any:
     if content_type.startswith("text/"):
         return raw.decode("utf-8", errors="replace")
     return raw
-

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 PURE_PACKAGE = "_dynamicrafter_director_pure"
-KEYS_ENV, HOSTS_ENV, AUDIO_DIRS_ENV = "DYNAMICRAFTER_DIRECTOR_KEYS", "DYNAMICRAFTER_DIRECTOR_HOSTS", "DYNAMICRAFTER_AUDIO_DIRS"
+KEYS_ENV, HOSTS_ENV, AUDIO_DIRS_ENV = (
+    "DYNAMICRAFTER_DIRECTOR_KEYS",
+    "DYNAMICRAFTER_DIRECTOR_HOSTS",
+    "DYNAMICRAFTER_AUDIO_DIRS",
+)
 """The admin's settings (nodes/director/policy.py); spelled out here so a renamed setting fails the tests."""
 
 
@@ -38,16 +42,20 @@ def director(module: str) -> types.ModuleType:
 
 def chat_body(content: str, model: str = "fake-model") -> dict[str, Any]:
     """A minimal chat-completions response."""
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 @dataclass
 class Reply:
     status: int = 200
-    body: Any = None          # dict -> JSON, str -> raw text
+    body: Any = None  # dict -> JSON, str -> raw text
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -84,7 +92,9 @@ class FakeOpenAI:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 with fake._lock:
-                    fake.requests.append(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    fake.requests.append(
+                        Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     if fake.replies:
                         reply = fake.replies.pop(0)
                     elif fake.responder is not None:
@@ -142,16 +152,16 @@ class FakeOpenAI:
 
 # ---- checks of the fake itself -----------------------------------------------------------------------------------
 
+
 def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
 
 
 HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")

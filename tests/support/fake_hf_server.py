@@ -18,6 +18,7 @@ non-LFS file), so a client must ask the paths-info API; ``hide_sha256`` also lea
 ``drop_next_get_after(n)`` makes the next CDN GET send the headers and only ``n`` bytes of the body, then
 cut the connection, as a network failure half-way would. Every request is recorded in ``requests``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,8 +99,9 @@ class FakeHub:
         for role in ("hub", "cdn"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, role))
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                             name=f"fake-hf-{role}", daemon=True).start()
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-hf-{role}", daemon=True
+            ).start()
             self._servers.append(server)
         return self
 
@@ -181,7 +183,7 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 return self._error(401, "RepoNotFound", "Repository not found", body)
             data = hub.files.get((repo, filename))
             if data is None:
-                return self._error(404, "EntryNotFound", f"{filename} does not exist on \"{match['revision']}\"", body)
+                return self._error(404, "EntryNotFound", f'{filename} does not exist on "{match["revision"]}"', body)
             sha = hashlib.sha256(data).hexdigest()
             self.send_response(302)
             self.send_header("Location", f"{hub.cdn_url}/blobs/{sha}")

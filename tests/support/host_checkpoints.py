@@ -8,6 +8,7 @@ seconds per call that full-size encoders cost on a CPU. Where the real sizes are
 oracle, the demo checkpoint of ``scripts/run``), tests use the full-size ones. The host files keep the
 ``embedder.`` part's text-side leftovers, as the released files do.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Load another test module by path (test files cannot import each other under --import-mode=importlib)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Access to the golden outputs of the original implementation (``tests/data/parity`` or ``$DYNAMICRAFTER_PARITY_DIR``)."""
+
 from __future__ import annotations
 
 import json
@@ -51,10 +52,15 @@ class FixtureSet:
     def schedule_config(self) -> ScheduleConfig:
         d = self.config["diffusion"]
         return ScheduleConfig(
-            timesteps=d["timesteps"], linear_start=d["linear_start"], linear_end=d["linear_end"],
-            zero_terminal_snr=d["rescale_betas_zero_snr"], prediction=d["parameterization"],
-            dynamic_rescale=d.get("use_dynamic_rescale", False), base_scale=d.get("base_scale", 1.0),
-            turning_step=d.get("turning_step", 400))
+            timesteps=d["timesteps"],
+            linear_start=d["linear_start"],
+            linear_end=d["linear_end"],
+            zero_terminal_snr=d["rescale_betas_zero_snr"],
+            prediction=d["parameterization"],
+            dynamic_rescale=d.get("use_dynamic_rescale", False),
+            base_scale=d.get("base_scale", 1.0),
+            turning_step=d.get("turning_step", 400),
+        )
 
     def networks(self) -> tuple[DynamiCrafterUNet, Resampler]:
         ckpt = self.checkpoint()

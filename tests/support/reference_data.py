@@ -5,6 +5,7 @@ at which commit, produced them and how); ``DYNAMICRAFTER_PARITY_DIR`` points the
 folder of golden files, and they read whatever fixture sets it holds. ``tests/data/checkpoint_manifests``:
 every key and shape of each released checkpoint.
 """
+
 from __future__ import annotations
 
 import os

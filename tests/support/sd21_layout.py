@@ -4,6 +4,7 @@ The host detects a ControlNet's structure from its tensors and accepts it only w
 SD 2.x's (320 base channels, 1024 context), so the test network keeps those widths and shrinks
 depth instead: one resolution level, one ResBlock per level.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,17 +34,27 @@ def sd21_layout_checkpoint() -> DynamiCrafterCheckpoint:
 def sd21_layout_conditioning(seed: int = 5) -> tuple[torch.Tensor, ...]:
     """(text, uncond text, CLIP tokens, uncond CLIP tokens, image latent) with SD 2.x's text width."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, 77, 1024, generator=g), torch.randn(1, 77, 1024, generator=g),
-            torch.randn(1, 257, 40, generator=g), torch.randn(1, 257, 40, generator=g),
-            torch.randn(1, 4, H, W, generator=g))
+    return (
+        torch.randn(1, 77, 1024, generator=g),
+        torch.randn(1, 77, 1024, generator=g),
+        torch.randn(1, 257, 40, generator=g),
+        torch.randn(1, 257, 40, generator=g),
+        torch.randn(1, 4, H, W, generator=g),
+    )
 
 
 def sd21_layout_conds(model_module, text, uc_text, clip, uc_clip, image_latent, fs: int = 24):
     """Positive/negative CONDITIONING for FRAMES frames, as the pack's image-to-video node builds them."""
-    shared = {model_module.COND_CONCAT: image_latent.repeat(FRAMES, 1, 1, 1), model_module.COND_FRAMES: FRAMES,
-              model_module.COND_FS: fs, model_module.COND_TASK: "i2v"}
-    return ([[text, {**shared, model_module.COND_IMAGE_TOKENS: clip}]],
-            [[uc_text, {**shared, model_module.COND_IMAGE_TOKENS: uc_clip}]])
+    shared = {
+        model_module.COND_CONCAT: image_latent.repeat(FRAMES, 1, 1, 1),
+        model_module.COND_FRAMES: FRAMES,
+        model_module.COND_FS: fs,
+        model_module.COND_TASK: "i2v",
+    }
+    return (
+        [[text, {**shared, model_module.COND_IMAGE_TOKENS: clip}]],
+        [[uc_text, {**shared, model_module.COND_IMAGE_TOKENS: uc_clip}]],
+    )
 
 
 def controlnet_state_dict(seed: int = 6) -> dict[str, torch.Tensor]:
@@ -55,10 +66,22 @@ def controlnet_state_dict(seed: int = 6) -> dict[str, torch.Tensor]:
     import comfy.ops
 
     net = comfy.cldm.cldm.ControlNet(
-        image_size=32, in_channels=4, model_channels=320, hint_channels=3, num_res_blocks=1, channel_mult=(1,),
-        num_head_channels=64, use_spatial_transformer=True, transformer_depth=[1], transformer_depth_middle=1,
-        context_dim=1024, use_linear_in_transformer=True, legacy=False, operations=comfy.ops.disable_weight_init,
-        dtype=torch.float32)
+        image_size=32,
+        in_channels=4,
+        model_channels=320,
+        hint_channels=3,
+        num_res_blocks=1,
+        channel_mult=(1,),
+        num_head_channels=64,
+        use_spatial_transformer=True,
+        transformer_depth=[1],
+        transformer_depth_middle=1,
+        context_dim=1024,
+        use_linear_in_transformer=True,
+        legacy=False,
+        operations=comfy.ops.disable_weight_init,
+        dtype=torch.float32,
+    )
     return {f"control_model.{k}": v for k, v in _random_state(net, seed, 0.02).items()}
 
 

@@ -1,4 +1,5 @@
 """Calling the host's stock nodes directly (V1 and V3 classes alike) and sampling with its KSampler."""
+
 from __future__ import annotations
 
 import importlib
@@ -18,9 +19,19 @@ def call_node(node_class: type, **inputs) -> tuple:
     return tuple(getattr(node_class(), node_class.FUNCTION)(**inputs))
 
 
-def ksample(nodes_module, model, positive, negative, latent: dict, seed: int = 1, steps: int = 2,
-            cfg: float = 5.0, disable_noise: bool = False) -> torch.Tensor:
+def ksample(
+    nodes_module,
+    model,
+    positive,
+    negative,
+    latent: dict,
+    seed: int = 1,
+    steps: int = 2,
+    cfg: float = 5.0,
+    disable_noise: bool = False,
+) -> torch.Tensor:
     """The stock KSampler's latent (euler, normal schedule); ``disable_noise`` starts from the latent itself."""
     with torch.no_grad():
-        return nodes_module.common_ksampler(model, seed, steps, cfg, "euler", "normal", positive, negative,
-                                            latent, disable_noise=disable_noise)[0]["samples"]
+        return nodes_module.common_ksampler(
+            model, seed, steps, cfg, "euler", "normal", positive, negative, latent, disable_noise=disable_noise
+        )[0]["samples"]

@@ -3,6 +3,7 @@
 The UNet and Resampler are real (tiny configs that keep every feature); the VAE and CLIP parts use
 the released key names with every wide dimension shrunk, which is all the loader looks at.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,11 @@ def _shrink(shape: list[int]) -> list[int]:
 def shrunk_part(manifest: dict, prefix: str, seed: int = 2) -> dict[str, torch.Tensor]:
     """Random tensors for every manifest key under ``prefix``, wide dimensions divided by 16."""
     generator = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(_shrink(shape), generator=generator) for k, shape in manifest["keys"].items()
-            if k.startswith(prefix)}
+    return {
+        k: torch.randn(_shrink(shape), generator=generator)
+        for k, shape in manifest["keys"].items()
+        if k.startswith(prefix)
+    }
 
 
 def full_state_dict(variant: str, manifest_path: Path) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
 """Tiny DynamiCrafter models and conditioning for driving the host's sampler without CLIP encoders."""
+
 from __future__ import annotations
 
 import torch
@@ -19,16 +20,24 @@ def tiny_checkpoint(variant: str) -> DynamiCrafterCheckpoint:
 def conditioning(seed: int = 7) -> tuple[torch.Tensor, ...]:
     """(text, uncond text, CLIP tokens, uncond CLIP tokens, image latent) stand-ins."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, 77, 48, generator=g), torch.randn(1, 77, 48, generator=g),
-            torch.randn(1, 257, 40, generator=g), torch.randn(1, 257, 40, generator=g),
-            torch.randn(1, 4, H, W, generator=g))
+    return (
+        torch.randn(1, 77, 48, generator=g),
+        torch.randn(1, 77, 48, generator=g),
+        torch.randn(1, 257, 40, generator=g),
+        torch.randn(1, 257, 40, generator=g),
+        torch.randn(1, 4, H, W, generator=g),
+    )
 
 
 def host_conds(model_module, text, uc_text, clip, uc_clip, image_latent, fs: int, task: str = "i2v"):
     """Positive/negative CONDITIONING as the pack's conditioning nodes build them."""
     concat = image_latent.repeat(FRAMES, 1, 1, 1)
-    shared = {model_module.COND_CONCAT: concat, model_module.COND_FRAMES: FRAMES, model_module.COND_FS: fs,
-              model_module.COND_TASK: task}
+    shared = {
+        model_module.COND_CONCAT: concat,
+        model_module.COND_FRAMES: FRAMES,
+        model_module.COND_FS: fs,
+        model_module.COND_TASK: task,
+    }
     positive = [[text, {**shared, model_module.COND_IMAGE_TOKENS: clip}]]
     negative = [[uc_text, {**shared, model_module.COND_IMAGE_TOKENS: uc_clip}]]
     return positive, negative

@@ -1,11 +1,21 @@
 """Segment planning, joining and blending of long videos (pure torch)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dynamicrafter.chain import (ContinuationPlan, blend_overlap, chain_length, crossfade_weights, join_segments,
-                                 join_with_overlap, keyframe_segments, match_color_stats, segment_seed)
+from dynamicrafter.chain import (
+    ContinuationPlan,
+    blend_overlap,
+    chain_length,
+    crossfade_weights,
+    join_segments,
+    join_with_overlap,
+    keyframe_segments,
+    match_color_stats,
+    segment_seed,
+)
 
 
 def _clip(value: float, frames: int = 16) -> torch.Tensor:
@@ -32,8 +42,7 @@ def test_fewer_than_two_keyframes_is_a_clear_error(keyframes):
 
 def test_join_segments_drops_the_repeated_keyframe():
     # segment i runs from keyframe i (value 100*i) to keyframe i+1 (value 100*(i+1))
-    segments = [torch.linspace(100.0 * i, 100.0 * (i + 1), 16).view(-1, 1, 1, 1).expand(-1, 4, 4, 3)
-                for i in range(3)]
+    segments = [torch.linspace(100.0 * i, 100.0 * (i + 1), 16).view(-1, 1, 1, 1).expand(-1, 4, 4, 3) for i in range(3)]
     video = join_segments(segments)
     assert video.shape == (chain_length(4, 16), 4, 4, 3)
     values = video[:, 0, 0, 0]
@@ -52,11 +61,12 @@ def test_segment_seeds_never_share_a_stream():
     seeds = [segment_seed(7, i) for i in range(5)]
     streams = seeds + [s + 1 for s in seeds]  # start noise and step noise of each clip
     assert seeds[0] == 7 and len(set(streams)) == len(streams)
-    assert segment_seed(2 ** 64 - 1, 1) == 1  # stays inside the seed range
+    assert segment_seed(2**64 - 1, 1) == 1  # stays inside the seed range
 
 
-@pytest.mark.parametrize("total, overlap, clips", [(16, 4, 1), (10, 4, 1), (17, 4, 2), (40, 4, 3), (41, 4, 4),
-                                                   (46, 1, 3), (100, 8, 12)])
+@pytest.mark.parametrize(
+    "total, overlap, clips", [(16, 4, 1), (10, 4, 1), (17, 4, 2), (40, 4, 3), (41, 4, 4), (46, 1, 3), (100, 8, 12)]
+)
 def test_plan_makes_at_least_the_requested_frames_with_the_fewest_clips(total, overlap, clips):
     plan = ContinuationPlan(total, 16, overlap)
     assert plan.clips == clips
@@ -83,14 +93,14 @@ def test_blend_overlap_is_the_linear_mix_over_the_shared_frames():
     a, b, n = _clip(0.0), _clip(1000.0), 4
     video = blend_overlap(a, b, n)
     assert video.shape[0] == 16 + 16 - n
-    assert torch.equal(video[:16 - n], a[:16 - n])
+    assert torch.equal(video[: 16 - n], a[: 16 - n])
     assert torch.equal(video[16:], b[n:])
     for j in range(n):
         w = (j + 1) / (n + 1)
         expected = (1 - w) * a[16 - n + j] + w * b[j]
         assert torch.allclose(video[16 - n + j], expected, rtol=0, atol=1e-4), j
     # the seam is gradual: no frame-to-frame jump inside the overlap larger than the jump into it
-    steps = video[:, 0, 0, 0].diff()[16 - n - 1:16]
+    steps = video[:, 0, 0, 0].diff()[16 - n - 1 : 16]
     assert float(steps.max() - steps.min()) <= 1000 / (n + 1) + 2
 
 

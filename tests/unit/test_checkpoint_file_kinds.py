@@ -1,5 +1,6 @@
 """Files that are not what their name says, or no model at all: loaded by what they are, or refused with an
 error that names the file, says what it really is (from its first bytes) and what to do."""
+
 from __future__ import annotations
 
 import json
@@ -48,17 +49,24 @@ def test_legacy_pickle_checkpoint_loads(tmp_path):
     torch.testing.assert_close(loaded["model.diffusion_model.w"], TENSORS["model.diffusion_model.w"])
 
 
-@pytest.mark.parametrize(("content", "fragments"), [
-    (b"", ["empty (0 bytes)", "Download it again"]),
-    (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 10441517545\n",
-     ["Git LFS pointer", "git lfs pull"]),
-    (b"<!DOCTYPE html>\n<html><head><title>404</title></head><body>Not found</body></html>",
-     ["web page (HTML)", "Download Model"]),
-    (b"\n  <html lang='en'><body>Sign in</body></html>", ["web page (HTML)"]),
-    (json.dumps({"error": "Repository not found"}).encode(), ["JSON text", "error reply"]),
-    (b"this is not a model\n", ["a text file"]),
-    (bytes(range(200, 256)) * 4, ["neither a PyTorch checkpoint nor a safetensors file", "c8 c9 ca cb"]),
-])
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (b"", ["empty (0 bytes)", "Download it again"]),
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 10441517545\n",
+            ["Git LFS pointer", "git lfs pull"],
+        ),
+        (
+            b"<!DOCTYPE html>\n<html><head><title>404</title></head><body>Not found</body></html>",
+            ["web page (HTML)", "Download Model"],
+        ),
+        (b"\n  <html lang='en'><body>Sign in</body></html>", ["web page (HTML)"]),
+        (json.dumps({"error": "Repository not found"}).encode(), ["JSON text", "error reply"]),
+        (b"this is not a model\n", ["a text file"]),
+        (bytes(range(200, 256)) * 4, ["neither a PyTorch checkpoint nor a safetensors file", "c8 c9 ca cb"]),
+    ],
+)
 @pytest.mark.parametrize("name", ["dynamicrafter_512_v1.ckpt", "dynamicrafter_512_fp16_pruned.safetensors"])
 def test_file_that_is_no_model_says_what_it_is(tmp_path, content, fragments, name):
     path = tmp_path / name
@@ -77,7 +85,7 @@ def test_code_refusal_is_not_confused_with_damage(tmp_path):
     torch.save({"state_dict": TENSORS}, path)
     data = bytearray(path.read_bytes())
     start = data.index(b"\x80\x02}q")  # the pickled index inside the zip
-    data[start + 2:start + 10] = bytes.fromhex("334a7017250d3f60")  # opcodes torch cannot read
+    data[start + 2 : start + 10] = bytes.fromhex("334a7017250d3f60")  # opcodes torch cannot read
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError) as raised:
         read_state_dict(path)
@@ -96,7 +104,7 @@ def test_damaged_zips_always_give_a_checkpoint_error_naming_the_file(tmp_path):
     damaged = [data[:cut] for cut in range(1, len(data), max(len(data) // 60, 1))]
     for offset in range(start, start + 400, 3):
         copy = bytearray(data)
-        copy[offset:offset + 8] = rng.randbytes(8)
+        copy[offset : offset + 8] = rng.randbytes(8)
         damaged.append(bytes(copy))
     refused = 0
     for index, content in enumerate(damaged):

@@ -1,4 +1,5 @@
 """Loading every real file layout, config detection on full-size shapes, and bad files."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,12 @@ def _manifest(variant):
 
 
 # Every released layout of every variant (no fp16-pruned file was ever published for 256).
-CASES = [(v, layout) for v in ("256", "512", "1024", "512_interp") for layout in WRITERS
-         if not (v == "256" and "pruned" in layout)]
+CASES = [
+    (v, layout)
+    for v in ("256", "512", "1024", "512_interp")
+    for layout in WRITERS
+    if not (v == "256" and "pruned" in layout)
+]
 
 
 @pytest.mark.parametrize(("variant", "layout"), CASES)
@@ -76,7 +81,12 @@ def test_config_detection_on_full_size_shapes(variant):
     sd = {k: torch.empty(s, device="meta") for k, s in manifest["keys"].items()}
     ckpt = checkpoint_from_state_dict(f"dynamicrafter_{variant}_v1/model.ckpt", sd, variant)
     c = ckpt.unet_config
-    assert (c.model_channels, c.channel_mult, c.num_res_blocks, c.attention_resolutions) == (320, (1, 2, 4, 4), 2, (4, 2, 1))
+    assert (c.model_channels, c.channel_mult, c.num_res_blocks, c.attention_resolutions) == (
+        320,
+        (1, 2, 4, 4),
+        2,
+        (4, 2, 1),
+    )
     assert (c.num_head_channels, c.context_dim, c.in_channels, c.out_channels) == (64, 1024, 8, 4)
     assert c.image_cross_attention_scale_learnable == (variant == "256")
     r = ckpt.resampler_config
@@ -86,7 +96,9 @@ def test_config_detection_on_full_size_shapes(variant):
 
 def test_variant_from_file_name_and_scale_arr(tmp_path):
     manifest = _manifest("1024")
-    ckpt = load_checkpoint(write_bf16_safetensors(tmp_path / "dynamicrafter_1024_v1_bf16.safetensors", "1024", manifest))
+    ckpt = load_checkpoint(
+        write_bf16_safetensors(tmp_path / "dynamicrafter_1024_v1_bf16.safetensors", "1024", manifest)
+    )
     assert ckpt.variant.name == "1024" and ckpt.variant.schedule.base_scale == 0.3
     # A 1024 file under a neutral name is still recognised by its scale_arr (base scale 0.3).
     neutral = write_original_ckpt(tmp_path / "model.ckpt", "1024", manifest)
@@ -107,6 +119,7 @@ def test_wrong_variant_choice_is_refused(tmp_path):
 class _Payload:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch pwned_marker",))
 
 
@@ -168,6 +181,7 @@ def test_missing_file_is_named(tmp_path):
 def test_incomplete_unet_names_the_missing_key(tmp_path):
     path = write_fp16_pruned(tmp_path / "dc.safetensors", "512", _manifest("512"))
     from safetensors.torch import load_file
+
     sd = load_file(str(path))
     del sd["model.diffusion_model.out.2.weight"]
     with pytest.raises(CheckpointError, match="missing key 'out.2.weight'"):

@@ -1,4 +1,5 @@
 """dynamicrafter.demo: the random demo checkpoint has the released key layout and runs without NaN."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,14 @@ from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import manifest_path
 
 ENCODER_PREFIXES = ("cond_stage_model.", "embedder.")
-LEFTOVERS = {"embedder.model.positional_embedding", "embedder.model.text_projection", "embedder.model.logit_scale",
-             "embedder.model.token_embedding.weight", "embedder.model.ln_final.weight",
-             "embedder.model.ln_final.bias"}
+LEFTOVERS = {
+    "embedder.model.positional_embedding",
+    "embedder.model.text_projection",
+    "embedder.model.logit_scale",
+    "embedder.model.token_embedding.weight",
+    "embedder.model.ln_final.weight",
+    "embedder.model.ln_final.bias",
+}
 
 
 def _manifest(variant: str = "512") -> dict[str, tuple[int, ...]]:
@@ -48,8 +54,7 @@ def test_demo_omits_only_the_embedders_text_leftovers():
 
 
 def test_vae_keys_from_sd_ddconfig_equal_the_released_file():
-    released = {k[len("first_stage_model."):]: v for k, v in _manifest().items()
-                if k.startswith("first_stage_model.")}
+    released = {k[len("first_stage_model.") :]: v for k, v in _manifest().items() if k.startswith("first_stage_model.")}
     assert list(vae_key_shapes(SD_VAE).items()) == list(released.items())
 
 
@@ -86,7 +91,9 @@ def test_demo_file_loads_as_a_512_checkpoint_with_every_part(tmp_path):
     assert ckpt.resampler_config == DEMO_RESAMPLER
     for part in ("unet", "resampler", "vae", "text_encoder", "clip_vision"):
         assert ckpt.has(part), part
-    assert set(ckpt.require("clip_vision")) == {k[len("embedder."):] for k in tiny_encoders if k.startswith("embedder.")}
+    assert set(ckpt.require("clip_vision")) == {
+        k[len("embedder.") :] for k in tiny_encoders if k.startswith("embedder.")
+    }
 
 
 def test_safetensors_suffix_writes_a_flat_file(tmp_path):
@@ -107,19 +114,19 @@ def test_missing_encoder_keys_are_an_error():
 @pytest.mark.parametrize("variant", ["256", "512"])
 def test_tiny_networks_run_without_nan(variant, single_thread):
     sd = demo_state_dict(variant, with_encoders=False)
-    unet_sd = {k[len("model.diffusion_model."):]: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
+    unet_sd = {k[len("model.diffusion_model.") :]: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
     unet_sd = {k.replace("framestride_embed.", "fps_embedding.", 1): v for k, v in unet_sd.items()}
     config = DEMO_UNET.__class__(**{**DEMO_UNET.__dict__, "image_cross_attention_scale_learnable": variant == "256"})
     unet = DynamiCrafterUNet(config)
     unet.load_state_dict(unet_sd, strict=True)
     resampler = Resampler(DEMO_RESAMPLER)
-    resampler.load_state_dict({k[len("image_proj_model."):]: v for k, v in sd.items()
-                               if k.startswith("image_proj_model.")}, strict=True)
+    resampler.load_state_dict(
+        {k[len("image_proj_model.") :]: v for k, v in sd.items() if k.startswith("image_proj_model.")}, strict=True
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         tokens = resampler(torch.randn(1, 257, 1280))
-        out = unet(torch.randn(1, 8, 16, 8, 16), torch.tensor([999]), torch.randn(1, 77, 1024),
-                   image_context=tokens)
+        out = unet(torch.randn(1, 8, 16, 8, 16), torch.tensor([999]), torch.randn(1, 77, 1024), image_context=tokens)
     assert torch.isfinite(tokens).all() and torch.isfinite(out).all()
     assert out.shape == (1, 4, 16, 8, 16)
 

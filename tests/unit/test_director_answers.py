@@ -1,13 +1,15 @@
 """Reading model answers (JSON, prompts), storyboard and advisor parsing, and the pictures sent to the model."""
+
 from __future__ import annotations
 
 import base64
 import io
 
 import pytest
-import support.director_fakes as H
 import torch
 from PIL import Image
+
+import support.director_fakes as H
 
 answers = H.director("answers")
 storyboard = H.director("storyboard")
@@ -17,13 +19,16 @@ client = H.director("client")
 DirectorError = H.director("errors").DirectorError
 
 
-@pytest.mark.parametrize("text", [
-    '{"a": 1}',
-    '```json\n{"a": 1}\n```',
-    '```\n{"a": 1}\n```',
-    'Sure! Here is the plan:\n```json\n{"a": 1}\n```\nEnjoy.',
-    'Here you go: {"a": 1} -- hope it helps',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        '```json\n{"a": 1}\n```',
+        '```\n{"a": 1}\n```',
+        'Sure! Here is the plan:\n```json\n{"a": 1}\n```\nEnjoy.',
+        'Here you go: {"a": 1} -- hope it helps',
+    ],
+)
 def test_extract_json_finds_the_object(text):
     assert answers.extract_json(text) == {"a": 1}
 
@@ -37,19 +42,24 @@ def test_malformed_json_error_quotes_the_first_200_characters():
     assert text[:201] not in message
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ('"A fox runs through snow, camera pans left."', "A fox runs through snow, camera pans left."),
-    ("Prompt: a fox runs\nthrough snow.", "a fox runs through snow."),
-    ("```\nA fox runs.\n```", "A fox runs."),
-    ("  Motion prompt:  “Leaves drift down.”  ", "Leaves drift down."),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ('"A fox runs through snow, camera pans left."', "A fox runs through snow, camera pans left."),
+        ("Prompt: a fox runs\nthrough snow.", "a fox runs through snow."),
+        ("```\nA fox runs.\n```", "A fox runs."),
+        ("  Motion prompt:  “Leaves drift down.”  ", "Leaves drift down."),
+    ],
+)
 def test_one_line_cleans_prompts(raw, expected):
     assert answers.one_line(raw) == expected
 
 
 def test_storyboard_appends_the_shared_style_line():
-    answer = '```json\n{"style": "hand-painted watercolor, warm dusk light.", "scenes": ' \
-             '["A girl opens a red door.", {"prompt": "She walks into a garden, slow pan."}, "Birds lift off\\n the fence."]}\n```'
+    answer = (
+        '```json\n{"style": "hand-painted watercolor, warm dusk light.", "scenes": '
+        '["A girl opens a red door.", {"prompt": "She walks into a garden, slow pan."}, "Birds lift off\\n the fence."]}\n```'
+    )
     board = storyboard.parse_storyboard(answer, 3)
     assert board.style == "hand-painted watercolor, warm dusk light"
     assert board.prompts == [
@@ -95,7 +105,9 @@ CURRENT = advisor.Settings(steps=50, cfg=7.5, fs=24, prompt="a cat sits")
 def test_advice_is_parsed_and_clamped():
     advice = advisor.parse_advice(
         '{"steps": 500, "cfg": 0.2, "fs": "12", "prompt": "A cat turns its head, static camera.", '
-        '"explanation": "More motion needed."}', CURRENT)
+        '"explanation": "More motion needed."}',
+        CURRENT,
+    )
     assert advice.settings == advisor.Settings(100, 1.0, 12, "A cat turns its head, static camera.")
     assert "steps 500 was clamped to 100" in advice.explanation and "cfg 0.2 was clamped to 1" in advice.explanation
     assert advice.explanation.startswith("More motion needed.")

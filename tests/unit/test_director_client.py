@@ -1,4 +1,5 @@
 """The director's HTTP client against a fake OpenAI-compatible server: request format, retries, errors, no key leaks."""
+
 from __future__ import annotations
 
 import base64
@@ -12,18 +13,16 @@ import time
 import traceback
 
 import pytest
-import support.director_fakes as H
 import torch
 from PIL import Image
+
+import support.director_fakes as H
 
 fake, secret = H.fake, H.secret  # the shared fixtures
 client = H.director("client")
 media = H.director("media")
 prompts = H.director("prompts")
 DirectorError = H.director("errors").DirectorError
-
-
-
 
 
 def _conn(fake, env=None, **kw):
@@ -126,9 +125,14 @@ def test_unreachable_server_is_retried_then_reported(monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv(H.HOSTS_ENV, f"127.0.0.1:{port}")
-    conn = client.DirectorConnection(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, retry_delay_s=0.0)
+    conn = client.DirectorConnection(
+        base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, retry_delay_s=0.0
+    )
     delays: list[float] = []
-    with pytest.raises(DirectorError, match=rf"cannot reach http://127.0.0.1:{port}/v1/chat/completions \(tried 2 times, ConnectError\)"):
+    with pytest.raises(
+        DirectorError,
+        match=rf"cannot reach http://127.0.0.1:{port}/v1/chat/completions \(tried 2 times, ConnectError\)",
+    ):
         client.chat(conn, [{"role": "user", "content": "hi"}], sleep=delays.append)
     assert delays == [0.0]
 
@@ -188,7 +192,9 @@ def test_presets_and_overrides(monkeypatch):
     monkeypatch.setenv(H.HOSTS_ENV, "127.0.0.1:9000")
     monkeypatch.setenv(H.KEYS_ENV, "MY_KEY")
     gemini = client.make_connection("Gemini (OpenAI-compatible)")
-    assert gemini.key_env == "GEMINI_API_KEY" and gemini.model and "generativelanguage.googleapis.com" in gemini.base_url
+    assert (
+        gemini.key_env == "GEMINI_API_KEY" and gemini.model and "generativelanguage.googleapis.com" in gemini.base_url
+    )
     assert client.make_connection("GitHub Models").key_env == "GITHUB_TOKEN"
     assert client.make_connection("OpenAI", model="gpt-x").model == "gpt-x"
     assert client.make_connection("OpenAI").key_env == "OPENAI_API_KEY"
@@ -203,8 +209,16 @@ def test_presets_and_overrides(monkeypatch):
         client.make_connection("Custom", model="m", custom_url="ftp://x")
 
 
-@pytest.mark.parametrize("pasted", ["sk-proj-" + "a1B2" * 10, "ghp_" + "Ab1" * 12, "AIzaSyD" + "x9Y" * 10,
-                                    "abcDEF123ghiJKL456mnoPQR789", "my key with spaces"])
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "sk-proj-" + "a1B2" * 10,
+        "ghp_" + "Ab1" * 12,
+        "AIzaSyD" + "x9Y" * 10,
+        "abcDEF123ghiJKL456mnoPQR789",
+        "my key with spaces",
+    ],
+)
 def test_key_pasted_into_the_variable_field_is_refused_without_echo(pasted):
     with pytest.raises(DirectorError) as info:
         client.make_connection("OpenAI", key_env=pasted)

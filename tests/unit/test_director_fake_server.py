@@ -1,4 +1,5 @@
 """Checks of the fake OpenAI-compatible server the director tests use (tests/support/director_fakes.py)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -29,6 +30,7 @@ def test_pure_modules_import_without_comfyui_or_openai() -> None:
         "[helpers['director'](m) for m in ('client', 'media', 'prompts', 'answers', 'storyboard', 'advisor', "
         "'soundtrack', 'audio', 'policy', 'redact', 'waiting')]; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'openai', 'folder_paths')); "
-        "assert not bad, bad")
+        "assert not bad, bad"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Soundtrack pick: the user's folder with tags, PyAV decoding of WAV/FLAC/MP3, cut to the clip with a fade-out."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import support.director_fakes as H
 import torch
+
+import support.director_fakes as H
 
 soundtrack = H.director("soundtrack")
 audio = H.director("audio")
@@ -30,7 +32,7 @@ def write_tone(path: Path, seconds: float, rate: int, freq: float, channels: int
         block = 1152 if codec == "libmp3lame" else 1024
         pts = 0
         for start in range(0, len(tone), block):
-            chunk = np.tile(tone[start:start + block], (channels, 1))
+            chunk = np.tile(tone[start : start + block], (channels, 1))
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
             frame.sample_rate = rate
             frame.pts = pts
@@ -82,8 +84,10 @@ def test_scan_errors_name_the_folder(tmp_path):
         scan("  ")
 
 
-@pytest.mark.parametrize("name, rate, channels", [("calm_piano_dusk.wav", 22050, 1), ("epic-drums.flac", 32000, 2),
-                                                  ("ocean waves.mp3", 44100, 2)])
+@pytest.mark.parametrize(
+    "name, rate, channels",
+    [("calm_piano_dusk.wav", 22050, 1), ("epic-drums.flac", 32000, 2), ("ocean waves.mp3", 44100, 2)],
+)
 def test_decode_with_pyav(library, name, rate, channels):
     waveform, sample_rate = audio.decode(library / name)
     assert sample_rate == rate and waveform.dtype == torch.float32 and waveform.shape[0] == channels
@@ -105,20 +109,24 @@ def test_fit_length_trims_pads_and_fades():
     assert value["waveform"].shape == (1, 2, 400) and value["sample_rate"] == 100
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ('{"index": 2, "reason": "big energy"}', "epic-drums.flac"),
-    ('```json\n{"index": "3"}\n```', "ocean waves.mp3"),
-    ("I would pick ocean waves.mp3 for this.", "ocean waves.mp3"),
-    ("Track 1.", "calm_piano_dusk.wav"),
-    ('{"index": 1.0}', "calm_piano_dusk.wav"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ('{"index": 2, "reason": "big energy"}', "epic-drums.flac"),
+        ('```json\n{"index": "3"}\n```', "ocean waves.mp3"),
+        ("I would pick ocean waves.mp3 for this.", "ocean waves.mp3"),
+        ("Track 1.", "calm_piano_dusk.wav"),
+        ('{"index": 1.0}', "calm_piano_dusk.wav"),
+    ],
+)
 def test_parse_choice(library, answer, expected):
     track, _ = soundtrack.parse_choice(answer, scan(library))
     assert track.name == expected
 
 
-@pytest.mark.parametrize("answer", ['{"index": 7}', '{"index": 0}', "None of them fit.", "Either 1 or 2.",
-                                    '{"index": true}'])
+@pytest.mark.parametrize(
+    "answer", ['{"index": 7}', '{"index": 0}', "None of them fit.", "Either 1 or 2.", '{"index": true}']
+)
 def test_parse_choice_without_a_valid_track_is_a_clear_error(library, answer):
     with pytest.raises(DirectorError, match=r"names no track from the list \(numbers 1 to 3\)"):
         soundtrack.parse_choice(answer, scan(library))
@@ -167,8 +175,13 @@ def test_relative_folder_is_found_in_the_allowed_roots(tmp_path):
 @pytest.mark.parametrize("escape", ["abs", "dotdot", "dotdot-inside", "symlink-dir", "home", "nul"])
 def test_folders_outside_the_roots_are_refused_alike(tmp_path, escape):
     root, secret = _outside_and_inside(tmp_path)
-    folder = {"abs": str(secret), "dotdot": "../private", "dotdot-inside": "music/../music",
-              "home": "~", "nul": "music\x00"}.get(escape, "link")
+    folder = {
+        "abs": str(secret),
+        "dotdot": "../private",
+        "dotdot-inside": "music/../music",
+        "home": "~",
+        "nul": "music\x00",
+    }.get(escape, "link")
     if escape == "symlink-dir":
         (root / "link").symlink_to(secret, target_is_directory=True)
     with pytest.raises(DirectorError) as info:

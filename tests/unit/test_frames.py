@@ -1,4 +1,5 @@
 """Concat-latent layouts for image-to-video, interpolation and loop (spec section 8)."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,15 +47,26 @@ def test_folded_frames_put_the_frame_index_fastest_and_unfold_back():
     assert torch.equal(unfold_frames(batch, 3), video)
 
 
-@pytest.mark.parametrize("text, frames", [("0", [0]), ("0, -1", [0, 15]), ("0-3, 15", [0, 1, 2, 3, 15]),
-                                          ("2,2", [2]), ("-2", [14])])
+@pytest.mark.parametrize(
+    "text, frames", [("0", [0]), ("0, -1", [0, 15]), ("0-3, 15", [0, 1, 2, 3, 15]), ("2,2", [2]), ("-2", [14])]
+)
 def test_frame_lists(text, frames):
     assert parse_frame_list(text, 16) == frames
 
 
-@pytest.mark.parametrize("text, message", [("", "no frame"), (" , ", "no frame"), ("first", "not a frame"),
-                                           ("16", "outside"), ("-17", "outside"), ("5-2", "backwards"),
-                                           ("1-2-3", "not a frame"), ("1.5", "not a frame")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no frame"),
+        (" , ", "no frame"),
+        ("first", "not a frame"),
+        ("16", "outside"),
+        ("-17", "outside"),
+        ("5-2", "backwards"),
+        ("1-2-3", "not a frame"),
+        ("1.5", "not a frame"),
+    ],
+)
 def test_bad_frame_lists_are_refused(text, message):
     with pytest.raises(ValueError, match=message):
         parse_frame_list(text, 16)

@@ -1,4 +1,5 @@
 """Conditioning-image controls: noise augmentation and per-frame blending of the end picture's image tokens."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,6 +39,6 @@ def test_ramp_blends_per_frame_token_group():
     ours = blend_frame_tokens(start, end, end_token_weights(16, 1.0, "ramp"))
     assert torch.equal(ours[:, :16], start[:, :16])  # frame 0: the start picture's tokens only
     assert torch.allclose(ours[:, -16:], end[:, -16:])  # frame 15: the end picture's only
-    assert torch.allclose(ours[:, 16 * 5:16 * 6], start[:, 80:96] * (1 - 1 / 3) + end[:, 80:96] / 3)
+    assert torch.allclose(ours[:, 16 * 5 : 16 * 6], start[:, 80:96] * (1 - 1 / 3) + end[:, 80:96] / 3)
     with pytest.raises(ValueError, match="16 for each of 8 frames"):
         blend_frame_tokens(start, end, torch.zeros(8))

@@ -1,5 +1,6 @@
 """Packaging: pyproject.toml for the Comfy Registry, requirements.txt without torch, the licence, and
 requirements.txt installing into a fresh environment that already has torch without touching it."""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -51,8 +53,10 @@ def test_registry_fields(pyproject):
 
 
 def test_classifiers_are_ones_the_registry_knows(pyproject):
-    known = re.compile(r"Operating System :: (Microsoft|POSIX|MacOS|OS Independent)|"
-                       r"Environment :: (GPU :: (NVIDIA CUDA|AMD ROCm|Intel Arc|Apple Metal)|NPU :: Huawei Ascend)")
+    known = re.compile(
+        r"Operating System :: (Microsoft|POSIX|MacOS|OS Independent)|"
+        r"Environment :: (GPU :: (NVIDIA CUDA|AMD ROCm|Intel Arc|Apple Metal)|NPU :: Huawei Ascend)"
+    )
     assert all(known.fullmatch(c) for c in pyproject["project"].get("classifiers", []))
 
 
@@ -66,8 +70,10 @@ def test_requirements_list_no_torch_and_mirror_the_project(pyproject):
     names = _requirement_names(ROOT / "requirements.txt")
     assert names, "requirements.txt is empty"
     assert not TORCH_FAMILY & set(names), "requirements.txt must never list torch/torchvision/torchaudio"
-    declared = [re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower().replace("_", "-")
-                for d in pyproject["project"]["dependencies"]]
+    declared = [
+        re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower().replace("_", "-")
+        for d in pyproject["project"]["dependencies"]
+    ]
     assert sorted(declared) == sorted(names)
     for extra in pyproject["project"].get("optional-dependencies", {}).values():
         assert not TORCH_FAMILY & {re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower() for d in extra}
@@ -99,8 +105,20 @@ def test_wheel_carries_the_console_script_only(tmp_path):
     for name in ("pyproject.toml", "LICENSE", "README.md"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "scripts", source / "scripts", ignore=shutil.ignore_patterns("__pycache__", "lib"))
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
-          str(source)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ]
+    )
     wheel = next((tmp_path / "dist").glob("*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -125,8 +143,9 @@ def _fresh_venv() -> Path:
     python = venv / "bin" / "python"
     stamp = venv / ".torch-ok"
     if stamp.is_file():
-        probe = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                               text=True)
+        probe = subprocess.run(
+            [str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+        )
         if probe.returncode != 0 or not probe.stdout.strip().startswith(TORCH_VERSION):
             stamp.unlink()
     if not stamp.is_file():

@@ -4,6 +4,7 @@
 original ``AutoencoderKL_Dualref`` (Doubiiu/ToonCrafter @ b0c47ff) with
 ``tests/data/tooncrafter_small/generate_with_original.py``; see the README there.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ from safetensors.torch import load_file
 
 from dynamicrafter.checkpoint import split_parts
 from dynamicrafter.tooncrafter_decode import decode_video, decoder_calls
-from dynamicrafter.tooncrafter_vae import (ToonCrafterVAE, ToonCrafterVAEConfig, is_dual_reference_vae,
-                                           vae_config_from_state_dict)
+from dynamicrafter.tooncrafter_vae import (
+    ToonCrafterVAE,
+    ToonCrafterVAEConfig,
+    is_dual_reference_vae,
+    vae_config_from_state_dict,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MANIFEST = json.loads((DATA / "tooncrafter_vae_manifest.json").read_text())
@@ -128,10 +133,17 @@ def test_videos_batched_in_one_call_decode_independently(small, single_thread):
     torch.testing.assert_close(both, alone, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("frames", "middle_pass", "chunks"), [
-    (16, True, [16, 14]), (17, True, [16, 1, 15]), (33, True, [16, 16, 1, 16, 15]),
-    (16, False, [16]), (5, True, [5]), (6, True, [6, 4]),
-])
+@pytest.mark.parametrize(
+    ("frames", "middle_pass", "chunks"),
+    [
+        (16, True, [16, 14]),
+        (17, True, [16, 1, 15]),
+        (33, True, [16, 16, 1, 16, 15]),
+        (16, False, [16]),
+        (5, True, [5]),
+        (6, True, [6, 4]),
+    ],
+)
 def test_decode_video_chunking(frames, middle_pass, chunks):
     seen: list[list[int]] = []
 
@@ -144,5 +156,5 @@ def test_decode_video_chunking(frames, middle_pass, chunks):
     assert [len(s) for s in seen] == chunks and decoder_calls(frames, middle_pass=middle_pass) == len(chunks)
     torch.testing.assert_close(video[:, 0, 0, 0], torch.arange(frames, dtype=torch.float32) * 10)
     if len(chunks) > -(-frames // 16):
-        second = [i for s in seen[-(-frames // 16):] for i in s]
+        second = [i for s in seen[-(-frames // 16) :] for i in s]
         assert second == [i for i in range(frames) if i not in (1, frames - 2)]

@@ -4,11 +4,11 @@ One module per job: ``host`` imports the pack with ComfyUI, ``layout`` reads the
 ``builders`` describe nodes, ``catalog`` the ten workflows, ``note`` / ``formats`` / ``pictures`` / ``readme``
 write them, ``files`` puts it all on disk. Run it with ``python workflows/generate.py [--check]``.
 """
+
 from __future__ import annotations
 
 from .catalog import workflows
 from .files import json_files, main, picture_files, readme_text, stale_files, write_all
 from .layout import node_types
 
-__all__ = ["json_files", "main", "node_types", "picture_files", "readme_text", "stale_files", "workflows",
-           "write_all"]
+__all__ = ["json_files", "main", "node_types", "picture_files", "readme_text", "stale_files", "workflows", "write_all"]

@@ -1,4 +1,5 @@
 """Every generated file (workflows in both formats, pictures, the README's node list) and the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,10 @@ def stale_files(root: Path = WORKFLOWS_DIR, readme: Path = README) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the pack's example workflows, their pictures and the "
-                                                 "README's node list from the nodes' schemas.")
+    parser = argparse.ArgumentParser(
+        description="Write the pack's example workflows, their pictures and the "
+        "README's node list from the nodes' schemas."
+    )
     parser.add_argument("--check", action="store_true", help="only check that the committed files are current")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -1,4 +1,5 @@
 """A workflow in ComfyUI's two formats: the graph editor's (LiteGraph, "UI") and the API's ("prompt")."""
+
 from __future__ import annotations
 
 import uuid
@@ -68,9 +69,18 @@ def _ui_node(node: Node, links: list[list[Any]], order: int, cnr_id: str) -> dic
     if node.models:
         properties["models"] = [dict(m) for m in node.models]
     entry = {
-        "id": node.id, "type": node.type, "pos": list(node.pos), "size": list(node.size), "flags": {},
-        "order": order, "mode": 0, "inputs": inputs, "outputs": outputs, "title": node.title,
-        "properties": properties, "widgets_values": [ui_value(node, name) for name in spec.widgets],
+        "id": node.id,
+        "type": node.type,
+        "pos": list(node.pos),
+        "size": list(node.size),
+        "flags": {},
+        "order": order,
+        "mode": 0,
+        "inputs": inputs,
+        "outputs": outputs,
+        "title": node.title,
+        "properties": properties,
+        "widgets_values": [ui_value(node, name) for name in spec.widgets],
     }
     if node.color:
         entry["color"], entry["bgcolor"] = node.color
@@ -80,11 +90,24 @@ def _ui_node(node: Node, links: list[list[Any]], order: int, cnr_id: str) -> dic
 def ui_format(workflow: Workflow, cnr_id: str, note: Callable[[Workflow], str]) -> dict[str, Any]:
     links = _link_table(workflow)
     order = execution_order(workflow)
-    nodes: list[dict[str, Any]] = [{
-        "id": NOTE, "type": NOTE_TYPE, "pos": list(workflow.note_pos), "size": list(workflow.note_size),
-        "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [], "title": "Read me",
-        "properties": {}, "widgets_values": [note(workflow)], "color": NOTE_COLOR[0], "bgcolor": NOTE_COLOR[1],
-    }]
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": NOTE,
+            "type": NOTE_TYPE,
+            "pos": list(workflow.note_pos),
+            "size": list(workflow.note_size),
+            "flags": {},
+            "order": 0,
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "title": "Read me",
+            "properties": {},
+            "widgets_values": [note(workflow)],
+            "color": NOTE_COLOR[0],
+            "bgcolor": NOTE_COLOR[1],
+        }
+    ]
     nodes += [_ui_node(node, links, order[node.id], cnr_id) for node in workflow.nodes]
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cnr_id}/workflows/{workflow.name}")),

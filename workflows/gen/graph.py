@@ -1,4 +1,5 @@
 """How a workflow is described: nodes with their widget values and links, and the ids all workflows share."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ class Node:
         inputs = set(spec.widgets) | {s.name for s in spec.sockets}
         unknown = sorted((set(self.widgets) - set(spec.widgets)) | (set(self.links) - inputs))
         if unknown:
-            raise ValueError(f"node {self.id} ({self.type}) has no input {', '.join(unknown)}; its inputs are "
-                             f"{sorted(inputs)}")
+            raise ValueError(
+                f"node {self.id} ({self.type}) has no input {', '.join(unknown)}; its inputs are {sorted(inputs)}"
+            )
 
     def value(self, name: str) -> Any:
         """A widget's value: the workflow's own, else the node type's default."""

@@ -4,6 +4,7 @@ ComfyUI comes from ``$COMFYUI_DIR`` (default: the newest ``<repo>/.cache/comfyui
 scripts provisioned). The pack is imported as the package ``dynamicrafter_pack``, as the host tests do (its
 folder name is not a Python name, and its ``nodes`` package would shadow ComfyUI's ``nodes`` module).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,15 +33,18 @@ def import_pack() -> types.ModuleType:
         return sys.modules[PACK_PACKAGE]
     comfy_dir = comfyui_dir()
     if not (comfy_dir / "comfy_api").is_dir():
-        raise SystemExit(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI (the generator "
-                         "reads the nodes' schemas, which need ComfyUI importable)")
+        raise SystemExit(
+            f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR to an extracted ComfyUI (the generator "
+            "reads the nodes' schemas, which need ComfyUI importable)"
+        )
     if str(comfy_dir) not in sys.path:
         sys.path.insert(0, str(comfy_dir))
     from comfy.cli_args import args
 
     args.cpu = True  # before comfy.model_management picks a device at import
-    spec = importlib.util.spec_from_file_location(PACK_PACKAGE, ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
+    spec = importlib.util.spec_from_file_location(
+        PACK_PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_PACKAGE] = module
     try:

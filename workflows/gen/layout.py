@@ -8,6 +8,7 @@ The UI format stores widget values by position, in the order the frontend builds
 inputs in ``input_order`` (required, then optional), one value per widget input, plus an extra "control after
 generate" value after a seed and an "image" value for the upload button of Load Image.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,7 @@ WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 
 FRONTEND_HELP = {
     CONTROL: "what happens to the seed after each run: `fixed` keeps it, `randomize` picks a new one, "
-             "`increment` / `decrement` step it.",
+    "`increment` / `decrement` step it.",
     UPLOAD: "the *choose file to upload* button puts a picture of yours into the `input` folder.",
 }
 """Help for the widgets the frontend adds by itself."""
@@ -75,30 +76,64 @@ def node_type_from_info(info: dict[str, Any]) -> NodeType:
                 widgets.append(CONTROL)
                 defaults[CONTROL] = "fixed"
                 help_texts[CONTROL] = FRONTEND_HELP[CONTROL]
-    return NodeType(tuple(sockets), tuple(widgets), tuple(zip(info["output_name"], info["output"])), ours=True,
-                    defaults=defaults, help=help_texts, display_name=info.get("display_name") or info["name"],
-                    description=info.get("description") or "", category=info.get("category") or "")
+    return NodeType(
+        tuple(sockets),
+        tuple(widgets),
+        tuple(zip(info["output_name"], info["output"])),
+        ours=True,
+        defaults=defaults,
+        help=help_texts,
+        display_name=info.get("display_name") or info["name"],
+        description=info.get("description") or "",
+        category=info.get("category") or "",
+    )
 
 
 STOCK_TYPES: dict[str, NodeType] = {
-    "CLIPTextEncode": NodeType((Socket("clip", "CLIP"),), ("text",), (("CONDITIONING", "CONDITIONING"),),
-                               help={"text": "the words the text encoder reads."}),
-    "LoadImage": NodeType((), ("image", UPLOAD), (("IMAGE", "IMAGE"), ("MASK", "MASK")), defaults={UPLOAD: "image"},
-                          help={"image": "the picture to animate, from ComfyUI's `input` folder. Any size works: it "
-                                         "is fitted to the video size.", UPLOAD: FRONTEND_HELP[UPLOAD]}),
+    "CLIPTextEncode": NodeType(
+        (Socket("clip", "CLIP"),),
+        ("text",),
+        (("CONDITIONING", "CONDITIONING"),),
+        help={"text": "the words the text encoder reads."},
+    ),
+    "LoadImage": NodeType(
+        (),
+        ("image", UPLOAD),
+        (("IMAGE", "IMAGE"), ("MASK", "MASK")),
+        defaults={UPLOAD: "image"},
+        help={
+            "image": "the picture to animate, from ComfyUI's `input` folder. Any size works: it "
+            "is fitted to the video size.",
+            UPLOAD: FRONTEND_HELP[UPLOAD],
+        },
+    ),
     "VAEDecode": NodeType((Socket("samples", "LATENT"), Socket("vae", "VAE")), (), (("IMAGE", "IMAGE"),)),
     "ImageFromBatch": NodeType(
-        (Socket("image", "IMAGE"),), ("batch_index", "length"), (("IMAGE", "IMAGE"),),
-        help={"batch_index": "the first frame to keep (0 = from the start).",
-              "length": "how many frames to keep: 15 drops the last frame, which repeats the first one, so the clip "
-                        "loops without a stutter."}),
+        (Socket("image", "IMAGE"),),
+        ("batch_index", "length"),
+        (("IMAGE", "IMAGE"),),
+        help={
+            "batch_index": "the first frame to keep (0 = from the start).",
+            "length": "how many frames to keep: 15 drops the last frame, which repeats the first one, so the clip "
+            "loops without a stutter.",
+        },
+    ),
     "CreateVideo": NodeType(
-        (Socket("images", "IMAGE"), Socket("audio", "AUDIO", optional=True)), ("fps",), (("VIDEO", "VIDEO"),),
-        help={"fps": "playback speed of the saved video in frames per second (the original saves at 8)."}),
+        (Socket("images", "IMAGE"), Socket("audio", "AUDIO", optional=True)),
+        ("fps",),
+        (("VIDEO", "VIDEO"),),
+        help={"fps": "playback speed of the saved video in frames per second (the original saves at 8)."},
+    ),
     "SaveVideo": NodeType(
-        (Socket("video", "VIDEO"),), ("filename_prefix", "format", "codec"), (),
-        help={"filename_prefix": "where the video goes inside ComfyUI's `output` folder, and the start of its name.",
-              "format": "the file format (`mp4`).", "codec": "the video codec (`h264` plays almost everywhere)."}),
+        (Socket("video", "VIDEO"),),
+        ("filename_prefix", "format", "codec"),
+        (),
+        help={
+            "filename_prefix": "where the video goes inside ComfyUI's `output` folder, and the start of its name.",
+            "format": "the file format (`mp4`).",
+            "codec": "the video codec (`h264` plays almost everywhere).",
+        },
+    ),
     "ImageBatch": NodeType((Socket("image1", "IMAGE"), Socket("image2", "IMAGE")), (), (("IMAGE", "IMAGE"),)),
 }
 """The stock nodes the workflows use, as the pinned ComfyUI defines them."""
@@ -115,4 +150,6 @@ def node_type(name: str) -> NodeType:
     try:
         return node_types()[name]
     except KeyError:
-        raise ValueError(f"no node type {name!r}: not a node of the pack nor a stock node the generator knows") from None
+        raise ValueError(
+            f"no node type {name!r}: not a node of the pack nor a stock node the generator knows"
+        ) from None

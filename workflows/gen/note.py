@@ -1,4 +1,5 @@
 """The note each workflow opens with: what it does, the model file, the pictures, every widget in plain words."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,15 +40,19 @@ def note_text(workflow: Workflow) -> str:
         workflow.about,
         "",
         "## Model",
-        (f"Put `{download['name']}` in `ComfyUI/models/{download['directory']}`: download `model.ckpt` from "
-        f"[{download['url'].split('/resolve/')[0].removeprefix('https://huggingface.co/')}]({download['url']}) and "
-        "rename it, or let the *DynamiCrafter Download Model* node fetch it. With Kijai's `*_fp16_pruned` files use "
-        "*DynamiCrafter Load Model* with the stock *Load CLIP* (type `stable_diffusion`) and *Load CLIP Vision* "
-        "(`CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors`) instead of the loader here."),
+        (
+            f"Put `{download['name']}` in `ComfyUI/models/{download['directory']}`: download `model.ckpt` from "
+            f"[{download['url'].split('/resolve/')[0].removeprefix('https://huggingface.co/')}]({download['url']}) and "
+            "rename it, or let the *DynamiCrafter Download Model* node fetch it. With Kijai's `*_fp16_pruned` files use "
+            "*DynamiCrafter Load Model* with the stock *Load CLIP* (type `stable_diffusion`) and *Load CLIP Vision* "
+            "(`CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors`) instead of the loader here."
+        ),
         "",
         "## Pictures",
-        (f"The example pictures are in this pack's `workflows/{INPUT_DIR}` folder: copy them into `ComfyUI/input`, "
-        "or choose your own picture in the Load Image node."),
+        (
+            f"The example pictures are in this pack's `workflows/{INPUT_DIR}` folder: copy them into `ComfyUI/input`, "
+            "or choose your own picture in the Load Image node."
+        ),
         "",
     ]
     for section in workflow.extra_notes:

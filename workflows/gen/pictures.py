@@ -1,4 +1,5 @@
 """The example pictures and the template browser's thumbnails, drawn here so the pack ships no third-party images."""
+
 from __future__ import annotations
 
 import io
@@ -70,10 +71,10 @@ def _crop(pixels: np.ndarray, aspect: float) -> np.ndarray:
     if width / height > aspect:
         keep = round(height * aspect)
         left = (width - keep) // 2
-        return pixels[:, left:left + keep]
+        return pixels[:, left : left + keep]
     keep = round(width / aspect)
     top = (height - keep) // 2
-    return pixels[top:top + keep]
+    return pixels[top : top + keep]
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:

@@ -1,5 +1,6 @@
 """The README's node list and variant table, written from the nodes' schemas and the variant table between
 markers (``--check`` keeps them current)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,15 +9,22 @@ from typing import Any
 from .host import variant_config
 from .layout import CONTROL, NodeType, node_types
 
-NODE_LIST = ("<!-- node list: written by workflows/generate.py from the nodes' schemas; edit the nodes, not this -->",
-             "<!-- end of node list -->")
-VARIANT_TABLE = ("<!-- variant table: written by workflows/generate.py from dynamicrafter/config.py -->",
-                 "<!-- end of variant table -->")
-GROUPS = {"loaders": "Loaders", "conditioning": "Conditioning", "sampling": "Sampling",
-          "tooncrafter": "ToonCrafter (cartoon interpolation: the 512_interp UNet with a dual-reference video VAE)",
-          "long video": "Long videos",
-          "director": "AI video director (optional; needs `pip install openai` and an API key in an environment "
-                      "variable)"}
+NODE_LIST = (
+    "<!-- node list: written by workflows/generate.py from the nodes' schemas; edit the nodes, not this -->",
+    "<!-- end of node list -->",
+)
+VARIANT_TABLE = (
+    "<!-- variant table: written by workflows/generate.py from dynamicrafter/config.py -->",
+    "<!-- end of variant table -->",
+)
+GROUPS = {
+    "loaders": "Loaders",
+    "conditioning": "Conditioning",
+    "sampling": "Sampling",
+    "tooncrafter": "ToonCrafter (cartoon interpolation: the 512_interp UNet with a dual-reference video VAE)",
+    "long video": "Long videos",
+    "director": "AI video director (optional; needs `pip install openai` and an API key in an environment variable)",
+}
 """Headings for the pack's node categories (``DynamiCrafter/<group>``); an unknown group is shown as it is."""
 
 
@@ -67,8 +75,9 @@ def variant_table() -> str:
     """Markdown table of the released variants, from ``dynamicrafter/config.py``."""
     lines = ["| variant | size (W x H) | fs means | default fs | notes |", "|---|---|---|---|---|"]
     for row in variant_config().VARIANTS.values():
-        lines.append(f"| {row.name} | {row.width} x {row.height} | {_fs_meaning(row)} | {row.default_fs} | "
-                     f"{_notes(row)} |")
+        lines.append(
+            f"| {row.name} | {row.width} x {row.height} | {_fs_meaning(row)} | {row.default_fs} | {_notes(row)} |"
+        )
     return "\n".join(lines)
 
 
@@ -81,8 +90,10 @@ def _replace_between(readme: str, markers: tuple[str, str], text: str) -> str:
     return f"{head}{begin}\n{text}\n{end}{tail}"
 
 
-GENERATED: tuple[tuple[tuple[str, str], Callable[[], str]], ...] = ((VARIANT_TABLE, variant_table),
-                                                                      (NODE_LIST, node_list))
+GENERATED: tuple[tuple[tuple[str, str], Callable[[], str]], ...] = (
+    (VARIANT_TABLE, variant_table),
+    (NODE_LIST, node_list),
+)
 
 
 def with_generated_sections(readme: str) -> str:
