@@ -478,6 +478,7 @@ class DynamiCrafterModelDownload(CheckedNode):
             outputs=[
                 io.String.Output(
                     "file_name",
+                    display_name="file_name",  # named the same by every host release (0.3.64 would show STRING)
                     tooltip="The checkpoint's file name inside the chosen models folder, for the loader's file input.",
                 ),
             ],
