@@ -88,10 +88,14 @@ class ComfyHost:
         args.disable_api_nodes = True
         import comfy.model_management  # noqa: F401
 
-        # comfy_extras modules importing `utils.*` do not meet comfy/utils.py instead)
+        # isort: split
+        # ComfyUI's `utils` package first, as its main.py does, so that comfy_extras modules importing `utils.*`
+        # do not meet comfy/utils.py instead.
+        import utils.install_util  # noqa: F401
+
+        # isort: split
         import execution
         import folder_paths
-        import utils.install_util  # noqa: F401  (ComfyUI's `utils` package first, as main.py does, so that
 
         import nodes
 
