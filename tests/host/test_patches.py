@@ -32,8 +32,15 @@ def tiny(comfy_host):
 
 @pytest.fixture(scope="module")
 def baseline(comfy_host, tiny):
+    """The unpatched model's result, with one torch thread as every test here samples (a result depends on
+    the thread count in its last bits)."""
     model, positive, negative, latent = tiny
-    return ksample(comfy_host.nodes, model, positive, negative, latent)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return ksample(comfy_host.nodes, model, positive, negative, latent)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _sample(comfy_host, tiny, model=None) -> torch.Tensor:
