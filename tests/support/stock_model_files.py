@@ -5,7 +5,7 @@
 - an SD 2.1-layout ControlNet (``sd21_layout.controlnet_state_dict``);
 - a complete DynamiCrafter file it fits: the host detects a ControlNet as SD 2.x only at SD 2.x's widths
   (320 channels, 1024-wide text context), so this file's UNet is ``sd21_layout``'s (320 channels, one level)
-  and its text tower is 1024 wide (two blocks; the penultimate one is read), its other parts tiny.
+  and its text tower is 1024 wide (three blocks, as the host files), its other parts tiny.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SD21_LAYOUT_TEXT_WIDTH = 1024
 SD21_LAYOUT_SIZES = DemoSizes(
     unet=SD21_LAYOUT_UNET,
     resampler=replace(HOST_SIZES.resampler, output_dim=SD21_LAYOUT_TEXT_WIDTH),
-    text={**HOST_SIZES.text, "width": SD21_LAYOUT_TEXT_WIDTH, "layers": 2, "embed_dim": SD21_LAYOUT_TEXT_WIDTH},
+    text={**HOST_SIZES.text, "width": SD21_LAYOUT_TEXT_WIDTH, "embed_dim": SD21_LAYOUT_TEXT_WIDTH},
     vision={**HOST_SIZES.vision, "embed_dim": SD21_LAYOUT_TEXT_WIDTH},
 )
 
