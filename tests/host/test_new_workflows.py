@@ -31,11 +31,11 @@ from safetensors.torch import save_file
 
 import support.director_fakes as H
 from dynamicrafter.checkpoint import PART_PREFIXES
-from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, stock_model_files, workflow_names
+from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.modules import load_by_path
 from support.reference_data import manifest_path
-from support.stock_model_files import write_controlnet, write_lora, write_sd21_layout_checkpoint
+from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
 
 HERE = Path(__file__).resolve().parent
 
@@ -401,11 +401,7 @@ def stock_models(host, tmp_path_factory):
     write_sd21_layout_checkpoint(folder / SD21_LAYOUT)
     host.folder_paths.add_model_folder_path("checkpoints", str(folder))
     unet = host_state_dict("512", manifest_path("512"), with_encoders=False)  # the tiny 512 file's UNet
-    writers = {"controlnet": write_controlnet, "loras": lambda path: write_lora(path, unet)}
-    for folder_name, file_names in stock_model_files().items():
-        (folder / folder_name).mkdir()
-        for file_name in file_names:
-            writers[folder_name](folder / folder_name / file_name)
+    for folder_name in write_workflow_model_files(folder, unet):
         host.folder_paths.add_model_folder_path(folder_name, str(folder / folder_name))
     return host
 

@@ -35,12 +35,11 @@ from support.comfy_server import (
     load_api_workflow,
     nodes_of,
     shrink_workflow,
-    stock_model_files,
     workflow_names,
 )
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.reference_data import manifest_path
-from support.stock_model_files import write_controlnet, write_lora, write_sd21_layout_checkpoint
+from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +88,7 @@ def server(comfy_host, tmp_path_factory):
         sd15_shaped_file(checkpoints / SD15)
         write_sd21_layout_checkpoint(checkpoints / SD21_LAYOUT)
         unet = host_state_dict("512", manifest_path("512"), with_encoders=False)  # TINY's UNet, for the LoRA
-        writers = {"controlnet": write_controlnet, "loras": lambda path: write_lora(path, unet)}
-        for folder, file_names in stock_model_files().items():
-            for file_name in file_names:
-                writers[folder](setup.models / folder / file_name)
+        write_workflow_model_files(setup.models, unet)
         for picture in WORKFLOW_INPUTS.glob("*.png"):
             shutil.copy(picture, setup.input_dir / picture.name)
         server.wait_ready()

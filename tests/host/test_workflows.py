@@ -36,12 +36,11 @@ from support.comfy_server import (
     load_api_workflow,
     pack_folder_name,
     shrink_workflow,
-    stock_model_files,
     workflow_names,
 )
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.reference_data import manifest_path
-from support.stock_model_files import write_controlnet, write_lora
+from support.stock_model_files import write_workflow_model_files
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -193,14 +192,7 @@ def host(comfy_host, tmp_path_factory):
     manifest = manifest_path("512")
     write_host_checkpoint(folder / TINY_CKPT, "512", manifest, "pruned")
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
-    writers = {
-        "controlnet": write_controlnet,
-        "loras": lambda path: write_lora(path, host_state_dict("512", manifest, with_encoders=False)),
-    }
-    for folder_name, file_names in stock_model_files().items():
-        (folder / folder_name).mkdir()
-        for file_name in file_names:
-            writers[folder_name](folder / folder_name / file_name)
+    for folder_name in write_workflow_model_files(folder, host_state_dict("512", manifest, with_encoders=False)):
         comfy_host.folder_paths.add_model_folder_path(folder_name, str(folder / folder_name))
     for picture in WORKFLOW_INPUTS.glob("*.png"):
         shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)

@@ -77,24 +77,6 @@ def shrink_workflow(
     return prompt
 
 
-STOCK_MODEL_INPUTS = {
-    "ControlNetLoader": ("control_net_name", "controlnet"),
-    "LoraLoaderModelOnly": ("lora_name", "loras"),
-}
-"""Stock loaders the workflows use: the input naming the file, and the model folder it is read from."""
-
-
-def stock_model_files() -> dict[str, set[str]]:
-    """Model folder -> the files the shipped API workflows' stock ControlNet and LoRA loaders ask for."""
-    files: dict[str, set[str]] = {folder: set() for _, folder in STOCK_MODEL_INPUTS.values()}
-    for name in workflow_names():
-        for node in load_api_workflow(name).values():
-            if node["class_type"] in STOCK_MODEL_INPUTS:
-                widget, folder = STOCK_MODEL_INPUTS[node["class_type"]]
-                files[folder].add(node["inputs"][widget])
-    return files
-
-
 # --------------------------------------------------------------------------------------------------
 # A throwaway install
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Small files for the stock model nodes the LoRA and ControlNet workflows use, and a checkpoint they fit.
+"""Small files for the stock model nodes the LoRA and ControlNet workflows use (under the names the shipped
+workflows give them), and a checkpoint they fit.
 
 - a LoRA (kohya ``lora_up`` / ``lora_down`` + ``alpha``) over every cross-attention key projection of a
   DynamiCrafter state dict, so it fits whatever UNet that state dict holds (the tiny host one);
@@ -18,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from dynamicrafter.demo import DemoSizes, demo_state_dict
+from support.comfy_server import load_api_workflow, workflow_names
 from support.host_checkpoints import HOST_SIZES
 from support.sd21_layout import SD21_LAYOUT_UNET, controlnet_state_dict
 
@@ -56,6 +58,35 @@ def write_lora(path: Path, sd: dict[str, torch.Tensor]) -> Path:
 def write_controlnet(path: Path) -> Path:
     save_file({k: v.contiguous() for k, v in controlnet_state_dict().items()}, str(path))
     return path
+
+
+STOCK_MODEL_INPUTS = {
+    "ControlNetLoader": ("control_net_name", "controlnet"),
+    "LoraLoaderModelOnly": ("lora_name", "loras"),
+}
+"""Stock loaders the workflows use: the input naming the file, and the model folder it is read from."""
+
+
+def stock_model_files() -> dict[str, set[str]]:
+    """Model folder -> the files the shipped API workflows' stock ControlNet and LoRA loaders ask for."""
+    files: dict[str, set[str]] = {folder: set() for _, folder in STOCK_MODEL_INPUTS.values()}
+    for name in workflow_names():
+        for node in load_api_workflow(name).values():
+            if node["class_type"] in STOCK_MODEL_INPUTS:
+                widget, folder = STOCK_MODEL_INPUTS[node["class_type"]]
+                files[folder].add(node["inputs"][widget])
+    return files
+
+
+def write_workflow_model_files(models: Path, unet: dict[str, torch.Tensor]) -> list[str]:
+    """The ControlNet and LoRA files the shipped workflows name, in ``models/<folder>`` (LoRAs for the UNet
+    in ``unet``, original key layout); returns the folders."""
+    writers = {"controlnet": write_controlnet, "loras": lambda path: write_lora(path, unet)}
+    for folder, file_names in stock_model_files().items():
+        (models / folder).mkdir(exist_ok=True)
+        for file_name in file_names:
+            writers[folder](models / folder / file_name)
+    return list(writers)
 
 
 def write_sd21_layout_checkpoint(path: Path) -> Path:
