@@ -4,8 +4,10 @@ One server per module (``tests/support/comfy_server.py``): the pack's nodes are 
 workflows in the template browser, every shipped API workflow runs on a tiny checkpoint written in the
 original file layout (tiny UNet, full-size random CLIP encoders) and writes its MP4, an interrupt stops
 sampling without hurting the next prompt, and bad input gets a clear message while the server keeps serving.
+The LoRA workflow loads a tiny LoRA for that checkpoint's UNet; the ControlNet workflow runs last, on a second
+checkpoint with SD 2.1's widths (what SD 2.x ControlNets need) and a tiny SD 2.1-layout ControlNet.
 
-Every prompt that runs uses ONE tiny checkpoint, so that the server keeps the loaded model, the encoded
+Every other prompt that runs uses ONE tiny checkpoint, so that the server keeps the loaded model, the encoded
 prompts and the conditioning between prompts (loading means reading a 2 GB file and building full-size
 random CLIP encoders, and each CLIP call takes seconds on a CPU). The tests are ordered for that cache: the
 failing files first, then the size error (the first load), the workflows, and the interrupt, which reuses
