@@ -1,10 +1,13 @@
-"""The keyframe-chain, long-video, ToonCrafter and AI-director workflows (in-process).
+"""The keyframe-chain, long-video, ToonCrafter and AI-director workflows (in-process), and runs of the ControlNet
+and LoRA workflows (their generic checks are in ``test_workflows.py``).
 
 The generic checks of ``test_workflows.py`` (validation against the real node definitions, the frontend's
 widget layout, UI and API agreement, a note line for every widget), extended to widgets fed by a link (the
 director's prompts), then every new API workflow run end to end on tiny checkpoints at 128x64, 1 step:
 frame counts, and for the director workflows a fake OpenAI-compatible service on 127.0.0.1 (random key in a
-random environment variable) and an MP4 whose soundtrack lasts as long as the video.
+random environment variable) and an MP4 whose soundtrack lasts as long as the video. The ControlNet workflow
+runs on a checkpoint with SD 2.1's widths (what SD 2.x ControlNets fit), the LoRA one on the tiny 512 file;
+each changes the sampled video against strength 0.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, 
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.modules import load_by_path
 from support.reference_data import manifest_path
+from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
 
 HERE = Path(__file__).resolve().parent
 
@@ -381,3 +385,48 @@ def test_story_to_film_runs(host, director):
     check_film(host, run, fake, key, 31)
     assert len(run.output(board).splitlines()) == 2
     assert of_type(prompt, "DynamiCrafterKeyframeChain")["segment_prompts"] == [board, 0]
+
+
+# --------------------------------------------------------------------------------------------------
+# ControlNet and LoRA
+# --------------------------------------------------------------------------------------------------
+
+SD21_LAYOUT = "dynamicrafter_512_sd21_layout_tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def stock_models(host, tmp_path_factory):
+    """The ControlNet and LoRA files the workflows name, and the SD 2.1-wide checkpoint the ControlNet fits."""
+    folder = tmp_path_factory.mktemp("stock-models")
+    write_sd21_layout_checkpoint(folder / SD21_LAYOUT)
+    host.folder_paths.add_model_folder_path("checkpoints", str(folder))
+    unet = host_state_dict("512", manifest_path("512"), with_encoders=False)  # the tiny 512 file's UNet
+    for folder_name in write_workflow_model_files(folder, unet):
+        host.folder_paths.add_model_folder_path(folder_name, str(folder / folder_name))
+    return host
+
+
+def sampled_with_strength(host, prompt: dict[str, Any], class_type: str, strength: str) -> list[Any]:
+    """The sampler's latent and the saved video's frame count at the workflow's strength, then at strength 0."""
+    (sampler,) = [k for k, n in prompt.items() if n["class_type"] == "DynamiCrafterSampler"]
+    results = []
+    for value in (of_type(prompt, class_type)[strength], 0.0):
+        of_type(prompt, class_type)[strength] = value
+        run = run_timed(
+            host, prompt, outputs=[sampler, *[k for k, n in prompt.items() if n["class_type"] == "SaveVideo"]]
+        )
+        assert video_facts(saved_video(host, run))["frames"] == 16
+        results.append(run.output(sampler)["samples"])
+    return results
+
+
+def test_controlnet_workflow_runs(stock_models):
+    prompt = tiny("controlnet_512")
+    of_type(prompt, "DynamiCrafterCheckpointLoader")["ckpt_name"] = SD21_LAYOUT
+    steered, plain = sampled_with_strength(stock_models, prompt, "ControlNetApplyAdvanced", "strength")
+    assert steered.isfinite().all() and (steered - plain).abs().max() > 1e-4
+
+
+def test_lora_workflow_runs(stock_models):
+    with_lora, plain = sampled_with_strength(stock_models, tiny("lora_512"), "LoraLoaderModelOnly", "strength_model")
+    assert with_lora.isfinite().all() and (with_lora - plain).abs().max() > 1e-4

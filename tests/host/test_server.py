@@ -4,8 +4,10 @@ One server per module (``tests/support/comfy_server.py``): the pack's nodes are 
 workflows in the template browser, every shipped API workflow runs on a tiny checkpoint written in the
 original file layout (tiny UNet, full-size random CLIP encoders) and writes its MP4, an interrupt stops
 sampling without hurting the next prompt, and bad input gets a clear message while the server keeps serving.
+The LoRA workflow loads a tiny LoRA for that checkpoint's UNet; the ControlNet workflow runs last, on a second
+checkpoint with SD 2.1's widths (what SD 2.x ControlNets need) and a tiny SD 2.1-layout ControlNet.
 
-Every prompt that runs uses ONE tiny checkpoint, so that the server keeps the loaded model, the encoded
+Every other prompt that runs uses ONE tiny checkpoint, so that the server keeps the loaded model, the encoded
 prompts and the conditioning between prompts (loading means reading a 2 GB file and building full-size
 random CLIP encoders, and each CLIP call takes seconds on a CPU). The tests are ordered for that cache: the
 failing files first, then the size error (the first load), the workflows, and the interrupt, which reuses
@@ -37,8 +39,9 @@ from support.comfy_server import (
     shrink_workflow,
     workflow_names,
 )
-from support.host_checkpoints import write_host_checkpoint
+from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.reference_data import manifest_path
+from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,18 @@ WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 16, 1
 TINY = "dynamicrafter_tiny_512_interp.ckpt"
 PRUNED = "dynamicrafter_512_fp16_pruned.safetensors"
 SD15 = "sd15_pruned_emaonly.safetensors"
-RUN_ORDER = ["image_to_video_512", "image_to_video_256", "image_to_video_1024", "interpolation_512", "loop_512"]
+SD21_LAYOUT = "dynamicrafter_512_sd21_layout_tiny.safetensors"
+"""The checkpoint the ControlNet workflow runs on: SD 2.1's widths, which SD 2.x ControlNets need."""
+RUN_ORDER = [
+    "image_to_video_512",
+    "image_to_video_256",
+    "image_to_video_1024",
+    "lora_512",
+    "interpolation_512",
+    "loop_512",
+]
+RUN_ON_SD21_LAYOUT = ["controlnet_512"]
+"""Run last (after the interrupt, which reuses the cached conditioning), on :data:`SD21_LAYOUT`."""
 RUN_IN_PROCESS = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
 """Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service)."""
 
@@ -66,7 +80,7 @@ def sd15_shaped_file(path: Path) -> None:
 @pytest.fixture(scope="module")
 def server(comfy_host, tmp_path_factory):
     root = tmp_path_factory.mktemp("comfy-server")
-    setup = ServerSetup.create(root)
+    setup = ServerSetup.create(root, ("checkpoints", "diffusion_models", "controlnet", "loras"))
     server = ComfyServer(comfy_host.comfy_dir, setup, root / "server.log")
     server.start()  # ComfyUI imports while the checkpoints are written
     try:
@@ -74,6 +88,9 @@ def server(comfy_host, tmp_path_factory):
         write_host_checkpoint(checkpoints / TINY, "512", manifest_path("512"))
         write_host_checkpoint(checkpoints / PRUNED, "512", manifest_path("512"), "pruned")
         sd15_shaped_file(checkpoints / SD15)
+        write_sd21_layout_checkpoint(checkpoints / SD21_LAYOUT)
+        unet = host_state_dict("512", manifest_path("512"), with_encoders=False)  # TINY's UNet, for the LoRA
+        write_workflow_model_files(setup.models, unet)
         for picture in WORKFLOW_INPUTS.glob("*.png"):
             shutil.copy(picture, setup.input_dir / picture.name)
         server.wait_ready()
@@ -201,7 +218,7 @@ def test_size_off_the_grid_is_refused_before_running(server):
 
 
 def test_run_order_covers_every_workflow():
-    assert sorted(RUN_ORDER + RUN_IN_PROCESS) == workflow_names()
+    assert sorted(RUN_ORDER + RUN_ON_SD21_LAYOUT + RUN_IN_PROCESS) == workflow_names()
 
 
 @pytest.mark.parametrize("name", RUN_ORDER)
@@ -216,6 +233,8 @@ def test_shipped_workflow_runs_and_writes_the_video(server, name):
     assert video.parent.name == "DynamiCrafter"
     expected_frames = FRAMES - 1 if name.startswith("loop") else FRAMES
     assert video_facts(video) == (expected_frames, WIDTH, HEIGHT)
+    if nodes_of(prompt, "LoraLoaderModelOnly"):  # ComfyUI logs the LoRA keys that match no weight
+        assert "lora key not loaded" not in server.log_text(), server.log_tail()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,3 +258,16 @@ def test_interrupt_stops_sampling_and_the_next_prompt_runs(server):
     expect_success(server, after)
     (video,) = server.output_files(after.prompt_id)
     assert video_facts(video) == (FRAMES - 1, WIDTH, HEIGHT)
+
+
+@pytest.mark.parametrize("name", RUN_ON_SD21_LAYOUT)
+def test_controlnet_workflow_runs_on_an_sd21_wide_checkpoint(server, name):
+    """The stock ControlNet nodes on a DynamiCrafter with SD 2.1's widths; one hint picture for every frame."""
+    prompt = tiny(name, ckpt_name=SD21_LAYOUT)
+    run = server.run(prompt)
+    expect_success(server, run)
+    executed = {m["node"] for m in run.of_type("executing") if m.get("node")}
+    (apply,) = [k for k, n in prompt.items() if n["class_type"] == "ControlNetApplyAdvanced"]
+    assert apply in executed
+    (video,) = server.output_files(run.prompt_id)
+    assert video_facts(video) == (FRAMES, WIDTH, HEIGHT)

@@ -38,17 +38,31 @@ from support.comfy_server import (
     shrink_workflow,
     workflow_names,
 )
-from support.host_checkpoints import write_host_checkpoint
+from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.reference_data import manifest_path
+from support.stock_model_files import write_workflow_model_files
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 CONTROL, UPLOAD = "control_after_generate", "upload"
-FILE_WIDGETS = {("DynamiCrafterCheckpointLoader", "ckpt_name"), ("LoadImage", "image")}
-"""Combos listing the user's files: checked against the workflow's download hint and shipped pictures."""
+FILE_WIDGETS = {
+    ("DynamiCrafterCheckpointLoader", "ckpt_name"),
+    ("LoadImage", "image"),
+    ("ControlNetLoader", "control_net_name"),
+    ("LoraLoaderModelOnly", "lora_name"),
+}
+"""Combos listing the user's files: checked against the workflow's download hint, shipped pictures and notes."""
 TINY_CKPT = "dynamicrafter_tiny_512.safetensors"
-EXPECTED_NAMES = ["image_to_video_1024", "image_to_video_256", "image_to_video_512", "interpolation_512", "loop_512"]
+EXPECTED_NAMES = [
+    "controlnet_512",
+    "image_to_video_1024",
+    "image_to_video_256",
+    "image_to_video_512",
+    "interpolation_512",
+    "loop_512",
+    "lora_512",
+]
 NEW_NAMES = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
 """Checked (and run) by test_new_workflows.py with these same checks, extended to linked widgets."""
 NAMES = [name for name in workflow_names() if name not in NEW_NAMES]
@@ -171,12 +185,15 @@ def ui_to_api(host, ui: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def host(comfy_host, tmp_path_factory):
-    """The in-process host with the video nodes, a tiny checkpoint and the shipped pictures in its input folder."""
+    """The in-process host with the video nodes, a tiny checkpoint, the ControlNet and LoRA files the workflows
+    name, and the shipped pictures in its input folder."""
     comfy_host.load_builtin_extras()
     folder = tmp_path_factory.mktemp("workflow-models")
     manifest = manifest_path("512")
     write_host_checkpoint(folder / TINY_CKPT, "512", manifest, "pruned")
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
+    for folder_name in write_workflow_model_files(folder, host_state_dict("512", manifest, with_encoders=False)):
+        comfy_host.folder_paths.add_model_folder_path(folder_name, str(folder / folder_name))
     for picture in WORKFLOW_INPUTS.glob("*.png"):
         shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
     return comfy_host
@@ -362,6 +379,8 @@ EXPECTED = {
     "image_to_video_1024": ("1024", "DynamiCrafterImageToVideo", None),
     "interpolation_512": ("512_interp", "DynamiCrafterInterpolation", "interpolate"),
     "loop_512": ("512_interp", "DynamiCrafterInterpolation", "loop"),
+    "controlnet_512": ("512", "DynamiCrafterImageToVideo", None),
+    "lora_512": ("512", "DynamiCrafterImageToVideo", None),
 }
 
 
@@ -390,3 +409,27 @@ def test_settings_are_the_originals(name):
         assert (trim["batch_index"], trim["length"]) == (0, conditioning["frames"] - 1)
         (trim_id,) = [k for k, n in prompt.items() if n["class_type"] == "ImageFromBatch"]
         assert single("CreateVideo")["images"] == [trim_id, 0]
+
+
+def test_controlnet_and_lora_sit_between_the_dynamicrafter_nodes():
+    """The ControlNet turns the conditioning node's prompts into the sampler's; the LoRA feeds the sampler's model."""
+    prompt = load_api_workflow("controlnet_512")
+    ids = {n["class_type"]: k for k, n in prompt.items() if n["class_type"] != "LoadImage"}
+    apply, sampler = prompt[ids["ControlNetApplyAdvanced"]]["inputs"], prompt[ids["DynamiCrafterSampler"]]["inputs"]
+    conditioning = ids["DynamiCrafterImageToVideo"]
+    assert (apply["positive"], apply["negative"]) == ([conditioning, 0], [conditioning, 1])
+    assert apply["control_net"] == [ids["ControlNetLoader"], 0]
+    assert (sampler["positive"], sampler["negative"]) == (
+        [ids["ControlNetApplyAdvanced"], 0],
+        [ids["ControlNetApplyAdvanced"], 1],
+    )
+    assert sampler["latent"] == [conditioning, 2]
+    assert (apply["strength"], apply["start_percent"], apply["end_percent"]) == (1.0, 0.0, 1.0)
+    (hint,) = [k for k, n in prompt.items() if n["class_type"] == "LoadImage" and [k, 0] == apply["image"]]
+    assert prompt[hint]["inputs"]["image"] == "dynamicrafter_lines.png"
+
+    prompt = load_api_workflow("lora_512")
+    ids = {n["class_type"]: k for k, n in prompt.items()}
+    lora = prompt[ids["LoraLoaderModelOnly"]]["inputs"]
+    assert lora["model"] == [ids["DynamiCrafterCheckpointLoader"], 0] and lora["strength_model"] == 1.0
+    assert prompt[ids["DynamiCrafterSampler"]]["inputs"]["model"] == [ids["LoraLoaderModelOnly"], 0]

@@ -1,7 +1,7 @@
 """The workflow generator: the pack's example workflows, their pictures and the README's node list.
 
 One module per job: ``host`` imports the pack with ComfyUI, ``layout`` reads the nodes' schemas, ``graph`` and
-``builders`` describe nodes, ``catalog`` the ten workflows, ``note`` / ``formats`` / ``pictures`` / ``readme``
+``builders`` describe nodes, ``catalog`` the workflows (``catalog_stock``: those with stock ControlNet and LoRA nodes), ``note`` / ``formats`` / ``pictures`` / ``readme``
 write them, ``files`` puts it all on disk. Run it with ``python workflows/generate.py [--check]``.
 """
 

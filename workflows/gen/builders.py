@@ -28,9 +28,11 @@ from .graph import (
 )
 from .host import variants
 
+I2V_PROMPT = "sunset over a calm sea, gentle waves rolling toward the shore, clouds drifting slowly"
 START_PICTURE = "dynamicrafter_start.png"
 END_PICTURE = "dynamicrafter_end.png"
 MIDDLE_PICTURE = "dynamicrafter_middle.png"  # the keyframe between the two, same size
+LINES_PICTURE = "dynamicrafter_lines.png"  # the start picture's outlines: a ControlNet hint (white lines on black)
 VIDEO_FPS = 8.0  # the original scripts save their 16-frame clips at 8 frames per second
 FRAMES = 16
 MUSIC_FOLDER = "music"
@@ -106,8 +108,9 @@ def picture(node_id: int, title: str, name: str, y: int) -> Node:
     return Node(node_id, "LoadImage", title, (0, y), (380, 360), {"image": name})
 
 
-def sampler() -> Node:
-    """The DynamiCrafter Sampler with its own defaults (the original's), fed by the conditioning node."""
+def sampler(model: Link = (LOADER, 0), positive: Link = (CONDITIONING, 0), negative: Link = (CONDITIONING, 1)) -> Node:
+    """The DynamiCrafter Sampler with its own defaults (the original's), fed by the conditioning node (the
+    model and the prompts may come through other nodes: a LoRA, a ControlNet)."""
     return Node(
         SAMPLER,
         "DynamiCrafterSampler",
@@ -115,12 +118,7 @@ def sampler() -> Node:
         (1290, 0),
         (340, 330),
         {},
-        {
-            "model": (LOADER, 0),
-            "positive": (CONDITIONING, 0),
-            "negative": (CONDITIONING, 1),
-            "latent": (CONDITIONING, 2),
-        },
+        {"model": model, "positive": positive, "negative": negative, "latent": (CONDITIONING, 2)},
     )
 
 

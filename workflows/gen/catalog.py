@@ -1,4 +1,4 @@
-"""The ten shipped workflows, each described once."""
+"""The twelve shipped workflows, each described once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from .builders import (
     END_PICTURE,
     FRAMES,
+    I2V_PROMPT,
     MIDDLE_PICTURE,
     START_PICTURE,
     chain,
@@ -25,6 +26,7 @@ from .builders import (
     video_out,
     video_size,
 )
+from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
     DESCRIBE,
@@ -43,7 +45,6 @@ from .graph import (
     sorted_nodes,
 )
 
-I2V_PROMPT = "sunset over a calm sea, gentle waves rolling toward the shore, clouds drifting slowly"
 KEYFRAME_SEGMENT_PROMPTS = (
     "the sun sinking toward the sea, clouds drifting\nthe sun touching the horizon, the sky turning deep orange"
 )
@@ -335,6 +336,8 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     lambda: image_to_video("256"),
     lambda: image_to_video("512"),
     lambda: image_to_video("1024"),
+    controlnet,
+    lora,
     interpolation,
     loop,
     keyframe_chain,

@@ -14,6 +14,8 @@ Link = tuple[int, int]
 LOADER, POSITIVE, NEGATIVE, IMAGE, CONDITIONING, SAMPLER, DECODE, VIDEO, SAVE, END_IMAGE, TRIM, NOTE = range(1, 13)
 # Nodes of the longer workflows (the keyframe chain and the long video take the sampler's id, 6, for their seed).
 MIDDLE_IMAGE, BATCH_FIRST, BATCH_ALL, DIRECTOR, DESCRIBE, STORYBOARD, SOUNDTRACK = range(13, 20)
+# Stock nodes that change the model or the conditioning: ControlNet (loader, hint picture, apply) and LoRA.
+CONTROLNET, HINT, APPLY_CONTROLNET, LORA = range(20, 24)
 
 NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""

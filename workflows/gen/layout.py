@@ -135,6 +135,47 @@ STOCK_TYPES: dict[str, NodeType] = {
         },
     ),
     "ImageBatch": NodeType((Socket("image1", "IMAGE"), Socket("image2", "IMAGE")), (), (("IMAGE", "IMAGE"),)),
+    "ControlNetLoader": NodeType(
+        (),
+        ("control_net_name",),
+        (("CONTROL_NET", "CONTROL_NET"),),
+        help={
+            "control_net_name": "the ControlNet file, from `ComfyUI/models/controlnet`: one made for Stable "
+            "Diffusion 2.x (SD 2.1), whose layout DynamiCrafter's UNet shares; SD 1.5 and SDXL ControlNets do not fit."
+        },
+    ),
+    "ControlNetApplyAdvanced": NodeType(
+        (
+            Socket("positive", "CONDITIONING"),
+            Socket("negative", "CONDITIONING"),
+            Socket("control_net", "CONTROL_NET"),
+            Socket("image", "IMAGE"),
+            Socket("vae", "VAE", optional=True),
+        ),
+        ("strength", "start_percent", "end_percent"),
+        (("positive", "CONDITIONING"), ("negative", "CONDITIONING")),
+        defaults={"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
+        help={
+            "strength": "how strongly the hint steers every frame (0 = not at all, 1 = as trained; lower it when "
+            "the video stiffens or loses its motion).",
+            "start_percent": "when, as a share of the sampling steps, the ControlNet starts steering (0 = from the "
+            "first step).",
+            "end_percent": "when it stops (1 = to the last step; e.g. 0.5 fixes the layout early and leaves the "
+            "details and the motion to DynamiCrafter).",
+        },
+    ),
+    "LoraLoaderModelOnly": NodeType(
+        (Socket("model", "MODEL"),),
+        ("lora_name", "strength_model"),
+        (("MODEL", "MODEL"),),
+        defaults={"strength_model": 1.0},
+        help={
+            "lora_name": "the LoRA file, from `ComfyUI/models/loras`: one trained on the DynamiCrafter UNet "
+            "(LoRAs for SD 1.5, SDXL or SD 2.x image models change other layers and do not fit).",
+            "strength_model": "how much of the LoRA is added to the model's weights (1 = as trained, 0 = none; "
+            "negative values push the other way).",
+        },
+    ),
 }
 """The stock nodes the workflows use, as the pinned ComfyUI defines them."""
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from .builders import END_PICTURE, MIDDLE_PICTURE, START_PICTURE
+from .builders import END_PICTURE, LINES_PICTURE, MIDDLE_PICTURE, START_PICTURE
 from .graph import CONDITIONING, Workflow
 
 PICTURE_SIZE = (512, 320)
@@ -41,10 +41,19 @@ def draw_picture(sun_height: float) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def draw_lines(pixels: np.ndarray, threshold: float = 24.0) -> np.ndarray:
+    """The outlines of a picture, white on black (what lineart and canny ControlNets read), ``uint8 [H, W, 3]``."""
+    gray = pixels.astype(np.float32).mean(axis=-1)
+    dy, dx = np.gradient(gray)
+    lines = np.where(np.hypot(dx, dy) > threshold, 255, 0).astype(np.uint8)
+    return np.repeat(lines[..., None], 3, axis=-1)
+
+
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     START_PICTURE: lambda: draw_picture(1.0),
     MIDDLE_PICTURE: lambda: draw_picture(0.55),
     END_PICTURE: lambda: draw_picture(0.15),
+    LINES_PICTURE: lambda: draw_lines(draw_picture(1.0)),
 }
 
 
