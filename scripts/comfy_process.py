@@ -144,8 +144,9 @@ class ComfyProcess:
             self.process.wait()
         self._close_log()
 
-    def stop(self, grace: float = 20.0) -> None:
-        """SIGINT (ComfyUI's own clean exit), SIGKILL to its process group after ``grace`` seconds."""
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGINT (ComfyUI's own clean exit), SIGKILL to its process group after ``grace`` seconds (an idle
+        server is gone at once; one busy in a node may not notice SIGINT until the node ends)."""
         if self.alive():
             self.process.send_signal(signal.SIGINT)
             try:
