@@ -7,7 +7,7 @@ pack and the tiny test checkpoint (random weights, tests/support/host_checkpoint
 with an item (the model load is not counted), then runs the same ``--items`` through
 ``scripts/batch_client.py`` on the first server alone and on all of them, and prints the figures.
 On a CPU the servers share the cores: the speed-up is bounded by the cores, not by the client.
-Needs COMFYUI_DIR (or .cache/comfyui) and the project's virtual environment.
+Needs COMFYUI_DIR (or a ComfyUI scripts/test provisioned) and the project's virtual environment.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from support.comfy_server import ComfyServer, ServerSetup  # noqa: E402
+from support.comfy_server import ComfyServer, ServerSetup, comfyui_dir  # noqa: E402
 from support.host_checkpoints import TINY_FILE_NAME, write_host_checkpoint  # noqa: E402
 from support.reference_data import manifest_path  # noqa: E402
 
@@ -100,7 +100,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", default="1", help="OMP_NUM_THREADS of each server")
     args = parser.parse_args()
-    comfy_dir = Path(os.environ.get("COMFYUI_DIR", ROOT / ".cache" / "comfyui")).resolve()
+    comfy_dir = comfyui_dir()
     os.environ["OMP_NUM_THREADS"] = args.threads
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmp:
         work = Path(tmp)
