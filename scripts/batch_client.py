@@ -78,6 +78,7 @@ __all__ = [
     "ServerDown",
     "Settings",
     "build_jobs",
+    "earlier_files",
     "history_outcome",
     "main",
     "run_batch",
@@ -241,6 +242,11 @@ def dry_run(jobs: list[Job], out_dir: Path, specs: list[ServerSpec], retry_faile
             turn += 1
         lines.append(f"{job.item.row:>5}  {job.item.label}  {job.workflow or '-'}  {plan}")
     return "\n".join(lines)
+
+
+def earlier_files(job: Job, out_dir: Path) -> list[Path] | None:
+    """The files an earlier run made for ``job`` in ``out_dir``, still all there (the journal alone: no server)."""
+    return Journal(out_dir / JOURNAL_NAME, writable=False).earlier_files(job.key, out_dir)
 
 
 def run_batch(

@@ -104,6 +104,14 @@ class Journal:
         """The item's last outcome record (done or failed), if any."""
         return next((r for r in reversed(self.history(key)) if r.get("event") in OUTCOMES), None)
 
+    def earlier_files(self, key: str, out_dir: Path) -> list[Path] | None:
+        """The files an earlier run made for the item, when its last outcome is done and all are still there."""
+        previous = self.last(key)
+        if not previous or previous["event"] != "done":
+            return None
+        files = [out_dir / name for name in previous.get("files", [])]
+        return files if files and all(f.is_file() for f in files) else None
+
     def submitted(self, key: str) -> bool:
         """Whether the item was sent to a server before (by this run or an earlier one)."""
         return any(r.get("event") == "submitted" for r in self.history(key))

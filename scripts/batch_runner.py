@@ -129,10 +129,9 @@ class BatchRunner:
     def _place(self, job: Job) -> None:
         """An earlier outcome, the server an earlier run sent it to, or the pool."""
         previous = self.journal.last(job.key)
-        if previous and previous["event"] == "done":
-            files = [self.out_dir / name for name in previous.get("files", [])]
-            if files and all(f.is_file() for f in files):
-                return self._finish(Result(job, "done", files, note="earlier run", server=previous.get("server", "")))
+        files = self.journal.earlier_files(job.key, self.out_dir)
+        if files:
+            return self._finish(Result(job, "done", files, note="earlier run", server=previous.get("server", "")))
         if previous and previous["event"] == "failed" and not self.options.retry_failed:
             return self._finish(Result(job, "skipped", error=previous.get("error", ""), note="failed earlier"))
         if job.error:

@@ -261,6 +261,14 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
                 setattr(args, key, value)
     variant = args.download or args.variant or ("512" if args.demo else None)
 
+    # --again: a scratch journal and new server-side names, so neither the journal nor the server's earlier
+    # output files stand in for the render; the video then moves into --out.
+    again = f"again-{int(time.time() * 1000)}" if args.again else None
+    if not again and not args.download:
+        earlier = earlier_video(args, ckpt_name, variant, out_dir)
+        if earlier is not None:
+            return _finish(args, [earlier], out_dir, earlier=True)
+
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     custom_nodes = None if pack_already_installed(comfy_dir) else link_pack(STATE_DIR)
     port = args.port or free_port()
@@ -278,9 +286,6 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
     servers.append(server)
     stage(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")
     progress = batch_client.Progress(1)
-    # --again: a scratch journal and new server-side names, so neither the journal nor the server's earlier
-    # output files stand in for the render; the video then moves into --out.
-    again = f"again-{int(time.time() * 1000)}" if args.again else None
     batch_dir = out_dir / f".{again}" if again else out_dir
     try:
         server.start()
@@ -288,25 +293,8 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         stage("ComfyUI is ready")
         if args.download:
             ckpt_name = download_model(server.url, args.download, progress)
-        values = {
-            "ckpt_name": ckpt_name,
-            "seed": args.seed,
-            "steps": args.steps,
-            "fs": args.fs,
-            "variant": variant,
-            "width": args.width,
-            "height": args.height,
-            "frames": args.frames,
-        }
-        settings = batch_client.Settings(
-            workflow=args.workflow or batch_client.DEFAULT_WORKFLOW,
-            values=values,
-            overrides=args.overrides,
-            prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run",
-        )
-        item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
-        jobs = batch_client.build_jobs([item], settings)
-        stage(f"workflow: {jobs[0].workflow or settings.workflow}; rendering (progress below)")
+        jobs = build_jobs(args, ckpt_name, variant, again)
+        stage(f"workflow: {jobs[0].workflow or batch_client.DEFAULT_WORKFLOW}; rendering (progress below)")
         options = batch_client.Options(concurrency=1, poll=1.0, server_wait=30.0, retry_failed=True)
         result = batch_client.run_batch(server.url, jobs, batch_dir, options, progress)[0]
     except (RuntimeError, TimeoutError, batch_client.ServerDown) as e:
@@ -320,8 +308,47 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         for leftover in sorted(batch_dir.rglob("*"), reverse=True):
             leftover.unlink() if leftover.is_file() else leftover.rmdir()
         batch_dir.rmdir()
-    videos = [f for f in files if f.suffix.lower() in (".mp4", ".webm", ".mov")] or files
-    if result.note == "earlier run":
+    return _finish(args, files, out_dir, earlier=result.note == "earlier run")
+
+
+def build_jobs(args: argparse.Namespace, ckpt_name: str | None, variant: str | None, again: str | None) -> list:
+    """The one batch job of this run: the picture, the prompt and the settings in the chosen workflow."""
+    values = {
+        "ckpt_name": ckpt_name,
+        "seed": args.seed,
+        "steps": args.steps,
+        "fs": args.fs,
+        "variant": variant,
+        "width": args.width,
+        "height": args.height,
+        "frames": args.frames,
+    }
+    settings = batch_client.Settings(
+        workflow=args.workflow or batch_client.DEFAULT_WORKFLOW,
+        values=values,
+        overrides=args.overrides,
+        prefix=f"dynamicrafter_run/{again}" if again else "dynamicrafter_run",
+    )
+    item = batch_client.Item(row=1, image=args.image.expanduser().resolve(), prompt=args.prompt)
+    return batch_client.build_jobs([item], settings)
+
+
+def earlier_video(args: argparse.Namespace, ckpt_name: str | None, variant: str | None, out_dir: Path) -> Path | None:
+    """The video an earlier run made in ``out_dir`` from the same picture, prompt and settings, if it is still
+    there: found in the journal alone, before any server is started."""
+    job = build_jobs(args, ckpt_name, variant, None)[0]
+    if job.error:
+        return None
+    files = batch_client.earlier_files(job, out_dir)
+    return None if files is None else _video(files)
+
+
+def _video(files: list[Path]) -> Path:
+    return next((f for f in files if f.suffix.lower() in (".mp4", ".webm", ".mov")), files[0])
+
+
+def _finish(args: argparse.Namespace, files: list[Path], out_dir: Path, earlier: bool) -> int:
+    if earlier:
         say(
             f"this picture, prompt and settings were rendered into {out_dir} before: returning that video "
             "without rendering (add --again to render it anew)"
@@ -330,7 +357,7 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         stage("done")
     if args.demo:
         say(NOISE_WARNING)
-    print(videos[0])
+    print(_video(files))
     return 0
 
 

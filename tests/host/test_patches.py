@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from support.stock_nodes import call_node, ksample, stock_node
+from support.tiny_checkpoints import COMPACT_UNET, TINY_UNET
 from support.tiny_host import (
     FRAMES,
     H,
@@ -22,12 +23,22 @@ from support.tiny_host import (
 VIDEOS = 2
 
 
-@pytest.fixture(scope="module")
-def tiny(comfy_host):
+def _tiny_setup(comfy_host, unet=TINY_UNET):
     host_model = comfy_host.import_pack_module("nodes.host_model")
-    model = host_model.model_from_checkpoint(tiny_checkpoint("512"), "fp32")
+    model = host_model.model_from_checkpoint(tiny_checkpoint("512", unet), "fp32")
     positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(), 24)
     return model, positive, negative, {"samples": torch.zeros(VIDEOS * FRAMES, 4, H, W)}
+
+
+@pytest.fixture(scope="module")
+def tiny(comfy_host):
+    return _tiny_setup(comfy_host)
+
+
+@pytest.fixture(scope="module")
+def compact(comfy_host):
+    """The tiny model with two levels of one block each, for torch.compile (its tracing time grows with layers)."""
+    return _tiny_setup(comfy_host, COMPACT_UNET)
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +140,14 @@ def test_attention_override_and_wrappers_reach_every_attention(comfy_host, tiny,
     assert torch.equal(_sample(comfy_host, tiny), baseline)
 
 
-def test_torch_compile_node_traces_the_model_whole_and_matches_eager(comfy_host, tiny, single_thread):
+def test_torch_compile_node_traces_the_model_whole_and_matches_eager(comfy_host, compact, single_thread):
     """The stock node's compile of the diffusion model, with no graph break inside DynamiCrafter.
 
     The host's CPU attention functions ask psutil for free memory (a graph break of the host's own), so
     the host's PyTorch attention is chosen through the attention override, as on GPUs. The backend is
     ``aot_eager``: the node's code path and the whole graph capture, without inductor's C++ build, which
-    takes longer than this suite's budget on a small CPU.
+    takes longer than this suite's budget on a small CPU. The compact network has every kind of block the
+    full one has (Dynamo's tracing time grows with the number of layers).
     """
     import comfy.ldm.modules.attention as host_attention
     import torch._dynamo
@@ -143,19 +155,19 @@ def test_torch_compile_node_traces_the_model_whole_and_matches_eager(comfy_host,
     def pytorch_attention(func, *args, **kwargs):
         return host_attention.attention_pytorch(*args, **kwargs)
 
-    eager = tiny[0].clone()
+    eager = compact[0].clone()
     eager.model_options["transformer_options"] = {
         **eager.model_options.get("transformer_options", {}),
         "optimized_attention_override": pytorch_attention,
     }
-    expected = _sample(comfy_host, tiny, eager)
+    expected = _sample(comfy_host, compact, eager)
     compiled = call_node(
         stock_node("comfy_extras.nodes_torch_compile", "TorchCompileModel"), model=eager, backend="aot_eager"
     )[0]
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
-    out = _sample(comfy_host, tiny, compiled)
+    out = _sample(comfy_host, compact, compiled)
     assert counters["stats"]["unique_graphs"] > 0, "nothing was compiled"
     assert not counters["graph_break"], f"graph breaks: {list(counters['graph_break'])}"
     assert relative_error(out, expected) < 1e-4

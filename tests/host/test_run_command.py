@@ -135,6 +135,7 @@ def test_demo_run_from_a_clean_clone_writes_an_mp4(clone, photo, tmp_path, demo_
     assert again.stdout == result.stdout
     assert "rendered into" in again.stderr and "before: returning that video" in again.stderr
     assert "--again" in again.stderr
+    assert "starting ComfyUI" not in again.stderr, "an earlier result is found in the journal without a server"
 
     fresh = _run(clone, tmp_path, *args, "--again")
     assert fresh.returncode == 0, fresh.stderr[-3000:]

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from dynamicrafter.checkpoint import PART_PREFIXES
-from dynamicrafter.config import VARIANTS
+from dynamicrafter.config import VARIANTS, UNetConfig
 from dynamicrafter.demo import DEMO_RESAMPLER, DEMO_UNET, unet_state_dict
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.schedule import make_schedule
@@ -22,6 +22,8 @@ from dynamicrafter.schedule import make_schedule
 TINY_UNET = dataclasses.replace(DEMO_UNET, context_dim=48)
 """The demo network, with text and image tokens as narrow as the shrunk CLIP parts here."""
 TINY_RESAMPLER = dataclasses.replace(DEMO_RESAMPLER, embedding_dim=40, output_dim=48)
+COMPACT_UNET = dataclasses.replace(TINY_UNET, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2))
+"""Two levels of one block each: every kind of block in a quarter of the layers (torch.compile traces each one)."""
 
 
 def _random_like(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -29,9 +31,9 @@ def _random_like(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return {k: torch.randn(v.shape, generator=generator) * 0.1 for k, v in module.state_dict().items()}
 
 
-def tiny_unet_state_dict(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def tiny_unet_state_dict(variant: str, seed: int = 0, unet: UNetConfig = TINY_UNET) -> dict[str, torch.Tensor]:
     """UNet weights with checkpoint key names (``framestride_embed`` for 256)."""
-    return unet_state_dict(variant, seed, TINY_UNET, _random_like)
+    return unet_state_dict(variant, seed, unet, _random_like)
 
 
 def tiny_resampler_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:

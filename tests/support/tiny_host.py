@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 
 from dynamicrafter.checkpoint import DynamiCrafterCheckpoint, checkpoint_from_state_dict
-from support.tiny_checkpoints import tiny_resampler_state_dict, tiny_unet_state_dict
+from dynamicrafter.config import UNetConfig
+from support.tiny_checkpoints import TINY_UNET, tiny_resampler_state_dict, tiny_unet_state_dict
 
 FRAMES, H, W = 16, 8, 16
 
 
-def tiny_checkpoint(variant: str) -> DynamiCrafterCheckpoint:
+def tiny_checkpoint(variant: str, unet: UNetConfig = TINY_UNET) -> DynamiCrafterCheckpoint:
     """UNet + Resampler of the tiny test structure (context 48, CLIP width 40), split as from a file."""
-    sd = {f"model.diffusion_model.{k}": v for k, v in tiny_unet_state_dict(variant).items()}
+    sd = {f"model.diffusion_model.{k}": v for k, v in tiny_unet_state_dict(variant, unet=unet).items()}
     sd.update({f"image_proj_model.{k}": v for k, v in tiny_resampler_state_dict().items()})
     return checkpoint_from_state_dict(f"dynamicrafter_{variant}_tiny.safetensors", sd, variant)
 
