@@ -3,70 +3,29 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
 
 import torch
 from comfy_api.latest import io
 
-from . import advisor, audio, soundtrack, storyboard
+from . import advisor, storyboard
 from .answers import one_line
 from .client import PRESETS, DirectorConnection, chat, make_connection
 from .errors import DirectorError
 from .media import png_data_url
-from .policy import AUDIO_DIRS_ENV, HOSTS_ENV, KEYS_ENV, audio_roots
+from .node_inputs import (
+    CATEGORY,
+    Director,
+    abort_check,
+    check_connection,
+    connection_input,
+    seed_input,
+    temperature_input,
+)
+from .policy import HOSTS_ENV, KEYS_ENV
 from .prompts import describe_messages
+from .soundtrack_node import DirectorSoundtrack
 
 log = logging.getLogger(__name__)
-
-CATEGORY = "DynamiCrafter/director"
-Director = io.Custom("DYNAMICRAFTER_DIRECTOR")
-SEED_MAX = 2**31 - 1
-
-
-def _abort_check() -> None:
-    """Raise when the user pressed Cancel in ComfyUI."""
-    import comfy.model_management
-
-    comfy.model_management.throw_exception_if_processing_interrupted()
-
-
-def _audio_roots() -> list[Path]:
-    """ComfyUI's input folder and the admin's audio folders: the only places the Soundtrack node reads."""
-    import folder_paths
-
-    return audio_roots(folder_paths.get_input_directory())
-
-
-def _connection_input() -> io.Input:
-    return Director.Input("director", tooltip="The AI director connection (from the 'Director Connection' node).")
-
-
-def _temperature_input() -> io.Input:
-    return io.Float.Input(
-        "temperature",
-        default=0.0,
-        min=0.0,
-        max=2.0,
-        step=0.05,
-        tooltip="Randomness of the answer: 0 gives the same answer for the same inputs.",
-    )
-
-
-def _seed_input() -> io.Input:
-    return io.Int.Input(
-        "seed",
-        default=0,
-        min=0,
-        max=SEED_MAX,
-        tooltip="Sent to the model for repeatable answers where the server supports a seed.",
-    )
-
-
-def _check_connection(director: Any) -> DirectorConnection:
-    if not isinstance(director, DirectorConnection):
-        raise DirectorError("the 'director' input must come from the 'Director Connection' node")
-    return director
 
 
 class DirectorConnectionNode(io.ComfyNode):
@@ -170,7 +129,7 @@ class DirectorDescribeImage(io.ComfyNode):
             category=CATEGORY,
             description="Looks at the picture and writes a short prompt (subject, motion, camera) for DynamiCrafter.",
             inputs=[
-                _connection_input(),
+                connection_input(),
                 io.Image.Input("image", tooltip="The picture to animate (the first one of a batch is used)."),
                 io.String.Input(
                     "hint",
@@ -185,8 +144,8 @@ class DirectorDescribeImage(io.ComfyNode):
                     optional=True,
                     tooltip="Optional: style words to keep in mind, e.g. 'dreamy, soft light'.",
                 ),
-                _temperature_input(),
-                _seed_input(),
+                temperature_input(),
+                seed_input(),
             ],
             outputs=[io.String.Output(display_name="prompt", tooltip="The motion prompt, one or two sentences.")],
         )
@@ -201,9 +160,9 @@ class DirectorDescribeImage(io.ComfyNode):
         hint: str = "",
         style: str = "",
     ) -> io.NodeOutput:
-        conn = _check_connection(director)
+        conn = check_connection(director)
         messages = describe_messages(png_data_url(image), hint or "", style or "")
-        answer = chat(conn, messages, temperature=temperature, seed=seed, abort_check=_abort_check)
+        answer = chat(conn, messages, temperature=temperature, seed=seed, abort_check=abort_check)
         prompt = one_line(answer)
         if not prompt:
             raise DirectorError(f"{conn.endpoint} returned an empty prompt")
@@ -224,7 +183,7 @@ class DirectorStoryboard(io.ComfyNode):
                 "style line so the clips look alike."
             ),
             inputs=[
-                _connection_input(),
+                connection_input(),
                 io.String.Input(
                     "story", default="", multiline=True, tooltip="What happens in the film, in a few sentences."
                 ),
@@ -240,8 +199,8 @@ class DirectorStoryboard(io.ComfyNode):
                     optional=True,
                     tooltip="Optional: a picture whose look the style line should describe.",
                 ),
-                _temperature_input(),
-                _seed_input(),
+                temperature_input(),
+                seed_input(),
             ],
             outputs=[
                 io.String.Output("prompts", display_name="prompts", tooltip="All scene prompts, one per line."),
@@ -266,9 +225,9 @@ class DirectorStoryboard(io.ComfyNode):
         style: str = "",
         style_image: torch.Tensor | None = None,
     ) -> io.NodeOutput:
-        conn = _check_connection(director)
+        conn = check_connection(director)
         style_url = png_data_url(style_image, max_side=768) if style_image is not None else None
-        board = storyboard.plan(conn, story, scenes, style or "", style_url, temperature, seed, _abort_check)
+        board = storyboard.plan(conn, story, scenes, style or "", style_url, temperature, seed, abort_check)
         return io.NodeOutput(board.text, list(board.prompts), board.style)
 
 
@@ -286,7 +245,7 @@ class DirectorMotionAdvisor(io.ComfyNode):
                 "returns suggested steps, CFG, fs and prompt to wire into the next run."
             ),
             inputs=[
-                _connection_input(),
+                connection_input(),
                 io.Image.Input("frames", tooltip="The frames of the finished clip (e.g. from VAE Decode)."),
                 io.Int.Input("steps", default=50, min=1, max=1000, tooltip="The sampling steps that made the clip."),
                 io.Float.Input(
@@ -318,8 +277,8 @@ class DirectorMotionAdvisor(io.ComfyNode):
                     max=8,
                     tooltip="How many evenly spaced frames the model sees, side by side in one picture.",
                 ),
-                _temperature_input(),
-                _seed_input(),
+                temperature_input(),
+                seed_input(),
             ],
             outputs=[
                 io.Int.Output("next_steps", display_name="steps", tooltip=f"Suggested steps {advisor.STEPS_RANGE}."),
@@ -344,115 +303,11 @@ class DirectorMotionAdvisor(io.ComfyNode):
         seed: int,
         goal: str = "",
     ) -> io.NodeOutput:
-        conn = _check_connection(director)
+        conn = check_connection(director)
         current = advisor.Settings(int(steps), float(cfg), int(fs), prompt)
-        advice = advisor.advise(conn, frames, current, frames_shown, goal or "", temperature, seed, _abort_check)
+        advice = advisor.advise(conn, frames, current, frames_shown, goal or "", temperature, seed, abort_check)
         s = advice.settings
         return io.NodeOutput(s.steps, s.cfg, s.fs, s.prompt, advice.explanation)
-
-
-class DirectorSoundtrack(io.ComfyNode):
-    """Clip description + the user's music folder -> the chosen track as AUDIO, cut to the clip."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="DynamiCrafterDirectorSoundtrack",
-            display_name="Director: Pick Soundtrack from Folder",
-            category=CATEGORY,
-            description=(
-                "Lets the model choose a track from your audio folder by its name and tags (tags.json or "
-                "tags.txt beside the files; only names and tags are sent, never audio), then trims it to the "
-                "clip with a fade-out, ready for Create Video."
-            ),
-            inputs=[
-                _connection_input(),
-                io.String.Input(
-                    "description", default="", multiline=True, tooltip="What the clip shows (e.g. the motion prompt)."
-                ),
-                io.String.Input(
-                    "folder",
-                    default="music",
-                    tooltip="Folder inside ComfyUI's input folder (e.g. 'music' for input/music) or "
-                    f"inside a folder the admin lists in {AUDIO_DIRS_ENV}, holding your audio "
-                    "files (wav, flac, mp3, ogg, m4a...), optionally with tags.json "
-                    '{"file.mp3": "calm, piano"} or tags.txt (\'file.mp3: calm, piano\' per '
-                    "line).",
-                ),
-                io.Float.Input(
-                    "seconds",
-                    default=2.0,
-                    min=0.1,
-                    max=audio.MAX_SECONDS,
-                    step=0.1,
-                    tooltip="Clip length in seconds (used when no frames are connected).",
-                ),
-                io.Float.Input(
-                    "fps",
-                    default=8.0,
-                    min=0.1,
-                    max=240.0,
-                    step=0.1,
-                    tooltip="Frame rate of the video, to turn connected frames into seconds.",
-                ),
-                io.Image.Input(
-                    "frames",
-                    optional=True,
-                    tooltip="Optional: the clip's frames; the length is then frame count / fps "
-                    f"(at most {audio.MAX_SECONDS:g} s).",
-                ),
-                io.Float.Input(
-                    "fade_out",
-                    default=0.5,
-                    min=0.0,
-                    max=10.0,
-                    step=0.1,
-                    tooltip="Seconds of fade-out at the end of the cut.",
-                ),
-                _temperature_input(),
-                _seed_input(),
-            ],
-            outputs=[
-                io.Audio.Output("audio", display_name="audio", tooltip="The chosen track, cut to the clip length."),
-                io.String.Output("track", display_name="track", tooltip="File name of the chosen track."),
-                io.String.Output("reason", display_name="reason", tooltip="Why the model chose it."),
-            ],
-        )
-
-    @classmethod
-    def fingerprint_inputs(cls, folder: str = "", **_: Any) -> str:
-        """Re-run when files in the folder change, not only when the widgets do."""
-        try:
-            tracks = soundtrack.scan_library(folder, _audio_roots())
-            return "|".join(f"{t.name}:{t.path.stat().st_mtime_ns}" for t in tracks)
-        except (DirectorError, OSError):
-            return ""
-
-    @classmethod
-    def execute(
-        cls,
-        director: DirectorConnection,
-        description: str,
-        folder: str,
-        seconds: float,
-        fps: float,
-        fade_out: float,
-        temperature: float,
-        seed: int,
-        frames: torch.Tensor | None = None,
-    ) -> io.NodeOutput:
-        conn = _check_connection(director)
-        if frames is not None:
-            count = int(frames.shape[0])
-            length = audio.check_length(count / fps if fps > 0 else float("nan"), f"{count} frames at {fps:g} fps")
-        else:
-            length = audio.check_length(seconds, "the seconds input")
-        tracks = soundtrack.scan_library(folder, _audio_roots())
-        track, reason = soundtrack.choose(conn, description, tracks, temperature, seed, _abort_check)
-        waveform, rate = audio.decode(track.path, max_seconds=length)
-        clip = audio.fit_length(waveform, rate, length, fade_out)
-        log.info("director: soundtrack %s, %.2f s at %d Hz", track.name, length, rate)
-        return io.NodeOutput(audio.to_comfy_audio(clip, rate), track.name, reason)
 
 
 NODES: list[type[io.ComfyNode]] = [

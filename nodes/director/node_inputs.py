@@ -1,0 +1,61 @@
+"""What the director's nodes share: their category, connection type and common inputs, the cancel check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from comfy_api.latest import io
+
+from .client import DirectorConnection
+from .errors import DirectorError
+from .policy import audio_roots
+
+CATEGORY = "DynamiCrafter/director"
+Director = io.Custom("DYNAMICRAFTER_DIRECTOR")
+SEED_MAX = 2**31 - 1
+
+
+def abort_check() -> None:
+    """Raise when the user pressed Cancel in ComfyUI."""
+    import comfy.model_management
+
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def input_audio_roots() -> list[Path]:
+    """ComfyUI's input folder and the admin's audio folders: the only places the Soundtrack node reads."""
+    import folder_paths
+
+    return audio_roots(folder_paths.get_input_directory())
+
+
+def connection_input() -> io.Input:
+    return Director.Input("director", tooltip="The AI director connection (from the 'Director Connection' node).")
+
+
+def temperature_input() -> io.Input:
+    return io.Float.Input(
+        "temperature",
+        default=0.0,
+        min=0.0,
+        max=2.0,
+        step=0.05,
+        tooltip="Randomness of the answer: 0 gives the same answer for the same inputs.",
+    )
+
+
+def seed_input() -> io.Input:
+    return io.Int.Input(
+        "seed",
+        default=0,
+        min=0,
+        max=SEED_MAX,
+        tooltip="Sent to the model for repeatable answers where the server supports a seed.",
+    )
+
+
+def check_connection(director: Any) -> DirectorConnection:
+    if not isinstance(director, DirectorConnection):
+        raise DirectorError("the 'director' input must come from the 'Director Connection' node")
+    return director
