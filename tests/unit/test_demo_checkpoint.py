@@ -16,9 +16,9 @@ from dynamicrafter.demo import (
     _encoder_value,
     demo_state_dict,
     openclip_h_key_shapes,
-    vae_key_shapes,
     write_demo_checkpoint,
 )
+from dynamicrafter.key_layouts import vae_key_shapes
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import manifest_path
