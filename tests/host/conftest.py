@@ -210,20 +210,10 @@ def _prefer_comfyui_on_path(comfy_dir: Path) -> None:
 
 
 def _import_pack() -> types.ModuleType:
-    """The repository root imported as the package ``dynamicrafter_pack`` (relative imports work as in ComfyUI)."""
-    if PACK_PACKAGE in sys.modules:
-        return sys.modules[PACK_PACKAGE]
-    spec = importlib.util.spec_from_file_location(
-        PACK_PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_PACKAGE] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[PACK_PACKAGE]
-        raise
-    return module
+    """The repository root imported as the package ``dynamicrafter_pack``, as the workflow generator does."""
+    from support.modules import load_by_path
+
+    return load_by_path("_workflow_generator_host", ROOT / "workflows" / "gen" / "host.py").load_pack()
 
 
 @pytest.fixture(scope="session")

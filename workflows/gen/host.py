@@ -42,6 +42,14 @@ def import_pack() -> types.ModuleType:
     from comfy.cli_args import args
 
     args.cpu = True  # before comfy.model_management picks a device at import
+    return load_pack()
+
+
+def load_pack() -> types.ModuleType:
+    """The repository root imported once as the package ``dynamicrafter_pack`` (its relative imports work as
+    in ComfyUI); ComfyUI must already be importable. The host tests load the pack through this too."""
+    if PACK_PACKAGE in sys.modules:
+        return sys.modules[PACK_PACKAGE]
     spec = importlib.util.spec_from_file_location(
         PACK_PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
     )
