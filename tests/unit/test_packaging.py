@@ -3,6 +3,7 @@ requirements.txt installing into a fresh environment that already has torch with
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_VERSION = "2.13.0"
@@ -133,37 +136,54 @@ def test_wheel_carries_the_console_script_only(tmp_path):
     assert "dynamicrafter-batch" in usage.stdout and "--csv" in usage.stdout
 
 
-def _fresh_venv() -> Path:
-    """A venv with torch==2.13.0 (the local wheel), cached under .cache/packaging across runs.
+def _link_distribution(name: str, site: Path, done: set[str]) -> None:
+    """Put the installed distribution ``name`` and everything it requires into ``site`` (hard links of the
+    files its RECORD lists, copies across file systems): pip then finds it installed, as in ComfyUI's venv."""
+    dist = importlib.metadata.distribution(name)
+    key = canonicalize_name(dist.metadata["Name"])
+    if key in done:
+        return
+    done.add(key)
+    source_site = Path(dist.locate_file("")).resolve()
+    for file in dist.files or []:
+        source = Path(dist.locate_file(file)).resolve()
+        if not source.is_file() or not source.is_relative_to(source_site):  # console scripts live outside
+            continue
+        target = site / source.relative_to(source_site)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+    for requirement in map(Requirement, dist.requires or []):
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            _link_distribution(requirement.name, site, done)
 
-    Reruns reuse it with the requirements already in: pip must still leave torch alone (a changed
-    requirements.txt is resolved against it again). A cache whose torch changed is made again.
-    """
+
+def _fresh_venv() -> Path:
+    """A new venv holding only torch (this test environment's own torch==2.13.0, the CPU build) and what torch
+    requires: the environment ComfyUI users install the pack into."""
     venv = CACHE / "fresh-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", str(venv)])
     python = venv / "bin" / "python"
-    stamp = venv / ".torch-ok"
-    if stamp.is_file():
-        probe = subprocess.run(
-            [str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
-        )
-        if probe.returncode != 0 or not probe.stdout.strip().startswith(TORCH_VERSION):
-            stamp.unlink()
-    if not stamp.is_file():
-        shutil.rmtree(venv, ignore_errors=True)
-        _run([sys.executable, "-m", "venv", str(venv)])
-        _run([str(python), "-m", "pip", "install", "-q", f"torch=={TORCH_VERSION}"], timeout=1800)
-        stamp.write_text(TORCH_VERSION)
+    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    _link_distribution("torch", site, set())
     return python
 
 
 @pytest.mark.timeout(2400)
 def test_requirements_install_without_changing_torch():
     python = _fresh_venv()
-    version = "import torch; print(torch.__version__)"
-    before = _run([str(python), "-c", version]).stdout.strip()
-    assert before.startswith(TORCH_VERSION)
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    _run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt")], env=env, timeout=1800)
-    after = _run([str(python), "-c", version]).stdout.strip()
-    assert after == before, f"installing requirements.txt changed torch from {before} to {after}"
-    _run([str(python), "-c", "import einops, safetensors, kornia, huggingface_hub, av"])
+    try:
+        version = "import torch; print(torch.__version__)"
+        before = _run([str(python), "-c", version]).stdout.strip()
+        assert before.startswith(TORCH_VERSION)
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        requirements = str(ROOT / "requirements.txt")
+        _run([str(python), "-m", "pip", "install", "-q", "-r", requirements], env=env, timeout=1800)
+        after = _run([str(python), "-c", version]).stdout.strip()
+        assert after == before, f"installing requirements.txt changed torch from {before} to {after}"
+        _run([str(python), "-c", "import einops, safetensors, kornia, huggingface_hub, av"])
+    finally:
+        shutil.rmtree(python.parents[1], ignore_errors=True)
