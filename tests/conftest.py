@@ -18,6 +18,30 @@ for _path in (ROOT, ROOT / "tests"):  # the project's packages, and tests/suppor
         sys.path.insert(0, str(_path))
 
 
+# The files that take longest (pytest --durations), handed out first: two workers then finish together instead
+# of one idling while the other runs a long file picked last (scripts/test passes --no-loadscope-reorder).
+LONGEST_FIRST = (
+    "host/test_run_command.py",
+    "host/test_batch_servers.py",
+    "host/test_batch_client.py",
+    "host/test_patches.py",
+    "unit/test_packaging.py",
+    "host/test_new_workflows.py",
+    "host/test_server.py",
+    "browser/test_frontend.py",
+    "host/test_host_fidelity.py",
+    "host/test_encoders_oracle.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(ROOT / "tests").as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 @pytest.fixture
 def single_thread():
     """Golden outputs were produced with one torch thread; matching it keeps results at the noise floor."""
