@@ -90,7 +90,9 @@ def video_restyle() -> Workflow:
         *prompts(RESTYLE_PROMPT),
         look,
         Node(SOURCE_VIDEO, "LoadVideo", "Video to restyle", (0, 600), (380, 400), {"file": SOURCE_VIDEO_FILE}),
-        Node(VIDEO_PARTS, "GetVideoComponents", "Video frames", (430, 400), (220, 70), {}, {"video": (SOURCE_VIDEO, 0)}),
+        Node(
+            VIDEO_PARTS, "GetVideoComponents", "Video frames", (430, 400), (220, 70), {}, {"video": (SOURCE_VIDEO, 0)}
+        ),
         Node(
             CLIP_FRAMES,
             "ImageFromBatch",

@@ -33,4 +33,3 @@ def encode_video(frames: np.ndarray, fps: float = VIDEO_FPS) -> bytes:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         container.mux(stream.encode())
     return buffer.getvalue()
-
