@@ -56,6 +56,8 @@ RUN_ORDER = [
     "image_to_video_256",
     "image_to_video_1024",
     "lora_512",
+    "video_restyle_512",
+    "pinned_first_frame_512",
     "interpolation_512",
     "loop_512",
 ]
@@ -91,7 +93,7 @@ def server(comfy_host, tmp_path_factory):
         write_sd21_layout_checkpoint(checkpoints / SD21_LAYOUT)
         unet = host_state_dict("512", manifest_path("512"), with_encoders=False)  # TINY's UNet, for the LoRA
         write_workflow_model_files(setup.models, unet)
-        for picture in WORKFLOW_INPUTS.glob("*.png"):
+        for picture in WORKFLOW_INPUTS.iterdir():  # the example pictures and video
             shutil.copy(picture, setup.input_dir / picture.name)
         server.wait_ready()
         yield server
