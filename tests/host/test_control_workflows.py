@@ -5,9 +5,10 @@
   denoise 0 gives the start latent back unchanged.
 - ``pinned_first_frame_512``: frame 0 of the sampled latent is the picture's latent exactly, the other frames
   are made anew.
+- ``image_guidance_512``: SamplerCustomAdvanced with the Text + Image Guider; its image_cfg changes the video.
 
 Their generic checks (validation, the frontend's widget layout, UI and API agreement, the note) are those of
-``test_new_workflows.py``, and ``test_server.py`` runs both through ``POST /prompt``.
+``test_new_workflows.py``, and ``test_server.py`` runs the first two through ``POST /prompt``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ W = load_by_path("_control_workflows_generic_checks", HERE / "test_workflows.py"
 
 TINY_CKPT = "dynamicrafter_tiny_512.ckpt"
 WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 16, 2
-RESTYLE, PINNED = "video_restyle_512", "pinned_first_frame_512"
+RESTYLE, PINNED, GUIDANCE = "video_restyle_512", "pinned_first_frame_512", "image_guidance_512"
 VIDEO_FILE = "dynamicrafter_sunset.mp4"
 
 
@@ -48,7 +49,11 @@ def host(comfy_host, tmp_path_factory):
 
 
 def tiny(name: str) -> dict[str, Any]:
-    return shrink_workflow(load_api_workflow(name), ckpt_name=TINY_CKPT, width=WIDTH, height=HEIGHT, steps=STEPS)
+    prompt = shrink_workflow(load_api_workflow(name), ckpt_name=TINY_CKPT, width=WIDTH, height=HEIGHT, steps=STEPS)
+    for node in prompt.values():
+        if node["class_type"] == "DynamiCrafterScheduler":
+            node["inputs"]["steps"] = STEPS
+    return prompt
 
 
 def node_id(prompt: dict[str, Any], class_type: str) -> str:
@@ -115,6 +120,24 @@ def test_pinned_graph_pins_frame_0_of_the_pictures_latent():
     assert fit["image"] == [node_id(prompt, "LoadImage"), 0]
 
 
+def test_guidance_graph_is_the_original_sampler_in_pieces():
+    prompt = load_api_workflow(GUIDANCE)
+    custom, guider = inputs_of(prompt, "SamplerCustomAdvanced"), inputs_of(prompt, "DynamiCrafterImageGuider")
+    conditioning = node_id(prompt, "DynamiCrafterImageToVideo")
+    assert (guider["cfg"], guider["image_cfg"]) == (7.5, 5.0)
+    assert (guider["positive"], guider["negative"], custom["latent_image"]) == (
+        [conditioning, 0],
+        [conditioning, 1],
+        [conditioning, 2],
+    )
+    assert custom["guider"] == [node_id(prompt, "DynamiCrafterImageGuider"), 0]
+    assert custom["sampler"] == [node_id(prompt, "DynamiCrafterDDIMSampler"), 0]
+    assert custom["sigmas"] == [node_id(prompt, "DynamiCrafterScheduler"), 0]
+    assert custom["noise"] == [node_id(prompt, "RandomNoise"), 0]
+    assert inputs_of(prompt, "DynamiCrafterScheduler")["steps"] == 50
+    assert inputs_of(prompt, "RandomNoise")["noise_seed"] == 123
+
+
 # --------------------------------------------------------------------------------------------------
 # End to end
 # --------------------------------------------------------------------------------------------------
@@ -165,3 +188,14 @@ def test_pinned_first_frame_runs_and_frame_0_is_the_pictures_latent(host):
     assert torch.equal(sampled[0], picture[0])  # bit for bit
     assert torch.equal(pinned["noise_mask"].flatten(1).amax(1), (torch.arange(FRAMES) > 0).float())
     assert sampled.isfinite().all() and all((sampled[t] - picture[0]).abs().max() > 1e-3 for t in range(1, FRAMES))
+
+
+def test_image_guidance_runs_and_image_cfg_changes_the_video(host):
+    prompt = tiny(GUIDANCE)
+    result, (separate,) = run(host, prompt, "SamplerCustomAdvanced")
+    assert saved_frames(host, result) == (FRAMES, WIDTH, HEIGHT)
+    inputs_of(prompt, "DynamiCrafterImageGuider")["image_cfg"] = inputs_of(prompt, "DynamiCrafterImageGuider")["cfg"]
+    _, (single,) = run(host, prompt, "SamplerCustomAdvanced")
+    separate, single = separate["samples"], single["samples"]
+    assert separate.shape == single.shape == (FRAMES, 4, HEIGHT // 8, WIDTH // 8) and separate.isfinite().all()
+    assert (separate - single).abs().max() > 1e-3

@@ -51,6 +51,7 @@ NEW = [
     "tooncrafter_512",
     "video_restyle_512",
     "pinned_first_frame_512",
+    "image_guidance_512",
 ]
 WIDTH, HEIGHT, STEPS, FPS = 128, 64, 1, 8.0
 TINY = {

@@ -63,8 +63,16 @@ RUN_ORDER = [
 ]
 RUN_ON_SD21_LAYOUT = ["controlnet_512"]
 """Run last (after the interrupt, which reuses the cached conditioning), on :data:`SD21_LAYOUT`."""
-RUN_IN_PROCESS = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
-"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service)."""
+RUN_IN_PROCESS = [
+    "keyframe_chain_512",
+    "long_video_512",
+    "photo_to_film",
+    "story_to_film",
+    "tooncrafter_512",
+    "image_guidance_512",
+]
+"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service) and
+test_control_workflows.py (SamplerCustomAdvanced: no DynamiCrafter Sampler to follow the progress of)."""
 
 
 def sd15_shaped_file(path: Path) -> None:

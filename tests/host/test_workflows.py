@@ -72,6 +72,7 @@ NEW_NAMES = [
     "tooncrafter_512",
     "video_restyle_512",
     "pinned_first_frame_512",
+    "image_guidance_512",
 ]
 """Checked (and run) by test_new_workflows.py with these same checks, extended to linked widgets."""
 NAMES = [name for name in workflow_names() if name not in NEW_NAMES]

@@ -26,7 +26,7 @@ from .builders import (
     video_out,
     video_size,
 )
-from .catalog_controls import pinned_first_frame, video_restyle
+from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
@@ -348,6 +348,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     story_to_film,
     video_restyle,
     pinned_first_frame,
+    image_guidance,
 )
 
 

@@ -1,4 +1,5 @@
-"""The workflows of the sampler controls: a video restyled by partial denoise, and a first frame pinned exactly."""
+"""The workflows of the sampler controls: a video restyled by partial denoise, a first frame pinned exactly, and
+the prompt's and the picture's guidance apart (SamplerCustomAdvanced)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,19 @@ from .builders import (
 )
 from .graph import (
     CLIP_FRAMES,
+    CONDITIONING,
+    DDIM,
     DECODE,
     ENCODE,
     FIT,
+    GUIDER,
     IMAGE,
     LOADER,
+    NOISE,
     PIN,
     REPEAT,
+    SAMPLER,
+    SCHEDULER,
     SOURCE_VIDEO,
     VIDEO_PARTS,
     Link,
@@ -64,6 +71,18 @@ PIN_NOTE = (
     "your end picture); the stock *Set Latent Noise Mask* with a per-frame mask does the same."
 )
 
+IMAGE_CFG = 5.0
+GUIDANCE_NOTE = (
+    "## Separate image guidance\n"
+    "The original's multi-condition guidance (its `--multiple_cond_cfg --cfg_img`): *cfg* of the guider sets how "
+    "strongly the prompt steers the video, *image_cfg* how strongly the picture does. Equal scales are the usual "
+    f"single-scale guidance; a lower *image_cfg* ({IMAGE_CFG} here) loosens the picture's hold for freer motion, a "
+    "higher one keeps the video closer to the picture. Each step runs the model three times instead of twice. "
+    "The Sampler of the other workflows has the same *image_cfg*; here the pieces are apart for the stock "
+    "*SamplerCustomAdvanced*: the DynamiCrafter DDIM Sampler and Scheduler give the original's steps, and a stock "
+    "sampler (*KSamplerSelect*) or scheduler may take their place."
+)
+
 
 def fit_to_video(image: Link, title: str, pos: tuple[int, int], width: int, height: int) -> Node:
     """The stock resize with the conditioning node's size and centre crop, so the start latent fits the video."""
@@ -78,8 +97,8 @@ def fit_to_video(image: Link, title: str, pos: tuple[int, int], width: int, heig
     )
 
 
-def encode(pixels: Link, title: str, pos: tuple[int, int]) -> Node:
-    return Node(ENCODE, "VAEEncode", title, pos, (220, 50), {}, {"pixels": pixels, "vae": (LOADER, 2)})
+def encode(pixels: Link, title: str, pos: tuple[int, int], size: tuple[int, int]) -> Node:
+    return Node(ENCODE, "VAEEncode", title, pos, size, {}, {"pixels": pixels, "vae": (LOADER, 2)})
 
 
 def video_restyle() -> Workflow:
@@ -108,7 +127,7 @@ def video_restyle() -> Workflow:
             },
         ),
         fit_to_video((CLIP_FRAMES, 0), "Fit the frames to the video size", (430, 650), row.width, row.height),
-        encode((FIT, 0), "Encode the frames (start latent)", (900, 380)),
+        encode((FIT, 0), "Encode the frames (start latent)", (900, 380), (270, 50)),
         i2v_conditioning(row),
         replace(sampler(), links={**sampler().links, "latent": (ENCODE, 0)}, widgets={"denoise": RESTYLE_DENOISE}),
         vae_decode(),
@@ -135,7 +154,7 @@ def pinned_first_frame() -> Workflow:
         *prompts(I2V_PROMPT),
         picture(IMAGE, "Picture to animate (kept as frame 0)", START_PICTURE, 200),
         fit_to_video((IMAGE, 0), "Fit the picture to the video size", (430, 400), row.width, row.height),
-        encode((FIT, 0), "Encode the picture", (430, 570)),
+        encode((FIT, 0), "Encode the picture", (430, 570), (220, 50)),
         Node(
             REPEAT,
             "RepeatLatentBatch",
@@ -161,4 +180,71 @@ def pinned_first_frame() -> Workflow:
         nodes=sorted_nodes(nodes),
         pictures=(START_PICTURE,),
         extra_notes=(PIN_NOTE,),
+    )
+
+
+def image_guidance() -> Workflow:
+    row = variant("512")
+    conditioning = {"positive": (CONDITIONING, 0), "negative": (CONDITIONING, 1)}
+    nodes = [
+        loader(row),
+        *prompts(I2V_PROMPT),
+        picture(IMAGE, "Picture to animate", START_PICTURE, 200),
+        i2v_conditioning(row),
+        Node(NOISE, "RandomNoise", "Start noise", (900, 380), (340, 110), {"noise_seed": 123}),
+        Node(
+            DDIM,
+            "DynamiCrafterDDIMSampler",
+            "DynamiCrafter DDIM Sampler",
+            (900, 530),
+            (340, 110),
+            {},
+            {"model": (LOADER, 0)},
+        ),
+        Node(
+            SCHEDULER,
+            "DynamiCrafterScheduler",
+            "DynamiCrafter Scheduler",
+            (900, 680),
+            (340, 150),
+            {},
+            {"model": (LOADER, 0)},
+        ),
+        Node(
+            GUIDER,
+            "DynamiCrafterImageGuider",
+            "DynamiCrafter Text + Image Guider",
+            (1290, 0),
+            (340, 200),
+            {"image_cfg": IMAGE_CFG},
+            {"model": (LOADER, 0), **conditioning},
+        ),
+        Node(
+            SAMPLER,
+            "SamplerCustomAdvanced",
+            "SamplerCustomAdvanced",
+            (1290, 260),
+            (340, 130),
+            {},
+            {
+                "noise": (NOISE, 0),
+                "guider": (GUIDER, 0),
+                "sampler": (DDIM, 0),
+                "sigmas": (SCHEDULER, 0),
+                "latent_image": (CONDITIONING, 2),
+            },
+        ),
+        vae_decode(),
+        *video_out((DECODE, 0), "DynamiCrafter/image_guidance_512"),
+    ]
+    return Workflow(
+        name="image_guidance_512",
+        title="DynamiCrafter 512: image to video with the prompt's and the picture's guidance apart",
+        about=(
+            f"Animates one picture into a {FRAMES}-frame, {row.width}x{row.height} video with the stock "
+            "SamplerCustomAdvanced and the DynamiCrafter Text + Image Guider: one guidance scale for the prompt, "
+            "another for the picture."
+        ),
+        nodes=sorted_nodes(nodes),
+        extra_notes=(GUIDANCE_NOTE,),
     )

@@ -18,6 +18,8 @@ MIDDLE_IMAGE, BATCH_FIRST, BATCH_ALL, DIRECTOR, DESCRIBE, STORYBOARD, SOUNDTRACK
 CONTROLNET, HINT, APPLY_CONTROLNET, LORA = range(20, 24)
 # Nodes of the sampler-control workflows: a video's frames, or a picture, as the sampler's start latent; pinning.
 SOURCE_VIDEO, VIDEO_PARTS, CLIP_FRAMES, FIT, ENCODE, REPEAT, PIN = range(30, 37)
+# SamplerCustomAdvanced's pieces (the custom sampler itself takes the sampler's id, 6).
+NOISE, GUIDER, DDIM, SCHEDULER = range(37, 41)
 
 NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""

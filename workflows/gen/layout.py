@@ -206,6 +206,24 @@ VIDEO_STOCK_TYPES: dict[str, NodeType] = {
         },
     ),
     "VAEEncode": NodeType((Socket("pixels", "IMAGE"), Socket("vae", "VAE")), (), (("LATENT", "LATENT"),)),
+    "RandomNoise": NodeType(
+        (),
+        ("noise_seed", CONTROL),
+        (("NOISE", "NOISE"),),
+        defaults={"noise_seed": 0, CONTROL: "fixed"},
+        help={"noise_seed": "random seed of the start noise.", CONTROL: FRONTEND_HELP[CONTROL]},
+    ),
+    "SamplerCustomAdvanced": NodeType(
+        (
+            Socket("noise", "NOISE"),
+            Socket("guider", "GUIDER"),
+            Socket("sampler", "SAMPLER"),
+            Socket("sigmas", "SIGMAS"),
+            Socket("latent_image", "LATENT"),
+        ),
+        (),
+        (("output", "LATENT"), ("denoised_output", "LATENT")),
+    ),
     "RepeatLatentBatch": NodeType(
         (Socket("samples", "LATENT"),),
         ("amount",),
@@ -213,7 +231,8 @@ VIDEO_STOCK_TYPES: dict[str, NodeType] = {
         help={"amount": "how many copies: one per frame (the conditioning node's frames)."},
     ),
 }
-"""The stock nodes that turn a video's frames or a picture into the sampler's start latent."""
+"""The stock nodes of the sampler-control workflows: a video's frames or a picture as the start latent, and
+SamplerCustomAdvanced with its noise."""
 
 
 @functools.cache
