@@ -74,7 +74,8 @@ NEW_NAMES = [
     "pinned_first_frame_512",
     "image_guidance_512",
 ]
-"""Checked (and run) by test_new_workflows.py with these same checks, extended to linked widgets."""
+"""Checked by test_new_workflows.py with these same checks, extended to linked widgets; run there or (the sampler
+controls) in test_control_workflows.py."""
 NAMES = [name for name in workflow_names() if name not in NEW_NAMES]
 
 
