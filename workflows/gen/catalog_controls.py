@@ -45,6 +45,10 @@ from .graph import (
 
 RESTYLE_DENOISE = 0.6
 RESTYLE_PROMPT = "the same sunset at the blue hour, cold moonlight on a calm sea, gentle waves, clouds drifting"
+RESTYLE_PROMPT_HELP = (
+    "the new video in words: its look, the light, what moves and how. DynamiCrafter follows the picture more "
+    "than the prompt: say what the picture shows in its new look."
+)
 RESTYLE_NOTE = (
     "## Video to video\n"
     f"{FRAMES} frames of the video (*batch_index* picks where they start) are fitted to the video size, encoded by "
@@ -103,10 +107,16 @@ def encode(pixels: Link, title: str, pos: tuple[int, int], size: tuple[int, int]
 
 def video_restyle() -> Workflow:
     row = variant("512")
-    look = picture(IMAGE, "Picture in the new look (the first frame, restyled)", RESTYLE_PICTURE, 200)
+    look = replace(
+        picture(IMAGE, "Picture in the new look (the first frame, restyled)", RESTYLE_PICTURE, 200),
+        help={
+            "image": "the look of the new video: the video's first frame, restyled (here at the blue hour), from "
+            "ComfyUI's `input` folder. Any size works: it is fitted to the video size."
+        },
+    )
     nodes = [
         loader(row),
-        *prompts(RESTYLE_PROMPT),
+        *prompts(RESTYLE_PROMPT, RESTYLE_PROMPT_HELP),
         look,
         Node(SOURCE_VIDEO, "LoadVideo", "Video to restyle", (0, 600), (380, 400), {"file": SOURCE_VIDEO_FILE}),
         Node(
