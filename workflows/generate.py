@@ -11,8 +11,9 @@ the pack's node schemas. Writes, for every workflow ``<name>``:
   ``workflows/<name>.jpg`` as the thumbnail.
 - ``workflows/api/<name>.json``: the API ("prompt") format for ``POST /prompt`` and batch scripts. It sits
   in a subfolder so that the template browser, which reads only the top of the folder, never lists it.
-- ``workflows/inputs/*.png``: the example pictures the workflows load (drawn here, no third-party images);
-  copy them into ComfyUI's ``input`` folder, or pick your own picture in the Load Image node.
+- ``workflows/inputs/*.png`` and ``*.mp4``: the example pictures and video the workflows load (drawn here, no
+  third-party images); copy them into ComfyUI's ``input`` folder, or pick your own in the Load Image / Load Video
+  node.
 
 and the node list of ``README.md`` between its markers. The generator itself is the package ``workflows/gen``.
 """
@@ -47,7 +48,7 @@ json_files, picture_files, stale_files, write_all, main = (
     _gen.write_all,
     _gen.main,
 )
-node_types, workflows, readme_text = _gen.node_types, _gen.workflows, _gen.readme_text
+node_types, workflows, readme_text, video_files = _gen.node_types, _gen.workflows, _gen.readme_text, _gen.video_files
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -56,13 +56,23 @@ RUN_ORDER = [
     "image_to_video_256",
     "image_to_video_1024",
     "lora_512",
+    "video_restyle_512",
+    "pinned_first_frame_512",
     "interpolation_512",
     "loop_512",
 ]
 RUN_ON_SD21_LAYOUT = ["controlnet_512"]
 """Run last (after the interrupt, which reuses the cached conditioning), on :data:`SD21_LAYOUT`."""
-RUN_IN_PROCESS = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
-"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service)."""
+RUN_IN_PROCESS = [
+    "keyframe_chain_512",
+    "long_video_512",
+    "photo_to_film",
+    "story_to_film",
+    "tooncrafter_512",
+    "image_guidance_512",
+]
+"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service) and
+test_control_workflows.py (SamplerCustomAdvanced: no DynamiCrafter Sampler to follow the progress of)."""
 
 
 def sd15_shaped_file(path: Path) -> None:
@@ -91,7 +101,7 @@ def server(comfy_host, tmp_path_factory):
         write_sd21_layout_checkpoint(checkpoints / SD21_LAYOUT)
         unet = host_state_dict("512", manifest_path("512"), with_encoders=False)  # TINY's UNet, for the LoRA
         write_workflow_model_files(setup.models, unet)
-        for picture in WORKFLOW_INPUTS.glob("*.png"):
+        for picture in WORKFLOW_INPUTS.iterdir():  # the example pictures and video
             shutil.copy(picture, setup.input_dir / picture.name)
         server.wait_ready()
         yield server

@@ -51,6 +51,7 @@ FILE_WIDGETS = {
     ("LoadImage", "image"),
     ("ControlNetLoader", "control_net_name"),
     ("LoraLoaderModelOnly", "lora_name"),
+    ("LoadVideo", "file"),
 }
 """Combos listing the user's files: checked against the workflow's download hint, shipped pictures and notes."""
 TINY_CKPT = "dynamicrafter_tiny_512.safetensors"
@@ -63,8 +64,18 @@ EXPECTED_NAMES = [
     "loop_512",
     "lora_512",
 ]
-NEW_NAMES = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
-"""Checked (and run) by test_new_workflows.py with these same checks, extended to linked widgets."""
+NEW_NAMES = [
+    "keyframe_chain_512",
+    "long_video_512",
+    "photo_to_film",
+    "story_to_film",
+    "tooncrafter_512",
+    "video_restyle_512",
+    "pinned_first_frame_512",
+    "image_guidance_512",
+]
+"""Checked by test_new_workflows.py with these same checks, extended to linked widgets; run there or (the sampler
+controls) in test_control_workflows.py."""
 NAMES = [name for name in workflow_names() if name not in NEW_NAMES]
 
 
@@ -130,7 +141,7 @@ def frontend_layout(info: dict[str, Any]) -> Layout:
         layout.widgets.append((name, kind, options))
         if options.get("control_after_generate") or (kind == "INT" and name in ("seed", "noise_seed")):
             layout.widgets.append((CONTROL, "COMBO", {"options": sorted(CONTROL_VALUES)}))
-        if options.get("image_upload"):
+        if options.get("image_upload") or options.get("video_upload"):  # one upload button for both
             layout.widgets.append((UPLOAD, "UPLOAD", {}))
     return layout
 
@@ -194,7 +205,7 @@ def host(comfy_host, tmp_path_factory):
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
     for folder_name in write_workflow_model_files(folder, host_state_dict("512", manifest, with_encoders=False)):
         comfy_host.folder_paths.add_model_folder_path(folder_name, str(folder / folder_name))
-    for picture in WORKFLOW_INPUTS.glob("*.png"):
+    for picture in WORKFLOW_INPUTS.iterdir():  # the example pictures and video
         shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
     return comfy_host
 

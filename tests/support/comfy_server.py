@@ -59,6 +59,8 @@ def nodes_of(prompt: dict[str, Any], class_type: str) -> list[dict[str, Any]]:
 
 LOADERS = ("DynamiCrafterCheckpointLoader", "DynamiCrafterLoadModel")
 CONDITIONINGS = ("DynamiCrafterImageToVideo", "DynamiCrafterInterpolation")
+FIT_TO_SIZE = "ImageScale"
+"""Fits a video's frames or a picture to the conditioning node's size (the start latent of the control workflows)."""
 
 
 def shrink_workflow(
@@ -70,7 +72,7 @@ def shrink_workflow(
         inputs = node["inputs"]
         if node["class_type"] in LOADERS and ckpt_name is not None:
             inputs["ckpt_name" if "ckpt_name" in inputs else "model_name"] = ckpt_name
-        elif node["class_type"] in CONDITIONINGS:
+        elif node["class_type"] in CONDITIONINGS or node["class_type"] == FIT_TO_SIZE:
             inputs.update(width=width, height=height)
         elif node["class_type"] == "DynamiCrafterSampler":
             inputs["steps"] = steps

@@ -1,4 +1,4 @@
-"""The twelve shipped workflows, each described once."""
+"""The shipped workflows, each described once."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .builders import (
     video_out,
     video_size,
 )
+from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
@@ -345,6 +346,9 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     tooncrafter,
     photo_to_film,
     story_to_film,
+    video_restyle,
+    pinned_first_frame,
+    image_guidance,
 )
 
 

@@ -16,6 +16,7 @@ from .formats import api_format, ui_format
 from .note import INPUT_DIR, note_text
 from .pictures import PICTURES, encode_picture, thumbnail
 from .readme import with_generated_sections
+from .videos import VIDEOS, encode_video
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[1]
 ROOT = WORKFLOWS_DIR.parent
@@ -60,6 +61,11 @@ def picture_files() -> dict[str, np.ndarray]:
     return files
 
 
+def video_files() -> dict[str, np.ndarray]:
+    """Path relative to ``workflows/`` -> frames of every example video (written as MP4)."""
+    return {f"{INPUT_DIR}/{name}": draw() for name, draw in VIDEOS.items()}
+
+
 def readme_text(readme: Path = README) -> str:
     return with_generated_sections(readme.read_text(encoding="utf-8"))
 
@@ -76,18 +82,23 @@ def write_all(root: Path = WORKFLOWS_DIR, readme: Path = README) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_picture(relative, pixels))
         written.append(path)
+    for relative, frames in video_files().items():
+        path = root / relative
+        path.write_bytes(encode_video(frames))
+        written.append(path)
     readme.write_text(readme_text(readme), encoding="utf-8")
     return [*written, readme]
 
 
 def stale_files(root: Path = WORKFLOWS_DIR, readme: Path = README) -> list[str]:
-    """Generated text files whose committed text differs (pictures are compared by pixels in the tests)."""
+    """Generated text files whose committed text differs (pictures and videos are compared by pixels in the
+    tests)."""
     stale = []
     for relative, text in json_files().items():
         path = root / relative
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             stale.append(relative)
-    stale += [relative for relative in picture_files() if not (root / relative).is_file()]
+    stale += [relative for relative in [*picture_files(), *video_files()] if not (root / relative).is_file()]
     if readme.read_text(encoding="utf-8") != readme_text(readme):
         stale.append(f"../{readme.name}")
     return stale

@@ -16,6 +16,10 @@ LOADER, POSITIVE, NEGATIVE, IMAGE, CONDITIONING, SAMPLER, DECODE, VIDEO, SAVE, E
 MIDDLE_IMAGE, BATCH_FIRST, BATCH_ALL, DIRECTOR, DESCRIBE, STORYBOARD, SOUNDTRACK = range(13, 20)
 # Stock nodes that change the model or the conditioning: ControlNet (loader, hint picture, apply) and LoRA.
 CONTROLNET, HINT, APPLY_CONTROLNET, LORA = range(20, 24)
+# Nodes of the sampler-control workflows: a video's frames, or a picture, as the sampler's start latent; pinning.
+SOURCE_VIDEO, VIDEO_PARTS, CLIP_FRAMES, FIT, ENCODE, REPEAT, PIN = range(30, 37)
+# SamplerCustomAdvanced's pieces (the custom sampler itself takes the sampler's id, 6).
+NOISE, GUIDER, DDIM, SCHEDULER = range(37, 41)
 
 NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""

@@ -178,13 +178,68 @@ STOCK_TYPES: dict[str, NodeType] = {
     ),
 }
 """The stock nodes the workflows use, as the pinned ComfyUI defines them."""
+VIDEO_STOCK_TYPES: dict[str, NodeType] = {
+    "LoadVideo": NodeType(
+        (),
+        ("file", UPLOAD),
+        (("VIDEO", "VIDEO"),),
+        defaults={UPLOAD: "image"},  # the frontend's upload button for videos is Load Image's, saved the same way
+        help={
+            "file": "the video, from ComfyUI's `input` folder (any size and length: the frames are cut and fitted "
+            "below).",
+            UPLOAD: "the *choose file to upload* button puts a video of yours into the `input` folder.",
+        },
+    ),
+    "GetVideoComponents": NodeType(
+        (Socket("video", "VIDEO"),), (), (("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"))
+    ),
+    "ImageScale": NodeType(
+        (Socket("image", "IMAGE"),),
+        ("upscale_method", "width", "height", "crop"),
+        (("IMAGE", "IMAGE"),),
+        help={
+            "upscale_method": "how the pixels are resized (`lanczos` is sharp; `area` is good for shrinking).",
+            "width": "the video width: keep it equal to the DynamiCrafter conditioning node's width.",
+            "height": "the video height: keep it equal to the DynamiCrafter conditioning node's height.",
+            "crop": "`center` cuts the middle out of a picture of another shape (as the conditioning node's `fit` "
+            "crop does); `disabled` stretches it.",
+        },
+    ),
+    "VAEEncode": NodeType((Socket("pixels", "IMAGE"), Socket("vae", "VAE")), (), (("LATENT", "LATENT"),)),
+    "RandomNoise": NodeType(
+        (),
+        ("noise_seed", CONTROL),
+        (("NOISE", "NOISE"),),
+        defaults={"noise_seed": 0, CONTROL: "fixed"},
+        help={"noise_seed": "random seed of the start noise.", CONTROL: FRONTEND_HELP[CONTROL]},
+    ),
+    "SamplerCustomAdvanced": NodeType(
+        (
+            Socket("noise", "NOISE"),
+            Socket("guider", "GUIDER"),
+            Socket("sampler", "SAMPLER"),
+            Socket("sigmas", "SIGMAS"),
+            Socket("latent_image", "LATENT"),
+        ),
+        (),
+        (("output", "LATENT"), ("denoised_output", "LATENT")),
+    ),
+    "RepeatLatentBatch": NodeType(
+        (Socket("samples", "LATENT"),),
+        ("amount",),
+        (("LATENT", "LATENT"),),
+        help={"amount": "how many copies: one per frame (the conditioning node's frames)."},
+    ),
+}
+"""The stock nodes of the sampler-control workflows: a video's frames or a picture as the start latent, and
+SamplerCustomAdvanced with its noise."""
 
 
 @functools.cache
 def node_types() -> dict[str, NodeType]:
     """Every node type: the pack's from their schemas (imports the pack with ComfyUI), then the stock ones."""
     types = {node_id: node_type_from_info(info) for node_id, info in host.pack_node_infos().items()}
-    return {**types, **STOCK_TYPES}
+    return {**types, **STOCK_TYPES, **VIDEO_STOCK_TYPES}
 
 
 def node_type(name: str) -> NodeType:

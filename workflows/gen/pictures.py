@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from .builders import END_PICTURE, LINES_PICTURE, MIDDLE_PICTURE, START_PICTURE
+from .builders import END_PICTURE, LINES_PICTURE, MIDDLE_PICTURE, RESTYLE_PICTURE, START_PICTURE
 from .graph import CONDITIONING, Workflow
 
 PICTURE_SIZE = (512, 320)
@@ -49,11 +49,18 @@ def draw_lines(pixels: np.ndarray, threshold: float = 24.0) -> np.ndarray:
     return np.repeat(lines[..., None], 3, axis=-1)
 
 
+def blue_hour(pixels: np.ndarray) -> np.ndarray:
+    """The same picture in a cold, dim evening light: a new look for the video-to-video restyle."""
+    tinted = pixels.astype(np.float32) * np.array([0.35, 0.5, 0.95], np.float32) + np.array([0, 6, 28], np.float32)
+    return np.clip(tinted, 0, 255).astype(np.uint8)
+
+
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     START_PICTURE: lambda: draw_picture(1.0),
     MIDDLE_PICTURE: lambda: draw_picture(0.55),
     END_PICTURE: lambda: draw_picture(0.15),
     LINES_PICTURE: lambda: draw_lines(draw_picture(1.0)),
+    RESTYLE_PICTURE: lambda: blue_hour(draw_picture(1.0)),
 }
 
 
