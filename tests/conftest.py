@@ -27,6 +27,7 @@ LONGEST_FIRST = (
     "host/test_patches.py",
     "unit/test_packaging.py",
     "host/test_new_workflows.py",
+    "host/test_control_workflows.py",
     "host/test_server.py",
     "browser/test_frontend.py",
     "host/test_host_fidelity.py",
