@@ -26,6 +26,7 @@ from .builders import (
     video_out,
     video_size,
 )
+from .catalog_cil import cil_image_to_video
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
@@ -345,6 +346,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     tooncrafter,
     photo_to_film,
     story_to_film,
+    cil_image_to_video,
 )
 
 
