@@ -14,14 +14,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dynamicrafter.frames import fold_frames
 from support.parity_data import relative_l2
 
+from . import test_controls as CONTROLS
 from .test_controls import SCALE, TOL, as_video, assert_matches, call_node, load_fixture
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_cil"
 CONFIG = json.loads((GOLDENS / "config.json").read_text())
-FRAMES, SEED, FS = CONFIG["frames"], CONFIG["seed"], CONFIG["sampling"]["fs"]
+FRAMES, SEED = CONFIG["frames"], CONFIG["seed"]
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +59,8 @@ def model(pack):
 
 
 def conds(pack, g):
-    """Positive / negative as the image-to-video node builds them, from the goldens' stand-ins."""
-    m = pack["model"]
-    shared = {
-        m.COND_CONCAT: fold_frames(g["c_concat"]) / SCALE,
-        m.COND_FRAMES: FRAMES,
-        m.COND_FS: FS,
-        m.COND_TASK: "i2v",
-    }
-    return (
-        [[g["text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["image_embeds"]}]],
-        [[g["uc_text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["uc_image_embeds"]}]],
-    )
+    """Positive / negative as the image-to-video node builds them (test_controls), from the goldens' stand-ins."""
+    return CONTROLS.conds(pack, {**g, "latent_first_raw": g["c_concat"][:, :, 0] / SCALE})
 
 
 def empty(g) -> dict:

@@ -12,10 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from dynamicrafter.analytic_init import analytic_start, statistics_from_state_dict
-from dynamicrafter.sampler import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import ddim_timesteps, make_schedule
+from support.modules import load_by_path
 from support.parity_data import FixtureSet, relative_error, relative_l2
 from support.reference_data import PARITY_SMALL_512, manifest_path
+
+CONTROLS = load_by_path("_cil_parity_controls", Path(__file__).resolve().parent / "test_parity_controls.py")
 
 GOLDENS = Path(__file__).resolve().parent.parent / "data" / "parity_cil"
 CONFIG = json.loads((GOLDENS / "config.json").read_text())
@@ -42,38 +44,12 @@ def _start(network, g, m: int) -> torch.Tensor:
 
 
 def _sample(network, g, m: int, eta: float, x_T: torch.Tensor) -> torch.Tensor:
-    fixture, unet, resampler = network
-    s = CONFIG["sampling"]
-    fs = torch.tensor([s["fs"]])
-    with torch.no_grad():
-        tokens, uc_tokens = resampler(g["image_embeds"]), resampler(g["uc_image_embeds"])
-
-        def model(x, t, text_and_image):
-            text, image = text_and_image
-            return unet(torch.cat([x, g["c_concat"]], dim=1), t, text, fs, image_context=image)
-
-        settings = DDIMSettings(
-            steps=s["steps"],
-            eta=eta,
-            cfg=s["cfg"],
-            spacing=s["spacing"],
-            guidance_rescale=s["guidance_rescale"],
-            span=m,
-        )
-        steps = ddim_sample(
-            model,
-            x_T,
-            make_schedule(fixture.schedule_config()),
-            "v",
-            settings,
-            cond=(g["text_emb"], tokens),
-            uncond=(g["uc_text_emb"], uc_tokens),
-            noise=lambda i: g["draws"][i, -1],
-        )
-        return [x for _, x, _ in steps][-1]
+    """The reference run's settings are the control goldens' (checked below): their sampler loop serves both."""
+    return CONTROLS.run(network, {**g, "x_start": x_T}, eta, span=m)
 
 
 def test_goldens_record_their_provenance():
+    assert CONFIG["sampling"] == CONTROLS.CONFIG["sampling"]
     assert CONFIG["source"] == LAYOUT["source"] | {"git_blob_sha1": CONFIG["source"]["git_blob_sha1"]}
     assert CONFIG["source"]["repo"] == "thu-ml/cond-image-leakage"
     assert "scripts/evaluation/inference.py" in CONFIG["source"]["git_blob_sha1"]
