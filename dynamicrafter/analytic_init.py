@@ -45,16 +45,16 @@ class InitStatistics:
 
     def describe(self) -> str:
         h, w = self.latent_size
-        return f"{self.frames} frames at {h * VAE_FACTOR}x{w * VAE_FACTOR} (height x width)"
+        return f"{self.frames} frames at {w * VAE_FACTOR}x{h * VAE_FACTOR} (width x height)"
 
     def check_fits(self, frames: int, latent_h: int, latent_w: int) -> None:
         """Refuse a video the statistics were not measured for, saying which size they fit."""
         if (frames, latent_h, latent_w) != (self.frames, *self.latent_size):
             raise InitStatisticsError(
                 f"these initial-noise statistics are for {self.describe()}, but the video is {frames} frames at "
-                f"{latent_h * VAE_FACTOR}x{latent_w * VAE_FACTOR}; set the conditioning node to that size, or load "
-                "the statistics file made for this size (initial_noise_512 for 320x512, initial_noise_1024 for "
-                "576x1024)"
+                f"{latent_w * VAE_FACTOR}x{latent_h * VAE_FACTOR}; set the conditioning node to that size, or load "
+                "the statistics file made for this size (initial_noise_512 for 512x320, initial_noise_1024 for "
+                "1024x576)"
             )
 
 
@@ -72,7 +72,7 @@ def statistics_from_state_dict(sd: Mapping[str, torch.Tensor], name: str) -> Ini
     if mean.ndim != 5 or mean.shape[0] != 1 or mean.shape[1] != LATENT_CHANNELS or min(mean.shape) < 1:
         raise InitStatisticsError(
             f"{name}: {MEAN_KEY} has shape {list(mean.shape)}; expected [1, {LATENT_CHANNELS}, frames, height/8, "
-            "width/8] (e.g. [1, 4, 16, 40, 64] for 320x512)"
+            "width/8] (e.g. [1, 4, 16, 40, 64] for 512x320)"
         )
     if trace.numel() != 1:
         raise InitStatisticsError(f"{name}: {TRACE_KEY} must be one number, got shape {list(trace.shape)}")

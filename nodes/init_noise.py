@@ -134,8 +134,8 @@ class DynamiCrafterAnalyticInit(CheckedNode):
                 io.Combo.Input(
                     "statistics",
                     options=folder_paths.get_filename_list(FOLDER),
-                    tooltip="A statistics file in models/dynamicrafter_init_noise: initial_noise_512 for 320x512, "
-                    "initial_noise_1024 for 576x1024 (.pt of GraceZhao/DynamiCrafter-Analytic-Init, or Kijai's "
+                    tooltip="A statistics file in models/dynamicrafter_init_noise: initial_noise_512 for 512x320, "
+                    "initial_noise_1024 for 1024x576 (.pt of GraceZhao/DynamiCrafter-Analytic-Init, or Kijai's "
                     ".safetensors copies).",
                 ),
                 io.Int.Input("M", default=940, min=1, max=1000, tooltip=_M_TOOLTIP),

@@ -129,7 +129,7 @@ def test_statistics_for_another_size_are_refused_saying_which_size_they_fit(pack
             model, positive, negative, wrong, SEED, 2, 7.5, 1.0, -1.0, "auto", "auto", init_noise=init
         )
     message = str(err.value)
-    assert "16 frames at 64x128" in message and "320x512" in message
+    assert "16 frames at 128x64" in message and "512x320" in message
 
 
 def test_denoise_with_init_noise_is_refused(pack, model, g, stats_folder):

@@ -24,7 +24,7 @@ INIT_NOISE = 30
 CIL_FILE = "dynamicrafter_cil_512.ckpt"
 """The name the workflow loads: a CIL 512 checkpoint renamed, or any DynamiCrafter 512 file picked in the list."""
 STATISTICS_FILE = "initial_noise_512.pt"
-"""The reference's statistics file for 320x512 (GraceZhao/DynamiCrafter-Analytic-Init)."""
+"""The reference's statistics file for 512x320 (GraceZhao/DynamiCrafter-Analytic-Init)."""
 CIL_MODEL_NOTE = (
     f"Put a CIL 512 checkpoint in `ComfyUI/models/checkpoints` and pick it in the loader (the workflow asks for "
     f"`{CIL_FILE}`): the full file of [GraceZhao/DynamiCrafter-CIL-512-no-watermark]"
