@@ -87,6 +87,19 @@ def _kijai(label: str, filename: str, note: str) -> HubFile:
 
 _PRUNED_NOTE = "UNet, VAE and Resampler only: load CLIP-H text and CLIP-H vision from the stock ComfyUI files"
 
+
+def _cil_entries() -> tuple[HubFile, ...]:
+    """Kijai's pruned copies of the CIL ("no watermark") fine-tunes (thu-ml/cond-image-leakage), under the names
+    his wrapper downloads them by."""
+    return tuple(
+        _kijai(f"{res} CIL no-watermark (Kijai, fp16, pruned: no CLIP, 3.1 GB)", filename, _PRUNED_NOTE)
+        for res, filename in (
+            ("512", "dynamicrafter-CIL-512-no-watermark-fixed-pruned-fp16.safetensors"),
+            ("1024", "dynamicrafter-CIL-1024-no-watermark-pruned-fp16.safetensors"),
+        )
+    )
+
+
 CATALOGUE: dict[str, HubFile] = {
     entry.label: entry
     for entry in (
@@ -108,6 +121,7 @@ CATALOGUE: dict[str, HubFile] = {
             "dynamicrafter_512_interp_fp16_pruned.safetensors",
             _PRUNED_NOTE,
         ),
+        *_cil_entries(),
     )
 }
 """Combo label -> file. Labels are stored in workflows: never rename one once released."""

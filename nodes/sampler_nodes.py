@@ -13,6 +13,7 @@ from comfy_api.latest import io
 from ..dynamicrafter.config import VARIANTS
 from ..dynamicrafter.schedule import denoise_span
 from .controls import dynamicrafter_guider, separate_image_cfg
+from .init_noise import AnalyticInit, InitNoiseType, analytic_noise, video_frames
 from .registry import CATEGORY
 from .sampling import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
 from .validation import CheckedNode
@@ -196,6 +197,12 @@ class DynamiCrafterSampler(CheckedNode):
                 _DYNAMIC,
                 _IMAGE_CFG,
                 _DENOISE,
+                InitNoiseType.Input(
+                    "init_noise",
+                    optional=True,
+                    tooltip="Optional: the CIL paper's analytic initial noise (DynamiCrafter Analytic Init Noise). "
+                    "The video then starts at its step M from noise matched to real videos; keep denoise at 1.",
+                ),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
@@ -216,12 +223,23 @@ class DynamiCrafterSampler(CheckedNode):
         dynamic_rescale,
         image_cfg=-1.0,
         denoise=1.0,
+        init_noise: AnalyticInit | None = None,
     ) -> io.NodeOutput:
-        sigmas = partial_sigmas(model, steps, spacing, denoise)
+        if init_noise is not None and denoise != 1.0:
+            raise ValueError("init_noise starts the video at its own step M: set denoise to 1, or remove init_noise")
+        if init_noise is not None:  # the grid over the first M training steps (the reference's ddpm_from=M)
+            m = init_noise.start_step
+            sigmas = schedule_sigmas(model, min(steps, m), spacing, m)
+        else:
+            sigmas = partial_sigmas(model, steps, spacing, denoise)
         if len(sigmas) == 0:
             return io.NodeOutput(latent)
         samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        if init_noise is not None:
+            frames = video_frames(positive)
+            noise = analytic_noise(model, init_noise, samples, seed, frames, latent.get("batch_index"))
+        else:
+            noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
         guider = guider_for(model, positive, negative, cfg, separate_image_cfg(image_cfg), guidance_rescale)
         callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
         out = guider.sample(

@@ -144,20 +144,17 @@ class DynamiCrafterKSampler(comfy.samplers.KSAMPLER):
 def starts_from_noise(model_sampling, sigmas: torch.Tensor) -> bool:
     """Whether a sigma list starts where a full run of the original starts (then from pure noise, as it does).
 
-    That is the top training step, or for ``uniform`` spacing the top of the full grid with as many steps
-    (981 for 50 steps). Anything lower is a partial run: the input latent is noised to its first step.
+    That is the top training step, or for ``uniform`` spacing exactly the full grid with as many steps
+    (981, 961, ... for 50 steps). Anything else is a partial run: the input latent is noised to its first step
+    (a trailing grid over the first M steps whose top lies above the uniform grid's, e.g. M = 850 for 5 steps, too).
     """
     train = len(model_sampling.sigmas)
-    first = int(model_sampling.timestep(sigmas[:1].float()).round().item())
-    if first >= train - 1:
+    timesteps = model_sampling.timestep(sigmas[:-1].float()).round().to(torch.int64).cpu()
+    if int(timesteps[0]) >= train - 1:
         return True
     steps = len(sigmas) - 1
-    tops = [
-        int(grid[-1])
-        for grid in (ddim_timesteps(s, "uniform", train) for s in range(1, train + 1))
-        if len(grid) == steps
-    ]
-    return bool(tops) and first >= max(tops)
+    grids = (ddim_timesteps(s, "uniform", train) for s in range(1, train + 1))
+    return any(len(grid) == steps and torch.equal(grid.flip(0), timesteps) for grid in grids)
 
 
 def dynamicrafter_sigmas(model_sampling, steps: int, spacing: Spacing, span: int | None = None) -> torch.Tensor:

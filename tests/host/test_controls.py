@@ -219,6 +219,9 @@ def test_full_runs_start_from_noise_partial_runs_from_the_latent(pack, fixture_m
         assert sampling.starts_from_noise(model_sampling, sampling.dynamicrafter_sigmas(model_sampling, steps, spacing))
         partial = sampling.dynamicrafter_sigmas(model_sampling, steps, spacing, 600)
         assert not sampling.starts_from_noise(model_sampling, partial)
+        # a trailing grid over the first M steps is partial even where its top is above the uniform grid's top
+        high = sampling.dynamicrafter_sigmas(model_sampling, steps, "uniform_trailing", 990)
+        assert not sampling.starts_from_noise(model_sampling, high)
 
 
 def test_denoise_zero_returns_the_input_in_both_samplers(pack, fixture_model, single_thread):

@@ -27,6 +27,7 @@ from .builders import (
     video_size,
 )
 from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
+from .catalog_cil import cil_image_to_video
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
@@ -349,6 +350,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     video_restyle,
     pinned_first_frame,
     image_guidance,
+    cil_image_to_video,
 )
 
 

@@ -81,6 +81,8 @@ class Workflow:
     """The video size the thumbnail is cropped to (None: the conditioning node's)."""
     extra_notes: tuple[str, ...] = ()
     """Further sections of the note (markdown), after the model and pictures."""
+    model_note: str | None = None
+    """The note's Model section, where the loader's file is not an original model.ckpt (None: the download hint's)."""
 
 
 def sorted_nodes(nodes: list[Node]) -> tuple[Node, ...]:

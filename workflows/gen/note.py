@@ -33,14 +33,15 @@ def _explanation(node: Node, name: str) -> str:
 
 def note_text(workflow: Workflow) -> str:
     loader = next(n for n in workflow.nodes if n.type in LOADER_TYPES)
-    download = loader.models[0]
+    download = loader.models[0] if workflow.model_note is None else {}
     lines = [
         f"# {workflow.title}",
         "",
         workflow.about,
         "",
         "## Model",
-        (
+        workflow.model_note
+        or (
             f"Put `{download['name']}` in `ComfyUI/models/{download['directory']}`: download `model.ckpt` from "
             f"[{download['url'].split('/resolve/')[0].removeprefix('https://huggingface.co/')}]({download['url']}) and "
             "rename it, or let the *DynamiCrafter Download Model* node fetch it. With Kijai's `*_fp16_pruned` files use "
