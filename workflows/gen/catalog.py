@@ -26,8 +26,8 @@ from .builders import (
     video_out,
     video_size,
 )
-from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
 from .catalog_cil import cil_image_to_video
+from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
