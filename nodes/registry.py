@@ -18,6 +18,7 @@ _FEATURE_MODULES: tuple[str, ...] = (
     "tooncrafter",
     "long_video",
     "controls",
+    "sketch",
 )
 
 
