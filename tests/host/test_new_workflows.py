@@ -35,7 +35,7 @@ from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, 
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.modules import load_by_path
 from support.reference_data import manifest_path
-from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
+from support.stock_model_files import write_controlnet, write_sd21_layout_checkpoint, write_workflow_model_files
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,13 +43,21 @@ HERE = Path(__file__).resolve().parent
 W = load_by_path("_new_workflows_generic_checks", HERE / "test_workflows.py")
 TOON = load_by_path("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
 
-NEW = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
+NEW = [
+    "keyframe_chain_512",
+    "long_video_512",
+    "photo_to_film",
+    "story_to_film",
+    "tooncrafter_512",
+    "tooncrafter_sketch_512",
+]
 WIDTH, HEIGHT, STEPS, FPS = 128, 64, 1, 8.0
 TINY = {
     "dynamicrafter_512_v1.ckpt": "dynamicrafter_tiny_512.ckpt",
     "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
     "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors",
 }
+SKETCH_ENCODER = "sketch_encoder.ckpt"  # the name the sketch workflow loads
 SIZED = {
     "DynamiCrafterImageToVideo",
     "DynamiCrafterInterpolation",
@@ -87,6 +95,11 @@ def host(comfy_host, tmp_path_factory):
     save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / TINY["tooncrafter_512_interp.ckpt"]))
     del sd
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
+    (folder / "controlnet").mkdir()
+    write_controlnet(
+        folder / "controlnet" / SKETCH_ENCODER
+    )  # for validation; tests/host/test_sketch_workflow.py runs it
+    comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder / "controlnet"))
     for picture in WORKFLOW_INPUTS.glob("*.png"):
         shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
     return comfy_host

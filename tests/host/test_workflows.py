@@ -63,7 +63,14 @@ EXPECTED_NAMES = [
     "loop_512",
     "lora_512",
 ]
-NEW_NAMES = ["keyframe_chain_512", "long_video_512", "photo_to_film", "story_to_film", "tooncrafter_512"]
+NEW_NAMES = [
+    "keyframe_chain_512",
+    "long_video_512",
+    "photo_to_film",
+    "story_to_film",
+    "tooncrafter_512",
+    "tooncrafter_sketch_512",
+]
 """Checked (and run) by test_new_workflows.py with these same checks, extended to linked widgets."""
 NAMES = [name for name in workflow_names() if name not in NEW_NAMES]
 

@@ -57,10 +57,13 @@ def sd21_layout_conds(model_module, text, uc_text, clip, uc_clip, image_latent, 
     )
 
 
-def controlnet_state_dict(seed: int = 6) -> dict[str, torch.Tensor]:
+def controlnet_state_dict(
+    seed: int = 6, hint_channels: int = 3, prefix: str = "control_model."
+) -> dict[str, torch.Tensor]:
     """A random ControlNet in the original (lllyasviel) key layout with the network's SD 2.1 widths.
 
-    Its zero convolutions are random rather than zero, so that it changes the result.
+    Its zero convolutions are random rather than zero, so that it changes the result. ``hint_channels=1`` and
+    no ``prefix``: ToonCrafter's sketch encoder as its file holds it.
     """
     import comfy.cldm.cldm
     import comfy.ops
@@ -69,7 +72,7 @@ def controlnet_state_dict(seed: int = 6) -> dict[str, torch.Tensor]:
         image_size=32,
         in_channels=4,
         model_channels=320,
-        hint_channels=3,
+        hint_channels=hint_channels,
         num_res_blocks=1,
         channel_mult=(1,),
         num_head_channels=64,
@@ -82,7 +85,7 @@ def controlnet_state_dict(seed: int = 6) -> dict[str, torch.Tensor]:
         operations=comfy.ops.disable_weight_init,
         dtype=torch.float32,
     )
-    return {f"control_model.{k}": v for k, v in _random_state(net, seed, 0.02).items()}
+    return {f"{prefix}{k}": v for k, v in _random_state(net, seed, 0.02).items()}
 
 
 def hint_images(count: int, seed: int = 8) -> torch.Tensor:

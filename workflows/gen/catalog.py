@@ -1,4 +1,4 @@
-"""The twelve shipped workflows, each described once."""
+"""The shipped workflows, each described once."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .builders import (
     video_out,
     video_size,
 )
+from .catalog_sketch import tooncrafter_sketch
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
@@ -343,6 +344,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     keyframe_chain,
     long_video,
     tooncrafter,
+    lambda: tooncrafter_sketch(tooncrafter()),
     photo_to_film,
     story_to_film,
 )

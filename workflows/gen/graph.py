@@ -16,6 +16,8 @@ LOADER, POSITIVE, NEGATIVE, IMAGE, CONDITIONING, SAMPLER, DECODE, VIDEO, SAVE, E
 MIDDLE_IMAGE, BATCH_FIRST, BATCH_ALL, DIRECTOR, DESCRIBE, STORYBOARD, SOUNDTRACK = range(13, 20)
 # Stock nodes that change the model or the conditioning: ControlNet (loader, hint picture, apply) and LoRA.
 CONTROLNET, HINT, APPLY_CONTROLNET, LORA = range(20, 24)
+# ToonCrafter sketch guidance: the sketch encoder (stock ControlNet loader), the sketch picture, the apply node.
+SKETCH_ENCODER, SKETCH, APPLY_SKETCH = range(30, 33)
 
 NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""
