@@ -7,8 +7,9 @@ adds, as the sketch-guidance code (mattyamonaca/ToonCrafter_with_SketchGuidance,
 
 * the network reads ``[text ; image tokens of every frame]`` as its context, not the text alone;
 * its hint is one channel: the sketch's grey value, inverted (lines bright on black), in [0, 1];
-* only the frames that have a sketch get its residuals: the others are left free (no control at all). The
-  reference needs a sketch for every frame; a blank sketch there still steers ("no lines here").
+* only the frames that have a sketch get its residuals (the 2-D network runs on those frames only): the others
+  are left free, no control at all. The reference needs a sketch for every frame; a blank sketch there still
+  steers ("no lines here").
 
 Residuals are scaled by the strength and added to the UNet's skips and middle block (``patches.apply_control``),
 inside the host's start/end percent range, on the positive and the negative side alike (the reference's
@@ -63,11 +64,18 @@ def sketch_hint(sketches: torch.Tensor, width: int, height: int, invert: bool) -
     return grey.movedim(-1, 1).clamp(0.0, 1.0).contiguous()
 
 
-def frame_weights(frames: int, sketched: list[int]) -> torch.Tensor:
-    """``[frames]``: 1 on the frames with a sketch, 0 on the free ones."""
-    weights = torch.zeros(frames)
-    weights[sketched] = 1.0
-    return weights
+def sketched_mask(frames: int, sketched: list[int]) -> torch.Tensor:
+    """``[frames]`` booleans: True on the frames with a sketch."""
+    mask = torch.zeros(frames, dtype=torch.bool)
+    mask[sketched] = True
+    return mask
+
+
+def scattered(residual: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Residuals computed for ``rows`` only, as a full batch with zeros elsewhere."""
+    full = residual.new_zeros((rows.shape[0], *residual.shape[1:]))
+    full[rows] = residual
+    return full
 
 
 def add_controls(own: dict | None, previous: dict | None) -> dict | None:
@@ -86,20 +94,21 @@ def add_controls(own: dict | None, previous: dict | None) -> dict | None:
 class SketchControlNet(comfy.controlnet.ControlNet):
     """The host's ControlNet with the sketch encoder's context and per-frame residuals (module docstring)."""
 
-    frame_weights: torch.Tensor | None = None
+    sketched: torch.Tensor | None = None
+    """``[T]`` booleans, the frames with a sketch; the hint holds their sketches only, in frame order."""
     network: DynamiCrafterNet | None = None
 
     @classmethod
-    def from_host(cls, control_net: comfy.controlnet.ControlNet, weights: torch.Tensor) -> SketchControlNet:
+    def from_host(cls, control_net: comfy.controlnet.ControlNet, sketched: torch.Tensor) -> SketchControlNet:
         """A sketch control sharing the host ControlNet's loaded weights (no copy of the network)."""
         out = cls(None, load_device=control_net.load_device, manual_cast_dtype=control_net.manual_cast_dtype)
         out.control_model, out.control_model_wrapped = control_net.control_model, control_net.control_model_wrapped
         control_net.copy_to(out)
-        out.frame_weights = weights
+        out.sketched = sketched
         return out
 
     def copy(self) -> SketchControlNet:
-        return SketchControlNet.from_host(self, self.frame_weights)
+        return SketchControlNet.from_host(self, self.sketched)
 
     def pre_run(self, model, percent_to_timestep_function) -> None:
         if not isinstance(model.diffusion_model, DynamiCrafterNet):
@@ -119,20 +128,31 @@ class SketchControlNet(comfy.controlnet.ControlNet):
         frames = cond.get(COND_FRAMES)
         if frames is None:
             raise ValueError(NEEDS_CONDITIONING)
-        if frames != self.frame_weights.shape[0]:
+        if frames != self.sketched.shape[0]:
             raise ValueError(
-                f"the sketches were laid out for a {self.frame_weights.shape[0]}-frame video but the conditioning "
+                f"the sketches were laid out for a {self.sketched.shape[0]}-frame video but the conditioning "
                 f"makes {frames} frames: connect the sketch guidance node after the conditioning node it guides"
             )
-        with_context = {**cond, "crossattn_controlnet": self.network.control_context(cond, transformer_options)}
-        self.previous_controlnet = None  # the chained one ran above, on the conds as they came
+        # the network is 2-D, one frame at a time: it runs on the sketched frames only
+        rows = self.sketched.to(x_noisy.device).repeat(x_noisy.shape[0] // frames)
+        context = self.network.control_context(cond, transformer_options)
+        every = bool(rows.all())
+        if not every:
+            batch = rows.shape[0]
+            cond = {
+                k: v[rows] if isinstance(v, torch.Tensor) and v.shape[:1] == (batch,) else v for k, v in cond.items()
+            }
+            x_noisy, context = x_noisy[rows], context[rows]
+            t = t[rows] if t.shape[:1] == (batch,) else t
+        self.previous_controlnet = None  # the chained one ran above, on all frames
         try:
-            own = super().get_control(x_noisy, t, with_context, batched_number, transformer_options)
+            own = super().get_control(
+                x_noisy, t, {**cond, "crossattn_controlnet": context}, batched_number, transformer_options
+            )
         finally:
             self.previous_controlnet = previous
-        if own is not None and not bool(self.frame_weights.all()):
-            rows = self.frame_weights.repeat(x_noisy.shape[0] // frames).view(-1, 1, 1, 1)
-            own = {k: [None if r is None else r * rows.to(r) for r in v] for k, v in own.items()}
+        if own is not None and not every:
+            own = {k: [None if r is None else scattered(r, rows) for r in v] for k, v in own.items()}
         return add_controls(own, control_prev)
 
 
@@ -149,19 +169,26 @@ def video_layout(positive) -> tuple[int, int, int]:
 
 
 def sketched_frames(text: str, frames: int, sketches: int) -> list[int]:
-    """The frames the sketches are for, in the order of the sketch batch; checks that the counts agree."""
-    chosen = list(range(frames)) if not text.strip() else parse_frame_list(text, frames)
-    if not text.strip() and sketches != frames:
+    """The frames the sketches are for (the sketch batch in the same order); checks that the counts agree."""
+    if not text.strip():
+        if sketches != frames:
+            raise ValueError(
+                f"{sketches} sketches for a {frames}-frame video: give one sketch per frame, or list the frames "
+                "the sketches are for in 'frames' (e.g. '0, 7, 15')"
+            )
+        return list(range(frames))
+    listed = [f for part in text.split(",") if part.strip() for f in parse_frame_list(part, frames)]
+    if listed != sorted(set(listed)):
         raise ValueError(
-            f"{sketches} sketches for a {frames}-frame video: give one sketch per frame, or list the frames "
-            "the sketches are for in 'frames' (e.g. '0, 7, 15')"
+            f"'frames' ({text.strip()}) must name each frame once, in increasing order, with the sketches "
+            "batched in that order"
         )
-    if len(chosen) != sketches:
+    if len(listed) != sketches:
         raise ValueError(
-            f"'frames' lists {len(chosen)} frames ({', '.join(map(str, chosen))}) but {sketches} sketches came: "
+            f"'frames' lists {len(listed)} frames ({', '.join(map(str, listed))}) but {sketches} sketches came: "
             "give one sketch per listed frame, in that order"
         )
-    return chosen
+    return listed
 
 
 def apply_sketches(positive, negative, control: SketchControlNet, hint, strength, start, end) -> tuple:
@@ -257,9 +284,8 @@ class DynamiCrafterSketchGuidance(CheckedNode):
             return io.NodeOutput(positive, negative)
         length, width, height = video_layout(positive)
         chosen = sketched_frames(frames, length, sketches.shape[0])
-        hint = torch.zeros(length, SKETCH_HINT_CHANNELS, height, width)
-        hint[chosen] = sketch_hint(sketches, width, height, invert)
-        control = SketchControlNet.from_host(control_net, frame_weights(length, chosen))
+        hint = sketch_hint(sketches, width, height, invert)
+        control = SketchControlNet.from_host(control_net, sketched_mask(length, chosen))
         return io.NodeOutput(*apply_sketches(positive, negative, control, hint, strength, start_percent, end_percent))
 
 
