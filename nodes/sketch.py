@@ -33,6 +33,7 @@ from .registry import CATEGORY
 from .validation import CheckedNode
 
 SKETCH_HINT_CHANNELS = 1
+SKETCH_CONTEXT_WIDTH = 1024
 LUMA = (0.299, 0.587, 0.114)
 """Grey value of an RGB picture (ITU-R BT.601, OpenCV's ``COLOR_BGR2GRAY``, which the reference uses)."""
 EXPECTED_FILE = (
@@ -51,6 +52,12 @@ def sketch_encoder_problem(control_net: Any) -> str | None:
         return (
             f"this ControlNet reads {channels}-channel hint pictures, ToonCrafter's sketch encoder reads "
             f"{SKETCH_HINT_CHANNELS}: use the stock 'Apply ControlNet' for it, or load {EXPECTED_FILE}"
+        )
+    widths = {m.in_features for name, m in model.named_modules() if name.endswith("attn2.to_k")}
+    if widths != {SKETCH_CONTEXT_WIDTH}:
+        return (
+            f"this ControlNet reads {'/'.join(map(str, sorted(widths))) or 'no'}-wide text context, ToonCrafter's "
+            f"sketch encoder reads {SKETCH_CONTEXT_WIDTH} (SD 2.x's): load {EXPECTED_FILE}"
         )
     return None
 

@@ -133,6 +133,48 @@ def test_wrong_controlnet_is_refused_clearly(comfy_host, setup, tmp_path):
         _guide(comfy_host, object(), conds, sp.sketch_images(data["hint"]))
 
 
+def test_a_one_channel_controlnet_of_another_width_is_refused(comfy_host, setup):
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+
+    data, _, _, conds = setup
+    sd15_like = comfy.cldm.cldm.ControlNet(
+        image_size=32,
+        in_channels=4,
+        model_channels=320,
+        hint_channels=1,
+        num_res_blocks=1,
+        channel_mult=(1,),
+        num_heads=8,
+        use_spatial_transformer=True,
+        transformer_depth=[1],
+        transformer_depth_middle=1,
+        context_dim=768,
+        operations=comfy.ops.disable_weight_init,
+        device="meta",
+    )
+    with pytest.raises(ValueError, match="reads 768-wide text context.*sketch_encoder.ckpt"):
+        _guide(comfy_host, comfy.controlnet.ControlNet(sd15_like), conds, sp.sketch_images(data["hint"]))
+
+
+def test_sketch_pictures_become_the_references_hint(comfy_host):
+    """Grey value, inverted for dark-on-white drawings, fitted to the video (cover and centre crop)."""
+    sketch = comfy_host.import_pack_module("nodes.sketch")
+    drawing = torch.ones(1, 40, 80, 3)  # white paper, 2:1
+    drawing[:, 20, :, :] = 0.0  # a black horizontal line
+    drawing[:, :, 0:20, 0] = 1.0  # a red patch on the left quarter (cut off by the 1:1 crop)
+    drawing[:, :, 0:20, 1:] = 0.0
+    hint = sketch.sketch_hint(drawing, 40, 40, invert=True)
+    assert hint.shape == (1, 1, 40, 40)
+    assert torch.allclose(hint[0, 0, 20], torch.ones(40), atol=1e-6)  # the line: 1
+    assert hint[0, 0, :10].abs().max() < 1e-6  # paper: 0
+    raw = sketch.sketch_hint(drawing, 40, 40, invert=False)
+    assert torch.allclose(raw, 1.0 - hint, atol=1e-6)
+    red = sketch.sketch_hint(drawing, 80, 40, invert=False)[0, 0, 0, 0]
+    assert abs(float(red) - 0.299) < 1e-6  # BT.601 grey of pure red, as OpenCV's COLOR_BGR2GRAY
+
+
 def test_sketches_that_do_not_fit_are_refused_clearly(comfy_host, setup):
     data, _, control_net, conds = setup
     sketches = sp.sketch_images(data["hint"])
