@@ -240,9 +240,9 @@ class DynamiCrafterSketchGuidance(CheckedNode):
                 io.String.Input(
                     "frames",
                     default="",
-                    tooltip="Frames the sketches are for, in increasing order (the sketch batch in the same order), e.g. "
-                    "'0, 7, 15' or '4-6' (0 = first, -1 = last). Empty: one sketch per frame. The other frames get "
-                    "no guidance.",
+                    tooltip="Frames the sketches are for, in increasing order (the sketch batch in the same "
+                    "order), e.g. '0, 7, 15' or '4-6' (0 = first, -1 = last). Empty: one sketch per frame. The "
+                    "other frames get no guidance.",
                 ),
                 io.Float.Input(
                     "strength",

@@ -56,7 +56,8 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def checkpoint():
-    """The parity UNet + Resampler as a pack checkpoint (ToonCrafter's 512_interp layout: v-prediction, zero terminal SNR)."""
+    """The parity UNet + Resampler as a pack checkpoint (ToonCrafter's 512_interp layout: v-prediction, zero
+    terminal SNR)."""
     sd = {f"model.diffusion_model.{k}": v for k, v in random_weights("unet").items()}
     sd.update({f"image_proj_model.{k}": v for k, v in random_weights("resampler").items()})
     return checkpoint_from_state_dict("tooncrafter_sketch_parity.safetensors", sd, "512_interp")

@@ -3,9 +3,7 @@ loader and the pack's sketch guidance node)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from .builders import END_PICTURE, FRAMES, LINES_PICTURE, START_PICTURE, picture, sampler, video_out
+from .builders import END_PICTURE, FRAMES, LINES_PICTURE, START_PICTURE, sampler, video_out
 from .graph import APPLY_SKETCH, CONDITIONING, DECODE, SKETCH, SKETCH_ENCODER, Node, Workflow, sorted_nodes
 
 SKETCH_ENCODER_FILE = "sketch_encoder.ckpt"
@@ -17,13 +15,14 @@ SKETCH_NOTE = (
     f"Put ToonCrafter's sketch encoder in `ComfyUI/models/controlnet`: `{SKETCH_ENCODER_FILE}` (1.46 GB) from "
     f"[Doubiiu/ToonCrafter]({SKETCH_ENCODER_URL}), or Kijai's `sketch_encoder-fp16.safetensors` (half the size, "
     "the same network) from Kijai/DynamiCrafter_pruned, and pick it in *Load ControlNet Model*. "
-    "*ToonCrafter Sketch Guidance* steers the frames listed in its *frames* (counted from 0) with one line drawing "
-    f"each, in the order of the sketch batch; the other frames get no sketch guidance. Here one sketch steers frame "
-    f"{SKETCH_FRAMES}, the middle of the {FRAMES}: the example is the start picture's outlines (`{LINES_PICTURE}`, "
+    "*ToonCrafter Sketch Guidance* steers the frames listed in its *frames* (counted from 0, in increasing "
+    "order) with one line drawing each, the sketches batched in that order; the other frames get no sketch "
+    f"guidance. Here one sketch steers frame {SKETCH_FRAMES}, the middle of the {FRAMES}: the example is the start "
+    f"picture's outlines (`{LINES_PICTURE}`, "
     "white lines on black, hence *invert* off); draw your own in-between, dark lines on white with *invert* on. "
     "For several frames, batch the sketches (e.g. *Batch Images*) and list the frames, e.g. `4, 8, 12`; or give "
-    f"{FRAMES} sketches and leave *frames* empty (the sketch-guidance code's own way: a sketch for every frame, where a "
-    "blank one still steers, meaning 'no lines here'). The reference's strength is 0.6."
+    f"{FRAMES} sketches and leave *frames* empty (the sketch-guidance code's own way: a sketch for every frame, "
+    "where a blank one still steers, meaning 'no lines here'). The reference's strength is 0.6."
 )
 
 
@@ -43,7 +42,18 @@ def tooncrafter_sketch(base: Workflow) -> Workflow:
             "or sketch_encoder-fp16.safetensors)."
         },
     )
-    sketch = replace(picture(SKETCH, f"Sketch for frame {SKETCH_FRAMES}", LINES_PICTURE, 1000), pos=(430, 520))
+    sketch = Node(
+        SKETCH,
+        "LoadImage",
+        f"Sketch for frame {SKETCH_FRAMES}",
+        (430, 520),
+        (380, 360),
+        {"image": LINES_PICTURE},
+        help={
+            "image": "the line drawing for the listed frame, from ComfyUI's `input` folder (a batch of them for "
+            "several frames). Any size works: it is fitted to the video size."
+        },
+    )
     apply = Node(
         APPLY_SKETCH,
         "DynamiCrafterSketchGuidance",
