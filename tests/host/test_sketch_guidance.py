@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from support import sketch_parity as sp
-from support.sd21_layout import controlnet_state_dict
+from support.sd21_layout import controlnet, controlnet_state_dict
 from support.stock_nodes import ksample
 from support.tiny_host import relative_error
 
@@ -134,28 +134,12 @@ def test_wrong_controlnet_is_refused_clearly(comfy_host, setup, tmp_path):
 
 
 def test_a_one_channel_controlnet_of_another_width_is_refused(comfy_host, setup):
-    import comfy.cldm.cldm
     import comfy.controlnet
-    import comfy.ops
 
     data, _, _, conds = setup
-    sd15_like = comfy.cldm.cldm.ControlNet(
-        image_size=32,
-        in_channels=4,
-        model_channels=320,
-        hint_channels=1,
-        num_res_blocks=1,
-        channel_mult=(1,),
-        num_heads=8,
-        use_spatial_transformer=True,
-        transformer_depth=[1],
-        transformer_depth_middle=1,
-        context_dim=768,
-        operations=comfy.ops.disable_weight_init,
-        device="meta",
-    )
+    sd15_wide = comfy.controlnet.ControlNet(controlnet(hint_channels=1, context_dim=768, device="meta"))
     with pytest.raises(ValueError, match="reads 768-wide text context.*sketch_encoder.ckpt"):
-        _guide(comfy_host, comfy.controlnet.ControlNet(sd15_like), conds, sp.sketch_images(data["hint"]))
+        _guide(comfy_host, sd15_wide, conds, sp.sketch_images(data["hint"]))
 
 
 def test_sketch_pictures_become_the_references_hint(comfy_host):
