@@ -129,6 +129,39 @@ class DynamiCrafterNet(DynamiCrafterUNet):
             weights = weights[..., :1].expand(*weights.shape[:-1], slots)
         return blend_frame_tokens(tokens, self.image_proj_model(end_clip_tokens), weights)
 
+    def video_image_tokens(
+        self,
+        frames: int,
+        clip_tokens: torch.Tensor,
+        end_clip_tokens: torch.Tensor | None,
+        end_weights: torch.Tensor | None,
+        transformer_options: dict,
+    ) -> torch.Tensor:
+        """Each video's image tokens ``[videos, 16 x slots, C]`` from the per-frame rows of its conds."""
+        tokens = self.image_tokens(clip_tokens[::frames], transformer_options)
+        return self.blended_tokens(
+            tokens,
+            None if end_clip_tokens is None else end_clip_tokens[::frames],
+            None if end_weights is None else end_weights[::frames],
+        )
+
+    def control_context(self, cond: dict, transformer_options: dict) -> torch.Tensor:
+        """The context ToonCrafter's sketch ControlNet reads: ``[text ; image tokens of every frame]``, one row
+        per frame, from the processed conds of one model call (the sketch-guidance code's ``c_crossattn``)."""
+        frames = cond.get(COND_FRAMES)
+        if frames is None or cond.get(COND_IMAGE_TOKENS) is None:
+            raise ValueError(NEEDS_CONDITIONING)
+        text = cond["c_crossattn"]
+        tokens = self.video_image_tokens(
+            frames,
+            cond[COND_IMAGE_TOKENS],
+            cond.get(COND_END_IMAGE_TOKENS),
+            cond.get(COND_END_WEIGHTS),
+            transformer_options,
+        )
+        per_video = torch.cat([text[::frames], tokens.to(text.dtype)], dim=1)
+        return per_video.repeat_interleave(frames, dim=0)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -171,11 +204,12 @@ class DynamiCrafterNet(DynamiCrafterUNet):
             )
         videos = x.shape[0] // frames
         x = unfold_frames(x, frames)
-        tokens = self.image_tokens(dynamicrafter_clip_vision_tokens[::frames], transformer_options)
-        end = dynamicrafter_end_clip_vision_tokens
-        weights = dynamicrafter_end_token_weights
-        tokens = self.blended_tokens(
-            tokens, None if end is None else end[::frames], None if weights is None else weights[::frames]
+        tokens = self.video_image_tokens(
+            frames,
+            dynamicrafter_clip_vision_tokens,
+            dynamicrafter_end_clip_vision_tokens,
+            dynamicrafter_end_token_weights,
+            transformer_options,
         )
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
         out = super().forward(

@@ -19,6 +19,7 @@ _FEATURE_MODULES: tuple[str, ...] = (
     "long_video",
     "controls",
     "init_noise",
+    "sketch",
 )
 
 

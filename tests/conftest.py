@@ -28,6 +28,7 @@ LONGEST_FIRST = (
     "unit/test_packaging.py",
     "host/test_new_workflows.py",
     "host/test_control_workflows.py",
+    "host/test_sketch_guidance.py",
     "host/test_server.py",
     "browser/test_frontend.py",
     "host/test_host_fidelity.py",

@@ -35,7 +35,7 @@ from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, 
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.modules import load_by_path
 from support.reference_data import manifest_path
-from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
+from support.stock_model_files import write_controlnet, write_sd21_layout_checkpoint, write_workflow_model_files
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,6 +51,7 @@ TINY = {
     "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
     "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors",
 }
+SKETCH_ENCODER = "sketch_encoder.ckpt"  # the name the sketch workflow loads
 SIZED = {
     "DynamiCrafterImageToVideo",
     "DynamiCrafterInterpolation",
@@ -89,6 +90,11 @@ def host(comfy_host, tmp_path_factory):
     save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / TINY["tooncrafter_512_interp.ckpt"]))
     del sd
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
+    (folder / "controlnet").mkdir()
+    write_controlnet(
+        folder / "controlnet" / SKETCH_ENCODER
+    )  # for validation; tests/host/test_sketch_workflow.py runs it
+    comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder / "controlnet"))
     for picture in WORKFLOW_INPUTS.iterdir():  # the example pictures and video
         shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
     return comfy_host

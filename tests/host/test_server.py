@@ -70,9 +70,12 @@ RUN_IN_PROCESS = [
     "story_to_film",
     "tooncrafter_512",
     "image_guidance_512",
+    "tooncrafter_sketch_512",
+    "cil_image_to_video_512",
 ]
-"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service) and
-test_control_workflows.py (SamplerCustomAdvanced: no DynamiCrafter Sampler to follow the progress of)."""
+"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service),
+test_control_workflows.py (SamplerCustomAdvanced: no DynamiCrafter Sampler to follow the progress of),
+test_sketch_workflow.py (a sketch encoder) and test_cil_workflow.py (the analytic-init statistics)."""
 
 
 def sd15_shaped_file(path: Path) -> None:

@@ -57,32 +57,40 @@ def sd21_layout_conds(model_module, text, uc_text, clip, uc_clip, image_latent, 
     )
 
 
-def controlnet_state_dict(seed: int = 6) -> dict[str, torch.Tensor]:
-    """A random ControlNet in the original (lllyasviel) key layout with the network's SD 2.1 widths.
-
-    Its zero convolutions are random rather than zero, so that it changes the result.
-    """
+def controlnet(hint_channels: int = 3, context_dim: int = 1024, device: str | None = None) -> torch.nn.Module:
+    """The host's ControlNet network at the test UNet's structure (one level, one ResBlock), uninitialised."""
     import comfy.cldm.cldm
     import comfy.ops
 
-    net = comfy.cldm.cldm.ControlNet(
+    return comfy.cldm.cldm.ControlNet(
         image_size=32,
         in_channels=4,
         model_channels=320,
-        hint_channels=3,
+        hint_channels=hint_channels,
         num_res_blocks=1,
         channel_mult=(1,),
         num_head_channels=64,
         use_spatial_transformer=True,
         transformer_depth=[1],
         transformer_depth_middle=1,
-        context_dim=1024,
+        context_dim=context_dim,
         use_linear_in_transformer=True,
         legacy=False,
         operations=comfy.ops.disable_weight_init,
         dtype=torch.float32,
+        device=device,
     )
-    return {f"control_model.{k}": v for k, v in _random_state(net, seed, 0.02).items()}
+
+
+def controlnet_state_dict(
+    seed: int = 6, hint_channels: int = 3, prefix: str = "control_model."
+) -> dict[str, torch.Tensor]:
+    """A random ControlNet in the original (lllyasviel) key layout with the network's SD 2.1 widths.
+
+    Its zero convolutions are random rather than zero, so that it changes the result. ``hint_channels=1`` and
+    no ``prefix``: ToonCrafter's sketch encoder as its file holds it.
+    """
+    return {f"{prefix}{k}": v for k, v in _random_state(controlnet(hint_channels), seed, 0.02).items()}
 
 
 def hint_images(count: int, seed: int = 8) -> torch.Tensor:

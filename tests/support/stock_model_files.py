@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from dynamicrafter.checkpoint import PART_PREFIXES
 from dynamicrafter.demo import DemoSizes, demo_state_dict
 from support.comfy_server import load_api_workflow, workflow_names
 from support.host_checkpoints import HOST_SIZES
@@ -56,7 +57,15 @@ def write_lora(path: Path, sd: dict[str, torch.Tensor]) -> Path:
 
 
 def write_controlnet(path: Path) -> Path:
-    save_file({k: v.contiguous() for k, v in controlnet_state_dict().items()}, str(path))
+    """An SD 2.1-layout ControlNet; under a sketch encoder's name, ToonCrafter's sketch encoder (1-channel hints)
+    in the file's own format (``.ckpt``: a pickled ``state_dict``, loaded safely by the host)."""
+    if "sketch_encoder" not in path.name:
+        save_file({k: v.contiguous() for k, v in controlnet_state_dict().items()}, str(path))
+    elif path.suffix == ".ckpt":
+        torch.save({"state_dict": controlnet_state_dict(hint_channels=1, prefix="")}, path)
+    else:
+        sd = controlnet_state_dict(hint_channels=1, prefix="")
+        save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
     return path
 
 
@@ -87,6 +96,16 @@ def write_workflow_model_files(models: Path, unet: dict[str, torch.Tensor]) -> l
         for file_name in file_names:
             writers[folder](models / folder / file_name)
     return list(writers)
+
+
+def write_sd21_layout_tooncrafter(path: Path, tooncrafter_vae: dict[str, torch.Tensor]) -> Path:
+    """A ToonCrafter file (512_interp UNet, Resampler, text and vision towers, ``tooncrafter_vae``) that the
+    SD 2.1-layout ControlNets and sketch encoders above fit, fp16."""
+    vae = PART_PREFIXES["vae"]
+    sd = {k: v for k, v in demo_state_dict("512_interp", sizes=SD21_LAYOUT_SIZES).items() if not k.startswith(vae)}
+    sd.update({vae + k: v for k, v in tooncrafter_vae.items()})
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
+    return path
 
 
 def write_sd21_layout_checkpoint(path: Path) -> Path:

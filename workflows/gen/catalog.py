@@ -28,6 +28,7 @@ from .builders import (
 )
 from .catalog_cil import cil_image_to_video
 from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
+from .catalog_sketch import tooncrafter_sketch
 from .catalog_stock import controlnet, lora
 from .graph import (
     DECODE,
@@ -345,6 +346,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     keyframe_chain,
     long_video,
     tooncrafter,
+    lambda: tooncrafter_sketch(tooncrafter()),
     photo_to_film,
     story_to_film,
     video_restyle,

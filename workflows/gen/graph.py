@@ -20,6 +20,8 @@ CONTROLNET, HINT, APPLY_CONTROLNET, LORA = range(20, 24)
 SOURCE_VIDEO, VIDEO_PARTS, CLIP_FRAMES, FIT, ENCODE, REPEAT, PIN = range(30, 37)
 # SamplerCustomAdvanced's pieces (the custom sampler itself takes the sampler's id, 6).
 NOISE, GUIDER, DDIM, SCHEDULER = range(37, 41)
+# ToonCrafter sketch guidance: the sketch encoder (stock ControlNet loader), the sketch picture, the apply node.
+SKETCH_ENCODER, SKETCH, APPLY_SKETCH = range(41, 44)
 
 NOTE_TYPE = "MarkdownNote"
 """The frontend's own note node (not a backend node: it is left out of the API format)."""
