@@ -20,13 +20,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import glob
-import inspect
 import logging
 import os
 import re
 import shutil
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +33,22 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..dynamicrafter.config import VARIANTS
+from .download_catalogue import CATALOGUE, REVISION, HubFile
+from .download_hub import (
+    ModelDownloadError,
+    RemoteFile,
+    download_headers,
+    explain_failure,
+    fetch_metadata,
+    hub_endpoint,
+    resolve_url,
+    supported_kwargs,
+)
 from .download_integrity import (
     ALLOW_UNVERIFIED_ENV,
     IntegrityError,
     VerifiedFiles,
     allow_unverified,
-    as_sha256,
     hub_sha256,
     open_partial,
     partial_size,
@@ -53,213 +59,7 @@ from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 
-REVISION = "main"
-KIJAI_REPO = "Kijai/DynamiCrafter_pruned"
 DESTINATIONS: tuple[str, ...] = ("checkpoints", "diffusion_models")
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_METADATA_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class HubFile:
-    """One downloadable checkpoint: where it is on the hub and the name it gets on disk."""
-
-    label: str
-    repo_id: str
-    filename: str
-    local_name: str
-    note: str = ""
-
-
-def _original(variant: str) -> HubFile:
-    return HubFile(
-        label=f"{variant} (original, full, 10.4 GB)",
-        repo_id=VARIANTS[variant].hf_repo,
-        filename="model.ckpt",
-        local_name=VARIANTS[variant].file_name,
-        note="fp32 Lightning checkpoint with both CLIP encoders and the VAE",
-    )
-
-
-def _kijai(label: str, filename: str, note: str) -> HubFile:
-    return HubFile(label=label, repo_id=KIJAI_REPO, filename=filename, local_name=filename, note=note)
-
-
-_PRUNED_NOTE = "UNet, VAE and Resampler only: load CLIP-H text and CLIP-H vision from the stock ComfyUI files"
-
-
-def _cil_entries() -> tuple[HubFile, ...]:
-    """Kijai's pruned copies of the CIL ("no watermark") fine-tunes (thu-ml/cond-image-leakage), under the names
-    his wrapper downloads them by."""
-    return tuple(
-        _kijai(f"{res} CIL no-watermark (Kijai, fp16, pruned: no CLIP, 3.1 GB)", filename, _PRUNED_NOTE)
-        for res, filename in (
-            ("512", "dynamicrafter-CIL-512-no-watermark-fixed-pruned-fp16.safetensors"),
-            ("1024", "dynamicrafter-CIL-1024-no-watermark-pruned-fp16.safetensors"),
-        )
-    )
-
-
-CATALOGUE: dict[str, HubFile] = {
-    entry.label: entry
-    for entry in (
-        _original("512"),
-        _original("1024"),
-        _original("256"),
-        _original("512_interp"),
-        _kijai(
-            "1024 (Kijai, bf16, full, 5.2 GB)",
-            "dynamicrafter_1024_v1_bf16.safetensors",
-            "the original 1024 weights in bf16, with both CLIP encoders",
-        ),
-        _kijai("512 (Kijai, fp16, pruned: no CLIP, 3.1 GB)", "dynamicrafter_512_fp16_pruned.safetensors", _PRUNED_NOTE),
-        _kijai(
-            "1024 (Kijai, fp16, pruned: no CLIP, 3.1 GB)", "dynamicrafter_1024_fp16_pruned.safetensors", _PRUNED_NOTE
-        ),
-        _kijai(
-            "512_interp (Kijai, fp16, pruned: no CLIP, 3.1 GB)",
-            "dynamicrafter_512_interp_fp16_pruned.safetensors",
-            _PRUNED_NOTE,
-        ),
-        *_cil_entries(),
-    )
-}
-"""Combo label -> file. Labels are stored in workflows: never rename one once released."""
-
-
-class ModelDownloadError(RuntimeError):
-    """A download that cannot go on, with a message that says what to do."""
-
-
-# --------------------------------------------------------------------------------------------------
-# The hub: URL, metadata, errors
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """What the hub says about a file before it is downloaded."""
-
-    url: str
-    """The ``/resolve/`` URL the node asked for (shown to the user)."""
-    location: str
-    """Where the bytes come from (a CDN after a redirect)."""
-    etag: str | None
-    size: int | None
-    sha256: str | None = None
-    """The content hash the hub publishes (LFS oid); None when it reports none."""
-
-
-def hub_endpoint() -> str:
-    """The hub to use: ``HF_ENDPOINT`` (read when the node runs), else huggingface_hub's configured endpoint."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def resolve_url(entry: HubFile, endpoint: str) -> str:
-    from huggingface_hub import hf_hub_url
-
-    return hf_hub_url(entry.repo_id, entry.filename, revision=REVISION, endpoint=endpoint)
-
-
-def _supported_kwargs(function: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    """Only the keyword arguments this huggingface_hub release's ``function`` accepts."""
-    parameters = inspect.signature(function).parameters
-    return {name: value for name, value in kwargs.items() if name in parameters}
-
-
-def _status_code(error: BaseException) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _is_hub_http_error(error: BaseException) -> bool:
-    from huggingface_hub.utils import HfHubHTTPError
-
-    return isinstance(error, HfHubHTTPError) and _status_code(error) is not None
-
-
-def _is_named(error: BaseException, *fragments: str) -> bool:
-    names = [cls.__name__.lower() for cls in type(error).__mro__]
-    return any(fragment in name for name in names for fragment in fragments)
-
-
-def fetch_metadata(url: str, endpoint: str) -> RemoteFile:
-    """HEAD the ``/resolve/`` URL (token from HF_TOKEN or the saved login), retrying transient hub errors."""
-    from huggingface_hub import get_hf_file_metadata
-
-    kwargs = _supported_kwargs(get_hf_file_metadata, endpoint=endpoint)
-    for attempt in range(1, _METADATA_ATTEMPTS + 1):
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        try:
-            metadata = get_hf_file_metadata(url, **kwargs)
-            return RemoteFile(
-                url=url,
-                location=metadata.location or url,
-                etag=metadata.etag,
-                size=metadata.size,
-                sha256=as_sha256(metadata.etag),
-            )
-        except Exception as error:
-            transient = _status_code(error) in _RETRYABLE_STATUS or _is_named(error, "timeout")
-            if not transient or attempt == _METADATA_ATTEMPTS:
-                raise
-            log.warning("DynamiCrafter download: %s (attempt %d of %d), retrying", error, attempt, _METADATA_ATTEMPTS)
-            time.sleep(attempt)
-    raise AssertionError("unreachable")
-
-
-def _same_origin(first: str, second: str) -> bool:
-    from urllib.parse import urlsplit
-
-    a, b = urlsplit(first), urlsplit(second)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-def download_headers(remote: RemoteFile) -> dict[str, str]:
-    """huggingface_hub's headers (user agent, token); the token never leaves the hub for a CDN."""
-    from huggingface_hub.utils import build_hf_headers
-
-    headers = build_hf_headers(library_name="comfyui-dynamicrafter-native")
-    if not _same_origin(remote.url, remote.location):
-        headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
-    return headers
-
-
-def explain_failure(error: BaseException, entry: HubFile, url: str, folder: Path) -> str:
-    """A message that names the URL, the reason and what the user can do."""
-    manual = f"To download it manually, open {url} in a browser and save the file as {entry.local_name} in {folder}."
-    status = _status_code(error) if _is_hub_http_error(error) else None
-    if status == 401:
-        return (
-            f"The Hugging Face hub refused access to {entry.repo_id} (HTTP 401 Unauthorized) for {url}: "
-            "the repository is private or gated, does not exist, or the token is invalid. Set HF_TOKEN "
-            "or run `hf auth login` with a token that can read it. " + manual
-        )
-    if status == 403:
-        return (
-            f"The Hugging Face hub forbids access to {entry.repo_id} (HTTP 403 Forbidden) for {url}: accept "
-            "the repository's conditions on its page while logged in, and use a token of that account "
-            "(HF_TOKEN or `hf auth login`). " + manual
-        )
-    if status == 404:
-        return (
-            f"Not found on the Hugging Face hub (HTTP 404): file {entry.filename!r} in repository "
-            f"{entry.repo_id!r} at revision {REVISION!r} ({url}). The repository may have moved or "
-            "removed the file. " + manual
-        )
-    if status is not None:
-        return f"The Hugging Face hub answered HTTP {status} for {url}; try again later. " + manual
-    if _is_named(error, "offlinemode"):
-        return (
-            f"Downloads are disabled because HF_HUB_OFFLINE is set, so {url} was not fetched. Unset "
-            "HF_HUB_OFFLINE and run again, or download the file yourself. " + manual
-        )
-    return (
-        f"Could not download {url}: {type(error).__name__}: {error}. Check the network connection, a proxy "
-        "(HTTPS_PROXY) or HF_ENDPOINT, then run the node again (a partial download resumes). " + manual
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,7 +109,7 @@ def transfer(remote: RemoteFile, target: Path) -> None:
     progress = DownloadProgress(remote.size, resume)
     if remote.size is None or resume < remote.size:
         with open_partial(partial, resume > 0) as raw:
-            kwargs = _supported_kwargs(
+            kwargs = supported_kwargs(
                 http_get,
                 resume_size=resume,
                 headers=download_headers(remote),

@@ -1,6 +1,6 @@
 """Long videos in one queue run: a keyframe chain (A -> B -> C ...) and an image-to-video continuation.
 
-Both nodes sample their 16-frame clips themselves with the pack's own pieces: ``build_conditioning``
+Both nodes sample their 16-frame clips themselves (``clip_sampler``) with the pack's own pieces: ``build_conditioning``
 (the conditioning nodes' code), the DynamiCrafter Sampler's model patch, schedule and DDIM sampler
 (``sample_custom``), and the VAE's decode. Clips are joined by :mod:`..dynamicrafter.chain`.
 """
@@ -10,10 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import comfy.model_management as mm
-import comfy.sample
-import comfy.utils
-import latent_preview
 import torch
 from comfy_api.latest import io
 
@@ -25,10 +21,10 @@ from ..dynamicrafter.chain import (
     join_with_overlap,
     keyframe_segments,
     match_color_stats,
-    segment_seed,
 )
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
+from .clip_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
 from .conditioning import (
     CONDITIONING_IO,
     FIT_INPUT,
@@ -42,75 +38,10 @@ from .conditioning import (
     size_inputs,
 )
 from .model import COND_IMAGE_TOKENS, require_interpolation
-from .registry import CATEGORY
-from .sampler_nodes import AUTO, ddim_sampler, model_variant, sampling_inputs, schedule_sigmas, with_guidance_rescale
+from .sampler_nodes import model_variant
 from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
-
-LONG_CATEGORY = f"{CATEGORY}/long video"
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """The DynamiCrafter Sampler's settings; clip ``i`` samples with ``segment_seed(seed, i)``."""
-
-    seed: int
-    steps: int
-    cfg: float
-    eta: float
-    guidance_rescale: float
-
-
-class ClipSampler:
-    """Samples and decodes clips one after another, with one progress bar over all of them.
-
-    Cancel is honoured between clips (and inside each, through the progress hook the host installs).
-    """
-
-    def __init__(self, model, vae, settings: SamplingSettings, clips: int) -> None:
-        self.vae, self.settings, self.clips = vae, settings, clips
-        self._patched = with_guidance_rescale(model, settings.guidance_rescale)
-        self._sigmas = schedule_sigmas(self._patched, settings.steps, AUTO)
-        self._sampler = ddim_sampler(self._patched, settings.eta, AUTO)
-        self._progress = comfy.utils.ProgressBar(clips * self.steps)
-        self._previewer = latent_preview.get_previewer(self._patched.load_device, self._patched.model.latent_format)
-
-    @property
-    def steps(self) -> int:
-        return len(self._sigmas) - 1
-
-    def sample(self, index: int, positive, negative, latent: dict) -> torch.Tensor:
-        """Latent samples (frames as batch, VAE scale) of clip ``index``."""
-        mm.throw_exception_if_processing_interrupted()
-        seed = segment_seed(self.settings.seed, index)
-        samples = comfy.sample.fix_empty_latent_channels(self._patched, latent["samples"])
-        noise = comfy.sample.prepare_noise(samples, seed)
-        done = index * self.steps
-
-        def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
-            preview = self._previewer.decode_latent_to_preview_image("JPEG", x0) if self._previewer else None
-            self._progress.update_absolute(done + step + 1, self.clips * self.steps, preview)
-
-        log.info("DynamiCrafter long video: clip %d of %d (seed %d)", index + 1, self.clips, seed)
-        return comfy.sample.sample_custom(
-            self._patched,
-            noise,
-            self.settings.cfg,
-            self._sampler,
-            self._sigmas,
-            positive,
-            negative,
-            samples,
-            callback=callback,
-            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-            seed=seed,
-        )
-
-    def decode(self, samples: torch.Tensor) -> torch.Tensor:
-        """IMAGE frames ``[T, H, W, 3]`` of one clip's latents."""
-        images = self.vae.decode(samples)
-        return images.reshape(-1, *images.shape[-3:]).to(mm.intermediate_device())
 
 
 def stack_keyframes(keyframes: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
@@ -150,14 +81,6 @@ def segment_positives(positive, clip, segment_prompts: str, segments: int) -> li
     ]
 
 
-def _clip_sampling_inputs() -> list:
-    """The sampler's inputs, with the seed and steps explained per clip."""
-    return sampling_inputs(
-        seed_tooltip="Random seed; clip i uses seed + 2*i, so clips never share noise.",
-        steps_tooltip="DDIM steps per clip; the original uses 50.",
-    )
-
-
 class DynamiCrafterKeyframeChain(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -180,7 +103,7 @@ class DynamiCrafterKeyframeChain(CheckedNode):
                 *size_inputs(),
                 frames_input(tooltip="Frames per segment, both keyframes included; the model was trained on 16."),
                 fs_input(INTERP_FS_TOOLTIP),
-                *_clip_sampling_inputs(),
+                *clip_sampling_inputs(),
                 FIT_INPUT,
                 io.Clip.Input("clip", optional=True, tooltip="The DynamiCrafter CLIP, to encode segment_prompts."),
                 io.String.Input(
@@ -405,7 +328,7 @@ class DynamiCrafterLongVideo(CheckedNode):
                 *size_inputs(),
                 frames_input("clip_frames", "Frames per generated clip; the models were trained on 16."),
                 fs_input(FS_TOOLTIP),
-                *_clip_sampling_inputs(),
+                *clip_sampling_inputs(),
                 FIT_INPUT,
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="The frames of the long video.")],
