@@ -24,7 +24,9 @@ def setup(comfy_host, tmp_path_factory):
     import comfy.controlnet
 
     data = sp.inputs()
-    assert torch.equal(sp.fingerprint(data), sp.goldens()["fingerprint"]), "the golden inputs were not replayed"
+    # float64 sums: equal to rounding (the summation order follows the thread count); other draws differ wholly
+    replayed = torch.allclose(sp.fingerprint(data), sp.goldens()["fingerprint"], rtol=1e-12, atol=0.0)
+    assert replayed, "the golden inputs were not replayed"
     folder = tmp_path_factory.mktemp("sketch-controlnet")
     save_file(sp.random_weights("controlnet"), str(folder / "sketch_encoder_parity.safetensors"))
     comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder))

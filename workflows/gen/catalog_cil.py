@@ -24,7 +24,9 @@ INIT_NOISE = 30
 CIL_FILE = "dynamicrafter_cil_512.ckpt"
 """The name the workflow loads: a CIL 512 checkpoint renamed, or any DynamiCrafter 512 file picked in the list."""
 STATISTICS_FILE = "initial_noise_512.pt"
-"""The reference's statistics file for 512x320 (GraceZhao/DynamiCrafter-Analytic-Init)."""
+"""The reference's statistics file for 512x320 (GraceZhao/DynamiCrafter-Analytic-Init; the name its
+``inference_CIL_512.sh`` reads)."""
+STATISTICS_URL = f"https://huggingface.co/GraceZhao/DynamiCrafter-Analytic-Init/resolve/main/{STATISTICS_FILE}"
 CIL_MODEL_NOTE = (
     f"Put a CIL 512 checkpoint in `ComfyUI/models/checkpoints` and pick it in the loader (the workflow asks for "
     f"`{CIL_FILE}`): the full file of [GraceZhao/DynamiCrafter-CIL-512-no-watermark]"
@@ -48,6 +50,7 @@ def cil_image_to_video() -> Workflow:
         (900, 360),
         (340, 110),
         {"statistics": STATISTICS_FILE},
+        models=({"name": STATISTICS_FILE, "url": STATISTICS_URL, "directory": "dynamicrafter_init_noise"},),
     )
     nodes = [
         replace(loader(row), title="Load DynamiCrafter CIL 512", widgets={"ckpt_name": CIL_FILE}, models=()),
