@@ -105,6 +105,16 @@ def chain_sketch_problem(values: Mapping[str, Any]) -> str | None:
     return problem
 
 
+class ChainSketchChecks:
+    """The keyframe chain's queue-time checks of its sketch inputs; mixed in before :class:`.CheckedNode`."""
+
+    QUEUE_TIME_LINKS = (ENCODER, SKETCHES)
+
+    @classmethod
+    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+        return chain_sketch_problem(values)
+
+
 @dataclass(frozen=True)
 class ChainSketches:
     """The sketches of a chain and, per segment, (frame within the segment, sketch) for each frame it guides."""

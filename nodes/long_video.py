@@ -8,7 +8,6 @@ Both nodes sample their 16-frame clips themselves (``clip_sampler``) with the pa
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +24,7 @@ from ..dynamicrafter.chain import (
 )
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
-from .chain_sketches import SketchSettings, chain_sketch_inputs, chain_sketch_problem, plan_chain_sketches
+from .chain_sketches import ChainSketchChecks, SketchSettings, chain_sketch_inputs, plan_chain_sketches
 from .clip_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
 from .conditioning import (
     CONDITIONING_IO,
@@ -80,7 +79,7 @@ def segment_positives(positive, clip, segment_prompts: str, segments: int) -> li
     ]
 
 
-class DynamiCrafterKeyframeChain(CheckedNode):
+class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -128,10 +127,6 @@ class DynamiCrafterKeyframeChain(CheckedNode):
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="All frames of the chained video.")],
         )
-
-    @classmethod
-    def more_problems(cls, values: Mapping[str, object]) -> str | None:
-        return chain_sketch_problem(values)
 
     @classmethod
     def execute(
