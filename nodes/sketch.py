@@ -318,7 +318,9 @@ class DynamiCrafterSketchGuidance(CheckedNode):
             return io.NodeOutput(positive, negative)
         chosen = sketched_frames(frames, video_layout(positive)[0], sketches.shape[0])
         return io.NodeOutput(
-            *guide_frames(positive, negative, control_net, sketches, chosen, strength, start_percent, end_percent, invert)
+            *guide_frames(
+                positive, negative, control_net, sketches, chosen, strength, start_percent, end_percent, invert
+            )
         )
 
 

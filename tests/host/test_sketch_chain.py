@@ -25,6 +25,7 @@ LONG = load_by_path("_sketch_chain_long_video", Path(__file__).resolve().parent 
 SIZE, FRAMES, FS = 64, 16, 10
 SEED, STEPS, CFG, ETA, RESCALE = 11, 2, 7.5, 1.0, -1.0
 ENCODER_FILE = "sketch_encoder_chain.safetensors"
+MODULES = ("long_video", "chain_sketches", "conditioning", "sketch")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def parts(comfy_host, tmp_path_factory):
     g = torch.Generator().manual_seed(4)
     vae = AutoencoderKL(ddconfig=LONG.TINY_VAE, embed_dim=4).state_dict()
     return SimpleNamespace(
-        nodes={n: comfy_host.import_pack_module(f"nodes.{n}") for n in ("long_video", "conditioning", "sketch")},
+        nodes={n: comfy_host.import_pack_module(f"nodes.{n}") for n in MODULES},
         sampler=comfy_host.import_pack_module("nodes.sampler_nodes").DynamiCrafterSampler,
         model=comfy_host.import_pack_module("nodes.host_model").model_from_checkpoint(sp.checkpoint(), "fp32"),
         encoder=comfy_host.nodes.ControlNetLoader().load_controlnet(ENCODER_FILE)[0],
@@ -87,9 +88,19 @@ def second_segment_alone(parts, sketches: torch.Tensor, frames: str) -> torch.Te
     keyframes = parts.keyframes
     with torch.no_grad():
         pos, neg, latent = interpolate.execute(
-            *parts.prompts, parts.vae, object(), keyframes[1:2], "interpolate", SIZE, SIZE, FRAMES, FS, 1, "crop",
+            *parts.prompts,
+            parts.vae,
+            object(),
+            keyframes[1:2],
+            "interpolate",
+            SIZE,
+            SIZE,
+            FRAMES,
+            FS,
+            1,
+            "crop",
             end_image=keyframes[2:3],
-        ).result  # fmt: skip
+        ).result
         pos, neg = guidance.execute(pos, neg, parts.encoder, sketches, frames, 0.6, 0.0, 1.0, True).result
         settings = (segment_seed(SEED, 1), STEPS, CFG, ETA, RESCALE, "auto", "auto")
         return parts.sampler.execute(parts.model, pos, neg, latent, *settings).result[0]["samples"]
@@ -115,9 +126,9 @@ def test_strength_zero_is_no_sketch(parts, chain):
 
 def test_a_keyframe_sketch_guides_both_segments_that_show_it(comfy_host, parts):
     """Chained frame 15 is keyframe 1: the last frame of segment 0 and the first of segment 1."""
-    long_video, sketch = parts.nodes["long_video"], parts.nodes["sketch"]
-    settings = long_video.SketchSettings(0.6, 0.0, 1.0, True)
-    guide = long_video.plan_chain_sketches(parts.encoder, parts.sketches, "3, 15, 29", 3, FRAMES, settings)
+    chain_sketches, sketch = parts.nodes["chain_sketches"], parts.nodes["sketch"]
+    settings = chain_sketches.SketchSettings(0.6, 0.0, 1.0, True)
+    guide = chain_sketches.plan_chain_sketches(parts.encoder, parts.sketches, "3, 15, 29", 3, FRAMES, settings)
     assert guide.placed == [[(3, 0), (15, 1)], [(0, 1), (14, 2)]]
     conds = sp.conditioning(comfy_host.import_pack_module("nodes.model"), sp.inputs())  # a 32x32 video
     for segment, frames, picks in ((0, (3, 15), [0, 1]), (1, (0, 14), [1, 2])):
@@ -139,8 +150,8 @@ def test_a_keyframe_sketch_guides_both_segments_that_show_it(comfy_host, parts):
     ],
 )
 def test_sketches_that_do_not_fit_the_chain_are_refused_before_sampling(parts, count, frames, message):
-    plan = parts.nodes["long_video"].plan_chain_sketches
-    settings = parts.nodes["long_video"].SketchSettings(0.6, 0.0, 1.0, True)
+    plan = parts.nodes["chain_sketches"].plan_chain_sketches
+    settings = parts.nodes["chain_sketches"].SketchSettings(0.6, 0.0, 1.0, True)
     if message is None:  # -1: the last frame of the chain, the end of the last segment
         assert plan(parts.encoder, parts.sketches[:count], frames, 3, FRAMES, settings).placed == [[], [(15, 0)]]
         return
