@@ -23,7 +23,7 @@ from support.tiny_host import relative_error
 
 LONG = load_by_path("_sketch_chain_long_video", Path(__file__).resolve().parent / "test_long_video.py")
 SIZE, FRAMES, FS = 64, 16, 10
-SEED, STEPS, CFG, ETA, RESCALE = 11, 2, 7.5, 1.0, -1.0
+SEED, STEPS, CFG, ETA, RESCALE = 11, 1, 7.5, 1.0, -1.0
 ENCODER_FILE = "sketch_encoder_chain.safetensors"
 MODULES = ("long_video", "chain_sketches", "conditioning", "sketch")
 
@@ -54,12 +54,10 @@ def parts(comfy_host, tmp_path_factory):
     )
 
 
-@pytest.fixture
-def chain(parts, monkeypatch, single_thread):
+@pytest.fixture(scope="module")
+def chain(parts):
     """Runs the chain (CLIP vision stood in for); returns the video and each segment's sampled latents."""
     fake = LONG.FakeClipVision()
-    monkeypatch.setattr(parts.nodes["conditioning"], "image_tokens", fake.tokens)
-    monkeypatch.setattr(parts.nodes["conditioning"], "unconditional_tokens", lambda clip_vision: fake.uncond)
     latents: list[torch.Tensor] = []
     sampler = parts.nodes["long_video"].ClipSampler
     original = sampler.sample
@@ -67,8 +65,6 @@ def chain(parts, monkeypatch, single_thread):
     def sample(self, index, positive, negative, latent):
         latents.append(original(self, index, positive, negative, latent))
         return latents[-1]
-
-    monkeypatch.setattr(sampler, "sample", sample)
 
     def run(**sketch) -> tuple[torch.Tensor, list[torch.Tensor]]:
         latents.clear()
@@ -78,7 +74,17 @@ def chain(parts, monkeypatch, single_thread):
             video = node.execute(*args, SEED, STEPS, CFG, ETA, RESCALE, "crop", **sketch).result[0]
         return video, list(latents)
 
-    return run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parts.nodes["conditioning"], "image_tokens", fake.tokens)
+        patch.setattr(parts.nodes["conditioning"], "unconditional_tokens", lambda clip_vision: fake.uncond)
+        patch.setattr(sampler, "sample", sample)
+        yield run
+
+
+@pytest.fixture(scope="module")
+def plain(chain) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The chain without sketches."""
+    return chain()
 
 
 def second_segment_alone(parts, sketches: torch.Tensor, frames: str) -> torch.Tensor:
@@ -106,22 +112,21 @@ def second_segment_alone(parts, sketches: torch.Tensor, frames: str) -> torch.Te
         return parts.sampler.execute(parts.model, pos, neg, latent, *settings).result[0]["samples"]
 
 
-def test_a_sketched_frame_guides_its_segment_as_the_single_clip_nodes_do(parts, chain):
-    plain_video, plain = chain()
+def test_a_sketched_frame_guides_its_segment_as_the_single_clip_nodes_do(parts, chain, plain):
+    plain_video, plain_latents = plain
     sketched = {"sketch_encoder": parts.encoder, "sketches": parts.sketches[:2], "sketch_frames": "17, 20"}
     video, guided = chain(**sketched)
-    assert torch.equal(guided[0], plain[0]) and torch.equal(video[:FRAMES], plain_video[:FRAMES])
+    assert torch.equal(guided[0], plain_latents[0]) and torch.equal(video[:FRAMES], plain_video[:FRAMES])
     # chained frames 17 and 20 are frames 2 and 5 of the second segment (keyframe 1 is chained frame 15)
     alone = second_segment_alone(parts, parts.sketches[:2], "2, 5")
     assert relative_error(guided[1], alone) < 1e-6
-    assert relative_error(guided[1], plain[1]) > 1e-3  # the sketches do steer
+    assert relative_error(guided[1], plain_latents[1]) > 1e-3  # the sketches do steer
     assert relative_error(guided[1], second_segment_alone(parts, parts.sketches[:2], "1, 4")) > 1e-3
 
 
-def test_strength_zero_is_no_sketch(parts, chain):
-    plain_video, _ = chain()
+def test_strength_zero_is_no_sketch(parts, chain, plain):
     off, _ = chain(sketch_encoder=parts.encoder, sketches=parts.sketches[:1], sketch_frames="20", sketch_strength=0.0)
-    assert torch.equal(off, plain_video)
+    assert torch.equal(off, plain[0])
 
 
 def test_a_keyframe_sketch_guides_both_segments_that_show_it(comfy_host, parts):
@@ -143,7 +148,7 @@ def test_a_keyframe_sketch_guides_both_segments_that_show_it(comfy_host, parts):
 @pytest.mark.parametrize(
     "count, frames, message",
     [
-        (3, "17, 20", "'sketch_frames' lists 2 frames (17, 20) but 3 sketches came"),
+        (3, "17, 20", "'sketch_frames' lists 2 frames \\(17, 20\\) but 3 sketches came"),
         (1, "31", "frame 31 is outside the video's frames 0-30 .* \\(3 keyframes with 16-frame segments make 31"),
         (2, "", "2 sketches for a 31-frame video: .* in 'sketch_frames'"),
         (1, "-1", None),
