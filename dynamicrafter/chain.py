@@ -54,6 +54,18 @@ def keyframe_segments(keyframes: int) -> list[tuple[int, int]]:
     return [(i, i + 1) for i in range(keyframes - 1)]
 
 
+def segments_showing(frame: int, keyframes: int, frames: int) -> list[tuple[int, int]]:
+    """(segment, frame within it) of every segment whose clip shows frame ``frame`` of the joined chain, counted
+    from 0: one segment, or two at an inner keyframe (the last frame of one segment and the first of the next)."""
+    length = chain_length(keyframes, frames)
+    if not 0 <= frame < length:
+        raise ValueError(f"frame {frame} is outside the chain's frames 0-{length - 1}")
+    stride = frames - 1
+    segment, local = divmod(frame, stride)
+    shown = [(segment - 1, stride)] if local == 0 and segment > 0 else []
+    return shown + [(segment, local)] if segment < keyframes - 1 else shown
+
+
 def join_segments(segments: Sequence[torch.Tensor]) -> torch.Tensor:
     """Concatenate interpolated segments along frames, keeping each shared keyframe once.
 

@@ -24,6 +24,7 @@ from ..dynamicrafter.chain import (
 )
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
+from .chain_sketches import ChainSketchChecks, SketchSettings, chain_sketch_inputs, plan_chain_sketches
 from .clip_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
 from .conditioning import (
     CONDITIONING_IO,
@@ -46,10 +47,7 @@ log = logging.getLogger(__name__)
 
 def stack_keyframes(keyframes: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     """Keyframes as one IMAGE batch ``[K, H, W, C]``; a list of IMAGE batches must agree in size."""
-    if isinstance(keyframes, torch.Tensor):
-        batches = [keyframes]
-    else:
-        batches = list(keyframes)
+    batches = [keyframes] if isinstance(keyframes, torch.Tensor) else list(keyframes)
     if not batches:
         raise ValueError("no keyframes given: connect an IMAGE batch of 2 or more pictures")
     size = tuple(batches[0].shape[1:3])
@@ -81,7 +79,7 @@ def segment_positives(positive, clip, segment_prompts: str, segments: int) -> li
     ]
 
 
-class DynamiCrafterKeyframeChain(CheckedNode):
+class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -91,7 +89,8 @@ class DynamiCrafterKeyframeChain(CheckedNode):
             description="One video through several keyframes (A -> B -> C ...) with the 512_interp model, in one run: "
             "each pair of neighbouring keyframes is interpolated as its own clip (seed + 2*i), and the "
             "clips are joined with every keyframe shown once, so K keyframes and 16-frame segments "
-            "give 15*(K-1)+1 frames without a repeated frame at the joins.",
+            "give 15*(K-1)+1 frames without a repeated frame at the joins. Optional ToonCrafter sketches "
+            "steer chosen frames of the whole video (numbered over its output frames).",
             inputs=[
                 io.Model.Input("model", tooltip="The DynamiCrafter 512_interp model."),
                 *CONDITIONING_IO,
@@ -124,6 +123,7 @@ class DynamiCrafterKeyframeChain(CheckedNode):
                     "(0 = the start keyframe's only, the original). Helps when neighbouring "
                     "keyframes differ a lot."
                 ),
+                *chain_sketch_inputs(),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="All frames of the chained video.")],
         )
@@ -152,12 +152,21 @@ class DynamiCrafterKeyframeChain(CheckedNode):
         noise_augmentation: float = 0.0,
         end_image_tokens: float = 0.0,
         end_token_schedule: str = "constant",
+        sketch_encoder=None,
+        sketches=None,
+        sketch_frames: str = "",
+        sketch_strength: float = 0.6,
+        sketch_start_percent: float = 0.0,
+        sketch_end_percent: float = 1.0,
+        sketch_invert: bool = True,
     ) -> io.NodeOutput:
         keyframes = stack_keyframes(keyframes)
         check_chain(keyframes.shape[0], frames)
         require_interpolation(model_variant(model), "The keyframe chain")
         segments = keyframe_segments(keyframes.shape[0])
         positives = segment_positives(positive, clip, segment_prompts or "", len(segments))
+        settings = SketchSettings(sketch_strength, sketch_start_percent, sketch_end_percent, sketch_invert)
+        guide = plan_chain_sketches(sketch_encoder, sketches, sketch_frames, keyframes.shape[0], frames, settings)
         sampler = ClipSampler(model, vae, SamplingSettings(seed, steps, cfg, eta, guidance_rescale), len(segments))
         clips = []
         for index, (start, end) in enumerate(segments):
@@ -179,6 +188,8 @@ class DynamiCrafterKeyframeChain(CheckedNode):
                 end_share=end_image_tokens,
                 end_schedule=end_token_schedule,
             )
+            if guide is not None:
+                pos, neg = guide.guide(index, pos, neg)
             clips.append(sampler.decode(sampler.sample(index, pos, neg, latent)))
         video = join_segments(clips)
         log.info(

@@ -36,6 +36,7 @@ SKETCH_HINT_CHANNELS = 1
 SKETCH_CONTEXT_WIDTH = 1024
 LUMA = (0.299, 0.587, 0.114)
 """Grey value of an RGB picture (ITU-R BT.601, OpenCV's ``COLOR_BGR2GRAY``, which the reference uses)."""
+PERCENTS = ("start_percent", "end_percent")
 EXPECTED_FILE = (
     "ToonCrafter's sketch encoder (sketch_encoder.ckpt from huggingface.co/Doubiiu/ToonCrafter, or Kijai's "
     "sketch_encoder-fp16.safetensors) in models/controlnet, loaded with 'Load ControlNet Model'"
@@ -175,27 +176,45 @@ def video_layout(positive) -> tuple[int, int, int]:
     )
 
 
-def sketched_frames(text: str, frames: int, sketches: int) -> list[int]:
-    """The frames the sketches are for (the sketch batch in the same order); checks that the counts agree."""
+def listed_frames(text: str, frames: int, name: str = "frames") -> list[int]:
+    """The frames ``text`` lists (ranges, -1 = last), each once and in increasing order, or a clear error. Stops
+    at the first part out of order, so a long text cannot expand to more than ``frames`` numbers."""
+    listed: list[int] = []
+    for part in (p for p in text.split(",") if p.strip()):
+        chosen = parse_frame_list(part, frames)
+        if listed and chosen[0] <= listed[-1]:
+            raise ValueError(
+                f"'{name}' ({text.strip()}) must name each frame once, in increasing order, with the sketches "
+                "batched in that order"
+            )
+        listed.extend(chosen)
+    return listed
+
+
+def sketched_frames(text: str, frames: int, sketches: int, name: str = "frames") -> list[int]:
+    """The frames the sketches are for (the sketch batch in the same order); checks that the counts agree.
+    ``name``: the input holding ``text``, for the messages."""
     if not text.strip():
         if sketches != frames:
             raise ValueError(
                 f"{sketches} sketches for a {frames}-frame video: give one sketch per frame, or list the frames "
-                "the sketches are for in 'frames' (e.g. '0, 7, 15')"
+                f"the sketches are for in '{name}' (e.g. '0, 7, 15')"
             )
         return list(range(frames))
-    listed = [f for part in text.split(",") if part.strip() for f in parse_frame_list(part, frames)]
-    if listed != sorted(set(listed)):
-        raise ValueError(
-            f"'frames' ({text.strip()}) must name each frame once, in increasing order, with the sketches "
-            "batched in that order"
-        )
+    listed = listed_frames(text, frames, name)
     if len(listed) != sketches:
         raise ValueError(
-            f"'frames' lists {len(listed)} frames ({', '.join(map(str, listed))}) but {sketches} sketches came: "
+            f"'{name}' lists {len(listed)} frames ({', '.join(map(str, listed))}) but {sketches} sketches came: "
             "give one sketch per listed frame, in that order"
         )
     return listed
+
+
+def percent_problem(start: float | None, end: float | None, names: tuple[str, str]) -> str | None:
+    """Why a start/end percent pair (inputs ``names``) cannot run, or None (unknown values pass)."""
+    if start is not None and end is not None and start > end:
+        return f"{names[0]} ({start}) is after {names[1]} ({end}); set start at or before end"
+    return None
 
 
 def apply_sketches(positive, negative, control: SketchControlNet, hint, strength, start, end) -> tuple:
@@ -214,6 +233,15 @@ def apply_sketches(positive, negative, control: SketchControlNet, hint, strength
             entries.append([tokens, values])
         out.append(entries)
     return tuple(out)
+
+
+def guide_frames(positive, negative, control_net, sketches, chosen: list[int], strength, start, end, invert) -> tuple:
+    """Both conditionings with ``sketches`` guiding the frames ``chosen`` (in that order) of the video they make;
+    ``control_net`` is the host-loaded sketch encoder (checked with :func:`sketch_encoder_problem`)."""
+    length, width, height = video_layout(positive)
+    hint = sketch_hint(sketches, width, height, invert)
+    control = SketchControlNet.from_host(control_net, sketched_mask(length, chosen))
+    return apply_sketches(positive, negative, control, hint, strength, start, end)
 
 
 class DynamiCrafterSketchGuidance(CheckedNode):
@@ -270,16 +298,14 @@ class DynamiCrafterSketchGuidance(CheckedNode):
 
     @classmethod
     def more_problems(cls, values: Mapping[str, Any]) -> str | None:
-        start, end = values.get("start_percent"), values.get("end_percent")
-        if start is not None and end is not None and start > end:
-            return f"start_percent ({start}) is after end_percent ({end}); set start at or before end"
+        problem = percent_problem(values.get("start_percent"), values.get("end_percent"), PERCENTS)
         text = values.get("frames")
-        if text:
+        if problem is None and text:
             try:
-                parse_frame_list(text, 1024)
+                listed_frames(text, 1024)
             except ValueError as error:
-                return f"frames: {error}"
-        return None
+                problem = f"frames: {error}"
+        return problem
 
     @classmethod
     def execute(
@@ -290,11 +316,12 @@ class DynamiCrafterSketchGuidance(CheckedNode):
             raise ValueError(problem)
         if strength == 0:
             return io.NodeOutput(positive, negative)
-        length, width, height = video_layout(positive)
-        chosen = sketched_frames(frames, length, sketches.shape[0])
-        hint = sketch_hint(sketches, width, height, invert)
-        control = SketchControlNet.from_host(control_net, sketched_mask(length, chosen))
-        return io.NodeOutput(*apply_sketches(positive, negative, control, hint, strength, start_percent, end_percent))
+        chosen = sketched_frames(frames, video_layout(positive)[0], sketches.shape[0])
+        return io.NodeOutput(
+            *guide_frames(
+                positive, negative, control_net, sketches, chosen, strength, start_percent, end_percent, invert
+            )
+        )
 
 
 NODES = [DynamiCrafterSketchGuidance]

@@ -221,6 +221,9 @@ class CheckedNode(io.ComfyNode):
     created (the host's per-run class clones keep them and are not wrapped again).
     """
 
+    QUEUE_TIME_LINKS: tuple[str, ...] = ()
+    """Wired inputs whose connection :meth:`more_problems` checks when queued: connected, they reach it as None."""
+
     @classmethod
     def more_problems(cls, values: Mapping[str, Any]) -> str | None:
         """A node's own checks beyond its widgets' bounds, on the values known so far (wired ones are None at
@@ -234,4 +237,5 @@ class CheckedNode(io.ComfyNode):
             cls.execute = _checked_execute(execute.__func__)
         if "define_schema" in cls.__dict__ and "validate_inputs" not in cls.__dict__:
             names = [spec.id for spec in cls.define_schema().inputs if _checked_at_queue_time(spec)]
+            names += [name for name in cls.QUEUE_TIME_LINKS if name not in names]
             cls.validate_inputs = _queue_time_validator(names)

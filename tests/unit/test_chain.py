@@ -15,6 +15,7 @@ from dynamicrafter.chain import (
     keyframe_segments,
     match_color_stats,
     segment_seed,
+    segments_showing,
 )
 
 
@@ -50,6 +51,25 @@ def test_join_segments_drops_the_repeated_keyframe():
     for i in range(4):  # each keyframe once, at 15*i
         assert float(values[15 * i]) == pytest.approx(100.0 * i)
     assert int((values == 100.0).sum()) == 1 and int((values == 200.0).sum()) == 1
+
+
+@pytest.mark.parametrize("keyframes, frames", [(2, 16), (4, 16), (3, 2), (3, 5)])
+def test_segments_showing_names_every_clip_frame_the_joined_video_shows(keyframes, frames):
+    """Segment clips whose frames are (segment, frame) labels, joined: each chained frame's label is where
+    segments_showing maps it, and a keyframe join (the same picture in two clips) maps to both clips."""
+    clips = [torch.tensor([[s, t] for t in range(frames)], dtype=torch.float32) for s in range(keyframes - 1)]
+    video = join_segments(clips)
+    for frame in range(video.shape[0]):
+        shown = segments_showing(frame, keyframes, frames)
+        assert tuple(video[frame].int().tolist()) == shown[0]
+        inner_keyframe = frame % (frames - 1) == 0 and 0 < frame < video.shape[0] - 1
+        assert len(shown) == (2 if inner_keyframe else 1)
+        if inner_keyframe:  # the next segment starts on the picture the previous one ends on
+            assert shown[1] == (shown[0][0] + 1, 0) and shown[0][1] == frames - 1
+    assert segments_showing(16, 3, 16) == [(1, 1)]
+    assert segments_showing(15, 3, 16) == [(0, 15), (1, 0)]
+    with pytest.raises(ValueError, match="outside the chain's frames 0-30"):
+        segments_showing(31, 3, 16)
 
 
 def test_join_segments_refuses_frames_of_another_size():
