@@ -87,10 +87,16 @@ def controlnet_state_dict(
 ) -> dict[str, torch.Tensor]:
     """A random ControlNet in the original (lllyasviel) key layout with the network's SD 2.1 widths.
 
-    Its zero convolutions are random rather than zero, so that it changes the result. ``hint_channels=1`` and
-    no ``prefix``: ToonCrafter's sketch encoder as its file holds it.
+    Its zero convolutions are random rather than zero, so that it changes the result, and its hint block's
+    convolutions pass the picture on at unit gain (weights of std 1/sqrt(fan-in)): at the small scale of the
+    rest, eight layers would shrink the hint to ~1e-4 of their biases and what the picture shows would hardly
+    matter. ``hint_channels=1`` and no ``prefix``: ToonCrafter's sketch encoder as its file holds it.
     """
-    return {f"{prefix}{k}": v for k, v in _random_state(controlnet(hint_channels), seed, 0.02).items()}
+    state = _random_state(controlnet(hint_channels), seed, 0.02)
+    for key, value in state.items():
+        if key.startswith("input_hint_block.") and key.endswith(".weight"):
+            state[key] = value / (0.02 * value[0].numel() ** 0.5)
+    return {f"{prefix}{k}": v for k, v in state.items()}
 
 
 def hint_images(count: int, seed: int = 8) -> torch.Tensor:
