@@ -78,8 +78,7 @@ def context(browser) -> Iterator[Any]:
     context.close()
 
 
-@pytest.fixture
-def page(context, server: ComfyServer) -> Iterator[Any]:
+def _open_page(context, server: ComfyServer) -> Any:
     """A new tab on the server's frontend: one workflow tab, the default graph (the server's settings turn
     off restoring the last session); uncaught page errors are kept in ``page.errors``."""
     started = time.monotonic()
@@ -98,6 +97,22 @@ def page(context, server: ComfyServer) -> Iterator[Any]:
     log.info(
         "frontend ready in %.1f s (uncaught page errors while loading: %s)", time.monotonic() - started, page.errors
     )
+    return page
+
+
+@pytest.fixture(scope="module")
+def templates_page(context, server: ComfyServer) -> Iterator[Any]:
+    """One tab for the template-browser tests: each opens its workflow from the dialog as a user would, one
+    after another in the same frontend (each test leaves no dialog open; each checks its own graph)."""
+    page = _open_page(context, server)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def page(context, server: ComfyServer) -> Iterator[Any]:
+    """A fresh tab, for the tests that change the graph beyond opening a template."""
+    page = _open_page(context, server)
     yield page
     page.close()
 
@@ -159,9 +174,9 @@ def missing_node_problems(page) -> list[str]:
     return problems
 
 
-def frame_graph(page) -> float:
+def frame_graph(page, settle: bool = True) -> float:
     """Fits every node into the canvas (the Fit View button would zoom out past the point where node text is
-    drawn), redraws, and returns the scale."""
+    drawn), redraws, and returns the scale; ``settle`` waits for the DOM widgets to follow."""
     scale = page.evaluate("""() => {
         const margin = 24, badge = 24;  // room around the nodes; the pack badge sits above the title bar
         const nodes = app.graph._nodes, title = LiteGraph.NODE_TITLE_HEIGHT;
@@ -177,7 +192,8 @@ def frame_graph(page) -> float:
         app.canvas.draw(true, true);
         return scale;
     }""")
-    page.wait_for_timeout(1000)  # DOM widgets (the note, the video) follow the canvas on the next frames
+    if settle:
+        page.wait_for_timeout(1000)  # DOM widgets (the note, the video) follow the canvas on the next frames
     return scale
 
 
@@ -218,7 +234,8 @@ def test_a_missing_node_is_detected(page, server):
 
 
 @pytest.mark.parametrize("name", workflow_names())
-def test_workflow_opens_from_the_template_browser(page, server, name):
+def test_workflow_opens_from_the_template_browser(templates_page, server, name):
+    page = templates_page
     errors_before = len(page.errors)
     open_from_template_browser(page, server.setup.pack_name, name)
 
@@ -240,7 +257,7 @@ def test_workflow_opens_from_the_template_browser(page, server, name):
     )
     assert page.errors[errors_before:] == [], f"{name}: uncaught errors in the page"
 
-    scale = frame_graph(page)
+    scale = frame_graph(page, settle=SCREENSHOTS)
     assert scale >= 0.6, f"zoomed out to {scale:.2f}: node text would not be drawn; widen VIEWPORT"
     screenshot(page, f"workflow_{name}")
 
