@@ -29,12 +29,8 @@ from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint,
 from ..dynamicrafter.config import TOONCRAFTER
 from ..dynamicrafter.image import FitMode, fit_image
 from ..dynamicrafter.tooncrafter_decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
-from ..dynamicrafter.tooncrafter_vae import (
-    ReferenceContext,
-    ToonCrafterVAE,
-    is_dual_reference_vae,
-    vae_config_from_state_dict,
-)
+from ..dynamicrafter.tooncrafter_vae import ReferenceContext, ToonCrafterVAE
+from ..dynamicrafter.tooncrafter_vae_config import is_dual_reference_vae, vae_config_from_state_dict
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
 from .model import host_attention
