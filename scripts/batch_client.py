@@ -47,9 +47,9 @@ try:
         items_from_folder,
     )
     from .batch_journal import JOURNAL_NAME, Journal, JournalBusy
-    from .batch_pool import ServerListError, ServerSpec, server_specs
+    from .batch_pool import Options, ServerListError, ServerSpec, server_specs
     from .batch_progress import Progress, summary_table
-    from .batch_runner import BatchRunner, Options
+    from .batch_runner import BatchRunner
 except ImportError:
     from batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
     from batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
@@ -65,9 +65,9 @@ except ImportError:
         items_from_folder,
     )
     from batch_journal import JOURNAL_NAME, Journal, JournalBusy
-    from batch_pool import ServerListError, ServerSpec, server_specs
+    from batch_pool import Options, ServerListError, ServerSpec, server_specs
     from batch_progress import Progress, summary_table
-    from batch_runner import BatchRunner, Options
+    from batch_runner import BatchRunner
 
 __all__ = [
     "ComfyClient",

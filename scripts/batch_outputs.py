@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from .batch_http import ComfyClient, ItemError
+    from .batch_http import ComfyClient, ItemError, history_outcome, is_finished
 except ImportError:
-    from batch_http import ComfyClient, ItemError
+    from batch_http import ComfyClient, ItemError, history_outcome, is_finished
 
 SAVERS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
     "SaveVideo": lambda inputs: "mp4" if inputs.get("format", "auto") in ("auto", "mp4") else None,
@@ -104,3 +104,17 @@ async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_di
         os.replace(partial, target)
         saved.append(target)
     return saved
+
+
+async def locate(prompt_id: str, graph: dict[str, Any], prefixes: Any, server: Any) -> tuple[str, Any]:
+    """Where an item is on ``server`` (a ``batch_pool.ServerState``): queued | done (its files) | error (the
+    message) | absent. The queue is read before the history: an item leaves the queue and enters the history
+    in one step, so it is never missed in between; a restarted server has no history, so its output files
+    under the item's prefixes are looked for last."""
+    if prompt_id in await server.queue_ids():
+        return "queued", None
+    entry = await server.client.history(prompt_id)
+    if is_finished(entry):
+        return history_outcome(entry)
+    files = await find_outputs(server.client, graph, prefixes)
+    return ("done", files) if files else ("absent", None)

@@ -29,6 +29,19 @@ BAD_SERVER_LIMIT = 2
 """Items that failed on a server and then ran on another: this many and the server is set aside."""
 
 
+@dataclass
+class Options:
+    concurrency: int = 2
+    """Items queued on each server at once (a servers file may set its own)."""
+    poll: float = 2.0
+    """Seconds between checks of an item on its server (events wake it sooner)."""
+    server_wait: float = 600.0
+    """A server away longer than this is set aside; the batch stops when none is left."""
+    reassign_after: float = 60.0
+    """How long an item waits for its dead server to come back before it goes elsewhere."""
+    retry_failed: bool = False
+
+
 class ServerListError(ValueError):
     """A --server / --servers-file entry that cannot be used."""
 

@@ -17,57 +17,27 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 try:
     from .batch_graph import set_image
-    from .batch_http import (
-        FINISHED_EVENTS,
-        ComfyClient,
-        ItemError,
-        ServerDown,
-        follow_events,
-        history_outcome,
-        is_finished,
-    )
+    from .batch_http import FINISHED_EVENTS, ComfyClient, ItemError, ServerDown, follow_events
     from .batch_items import Job, Result
     from .batch_journal import JOURNAL_NAME, Journal
-    from .batch_outputs import find_outputs, save_outputs
-    from .batch_pool import BAD_SERVER_LIMIT, ServerSpec, ServerState, sleep_or_wake
+    from .batch_outputs import locate, save_outputs
+    from .batch_pool import BAD_SERVER_LIMIT, Options, ServerSpec, ServerState, sleep_or_wake
     from .batch_progress import Progress
 except ImportError:
     from batch_graph import set_image
-    from batch_http import (
-        FINISHED_EVENTS,
-        ComfyClient,
-        ItemError,
-        ServerDown,
-        follow_events,
-        history_outcome,
-        is_finished,
-    )
+    from batch_http import FINISHED_EVENTS, ComfyClient, ItemError, ServerDown, follow_events
     from batch_items import Job, Result
     from batch_journal import JOURNAL_NAME, Journal
-    from batch_outputs import find_outputs, save_outputs
-    from batch_pool import BAD_SERVER_LIMIT, ServerSpec, ServerState, sleep_or_wake
+    from batch_outputs import locate, save_outputs
+    from batch_pool import BAD_SERVER_LIMIT, Options, ServerSpec, ServerState, sleep_or_wake
     from batch_progress import Progress
 
 log = logging.getLogger("dynamicrafter.batch")
-
-
-@dataclass
-class Options:
-    concurrency: int = 2
-    """Items queued on each server at once (a servers file may set its own)."""
-    poll: float = 2.0
-    """Seconds between checks of an item on its server (events wake it sooner)."""
-    server_wait: float = 600.0
-    """A server away longer than this is set aside; the batch stops when none is left."""
-    reassign_after: float = 60.0
-    """How long an item waits for its dead server to come back before it goes elsewhere."""
-    retry_failed: bool = False
 
 
 class Released(Exception):
@@ -340,7 +310,7 @@ class BatchRunner:
         sent_before = self.journal.submitted(job.key)
         while True:
             try:
-                where, detail = await self._locate(job, state)
+                where, detail = await locate(job.prompt_id, job.graph, job.prefixes, state)
                 if where == "done":
                     files = await save_outputs(state.client, detail, self.out_dir, job.local_stem())
                     self.journal.write(
@@ -387,17 +357,6 @@ class BatchRunner:
             server=state.name,
         )
         self.progress.show(f"queued row {job.item.row} on {state.name}")
-
-    async def _locate(self, job: Job, state: ServerState) -> tuple[str, Any]:
-        """queued | done (files) | error (message) | absent. The queue is read before the history:
-        an item leaves the queue and enters the history in one step, so it is never missed in between."""
-        if job.prompt_id in await state.queue_ids():
-            return "queued", None
-        entry = await state.client.history(job.prompt_id)
-        if is_finished(entry):
-            return history_outcome(entry)
-        files = await find_outputs(state.client, job.graph, job.prefixes)
-        return ("done", files) if files else ("absent", None)
 
     # -- events --------------------------------------------------------------------------------
 
