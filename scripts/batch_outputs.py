@@ -106,15 +106,15 @@ async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_di
     return saved
 
 
-async def locate(prompt_id: str, graph: dict[str, Any], prefixes: Any, server: Any) -> tuple[str, Any]:
-    """Where an item is on ``server`` (a ``batch_pool.ServerState``): queued | done (its files) | error (the
-    message) | absent. The queue is read before the history: an item leaves the queue and enters the history
-    in one step, so it is never missed in between; a restarted server has no history, so its output files
-    under the item's prefixes are looked for last."""
-    if prompt_id in await server.queue_ids():
+async def locate(job: Any, server: Any) -> tuple[str, Any]:
+    """Where a ``batch_items.Job`` is on ``server`` (a ``batch_pool.ServerState``): queued | done (its files) |
+    error (the message) | absent. The queue is read before the history: an item leaves the queue and enters
+    the history in one step, so it is never missed in between; a restarted server has no history, so the
+    output files under the item's prefixes are looked for last."""
+    if job.prompt_id in await server.queue_ids():
         return "queued", None
-    entry = await server.client.history(prompt_id)
+    entry = await server.client.history(job.prompt_id)
     if is_finished(entry):
         return history_outcome(entry)
-    files = await find_outputs(server.client, graph, prefixes)
+    files = await find_outputs(server.client, job.graph, job.prefixes)
     return ("done", files) if files else ("absent", None)

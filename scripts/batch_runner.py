@@ -129,7 +129,7 @@ class BatchRunner:
                 if not state.up:
                     continue
                 try:
-                    where, _ = await self._locate(job, state)
+                    where, _ = await locate(job, state)
                 except ServerDown as e:
                     self._server_down(state, e)
                     continue
@@ -310,7 +310,7 @@ class BatchRunner:
         sent_before = self.journal.submitted(job.key)
         while True:
             try:
-                where, detail = await locate(job.prompt_id, job.graph, job.prefixes, state)
+                where, detail = await locate(job, state)
                 if where == "done":
                     files = await save_outputs(state.client, detail, self.out_dir, job.local_stem())
                     self.journal.write(

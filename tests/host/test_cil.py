@@ -2,7 +2,7 @@
 DynamiCrafter Sampler's init_noise and the NOISE for SamplerCustomAdvanced, against the REFERENCE code's goldens
 (tests/data/parity_cil, thu-ml/cond-image-leakage), and the clear errors for files that do not fit.
 
-The network is the small_512 parity fixture loaded through the pack's loader code, as in test_controls.
+The network is the small_512 parity fixture loaded through the pack's loader code, as in tests/host/controls.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from support import controls_parts
+from support.controls_parts import SCALE, TOL, as_video, assert_matches, call_node, load_fixture
 from support.parity_data import relative_l2
-
-from . import test_controls as CONTROLS
-from .test_controls import SCALE, TOL, as_video, assert_matches, call_node, load_fixture
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_cil"
 CONFIG = json.loads((GOLDENS / "config.json").read_text())
@@ -59,8 +58,8 @@ def model(pack):
 
 
 def conds(pack, g):
-    """Positive / negative as the image-to-video node builds them (test_controls), from the goldens' stand-ins."""
-    return CONTROLS.conds(pack, {**g, "latent_first_raw": g["c_concat"][:, :, 0] / SCALE})
+    """Positive / negative as the image-to-video node builds them (controls_parts), from the goldens' stand-ins."""
+    return controls_parts.conds(pack, {**g, "latent_first_raw": g["c_concat"][:, :, 0] / SCALE})
 
 
 def empty(g) -> dict:

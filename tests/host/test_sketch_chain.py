@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,10 +17,9 @@ from safetensors.torch import save_file
 
 from dynamicrafter.chain import segment_seed
 from support import sketch_parity as sp
-from support.modules import load_by_path
+from support.long_video_parts import TINY_VAE, FakeClipVision, pictures
 from support.tiny_host import relative_error
 
-LONG = load_by_path("_sketch_chain_long_video", Path(__file__).resolve().parent / "test_long_video.py")
 SIZE, FRAMES, FS = 64, 16, 10
 SEED, STEPS, CFG, ETA, RESCALE = 11, 1, 7.5, 1.0, -1.0
 ENCODER_FILE = "sketch_encoder_chain.safetensors"
@@ -38,7 +36,7 @@ def parts(comfy_host, tmp_path_factory):
     save_file(sp.random_weights("controlnet"), str(folder / ENCODER_FILE))
     comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder))
     g = torch.Generator().manual_seed(4)
-    vae = AutoencoderKL(ddconfig=LONG.TINY_VAE, embed_dim=4).state_dict()
+    vae = AutoencoderKL(ddconfig=TINY_VAE, embed_dim=4).state_dict()
     return SimpleNamespace(
         nodes={n: comfy_host.import_pack_module(f"nodes.{n}") for n in MODULES},
         sampler=comfy_host.import_pack_module("nodes.sampler_nodes").DynamiCrafterSampler,
@@ -46,10 +44,10 @@ def parts(comfy_host, tmp_path_factory):
         encoder=comfy_host.nodes.ControlNetLoader().load_controlnet(ENCODER_FILE)[0],
         vae=comfy.sd.VAE(
             sd={k: torch.randn(v.shape, generator=g) * 0.02 for k, v in vae.items()},
-            config={"params": {"ddconfig": LONG.TINY_VAE, "embed_dim": 4}},
+            config={"params": {"ddconfig": TINY_VAE, "embed_dim": 4}},
         ),
         prompts=tuple([[torch.randn(1, 77, 1024, generator=g), {}]] for _ in range(2)),
-        keyframes=LONG.pictures(3),
+        keyframes=pictures(3),
         sketches=sp.sketch_images(torch.rand(1, 1, 3, 32, 32, generator=g)),
     )
 
@@ -57,7 +55,7 @@ def parts(comfy_host, tmp_path_factory):
 @pytest.fixture(scope="module")
 def chain(parts):
     """Runs the chain (CLIP vision stood in for); returns the video and each segment's sampled latents."""
-    fake = LONG.FakeClipVision()
+    fake = FakeClipVision()
     latents: list[torch.Tensor] = []
     sampler = parts.nodes["long_video"].ClipSampler
     original = sampler.sample

@@ -43,10 +43,12 @@ class FixtureSet:
     def tensors(self, stem: str) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / f"{stem}.safetensors"))
 
-    def checkpoint(self) -> DynamiCrafterCheckpoint:
-        """weights + buffers as one state dict, loaded through the pack's own checkpoint code."""
+    def checkpoint(self, variant: str | None = None) -> DynamiCrafterCheckpoint:
+        """weights + buffers as one state dict, loaded through the pack's own checkpoint code as ``variant``
+        (default: the one the fixture's schedule is: 256 for eps, else 512)."""
         sd = {**self.tensors("weights"), **self.tensors("buffers")}
-        variant = "256" if self.config["diffusion"]["parameterization"] == "eps" else "512"
+        if variant is None:
+            variant = "256" if self.config["diffusion"]["parameterization"] == "eps" else "512"
         return checkpoint_from_state_dict(self.folder / "weights.safetensors", sd, variant)
 
     def schedule_config(self) -> ScheduleConfig:
