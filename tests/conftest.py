@@ -22,17 +22,17 @@ for _path in (ROOT, ROOT / "tests"):  # the project's packages, and tests/suppor
 # of one idling while the other runs a long file picked last (scripts/test passes --no-loadscope-reorder).
 LONGEST_FIRST = (
     "host/test_run_command.py",
+    "browser/test_frontend.py",
+    "host/test_patches.py",
+    "host/test_encoders_oracle.py",
     "host/test_batch_servers.py",
     "host/test_batch_client.py",
-    "host/test_patches.py",
-    "unit/test_packaging.py",
     "host/test_new_workflows.py",
-    "host/test_control_workflows.py",
-    "host/test_sketch_guidance.py",
-    "host/test_server.py",
-    "browser/test_frontend.py",
     "host/test_host_fidelity.py",
-    "host/test_encoders_oracle.py",
+    "host/test_server.py",
+    "host/test_control_workflows.py",
+    "host/test_cil.py",
+    "unit/test_packaging.py",
 )
 
 
