@@ -1,4 +1,5 @@
-"""What the batch-client tests count: complete videos a server wrote per item, and frames of a video."""
+"""What the batch-client tests make and count: a test picture, complete videos a server wrote per item, and
+frames of a video."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import av
+import numpy as np
+from PIL import Image
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS) not in sys.path:
@@ -28,3 +31,11 @@ def complete_videos(output_dir: Path) -> Counter:
 def frame_count(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def picture(path: Path, colour: tuple[int, int, int] = (220, 120, 40)) -> Path:
+    pixels = np.zeros((90, 160, 3), dtype=np.uint8)
+    pixels[:, :80] = colour
+    pixels[30:60, 100:140] = (40, 90, 230)
+    Image.fromarray(pixels).save(path)
+    return path
