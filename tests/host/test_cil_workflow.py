@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.comfy_server import load_api_workflow, workflow_names
+from support import workflow_checks as W
+from support import workflow_runs as NEW
+from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
 from support.host_checkpoints import write_host_checkpoint
-from support.modules import load_by_path
 from support.reference_data import manifest_path
 
 HERE = Path(__file__).resolve().parent
-W = load_by_path("_cil_workflow_generic_checks", HERE / "test_workflows.py")
-NEW = load_by_path("_cil_workflow_runs", HERE / "test_new_workflows.py")
 
 NAME = "cil_image_to_video_512"
 WIDTH, HEIGHT, FRAMES = NEW.WIDTH, NEW.HEIGHT, 16
@@ -44,7 +43,7 @@ def host(comfy_host, tmp_path_factory):
     mean = torch.randn(1, 4, FRAMES, HEIGHT // 8, WIDTH // 8, generator=generator)
     torch.save({"Expectation_X0": mean, "Tr_Cov_d": torch.tensor(0.5)}, stats / stats_name)
     comfy_host.folder_paths.add_model_folder_path("dynamicrafter_init_noise", str(stats))
-    for picture in W.WORKFLOW_INPUTS.glob("*.png"):
+    for picture in WORKFLOW_INPUTS.glob("*.png"):
         target = Path(comfy_host.folder_paths.get_input_directory()) / picture.name
         target.write_bytes(picture.read_bytes())
     return comfy_host
@@ -62,7 +61,7 @@ def tiny() -> dict:
 
 def test_the_workflow_is_shipped_with_its_thumbnail():
     assert NAME in workflow_names() and NAME in W.CIL_NAMES
-    assert (W.WORKFLOWS / f"{NAME}.jpg").is_file()
+    assert (WORKFLOWS / f"{NAME}.jpg").is_file()
     ui = W.load_ui(NAME)
     types = [n["type"] for n in ui["nodes"]]
     assert "DynamiCrafterAnalyticInit" in types and "DynamiCrafterSampler" in types

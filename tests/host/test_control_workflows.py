@@ -22,13 +22,12 @@ import numpy as np
 import pytest
 import torch
 
+from support import workflow_checks as W
 from support.comfy_server import WORKFLOW_INPUTS, load_api_workflow, shrink_workflow
 from support.host_checkpoints import write_host_checkpoint
-from support.modules import load_by_path
 from support.reference_data import manifest_path
 
 HERE = Path(__file__).resolve().parent
-W = load_by_path("_control_workflows_generic_checks", HERE / "test_workflows.py")
 
 TINY_CKPT = "dynamicrafter_tiny_512.ckpt"
 WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 16, 2

@@ -14,12 +14,11 @@ import torch
 from PIL import Image
 
 import support.director_fakes as H
-from support.modules import load_by_path
+from support.audio_files import write_tone
 
 pytestmark = pytest.mark.host
 
 UNIT = Path(__file__).resolve().parents[1] / "unit"
-SOUND = load_by_path("_director_test_soundtrack", UNIT / "test_director_soundtrack.py")
 
 NODE_IDS = {
     "DynamiCrafterDirectorConnection",
@@ -120,8 +119,8 @@ def test_whole_director_graph_runs_in_comfyui(comfy_host, director_nodes, secret
     comfy_host.load_builtin_extras()  # CreateVideo / SaveVideo take the soundtrack
     music = tmp_path / "music"
     music.mkdir()
-    SOUND.write_tone(music / "calm_piano.wav", 1.0, 22050, 220.0, channels=1)
-    SOUND.write_tone(music / "storm_drums.flac", 3.0, 32000, 110.0)
+    write_tone(music / "calm_piano.wav", 1.0, 22050, 220.0, channels=1)
+    write_tone(music / "storm_drums.flac", 3.0, 32000, 110.0)
     (music / "tags.txt").write_text("storm_drums.flac: dark, drums, tension\n")
     with H.FakeOpenAI() as fake:
         fake.allow(monkeypatch)
@@ -285,7 +284,7 @@ def test_failures_stop_the_graph_with_a_clear_message_and_no_key(
             expected = """not the JSON that was asked for: '{"style": "noir", "scenes": ["a dark street",'"""
         elif case == "no valid track":
             fake.answer('{"index": 9}')
-            SOUND.write_tone(tmp_path / "a.wav", 0.2, 8000, 440.0, channels=1)
+            write_tone(tmp_path / "a.wav", 0.2, 8000, 440.0, channels=1)
             node = {
                 "class_type": "DynamiCrafterDirectorSoundtrack",
                 "inputs": {

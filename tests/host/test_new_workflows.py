@@ -14,44 +14,60 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import secrets
 import shutil
-import struct
-import time
 import uuid
-import wave
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
 from safetensors.torch import save_file
 
 import support.director_fakes as H
 from dynamicrafter.checkpoint import PART_PREFIXES
+from support import workflow_checks
+from support.audio_files import write_tone
 from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.modules import load_by_path
 from support.reference_data import manifest_path
 from support.stock_model_files import write_controlnet, write_sd21_layout_checkpoint, write_workflow_model_files
+from support.workflow_checks import (
+    FRONTEND_ONLY,
+    NEW_NAMES,
+    assert_note_explains_every_widget,
+    check_value,
+    frontend_layout,
+    load_generator,
+    load_ui,
+    node_info,
+)
+from support.workflow_runs import (
+    FPS,
+    HEIGHT,
+    SKETCH_ENCODER,
+    STEPS,
+    WIDTH,
+    of_type,
+    run_timed,
+    sampled_with_strength,
+    saved_video,
+    video_facts,
+)
 
 HERE = Path(__file__).resolve().parent
 
 
-W = load_by_path("_new_workflows_generic_checks", HERE / "test_workflows.py")
 TOON = load_by_path("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
 
-NEW = W.NEW_NAMES
+NEW = NEW_NAMES
 """The workflows these checks cover (test_workflows.py checks the others)."""
-WIDTH, HEIGHT, STEPS, FPS = 128, 64, 1, 8.0
 TINY = {
     "dynamicrafter_512_v1.ckpt": "dynamicrafter_tiny_512.ckpt",
     "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
     "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors",
 }
-SKETCH_ENCODER = "sketch_encoder.ckpt"  # the name the sketch workflow loads
 SIZED = {
     "DynamiCrafterImageToVideo",
     "DynamiCrafterInterpolation",
@@ -114,15 +130,6 @@ def tiny(name: str) -> dict[str, Any]:
     return prompt
 
 
-def of_type(prompt: dict[str, Any], class_type: str) -> dict[str, Any]:
-    (node,) = [n["inputs"] for n in prompt.values() if n["class_type"] == class_type]
-    return node
-
-
-def load_ui(name: str) -> dict[str, Any]:
-    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
-
-
 # --------------------------------------------------------------------------------------------------
 # The files
 # --------------------------------------------------------------------------------------------------
@@ -130,7 +137,7 @@ def load_ui(name: str) -> dict[str, Any]:
 
 def test_the_new_workflows_are_shipped_and_current(comfy_host):
     assert set(NEW) <= set(workflow_names())
-    generator = W.load_generator()
+    generator = load_generator()
     assert generator.stale_files() == []
     assert generator.main(["--check"]) == 0
     for name in NEW:
@@ -150,8 +157,8 @@ def test_keyframes_are_one_size():
 
 
 def ui_to_api(host, ui: dict[str, Any]) -> dict[str, Any]:
-    """test_workflows.ui_to_api, where a widget fed by a link is the link (as the frontend exports it)."""
-    prompt = W.ui_to_api(host, ui)
+    """workflow_checks.ui_to_api, where a widget fed by a link is the link (as the frontend exports it)."""
+    prompt = workflow_checks.ui_to_api(host, ui)
     links = {row[0]: row for row in ui["links"]}
     for node in ui["nodes"]:
         for entry in node.get("inputs", []):
@@ -184,9 +191,9 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
     assert ui["last_link_id"] == max(links) and ui["last_node_id"] == max(nodes)
     problems: list[str] = []
     for node in ui["nodes"]:
-        if node["type"] in W.FRONTEND_ONLY:
+        if node["type"] in FRONTEND_ONLY:
             continue
-        layout = W.frontend_layout(W.node_info(host, node["type"]))
+        layout = frontend_layout(node_info(host, node["type"]))
         where = f"{name} node {node['id']} ({node['type']})"
         values = node["widgets_values"]
         if len(values) != len(layout.widgets):
@@ -196,7 +203,7 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
             if (node["type"], widget) == ("DynamiCrafterToonCrafterLoader", "ckpt_name"):  # the user's files
                 problem = None if value == node["properties"]["models"][0]["name"] else f"{widget}: {value!r}"
             else:
-                problem = W.check_value(node["type"], widget, kind, options, value)
+                problem = check_value(node["type"], widget, kind, options, value)
             if problem:
                 problems.append(f"{where}: {problem}")
         sockets = [(i["name"], i["type"], i.get("shape") == 7) for i in node["inputs"] if "widget" not in i]
@@ -233,7 +240,7 @@ def test_ui_and_api_describe_the_same_graph(host, name):
 
 @pytest.mark.parametrize("name", NEW)
 def test_note_explains_every_widget(host, name):
-    W.test_note_explains_every_widget(host, name)  # the same check, on the new files
+    assert_note_explains_every_widget(host, name)  # the same check, on the new files
 
 
 def test_the_settings_are_the_models_own():
@@ -268,36 +275,6 @@ def test_the_settings_are_the_models_own():
 # --------------------------------------------------------------------------------------------------
 
 
-def saved_video(host, run) -> Path:
-    files = [f for node in run.ui.values() for f in node.get("images", [])]
-    assert len(files) == 1, run.ui
-    return Path(host.folder_paths.get_output_directory()) / files[0].get("subfolder", "") / files[0]["filename"]
-
-
-def video_facts(path: Path) -> dict[str, Any]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        facts = {
-            "frames": sum(1 for _ in container.decode(stream)),
-            "size": (stream.width, stream.height),
-            "fps": float(stream.average_rate),
-            "audio": None,
-        }
-    with av.open(str(path)) as container:
-        if container.streams.audio:
-            audio = container.streams.audio[0]
-            samples = sum(frame.samples for frame in container.decode(audio))
-            facts["audio"] = samples / audio.rate
-    return facts
-
-
-def run_timed(host, prompt: dict[str, Any], **kw: Any):
-    start = time.perf_counter()
-    run = host.run_prompt(prompt, **kw)
-    print(f"\nran in {time.perf_counter() - start:.1f} s")
-    return run
-
-
 def test_keyframe_chain_runs(host):
     run = run_timed(host, tiny("keyframe_chain_512"))
     assert video_facts(saved_video(host, run)) == {"frames": 31, "size": (WIDTH, HEIGHT), "fps": FPS, "audio": None}
@@ -313,18 +290,6 @@ def test_long_video_runs(host):
 def test_tooncrafter_runs(host):
     run = run_timed(host, tiny("tooncrafter_512"))
     assert video_facts(saved_video(host, run)) == {"frames": 16, "size": (WIDTH, HEIGHT), "fps": FPS, "audio": None}
-
-
-def write_wav(path: Path, seconds: float, rate: int = 16000, hz: float = 220.0) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(
-            b"".join(
-                struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / rate))) for i in range(int(seconds * rate))
-            )
-        )
 
 
 def _route(body: dict[str, Any]) -> H.Reply:
@@ -349,8 +314,8 @@ def director(monkeypatch, tmp_path):
     monkeypatch.setenv(H.AUDIO_DIRS_ENV, str(tmp_path))
     music = tmp_path / "music"
     music.mkdir()
-    write_wav(music / "bright_march.wav", 2.0, hz=440.0)
-    write_wav(music / "slow_sunset.wav", 8.0)
+    write_tone(music / "bright_march.wav", 2.0, 16000, 440.0, channels=1)
+    write_tone(music / "slow_sunset.wav", 8.0, 16000, 220.0, channels=1)
     with H.FakeOpenAI() as fake:
         fake.allow(monkeypatch)
         fake.responder = _route
@@ -412,20 +377,6 @@ def stock_models(host, tmp_path_factory):
     for folder_name in write_workflow_model_files(folder, unet):
         host.folder_paths.add_model_folder_path(folder_name, str(folder / folder_name))
     return host
-
-
-def sampled_with_strength(host, prompt: dict[str, Any], class_type: str, strength: str) -> list[Any]:
-    """The sampler's latent and the saved video's frame count at the workflow's strength, then at strength 0."""
-    (sampler,) = [k for k, n in prompt.items() if n["class_type"] == "DynamiCrafterSampler"]
-    results = []
-    for value in (of_type(prompt, class_type)[strength], 0.0):
-        of_type(prompt, class_type)[strength] = value
-        run = run_timed(
-            host, prompt, outputs=[sampler, *[k for k, n in prompt.items() if n["class_type"] == "SaveVideo"]]
-        )
-        assert video_facts(saved_video(host, run))["frames"] == 16
-        results.append(run.output(sampler)["samples"])
-    return results
 
 
 def test_controlnet_workflow_runs(stock_models):

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from support import workflow_runs as NEW
 from support.comfy_server import WORKFLOW_INPUTS, load_api_workflow
 from support.modules import load_by_path
 from support.stock_model_files import write_controlnet, write_sd21_layout_tooncrafter
 from support.stock_nodes import call_node
 
 HERE = Path(__file__).resolve().parent
-NEW = load_by_path("_sketch_workflow_new_workflows", HERE / "test_new_workflows.py")
 TOON = load_by_path("_sketch_workflow_tooncrafter", HERE / "test_tooncrafter.py")
 NAME = "tooncrafter_sketch_512"
 TOON_FILE = "tooncrafter_512_interp_sd21_layout_tiny.safetensors"

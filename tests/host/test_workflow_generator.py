@@ -11,10 +11,7 @@ import json
 
 import pytest
 
-from support.comfy_server import WORKFLOWS
-from support.modules import load_by_path
-
-W = load_by_path("_generator_generic_checks", WORKFLOWS.parent / "tests" / "host" / "test_workflows.py")
+from support import workflow_checks as W
 
 
 @pytest.fixture

@@ -12,12 +12,9 @@ from typing import Any
 import torch
 
 import support.director_fakes as H
-from support.modules import load_by_path
+from support.audio_files import write_tone
 
 redact = H.director("redact")
-SOUND = load_by_path(
-    "_director_security_soundtrack", Path(__file__).resolve().parents[1] / "unit" / "test_director_soundtrack.py"
-)
 DESCRIBE = "A lighthouse blinks while waves roll in, static camera."
 TRACK = '{"index": 1, "reason": "calm"}'
 
@@ -97,7 +94,7 @@ def recorded(*fakes: H.FakeOpenAI) -> str:
 
 def music(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    SOUND.write_tone(folder / "calm_sea.wav", 0.5, 8000, 220.0, channels=1)
+    write_tone(folder / "calm_sea.wav", 0.5, 8000, 220.0, channels=1)
     return folder
 
 
