@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from support import controls_parts
-from support.controls_parts import SCALE, TOL, as_video, assert_matches, call_node, load_fixture
+from support.controls_parts import SCALE, TOL, as_video, assert_matches, load_fixture, sample_custom_advanced
 from support.parity_data import relative_l2
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_cil"
@@ -100,22 +100,14 @@ def test_sampler_with_analytic_init_equals_the_reference(pack, model, g, stats_f
 
 def test_analytic_noise_in_sampler_custom_advanced_equals_the_reference(pack, model, g, stats_folder, single_thread):
     m = CONFIG["runs"][0]["M"]
-    nodes, custom, init_nodes = pack["sampler_nodes"], pack["custom"], pack["init_noise"]
+    nodes, init_nodes = pack["sampler_nodes"], pack["init_noise"]
     positive, negative = conds(pack, g)
     init = load_init(pack, "initial_noise_small.safetensors", m)
     noise = init_nodes.DynamiCrafterAnalyticNoise.execute(model, positive, init, SEED).result[0]
     guider = nodes.guider_for(model, positive, negative, CONFIG["sampling"]["cfg"], None, -1.0)
     sampler = nodes.DynamiCrafterDDIMSampler.execute(model, 1.0, "auto").result[0]
     sigmas = nodes.DynamiCrafterScheduler.execute(model, CONFIG["sampling"]["steps"], "auto", m / 1000).result[0]
-    with torch.no_grad():
-        out = call_node(
-            custom.SamplerCustomAdvanced,
-            noise=noise,
-            guider=guider,
-            sampler=sampler,
-            sigmas=sigmas,
-            latent_image=empty(g),
-        )[0]["samples"]
+    out = sample_custom_advanced(pack, noise, guider, sampler, sigmas, empty(g))
     assert_matches(as_video(out), g[f"M{m}.eta1.final"])
 
 

@@ -79,6 +79,19 @@ def call_node(node_class, **inputs):
     return node_class.execute(**inputs).result
 
 
+def sample_custom_advanced(pack, noise, guider, sampler, sigmas, latent: dict) -> torch.Tensor:
+    """The stock SamplerCustomAdvanced's output latent from the given pieces (``pack["custom"]`` is its module)."""
+    with torch.no_grad():
+        return call_node(
+            pack["custom"].SamplerCustomAdvanced,
+            noise=noise,
+            guider=guider,
+            sampler=sampler,
+            sigmas=sigmas,
+            latent_image=latent,
+        )[0]["samples"]
+
+
 def empty() -> dict:
     return {"samples": torch.zeros(FRAMES, 4, 8, 16)}
 

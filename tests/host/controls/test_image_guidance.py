@@ -18,6 +18,7 @@ from support.controls_parts import (
     empty,
     golden,
     sample,
+    sample_custom_advanced,
 )
 from support.parity_data import relative_l2
 
@@ -44,15 +45,7 @@ def test_image_guider_in_sampler_custom_advanced_equals_the_original(pack, fixtu
     sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]
     sigmas = nodes.DynamiCrafterScheduler.execute(fixture_model, CONFIG["sampling"]["steps"], "auto").result[0]
     noise = call_node(custom.RandomNoise, noise_seed=SEED)[0]
-    with torch.no_grad():
-        out = call_node(
-            custom.SamplerCustomAdvanced,
-            noise=noise,
-            guider=guider,
-            sampler=sampler,
-            sigmas=sigmas,
-            latent_image=empty(),
-        )[0]["samples"]
+    out = sample_custom_advanced(pack, noise, guider, sampler, sigmas, empty())
     assert_matches(as_video(out), g["eta1.final"])
 
 
@@ -63,13 +56,5 @@ def test_image_guider_drives_a_stock_sampler(pack, fixture_model, single_thread)
     guider = nodes.DynamiCrafterImageGuider.execute(fixture_model, positive, negative, 7.5, 2.5, -1.0).result[0]
     sampler = call_node(custom.KSamplerSelect, sampler_name="euler")[0]
     sigmas = call_node(custom.BasicScheduler, model=fixture_model, scheduler="normal", steps=3, denoise=1.0)[0]
-    with torch.no_grad():
-        out = call_node(
-            custom.SamplerCustomAdvanced,
-            noise=call_node(custom.RandomNoise, noise_seed=1)[0],
-            guider=guider,
-            sampler=sampler,
-            sigmas=sigmas,
-            latent_image=empty(),
-        )[0]["samples"]
+    out = sample_custom_advanced(pack, call_node(custom.RandomNoise, noise_seed=1)[0], guider, sampler, sigmas, empty())
     assert out.shape == (FRAMES, 4, 8, 16) and torch.isfinite(out).all() and out.abs().max() > 0

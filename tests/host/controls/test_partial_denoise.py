@@ -16,6 +16,7 @@ from support.controls_parts import (
     golden,
     host_latent,
     sample,
+    sample_custom_advanced,
 )
 from support.parity_data import relative_l2
 
@@ -36,15 +37,14 @@ def test_partial_denoise_in_sampler_custom_advanced_equals_the_original(pack, fi
     guider = call_node(custom.CFGGuider, model=patched, positive=positive, negative=negative, cfg=7.5)[0]
     sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]
     sigmas = nodes.DynamiCrafterScheduler.execute(fixture_model, CONFIG["sampling"]["steps"], "auto", 0.6).result[0]
-    with torch.no_grad():
-        out = call_node(
-            custom.SamplerCustomAdvanced,
-            noise=call_node(custom.RandomNoise, noise_seed=SEED)[0],
-            guider=guider,
-            sampler=sampler,
-            sigmas=sigmas,
-            latent_image={"samples": host_latent(g["start_latent"])},
-        )[0]["samples"]
+    out = sample_custom_advanced(
+        pack,
+        call_node(custom.RandomNoise, noise_seed=SEED)[0],
+        guider,
+        sampler,
+        sigmas,
+        {"samples": host_latent(g["start_latent"])},
+    )
     assert_matches(as_video(out), g["eta1.final"])
 
 

@@ -135,42 +135,30 @@ def test_return_to_source_mode_ends_every_clip_on_the_source(pack, tiny, fake_cl
     long_video = pack["long_video"]
     source = pictures(1, seed=6)
     plan = ContinuationPlan(total=20, clip_frames=FRAMES, overlap=4)
+
+    def run(model):
+        return long_video.generate_long_video(
+            model,
+            tiny["positive"],
+            tiny["negative"],
+            vae,
+            object(),
+            source,
+            plan,
+            WIDTH,
+            HEIGHT,
+            0,
+            "crop",
+            settings(pack, steps=1),
+            long_video.MODE_RETURN,
+            True,
+            False,
+        )
+
     with pytest.raises(ValueError, match="512_interp checkpoint"):
-        long_video.generate_long_video(
-            tiny["512"],
-            tiny["positive"],
-            tiny["negative"],
-            vae,
-            object(),
-            source,
-            plan,
-            WIDTH,
-            HEIGHT,
-            0,
-            "crop",
-            settings(pack, steps=1),
-            long_video.MODE_RETURN,
-            True,
-            False,
-        )
+        run(tiny["512"])
     with torch.no_grad():
-        result = long_video.generate_long_video(
-            tiny["512_interp"],
-            tiny["positive"],
-            tiny["negative"],
-            vae,
-            object(),
-            source,
-            plan,
-            WIDTH,
-            HEIGHT,
-            0,
-            "crop",
-            settings(pack, steps=1),
-            long_video.MODE_RETURN,
-            True,
-            False,
-        )
+        result = run(tiny["512_interp"])
     assert result.video.shape[0] == 20
     # clip 0 is a loop of the source (encoded once); clip 1 goes from its start frame back to the source
     assert torch.equal(vae.encoded[0], source)
