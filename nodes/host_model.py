@@ -68,19 +68,37 @@ def model_from_checkpoint(
     if options.get("fp8_optimizations", False):
         config.optimizations["fp8"] = True
     offload_device = mm.unet_offload_device()
-    model = config.get_model(device=mm.unet_inital_load_device(comfy.utils.calculate_parameters(state), dtype))
-    missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False)
+    model = config.get_model()
+    patcher = new_patcher(model, load_device, offload_device)
+    if not mm.is_device_cpu(offload_device):
+        model.to(offload_device)
+    missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False, assign=is_dynamic(patcher))
     if missing or unexpected:
         raise CheckpointError(
             ckpt.path,
             f"the weights do not fit the network derived from their shapes "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged",
         )
-    model = model.to(offload_device)
     log.info("DynamiCrafter %s: weights %s, compute %s", ckpt.variant.name, dtype, manual_cast or dtype)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
     patcher.add_callback(comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, _forget_image_tokens)
     return patcher
+
+
+def new_patcher(
+    model: torch.nn.Module, load_device: torch.device, offload_device: torch.device
+) -> comfy.model_patcher.ModelPatcher:
+    """The patcher class the host's own loaders use for a model (``CoreModelPatcher``, since 0.33.0).
+
+    On an NVIDIA card with dynamic VRAM (0.33.0's default) ``main.py`` makes that ``ModelPatcherDynamic``, which
+    streams weights as the host's core models do; elsewhere, and on 0.8.0, it is the plain ``ModelPatcher``.
+    """
+    patcher_class = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+    return patcher_class(model, load_device=load_device, offload_device=offload_device)
+
+
+def is_dynamic(patcher: comfy.model_patcher.ModelPatcher) -> bool:
+    """Whether the patcher streams weights (dynamic VRAM): then the weights are assigned, not copied, on load."""
+    return bool(getattr(patcher, "is_dynamic", lambda: False)())
 
 
 def _forget_image_tokens(patcher: comfy.model_patcher.ModelPatcher) -> None:

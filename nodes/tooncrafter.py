@@ -32,7 +32,7 @@ from ..dynamicrafter.tooncrafter_decode import CHUNK_FRAMES, ChunkDecoder, decod
 from ..dynamicrafter.tooncrafter_vae import ReferenceContext, ToonCrafterVAE
 from ..dynamicrafter.tooncrafter_vae_config import is_dual_reference_vae, vae_config_from_state_dict
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
-from .host_model import WEIGHT_DTYPES, model_from_checkpoint, vae_from_checkpoint
+from .host_model import WEIGHT_DTYPES, is_dynamic, model_from_checkpoint, new_patcher, vae_from_checkpoint
 from .model import host_attention
 from .registry import CATEGORY
 from .validation import CheckedNode
@@ -71,19 +71,19 @@ def tooncrafter_vae_from_state_dict(sd: dict[str, torch.Tensor], source: str) ->
     dtype = mm.vae_dtype(load_device, [torch.bfloat16, torch.float32])
     vae = ToonCrafterVAE(
         config, attention=host_attention, dtype=dtype, device=offload_device, operations=comfy.ops.disable_weight_init
-    )
-    missing, unexpected = vae.load_state_dict(sd, strict=False)
+    ).eval()
+    if hasattr(mm, "archive_model_dtypes"):  # 0.33.0: what dynamic VRAM casts the streamed weights back to
+        mm.archive_model_dtypes(vae)
+    patcher = new_patcher(vae, load_device, offload_device)
+    missing, unexpected = vae.load_state_dict(sd, strict=False, assign=is_dynamic(patcher))
     if missing or unexpected:
         raise CheckpointError(
             source,
             f"the ToonCrafter VAE weights do not fit the network derived from their shapes "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged",
         )
-    vae.eval()
     log.info("ToonCrafter VAE: %d levels, width %d, dtype %s", len(config.channel_mult), config.channels, dtype)
-    return ToonCrafterVAEModel(
-        comfy.model_patcher.ModelPatcher(vae, load_device=load_device, offload_device=offload_device), dtype
-    )
+    return ToonCrafterVAEModel(patcher, dtype)
 
 
 def per_frame_vae_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

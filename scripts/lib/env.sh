@@ -10,16 +10,16 @@
 
 # The newest release the tests know: the default host of scripts/test and scripts/run. When a newer
 # release is added to the kit, change this line (and its commit below).
-COMFYUI_NEWEST=0.8.0
+COMFYUI_NEWEST=0.33.0
 # The oldest release [tool.comfy] requires-comfyui claims; scripts/test runs the server tests on it too.
-COMFYUI_OLDEST=0.3.64
+COMFYUI_OLDEST=0.8.0
 COMFYUI_UPSTREAM=https://github.com/comfyanonymous/ComfyUI
 
 # The upstream commit of each release (what a git clone checks out; the kit's archives are the same trees).
 comfyui_commit() {
   case "$1" in
+    0.33.0) echo 2f35f4a08176d993cded35dac3332be4f7287f41 ;;
     0.8.0) echo fc0cb10bcbee6e73ed3caf34c27f7bde4559a07f ;;
-    0.3.64) echo a125cd84b054a57729b5eecab930ca9408719832 ;;
     *) echo "unknown ComfyUI release '$1' (known: $COMFYUI_NEWEST, $COMFYUI_OLDEST)" >&2; return 2 ;;
   esac
 }

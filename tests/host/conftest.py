@@ -164,8 +164,10 @@ class ComfyHost:
         executor = self.new_executor()
         executor.execute(prompt, prompt_id, dict(extra_data or {}), targets)
         collected: dict[str, list[list[Any]]] = {}
+        outputs_cache = executor.caches.outputs
+        read_cached = getattr(outputs_cache, "get_local", outputs_cache.get)  # 0.33.0's get is a coroutine
         for node_id in prompt:
-            cached = executor.caches.outputs.get(node_id)
+            cached = read_cached(node_id)
             if cached is not None:
                 collected[str(node_id)] = list(getattr(cached, "outputs", cached))
         run = PromptRun(
@@ -182,19 +184,19 @@ class ComfyHost:
 
 
 def _executor_arguments(executor_class: type) -> dict[str, Any]:
-    """The keyword arguments the host's own ``main.py`` gives ``PromptExecutor``, with its default cache.
+    """The ``cache_args`` this host's own ``main.py`` gives ``PromptExecutor``, with the executor's default cache.
 
-    Releases differ here: 0.8.0 takes ``cache_args`` (and reads ``cache_args["ram"]`` after every node),
-    0.3.64 takes ``cache_size``. The constructor's signature tells which one this host has.
+    Releases differ: 0.8.0 reads ``cache_args["ram"]`` after every node; 0.33.0 also reads
+    ``cache_args["ram_inactive"]`` at the start of every prompt, and its ``--cache-ram`` is a list of GB values
+    (``[]`` by default) where 0.8.0 has one number. The tests keep the executor's default (classic) cache, so the
+    RAM-pressure limits are zero, as ``main.py`` leaves them outside the RAM-pressure cache.
     """
     from comfy.cli_args import args
 
-    parameters = inspect.signature(executor_class).parameters
-    if "cache_args" in parameters:
-        return {"cache_args": {"lru": args.cache_lru, "ram": args.cache_ram}}
-    if "cache_size" in parameters:
-        return {"cache_size": args.cache_lru}
-    return {}
+    cache_args: dict[str, Any] = {"lru": args.cache_lru, "ram": 0}
+    if isinstance(args.cache_ram, list):
+        cache_args["ram_inactive"] = 0
+    return {"cache_args": cache_args}
 
 
 def _prefer_comfyui_on_path(comfy_dir: Path) -> None:
