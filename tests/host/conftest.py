@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
-import inspect
 import shutil
 import subprocess
 import sys
