@@ -18,7 +18,12 @@ is sent, each submission, output and error: kill the client or any server, start
 is still made exactly once (see ``batch_runner``). Items that failed (bad image, validation error) are
 skipped by later runs unless ``--retry-failed``.
 
-Needs only the standard library and aiohttp (which ComfyUI itself requires): it imports nothing from the
+Only pictures are uploaded, and only from the folder (or the CSV's folder tree) unless
+``--allow-files-outside``: a CSV naming ``/etc/passwd`` or a link out of its folder uploads nothing
+(``batch_files``). Prompt ids are derived with a secret kept in the journal, and a result is taken only
+when the server's stored graph is the item's own.
+
+Needs only the standard library, aiohttp and Pillow (which ComfyUI itself requires): it imports nothing from the
 pack, so it runs from a checkout, as the ``dynamicrafter-batch`` console script, or on another machine.
 """
 
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 try:
+    from .batch_files import ALLOW_OUTSIDE_OPTION
     from .batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
     from .batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
     from .batch_items import (
@@ -51,6 +57,7 @@ try:
     from .batch_progress import Progress, summary_table
     from .batch_runner import BatchRunner
 except ImportError:
+    from batch_files import ALLOW_OUTSIDE_OPTION
     from batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
     from batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
     from batch_items import (
@@ -108,6 +115,12 @@ def base_parser() -> argparse.ArgumentParser:
     source.add_argument("--images", type=Path, help="a folder of pictures (a <name>.txt beside one is its prompt)")
     source.add_argument("--csv", type=Path, help="a CSV with columns image, prompt and any workflow input below")
     parser.add_argument("--out", type=Path, help="output folder (holds journal.jsonl)")
+    parser.add_argument(
+        ALLOW_OUTSIDE_OPTION,
+        action="store_true",
+        help="upload pictures a CSV names outside its own folder tree (or links in --images leading out of it); "
+        "without it such rows fail and nothing of them is uploaded",
+    )
     parser.add_argument(
         "--server",
         action="append",
@@ -269,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         specs = servers_of(args)
-        items = items_from_csv(args.csv, args.prompt) if args.csv else items_from_folder(args.images, args.prompt)
+        outside = args.allow_files_outside
+        items = (
+            items_from_csv(args.csv, args.prompt, outside)
+            if args.csv
+            else items_from_folder(args.images, args.prompt, outside)
+        )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

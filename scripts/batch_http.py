@@ -17,7 +17,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("dynamicrafter.batch")
@@ -25,6 +24,10 @@ log = logging.getLogger("dynamicrafter.batch")
 FINISHED_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 MAX_WS_MESSAGE = 64 << 20
 """Largest websocket frame accepted (previews are far smaller)."""
+DEFAULT_MAX_UPLOAD_MB = 100.0
+"""ComfyUI's ``--max-upload-size`` default."""
+UPLOAD_OVERHEAD = 4096
+"""Room for the multipart form around the file (the server's limit counts the whole body)."""
 
 
 class ItemError(Exception):
@@ -33,6 +36,20 @@ class ItemError(Exception):
 
 class ServerDown(Exception):
     """The server did not answer (restarting, killed, not yet up)."""
+
+
+def _option(argv: list[Any], name: str, default: float) -> float:
+    """A numeric option's value in a command line (``--name X`` or ``--name=X``), else ``default``."""
+    value = None
+    for n, word in enumerate(argv):
+        if word == name and n + 1 < len(argv):
+            value = argv[n + 1]
+        elif isinstance(word, str) and word.startswith(name + "="):
+            value = word.partition("=")[2]
+    try:
+        return float(value) if value is not None else default
+    except ValueError:
+        return default
 
 
 def display_url(url: str) -> str:
@@ -61,6 +78,7 @@ class ComfyClient:
         self._timeout = timeout
         self._headers = dict(headers or {})
         self._session = None
+        self._upload_limit: int | None = None
 
     async def __aenter__(self) -> ComfyClient:
         aiohttp = _aiohttp()
@@ -109,17 +127,38 @@ class ComfyClient:
             raise ItemError("the server rejected the prompt: " + describe_rejection(data))
         raise ServerDown(f"{self.name}: POST /prompt answered {status}")
 
-    async def upload(self, path: Path, name: str) -> str:
+    async def upload_limit(self) -> int:
+        """The largest request body the server takes, in bytes: its ``--max-upload-size`` (MB, default 100),
+        read from the command line ``/system_stats`` reports."""
+        if self._upload_limit is None:
+            data = await self._expect_ok("GET", "/system_stats")
+            argv = (data.get("system") or {}).get("argv") if isinstance(data, dict) else None
+            self._upload_limit = round(_option(argv or [], "--max-upload-size", DEFAULT_MAX_UPLOAD_MB) * (1 << 20))
+        return self._upload_limit
+
+    async def upload(self, upload: Any, name: str) -> str:
+        """Stream a checked picture (``batch_files.Upload``) into the server's ``input`` folder as ``name``."""
+        limit = await self.upload_limit()
+        if upload.size + UPLOAD_OVERHEAD > limit:
+            raise ItemError(
+                f"{upload.path.name} is {upload.size / (1 << 20):.1f} MiB; {self.name} takes uploads up to "
+                f"{limit / (1 << 20):g} MiB (its --max-upload-size): make the picture smaller or raise that limit"
+            )
         aiohttp = _aiohttp()
-        form = aiohttp.FormData()
-        form.add_field("image", path.read_bytes(), filename=name, content_type="application/octet-stream")
-        form.add_field("overwrite", "true")
-        form.add_field("type", "input")
-        status, data = await self._request("POST", "/upload/image", data=form)
+        with upload.open() as f:
+            form = aiohttp.FormData()
+            form.add_field("image", f, filename=name, content_type="application/octet-stream")
+            form.add_field("overwrite", "true")
+            form.add_field("type", "input")
+            status, data = await self._request("POST", "/upload/image", data=form)
+        if status == 413:
+            raise ItemError(
+                f"{self.name} refused {upload.path.name} as too large (HTTP 413): raise its --max-upload-size"
+            )
         if status >= 500 or status in (401, 403, 407, 429):
             raise ServerDown(f"{self.name}: POST /upload/image answered {status}")
         if status != 200 or not isinstance(data, dict):
-            raise ItemError(f"uploading {path} failed (HTTP {status})")
+            raise ItemError(f"uploading {upload.path.name} failed (HTTP {status})")
         return data["name"] if not data.get("subfolder") else f"{data['subfolder']}/{data['name']}"
 
     async def fetch(self, filename: str, subfolder: str, kind: str = "output") -> bytes | None:

@@ -1,8 +1,10 @@
 """Batch items: the rows a user gives (a CSV or a folder of pictures), made into ready-to-send jobs.
 
 A job is an item's graph with its values set, plus a key derived from that exact graph (and a hash of
-the picture): the same item always gets the same key, prompt id and server-side output prefix, which is
-what lets any client run find what an earlier run did.
+the picture): the same item always gets the same key, which is what lets any client run find in the
+journal what an earlier run did. The prompt id, upload name and output prefix the server sees are not
+derived from the key alone (anyone with the same picture could compute them): the runner binds them with
+the journal's secret (:meth:`Job.bind`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 try:
+    from .batch_files import LocalFileError, Upload, check_picture, readable_beside
     from .batch_graph import (
         DEFAULT_WORKFLOW,
         Graph,
@@ -37,6 +41,7 @@ try:
         workflow_dirs,
     )
 except ImportError:
+    from batch_files import LocalFileError, Upload, check_picture, readable_beside
     from batch_graph import (
         DEFAULT_WORKFLOW,
         Graph,
@@ -75,14 +80,17 @@ class Item:
     image: Path
     prompt: str = ""
     values: dict[str, str] = field(default_factory=dict)
+    root: Path | None = None
+    """The folder tree the picture must lie in (the CSV's or the --images folder); None: anywhere."""
 
     @property
     def label(self) -> str:
         return self.image.name
 
 
-def items_from_csv(path: Path, default_prompt: str = "") -> list[Item]:
-    """Rows of a CSV with a header; ``image`` paths are relative to the CSV's folder."""
+def items_from_csv(path: Path, default_prompt: str = "", allow_outside: bool = False) -> list[Item]:
+    """Rows of a CSV with a header; ``image`` paths are relative to the CSV's folder, and must lie in its
+    folder tree unless ``allow_outside``."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c.strip().lower() for c in reader.fieldnames or []]
@@ -104,19 +112,22 @@ def items_from_csv(path: Path, default_prompt: str = "") -> list[Item]:
                     image=image if image.is_absolute() else path.parent / image,
                     prompt=row.get("prompt") or default_prompt,
                     values=values,
+                    root=None if allow_outside else path.parent,
                 )
             )
     return items
 
 
-def items_from_folder(folder: Path, prompt: str = "") -> list[Item]:
-    """Every picture in ``folder`` (sorted by name); a ``<name>.txt`` beside a picture overrides the prompt."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def items_from_folder(folder: Path, prompt: str = "", allow_outside: bool = False) -> list[Item]:
+    """Every picture in ``folder`` (sorted by name); a ``<name>.txt`` beside a picture overrides the prompt.
+    Links that lead out of the folder are refused (pictures) or ignored (prompts) unless ``allow_outside``."""
+    root = None if allow_outside else folder
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     items = []
     for n, image in enumerate(files, start=1):
         sidecar = image.with_suffix(".txt")
-        text = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else prompt
-        items.append(Item(row=n, image=image, prompt=text))
+        text = sidecar.read_text(encoding="utf-8").strip() if readable_beside(sidecar, root) else prompt
+        items.append(Item(row=n, image=image, prompt=text, root=root))
     return items
 
 
@@ -132,6 +143,11 @@ class Settings:
     prefix: str = DEFAULT_PREFIX
 
 
+def secret_id(secret: str, text: str) -> str:
+    """A prompt id (UUID form) only the holder of ``secret`` can compute from ``text``."""
+    return str(uuid.UUID(hex=hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]))
+
+
 @dataclass
 class Job:
     """An item made ready to send: its graph, ids and upload; or the reason it cannot run."""
@@ -143,10 +159,21 @@ class Job:
     prefixes: dict[str, str] = field(default_factory=dict)
     workflow: str = ""
     error: str | None = None
+    upload: Upload | None = None
+    prefix_root: str = DEFAULT_PREFIX
+    prompt_id: str = ""
+    """Set by :meth:`bind`: what the server knows the item by."""
 
-    @property
-    def prompt_id(self) -> str:
-        return str(uuid.UUID(hex=self.key[:32]))
+    def bind(self, secret: str, prompt_id: str | None = None) -> None:
+        """Give the item its server-side names: ``prompt_id`` (a journal's record, or a fresh one), else
+        one derived from the key with ``secret``; the output prefix follows from the prompt id, the upload
+        name from the picture and ``secret``."""
+        self.prompt_id = prompt_id or secret_id(secret, self.key)
+        if self.upload is not None:
+            token = uuid.UUID(secret_id(secret, "upload:" + self.upload.sha256)).hex[:20]
+            self.upload_name = f"dcbatch_{token}{self.item.image.suffix.lower()}"
+            set_image(self.graph, self.upload_name)
+        self.prefixes = set_prefixes(self.graph, f"{self.prefix_root}/{uuid.UUID(self.prompt_id).hex[:20]}")
 
     def local_stem(self) -> str:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.item.image.stem).strip("_") or "item"
@@ -165,14 +192,6 @@ class Result:
     seconds: float = 0.0
     note: str = ""
     server: str = ""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class WorkflowSource:
@@ -219,10 +238,8 @@ def prepare(item: Item, settings: Settings, workflows: WorkflowSource) -> Job:
     try:
         values = {k: v for k, v in settings.values.items() if v is not None} | item.values
         name, graph = workflows.get(values.get(VARIANT_FIELD))
-        if not item.image.is_file():
-            raise WorkflowError(f"image not found: {item.image}")
-        image_hash = _sha256(item.image)
-        upload_name = f"dcbatch_{image_hash[:20]}{item.image.suffix.lower()}"
+        upload = check_picture(item.image, item.root)
+        upload_name = f"dcbatch_{upload.sha256[:20]}{item.image.suffix.lower()}"
         set_image(graph, upload_name)
         set_prompt(graph, item.prompt)
         offered = fields(graph)
@@ -235,9 +252,8 @@ def prepare(item: Item, settings: Settings, workflows: WorkflowSource) -> Job:
             set_override(graph, spec)
         set_prefixes(graph, "pending")
         key = hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
-        prefixes = set_prefixes(graph, f"{settings.prefix}/{key[:20]}")
-        return Job(item, key, graph, upload_name, prefixes, name)
-    except (WorkflowError, OSError) as e:
+        return Job(item, key, graph, upload_name, {}, name, upload=upload, prefix_root=settings.prefix)
+    except (WorkflowError, LocalFileError, OSError) as e:
         return Job(item, fallback_key, error=str(e))
 
 

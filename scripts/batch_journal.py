@@ -1,6 +1,8 @@
 """The batch journal: ``journal.jsonl`` in the output folder, one fsync'd JSON record per line.
 
-Records (``event``): ``batch`` (the websocket client id), ``claimed`` (an item is about to be sent to a
+Records (``event``): ``batch`` (the websocket client id), ``secret`` (the batch's secret, from which the
+prompt ids, upload names and output prefixes the servers see are derived: others cannot predict them),
+``reissued`` (the server held someone else's result under the item's id: it gets a fresh id), ``claimed`` (an item is about to be sent to a
 server), ``submitted``, ``requeued`` (a server lost it), ``released`` (taken back from a server that
 died), ``attempt_failed`` (failed on one server; another one tries), ``done`` and ``failed``. Items are
 keyed by their content-derived key; the last ``done``/``failed`` record is an item's outcome and the last
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -96,6 +99,28 @@ class Journal:
         client_id = uuid.uuid4().hex
         self.write("batch", client_id=client_id)
         return client_id
+
+    def secret(self) -> str:
+        """The batch's secret: kept in the journal, so a resumed run finds its items under the same ids."""
+        for record in self.records:
+            if record.get("event") == "secret":
+                return record["secret"]
+        secret = secrets.token_hex(32)
+        if self._file is not None:
+            self.write("secret", secret=secret)
+        return secret
+
+    def prompt_id(self, key: str) -> str | None:
+        """The prompt id the item was last claimed, sent or reissued under (old journals: the key-derived
+        one they used), or None when it has none yet."""
+        for record in reversed(self.history(key)):
+            prompt_id = record.get("prompt_id")
+            if isinstance(prompt_id, str):
+                try:
+                    return str(uuid.UUID(prompt_id))
+                except ValueError:
+                    continue
+        return None
 
     def history(self, key: str) -> list[dict[str, Any]]:
         return self._by_item.get(key, [])

@@ -7,6 +7,7 @@ the item again).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -106,15 +107,26 @@ async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_di
     return saved
 
 
+def canonical(graph: Any) -> str:
+    return json.dumps(graph, sort_keys=True)
+
+
+def is_own(entry: Mapping[str, Any], graph: Mapping[str, Any]) -> bool:
+    """Whether a history entry ran exactly ``graph`` (ComfyUI keeps ``[number, id, graph, ...]``)."""
+    stored = entry.get("prompt")
+    return isinstance(stored, (list, tuple)) and len(stored) > 2 and canonical(stored[2]) == canonical(graph)
+
+
 async def locate(job: Any, server: Any) -> tuple[str, Any]:
     """Where a ``batch_items.Job`` is on ``server`` (a ``batch_pool.ServerState``): queued | done (its files) |
-    error (the message) | absent. The queue is read before the history: an item leaves the queue and enters
-    the history in one step, so it is never missed in between; a restarted server has no history, so the
-    output files under the item's prefixes are looked for last."""
+    error (the message) | foreign (the history holds another graph under the item's id) | absent. The queue
+    is read before the history: an item leaves the queue and enters the history in one step, so it is never
+    missed in between; a restarted server has no history, so the output files under the item's prefixes
+    (named from its unpredictable prompt id) are looked for last."""
     if job.prompt_id in await server.queue_ids():
         return "queued", None
     entry = await server.client.history(job.prompt_id)
     if is_finished(entry):
-        return history_outcome(entry)
+        return history_outcome(entry) if is_own(entry, job.graph) else ("foreign", None)
     files = await find_outputs(server.client, job.graph, job.prefixes)
     return ("done", files) if files else ("absent", None)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ class BatchRunner:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 client_id = self.journal.client_id()
+                secret = self.journal.secret()
+                for job in unique.values():
+                    if job.error is None:
+                        job.bind(secret, self.journal.prompt_id(job.key))
                 for spec in self.specs:
                     client = await stack.enter_async_context(ComfyClient(spec.url, client_id, headers=spec.headers))
                     self.servers.append(ServerState(spec, client))
@@ -134,7 +139,7 @@ class BatchRunner:
                     self._server_down(state, e)
                     continue
                 if where != "absent":
-                    self.journal.write("claimed", item=job.key, server=state.name)
+                    self.journal.write("claimed", item=job.key, prompt_id=job.prompt_id, server=state.name)
                     state.resume.append(job)
                     break
             else:
@@ -305,7 +310,7 @@ class BatchRunner:
         url = state.name
         sent_here = self.journal.home(job.key) == url
         if not sent_here:
-            self.journal.write("claimed", item=job.key, server=url)
+            self.journal.write("claimed", item=job.key, prompt_id=job.prompt_id, server=url)
         submitted = False
         sent_before = self.journal.submitted(job.key)
         while True:
@@ -325,6 +330,10 @@ class BatchRunner:
                     return Result(job, "done", files, note="" if submitted else "found on the server", server=url)
                 if where == "error":
                     raise ItemError(detail)
+                if where == "foreign":
+                    self._reissue(job, state)
+                    submitted, sent_before = False, False
+                    continue
                 if where == "absent":
                     if submitted:
                         raise Released("the server lost it (restarted?)")
@@ -341,8 +350,20 @@ class BatchRunner:
                 if not await state.wait_back(self.options.reassign_after):
                     raise Released("its server died and did not come back in time") from None
 
+    def _reissue(self, job: Job, state: ServerState) -> None:
+        """The server holds someone else's result under the item's id: never taken; a fresh id renders it anew."""
+        old = job.prompt_id
+        job.bind(self.journal.secret(), str(uuid.uuid4()))
+        self.journal.write("reissued", item=job.key, prompt_id=job.prompt_id, server=state.name, was=old)
+        self.progress.message(
+            f"row {job.item.row}: someone else's result under this id on {state.name} (a different graph): "
+            "not taken; rendered again under a fresh id"
+        )
+        state.jobs[job.prompt_id] = state.jobs.pop(old, job)
+        self._wake[job.prompt_id] = self._wake.pop(old, asyncio.Event())
+
     async def _submit(self, job: Job, state: ServerState) -> None:
-        name = await state.client.upload(job.item.image, job.upload_name)
+        name = await state.client.upload(job.upload, job.upload_name)
         if name != job.upload_name:
             set_image(job.graph, name)
         await state.client.submit(job.graph, job.prompt_id)

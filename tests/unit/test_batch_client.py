@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import av
@@ -64,7 +65,9 @@ def test_values_are_set_by_input_name_not_node_id(tmp_path):
     positive = job.graph[conditioning["positive"][0]]["inputs"]["text"]
     negative = job.graph[conditioning["negative"][0]]["inputs"]["text"]
     assert positive == "waves" and negative != "waves"
-    assert list(job.prefixes.values()) == [f"{batch_items.DEFAULT_PREFIX}/{job.key[:20]}"]
+    job.bind("secret")
+    assert list(job.prefixes.values()) == [f"{batch_items.DEFAULT_PREFIX}/{uuid.UUID(job.prompt_id).hex[:20]}"]
+    assert by_class["LoadImage"]["image"] == job.upload_name != f"dcbatch_{job.upload.sha256[:20]}.png"
 
 
 def _literal_inputs(graph: dict) -> set[str]:
@@ -121,19 +124,51 @@ def test_field_values_take_the_workflows_types():
     assert [n["inputs"]["cfg"] for n in graph.values() if "cfg" in n["inputs"]] == [5.0]
 
 
-def test_prompt_id_is_deterministic_per_item(tmp_path):
+def test_prompt_id_is_deterministic_per_item_and_secret(tmp_path):
     image = picture(tmp_path / "p.png")
     source = batch_items.WorkflowSource("image_to_video")
     settings = batch_items.Settings()
-    first = batch_items.prepare(batch_items.Item(1, image, "waves", {"seed": "1"}), settings, source)
-    again = batch_items.prepare(batch_items.Item(5, image, "waves", {"seed": "1"}), settings, source)
-    other = batch_items.prepare(batch_items.Item(1, image, "waves", {"seed": "2"}), settings, source)
+
+    def bound(item: batch_items.Item, secret: str = "journal secret") -> batch_items.Job:
+        job = batch_items.prepare(item, settings, source)
+        job.bind(secret)
+        return job
+
+    first = bound(batch_items.Item(1, image, "waves", {"seed": "1"}))
+    again = bound(batch_items.Item(5, image, "waves", {"seed": "1"}))
+    other = bound(batch_items.Item(1, image, "waves", {"seed": "2"}))
     assert first.prompt_id == again.prompt_id != other.prompt_id
+    # Another journal (another user with the same picture and prompt) cannot predict the ids or names.
+    stranger = bound(batch_items.Item(1, image, "waves", {"seed": "1"}), secret="another journal")
+    assert stranger.key == first.key
+    assert stranger.prompt_id != first.prompt_id and stranger.upload_name != first.upload_name
+    assert stranger.prefixes != first.prefixes
+    assert first.key[:20] not in json.dumps(first.graph) + first.prompt_id.replace("-", "")
     picture(image, colour=(10, 200, 10))  # same name, new content: a new item
-    assert (
-        batch_items.prepare(batch_items.Item(1, image, "waves", {"seed": "1"}), settings, source).prompt_id
-        != first.prompt_id
-    )
+    assert bound(batch_items.Item(1, image, "waves", {"seed": "1"})).prompt_id != first.prompt_id
+
+
+def test_journal_keeps_its_secret_and_the_last_id_of_each_item(tmp_path):
+    path = tmp_path / batch_journal.JOURNAL_NAME
+    journal = batch_journal.Journal(path)
+    secret = journal.secret()
+    assert len(secret) == 64 and journal.secret() == secret
+    assert journal.prompt_id("k") is None
+    journal.write("submitted", item="k", prompt_id="6f9619ff-8b86-d011-b42d-00c04fc964ff")
+    journal.write("reissued", item="k", prompt_id="not an id")  # a damaged record is passed over
+    journal.close()
+    resumed = batch_journal.Journal(path)
+    assert resumed.secret() == secret and resumed.prompt_id("k") == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+    resumed.close()
+    assert batch_journal.Journal(tmp_path / "other" / batch_journal.JOURNAL_NAME).secret() != secret
+
+
+def test_only_the_items_own_graph_is_taken_from_the_history():
+    graph = {"1": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "x/abc", "fps": 8.0}}}
+    planted = {"1": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "x/abc", "fps": 9.0}}}
+    assert batch_outputs.is_own({"prompt": [0, "id", json.loads(json.dumps(graph)), {}, ["1"]]}, graph)
+    assert not batch_outputs.is_own({"prompt": [0, "id", planted, {}, ["1"]]}, graph)
+    assert not batch_outputs.is_own({"outputs": {}}, graph)
 
 
 def test_shipped_api_workflow_is_found_by_name_and_variant(tmp_path):
