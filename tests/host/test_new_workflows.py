@@ -14,28 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from safetensors.torch import save_file
 
 import support.director_fakes as H
-from dynamicrafter.checkpoint import PART_PREFIXES
 from support import workflow_checks
 from support.audio_files import write_tone
 from support.comfy_server import WORKFLOW_INPUTS, WORKFLOWS, load_api_workflow, workflow_names
-from support.host_checkpoints import host_state_dict, write_host_checkpoint
-from support.modules import load_by_path
+from support.host_checkpoints import host_state_dict
+from support.new_workflow_host import NEW, provision, tiny
 from support.reference_data import manifest_path
-from support.stock_model_files import write_controlnet, write_sd21_layout_checkpoint, write_workflow_model_files
+from support.stock_model_files import write_sd21_layout_checkpoint, write_workflow_model_files
 from support.workflow_checks import (
     FRONTEND_ONLY,
-    NEW_NAMES,
     assert_note_explains_every_widget,
     check_value,
     frontend_layout,
@@ -46,8 +41,6 @@ from support.workflow_checks import (
 from support.workflow_runs import (
     FPS,
     HEIGHT,
-    SKETCH_ENCODER,
-    STEPS,
     WIDTH,
     of_type,
     run_timed,
@@ -59,23 +52,6 @@ from support.workflow_runs import (
 HERE = Path(__file__).resolve().parent
 
 
-TOON = load_by_path("_new_workflows_tooncrafter", HERE / "test_tooncrafter.py")
-
-NEW = NEW_NAMES
-"""The workflows these checks cover (test_workflows.py checks the others)."""
-TINY = {
-    "dynamicrafter_512_v1.ckpt": "dynamicrafter_tiny_512.ckpt",
-    "dynamicrafter_512_interp_v1.ckpt": "dynamicrafter_tiny_512_interp.ckpt",
-    "tooncrafter_512_interp.ckpt": "tooncrafter_tiny_512_interp.safetensors",
-}
-SIZED = {
-    "DynamiCrafterImageToVideo",
-    "DynamiCrafterInterpolation",
-    "DynamiCrafterKeyframeChain",
-    "DynamiCrafterLongVideo",
-    "ImageScale",  # fits a video's frames or a picture to the video size (test_control_workflows.py)
-}
-SAMPLING = {"DynamiCrafterSampler", "DynamiCrafterKeyframeChain", "DynamiCrafterLongVideo"}
 STORY = [
     '```json\n{"style": "warm oil painting", "scenes": ["The sun sinks toward the sea.", '
     '"The sun touches the horizon."]}\n```'
@@ -91,43 +67,7 @@ DESCRIBE = "The sun sinks slowly into the sea while the waves shimmer, static ca
 @pytest.fixture(scope="module")
 def host(comfy_host, tmp_path_factory):
     """Tiny checkpoints for every file the new workflows load (one model folder for the module), the pictures."""
-    comfy_host.load_builtin_extras()
-    folder = tmp_path_factory.mktemp("new-workflow-models")
-    manifest = manifest_path("512")
-    write_host_checkpoint(folder / TINY["dynamicrafter_512_v1.ckpt"], "512", manifest, "ckpt")
-    os.link(folder / TINY["dynamicrafter_512_v1.ckpt"], folder / TINY["dynamicrafter_512_interp_v1.ckpt"])
-    interp_manifest = manifest_path("512_interp")
-    sd = {
-        k: v
-        for k, v in host_state_dict("512_interp", interp_manifest).items()
-        if not k.startswith(PART_PREFIXES["vae"])
-    }
-    sd.update({PART_PREFIXES["vae"] + k: v for k, v in TOON.tiny_tooncrafter_vae_state_dict().items()})
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / TINY["tooncrafter_512_interp.ckpt"]))
-    del sd
-    comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
-    (folder / "controlnet").mkdir()
-    write_controlnet(
-        folder / "controlnet" / SKETCH_ENCODER
-    )  # for validation; tests/host/test_sketch_workflow.py runs it
-    comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder / "controlnet"))
-    for picture in WORKFLOW_INPUTS.iterdir():  # the example pictures and video
-        shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)
-    return comfy_host
-
-
-def tiny(name: str) -> dict[str, Any]:
-    """A new API workflow on the tiny checkpoints at 128x64, 1 step."""
-    prompt = load_api_workflow(name)
-    for node in prompt.values():
-        inputs = node["inputs"]
-        if "ckpt_name" in inputs:
-            inputs["ckpt_name"] = TINY[inputs["ckpt_name"]]
-        if node["class_type"] in SIZED:
-            inputs.update(width=WIDTH, height=HEIGHT)
-        if node["class_type"] in SAMPLING:
-            inputs["steps"] = STEPS
-    return prompt
+    return provision(comfy_host, tmp_path_factory)
 
 
 # --------------------------------------------------------------------------------------------------
