@@ -1,14 +1,15 @@
 """The API batch client (scripts/batch_client.py) on a real headless ComfyUI: 20 items with the client and the
 server SIGKILLed mid-way finish with exactly 20 outputs, none run twice; a broken picture is reported and the
-rest complete. ``tests/unit/test_batch_client.py`` checks its parts without a server."""
+rest complete (refused before upload). ``tests/host/test_batch_security.py`` has the attacks;
+``tests/unit/test_batch_client.py`` checks its parts without a server."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -20,38 +21,16 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import batch_journal  # noqa: E402
-from comfy_process import ComfyProcess  # noqa: E402
-from dynamicrafter_run import link_pack, server_folders, write_extra_paths  # noqa: E402
 
+from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, server_dir  # noqa: E402
 from support.batch_videos import complete_videos, frame_count, picture  # noqa: E402
-from support.comfy_server import comfyui_dir  # noqa: E402
-from support.host_checkpoints import TINY_FILE_NAME  # noqa: E402
 
-BATCH = SCRIPTS / "batch_client.py"
 ITEMS = 20
-TINY = ["--width", "128", "--height", "64", "--frames", "8", "--steps", "1"]
-TINY_CKPT = ["--ckpt-name", TINY_FILE_NAME]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_models):
-    comfy_dir = comfyui_dir()
-    if not (comfy_dir / "main.py").is_file():
-        pytest.fail(f"ComfyUI not found in {comfy_dir}: set COMFYUI_DIR")
-    ckpt = tiny_models / "checkpoints" / TINY_FILE_NAME
-    work = tmp_path_factory.mktemp("batch-server")
-    extra = write_extra_paths(work / "extra_model_paths.yaml", link_pack(work), [ckpt.parent], None)
-    # One thread: on a busy 2-core machine torch's thread pool spins and runs the tiny networks 10x slower.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    instance = ComfyProcess(
-        comfy_dir, work / "comfy" / "server.log", folder_args=server_folders(work / "comfy"), extra_paths=extra, env=env
-    )
-    instance.start()
-    try:
-        instance.wait_ready(300)
-        yield instance
-    finally:
-        instance.stop()
+    yield from batch_server(tmp_path_factory.mktemp("batch-server"), tiny_models)
 
 
 def _client(args: list[str], log: Path) -> subprocess.Popen:
@@ -144,8 +123,9 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     for key in queued_by_killed_client - lost_by_killed_server:
         assert submitted[key] == 1 and key not in requeued, key
     # ... what the killed server lost is sent again, unless its complete video was already on disk.
-    for key in lost_by_killed_server:
-        assert key in requeued or key[:20] in on_disk_at_kill, key  # outputs are named by key[:20] (batch_items)
+    prefix = {r["item"]: uuid.UUID(r["prompt_id"]).hex[:20] for r in records if r["event"] == "submitted"}
+    for key in lost_by_killed_server:  # outputs are named by the prompt id (batch_items.Job.bind)
+        assert key in requeued or prefix[key] in on_disk_at_kill, key
     assert sum(submitted.values()) <= ITEMS + len(lost_by_killed_server), submitted
     outputs = complete_videos(server.log_path.parent / "output")
     assert len(outputs) == ITEMS and set(outputs.values()) == {1}, f"an item ran twice on the server: {outputs}"
@@ -182,10 +162,12 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
     result = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)
-    assert " failed " in broken and "LoadImage" in broken
+    assert " failed " in broken and "not a picture" in broken
     assert sorted(p.name.split("_")[0] for p in out.glob("*.mp4")) == ["a", "c"]
     failed = [r for r in _journal(out) if r["event"] == "failed"]
-    assert len(failed) == 1 and "LoadImage" in failed[0]["error"]
+    assert len(failed) == 1 and "nothing was uploaded" in failed[0]["error"]
+    uploaded = [p.read_bytes() for p in server_dir(server, "input").rglob("*") if p.is_file()]
+    assert uploaded and b"this is not a picture" not in uploaded, "refused before upload: the server never got it"
 
     again = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
