@@ -1,13 +1,14 @@
 """Checks of everything a workflow hands a node: widget values, video sizes, memory, pictures.
 
-The host's queue-time checks have two gaps this module closes. A node's ``validate_inputs`` that takes an
-input turns off the host's own min/max check of that input, and the host does not check V3 combo values;
-nor does it refuse NaN or infinities. :class:`CheckedNode` (the base of every node of the pack outside
-``director/``) therefore checks, when a prompt is queued and again when the node runs (values wired from
-other nodes are only known then):
+The host checks a widget's min/max and combo choices when a prompt is queued, but it does not refuse NaN or
+infinities, nor bound a text, nor know what a combination of sizes costs; and a node's ``validate_inputs``
+that takes an input turns off the host's own min/max check of that input. :class:`CheckedNode` (the base of
+every node of the pack outside ``director/``) therefore checks, when a prompt is queued, the inputs the host
+does not check well (floats, texts, the video-size inputs), and every input again when the node runs (values
+wired from other nodes are only known then, and the host checks no wired value against a widget):
 
 * every INT and FLOAT against its widget's min/max, NaN and infinities refused;
-* every COMBO value against the node's own options;
+* every COMBO value against the node's own options (when it runs: the host checks the widgets when queued);
 * every STRING up to :data:`MAX_TEXT_CHARS`;
 * a video size: both sides on the 64-pixel grid, and the memory its frames x width x height x batch need
   (:func:`video_memory_bytes`) within the administrator's :envvar:`DYNAMICRAFTER_MAX_RUN_GB`;
@@ -173,10 +174,10 @@ def input_problem(specs: list[io.Input], values: Mapping[str, Any]) -> str | Non
 
 
 def _checked_at_queue_time(spec: io.Input) -> bool:
-    """Inputs the node checks itself when queued: those the host checks wrongly or not at all (floats: NaN;
-    combos; text) and the video-size inputs, whose combination decides the memory."""
+    """Inputs the node checks itself when queued: those the host checks not at all (floats: NaN; text length)
+    and the video-size inputs, whose combination decides the memory. Combos and other INTs stay the host's."""
     sized = spec.id in ("width", "height", "frames", "batch_size", "clip_frames", "total_frames")
-    return isinstance(spec, (io.Float.Input, io.Combo.Input, io.String.Input)) or sized
+    return isinstance(spec, (io.Float.Input, io.String.Input)) or sized
 
 
 def _queue_time_validator(names: list[str]) -> classmethod:

@@ -37,12 +37,12 @@ def prompt_with(class_type: str, inputs: dict) -> dict:
         (
             "DynamiCrafterInterpolation",
             {"end_token_schedule": "sideways"},
-            "end_token_schedule = 'sideways' is not one of its choices ('constant', 'ramp')",
+            "end_token_schedule: 'sideways' not in ['constant', 'ramp']",
         ),
         (
             "DynamiCrafterKeyframeChain",
             {"end_token_schedule": "sideways"},
-            "end_token_schedule = 'sideways' is not one",
+            "end_token_schedule: 'sideways' not in",
         ),
         ("DynamiCrafterKeyframeChain", {"end_image_tokens": math.nan}, "end_image_tokens is nan, not a number"),
         ("DynamiCrafterKeyframeChain", {"width": 8192}, "width = 8192 is above its maximum 4096"),
