@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from . import freenoise
 from .attention import AttentionFn, sdpa_attention
 from .config import TEXT_TOKENS
 from .frames import unfold_frames
@@ -83,6 +84,9 @@ class CrossAttention(nn.Module):
         v = _expand_batch(to_v(value), q.shape[0])
         if replace is not None:
             return replace(q, k, v, extra)
+        windows = options.get(freenoise.TEMPORAL_WINDOWS)
+        if windows is not None:
+            return freenoise.windowed_attention(q, k, v, self.heads, self.attention, windows, options)
         return self.attention(q, k, v, self.heads, transformer_options=options)
 
     def forward(
@@ -102,7 +106,12 @@ class CrossAttention(nn.Module):
             q, context, context if value is None else value, self.to_k, self.to_v, options, replace, extra
         )
         if self.image_cross_attention and image_context is not None and image_context.shape[1] > 0:
-            out_ip = self._attend(q, image_context, image_context, self.to_k_ip, self.to_v_ip, options)
+            windows = options.get(freenoise.WINDOWS)
+            if windows is None:
+                out_ip = self._attend(q, image_context, image_context, self.to_k_ip, self.to_v_ip, options)
+            else:  # FreeNoise: ``image_context`` holds the tokens of each position in a window
+                k_ip, v_ip = self.to_k_ip(image_context), self.to_v_ip(image_context)
+                out_ip = freenoise.windowed_image_attention(q, k_ip, v_ip, self.heads, self.attention, windows, options)
             if hasattr(self, "alpha"):
                 out_ip = out_ip * (torch.tanh(self.alpha.float()) + 1).to(device=out_ip.device, dtype=out_ip.dtype)
             out = out + out_ip
@@ -311,6 +320,9 @@ class TemporalTransformer(nn.Module):
         options (such as an attention-backend override) are.
         """
         options = without_patches(options or {})
+        windows = options.pop(freenoise.WINDOWS, None)
+        if windows is not None:  # FreeNoise: attention in overlapping windows of frames, fused
+            options[freenoise.TEMPORAL_WINDOWS] = windows
         _, _, h, w = x.shape
         x_in = x
         x = unfold_frames(x, frames)
@@ -341,16 +353,30 @@ class FrameContext(NamedTuple):
 
 
 def split_context(
-    context: torch.Tensor, frames: int, image_context: torch.Tensor | None = None, tokens_per_frame: int = 16
+    context: torch.Tensor,
+    frames: int,
+    image_context: torch.Tensor | None = None,
+    tokens_per_frame: int = 16,
+    window: int | None = None,
 ) -> FrameContext:
     """Build per-frame cross-attention inputs the way the original UNet does.
 
     Without ``image_context``, ``context`` is the original's concatenation [77 text ; image tokens].
     When the image tokens number ``tokens_per_frame * frames``, frame i gets tokens
     [16 i, 16 i + 16); otherwise every frame sees all of them (the original's rule, section 3.6).
+    With a FreeNoise ``window``, the image rows are the tokens of each position ``[(b P), 16, c]``
+    instead (see :func:`.freenoise.windowed_image_attention`).
     """
     if image_context is None:
         context, image_context = context[:, :TEXT_TOKENS], context[:, TEXT_TOKENS:]
+    if window is not None:
+        positions, rest = divmod(image_context.shape[1], tokens_per_frame)
+        if rest or positions < window:
+            raise ValueError(
+                f"FreeNoise needs {tokens_per_frame} image tokens for each of at least {window} frame positions "
+                f"(the Resampler's layout), got {image_context.shape[1]} tokens"
+            )
+        return FrameContext(text=context, image=rearrange(image_context, "b (p n) c -> (b p) n c", p=positions))
     if image_context.shape[1] == tokens_per_frame * frames:
         image_context = rearrange(image_context, "b (t n) c -> (b t) n c", t=frames)
     return FrameContext(text=context, image=image_context)

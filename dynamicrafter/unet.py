@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import freenoise
 from .attention import AttentionFn, sdpa_attention
 from .config import IMAGE_TOKENS_PER_FRAME, UNetConfig
 from .frames import fold_frames, unfold_frames
@@ -248,6 +249,8 @@ class DynamiCrafterUNet(nn.Module):
         length when ``image_context`` carries the image tokens separately. ``fs`` defaults to the
         config's ``default_fs``. ``transformer_options`` and ``control`` follow the host's conventions;
         ``original_shape`` is set to the frames-as-batch shape ``[(b t), c, h, w]`` the layers see.
+        A :class:`.freenoise.FreeNoise` under ``transformer_options[freenoise.OPTION]`` runs the temporal
+        attention and the image tokens in fused windows of frames (nothing changes when one window holds them all).
         """
         options = {} if transformer_options is None else transformer_options
         batch, channels, frames, height, width = x.shape
@@ -257,7 +260,15 @@ class DynamiCrafterUNet(nn.Module):
         emb = self.embed(timesteps, fs, batch, x.dtype).repeat_interleave(frames, dim=0)
         for patch in patches(options, "emb_patch"):
             emb = patch(emb, self.config.model_channels, options)
-        frame_context = split_context(context, frames, image_context, IMAGE_TOKENS_PER_FRAME)
+        settings: freenoise.FreeNoise | None = options.get(freenoise.OPTION)
+        windows = None if settings is None else settings.spans(frames)
+        if windows is None:
+            options.pop(freenoise.WINDOWS, None)
+        else:
+            options[freenoise.WINDOWS] = windows
+        frame_context = split_context(
+            context, frames, image_context, IMAGE_TOKENS_PER_FRAME, None if windows is None else settings.window
+        )
 
         h = fold_frames(x)
         skips = []
