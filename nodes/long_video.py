@@ -40,7 +40,7 @@ from .conditioning import (
 )
 from .model import COND_IMAGE_TOKENS, require_interpolation
 from .sampler_nodes import model_variant
-from .validation import CheckedNode
+from .validation import CheckedNode, InputError, chain_problem
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,9 @@ class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
     ) -> io.NodeOutput:
         keyframes = stack_keyframes(keyframes)
         check_chain(keyframes.shape[0], frames)
+        problem = chain_problem(keyframes.shape[0], width, height, frames)
+        if problem:
+            raise InputError(problem)
         require_interpolation(model_variant(model), "The keyframe chain")
         segments = keyframe_segments(keyframes.shape[0])
         positives = segment_positives(positive, clip, segment_prompts or "", len(segments))
