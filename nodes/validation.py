@@ -43,6 +43,10 @@ run peaks at 8.4 GiB with 2.68 GiB of bf16 weights for 16 x 576 x 1024 pixels (d
 OUTPUT_BYTES_PER_PIXEL = 2 * 3 * 4
 """A decoded frame as float32 RGB, held twice (the clips and the joined video)."""
 
+MAX_KEYFRAMES_ENV = "DYNAMICRAFTER_MAX_KEYFRAMES"
+DEFAULT_MAX_KEYFRAMES = 64
+"""Default bound on a keyframe chain's pictures (63 segments: about 950 frames of 16-frame segments)."""
+
 _SHOWN_OPTIONS = 20
 
 
@@ -115,6 +119,33 @@ def video_memory_bytes(width: int, height: int, frames: int, batch: int = 1, out
     return pixels * (frames * batch * SAMPLING_BYTES_PER_VIDEO_PIXEL + output_frames * OUTPUT_BYTES_PER_PIXEL)
 
 
+def gib(size: float) -> str:
+    """A size in GiB as it is: fractions kept (0.25, 1.6), whole numbers without decimals."""
+    return f"{size / 2**30:.2f}".rstrip("0").rstrip(".")
+
+
+def max_keyframes() -> int:
+    """The administrator's bound on a keyframe chain's pictures (``DYNAMICRAFTER_MAX_KEYFRAMES``)."""
+    try:
+        value = int(os.environ.get(MAX_KEYFRAMES_ENV, "").strip() or DEFAULT_MAX_KEYFRAMES)
+    except ValueError:
+        value = DEFAULT_MAX_KEYFRAMES
+    return value if value >= 2 else DEFAULT_MAX_KEYFRAMES
+
+
+def chain_problem(keyframes: int, width: int, height: int, frames: int) -> str | None:
+    """Whether a keyframe chain of ``keyframes`` pictures fits: the count bound, then the memory of one segment
+    sampled plus every frame of the whole chain decoded (checked when the node runs, before anything else)."""
+    limit = max_keyframes()
+    if keyframes > limit:
+        return (
+            f"keyframes holds {keyframes} pictures; a chain takes at most {limit} on this server. Split the chain "
+            f"into several runs. (An administrator can raise the bound with {MAX_KEYFRAMES_ENV}.)"
+        )
+    total = (frames - 1) * (keyframes - 1) + 1
+    return video_problem({"width": width, "height": height, "frames": frames, "total_frames": total})
+
+
 def video_problem(values: Mapping[str, Any]) -> str | None:
     """Grid and memory check of a node's ``width``/``height``/``frames``/``batch_size`` (or its long-video
     ``clip_frames``/``total_frames``), before anything is allocated."""
@@ -130,7 +161,7 @@ def video_problem(values: Mapping[str, Any]) -> str | None:
         return None
     what = f"{batch} x {frames} frames at {width}x{height}" + (f", {output_frames} frames out" if output_frames else "")
     return (
-        f"{what} would need about {needed / 2**30:.0f} GiB, more than the {limit / 2**30:.0f} GiB this "
+        f"{what} would need about {gib(needed)} GiB, more than the {gib(limit)} GiB this "
         f"server allows; use the model's own size (512x320, 1024x576 or 256x256), 16 frames and a smaller "
         f"batch. (An administrator can raise the limit with the {MAX_RUN_GB_ENV} environment variable.)"
     )
