@@ -22,7 +22,7 @@ import torch
 
 from .config import VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
 from .detect import resampler_config_from_state_dict, unet_config_from_state_dict
-from .file_kind import DESCRIPTIONS, FileKind, expected_kind, not_a_model, sniff
+from .file_kind import DESCRIPTIONS, FileKind, expected_kind, not_a_model, pickle_code_globals, sniff
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ WHERE_TO_GET = {
 class CheckpointError(ValueError):
     """A file could not be used as a DynamiCrafter checkpoint; the message names the file."""
 
+    __module__ = "dynamicrafter"  # as ComfyUI shows the type: never the install path
+
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = str(path)
         super().__init__(f"{Path(path).name}: {problem}")
@@ -77,11 +79,16 @@ class CheckpointError(ValueError):
 class MissingPartError(CheckpointError):
     """The file is a DynamiCrafter checkpoint but lacks a part (e.g. a pruned file has no CLIP)."""
 
+    __module__ = "dynamicrafter"  # as ComfyUI shows the type: never the install path
+
     def __init__(self, path: str | os.PathLike, part: str, advice: str | None = None):
         self.part = part
         advice = advice or f"Use {WHERE_TO_GET[part]}."
         super().__init__(path, f"this file has no {part.replace('_', ' ')} weights. {advice}")
 
+
+_PICKLE_SCAN_BYTES = 16 << 20
+"""How much of a refused pickle is read to name the code it asks for (a weights index is far smaller)."""
 
 SafetensorsReader = Callable[[str], Mapping[str, torch.Tensor]]
 """Reads every tensor of a ``.safetensors`` file (a host passes its own, which honours its mmap flags)."""
@@ -91,7 +98,8 @@ def _read_ckpt(path: Path, kind: FileKind, mmap: bool) -> Mapping[str, torch.Ten
     try:
         obj = _torch_load(path, kind, mmap)
     except pickle.UnpicklingError as e:
-        if "unsupported global" not in str(e).lower():  # a damaged pickle stream, not a refused object
+        code = _code_in_pickle(path, kind)
+        if "unsupported global" not in str(e).lower() and not code:  # a damaged pickle, not a refused object
             raise CheckpointError(
                 path, f"{DESCRIPTIONS[kind]}, but corrupt (its pickled index cannot be read); download it again."
             ) from None
@@ -99,7 +107,7 @@ def _read_ckpt(path: Path, kind: FileKind, mmap: bool) -> Mapping[str, torch.Ten
             path,
             "refused to load: the pickle asks to run code or build objects that are not "
             "plain tensors, which a weights file never needs. Use a .safetensors file, "
-            f"or the original model.ckpt from Hugging Face. (detail: {_blocked(e)})",
+            f"or the original model.ckpt from Hugging Face. (detail: {', '.join(code[:3]) or _blocked(e)})",
         ) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, IndexError, ValueError, KeyError, OSError, struct.error) as e:
         raise CheckpointError(
@@ -123,6 +131,21 @@ def _torch_load(path: Path, kind: FileKind, mmap: bool) -> object:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     with open(path, "rb") as handle:
         return torch.load(handle, map_location="cpu", weights_only=True)
+
+
+def _code_in_pickle(path: Path, kind: FileKind) -> list[str]:
+    """The code objects a legacy or raw pickle names (read, never run); a zip's pickle is ``data.pkl`` inside."""
+    try:
+        if kind == "torch_zip":
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name)[:_PICKLE_SCAN_BYTES] if name else b""
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(_PICKLE_SCAN_BYTES)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return []
+    return pickle_code_globals(data)
 
 
 def _blocked(error: pickle.UnpicklingError) -> str:

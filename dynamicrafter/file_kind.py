@@ -8,6 +8,7 @@ page saved instead of the file all fail deep inside the loaders with messages ab
 from __future__ import annotations
 
 import os
+import pickletools
 import struct
 from pathlib import Path
 from typing import Literal
@@ -109,3 +110,39 @@ def image_kind(path: str | os.PathLike) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
     return next((kind for signature, kind in IMAGE_SIGNATURES.items() if head.startswith(signature)), None)
+
+
+_DATA_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.set", "builtins.frozenset")
+"""Objects a weights file may name in its pickle (tensors, their storages, ordered dicts, bytes)."""
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+)
+
+
+def pickle_code_globals(data: bytes, pickles: int = 4) -> list[str]:
+    """The objects a (legacy or raw) pickle stream names beyond plain tensor data, read without running it:
+    what unpickling would import and call (e.g. ``posix.system``). Reads up to ``pickles`` pickles in a row
+    (a legacy PyTorch file has four before its raw data); stops quietly where the stream is damaged."""
+    import io
+
+    stream, names = io.BytesIO(data), []
+    for _ in range(pickles):
+        strings: list[object] = []
+        memo: dict[object, object] = {}
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name in _STRING_OPS:
+                    strings.append(arg)
+                elif op.name == "MEMOIZE":
+                    memo[len(memo)] = strings[-1] if strings else None
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = strings[-1] if strings else None
+                elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                    strings.append(memo.get(arg))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+        except Exception:  # noqa: BLE001  (a damaged or ended stream: what was read so far counts)
+            break
+    return [name for name in names if not name.startswith(_DATA_GLOBALS)]

@@ -128,3 +128,32 @@ def test_damaged_safetensors_header_names_the_file(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="a safetensors file, but truncated or corrupt"):
         read_state_dict(path)
+
+
+class _Payload:
+    """A pickle that runs a command when loaded (the marker file proves whether it ran)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_raw_pickle_that_asks_to_run_code_is_said_so(tmp_path, protocol, wrapped):
+    import pickle
+
+    marker = tmp_path / "ran"
+    payload = _Payload(marker)
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(pickle.dumps({"state_dict": payload} if wrapped else payload, protocol=protocol))
+    with pytest.raises(CheckpointError) as raised:
+        read_state_dict(path)
+    message = str(raised.value)
+    assert "refused to load: the pickle asks to run code" in message and "system" in message, message
+    assert "corrupt" not in message
+    assert not marker.exists(), "the payload never runs"
