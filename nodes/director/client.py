@@ -46,8 +46,11 @@ PRESETS: dict[str, Preset] = {
 CUSTOM = "Custom"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# Prefixes of real keys: a value starting like this was pasted into the variable-name field by mistake.
-_KEY_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghu_", "ghs_", "github_pat_", "aiza", "gsk_", "xai-", "hf_")
+# Prefixes of real keys, in the case the services write them: a long value starting like this was pasted into
+# the variable-name field by mistake. Names are judged as names: HF_TOKEN, SK_SERVICE_KEY or gsk_name pass.
+_KEY_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghu_", "ghs_", "github_pat_", "AIza", "gsk_", "xai-", "hf_")
+_SHORTEST_KEY = 20
+"""Real keys with those prefixes are longer than this (hf_ 37, ghp_ 40, gsk_ 56 characters)."""
 _NO_KEY_PLACEHOLDER = "not-needed"
 _MAX_DELAY_S = 60.0
 MAX_NODE_SECONDS = 300.0
@@ -81,7 +84,7 @@ def check_env_name(name: str) -> str | None:
     name = name.strip().lstrip("$").strip()
     if name in ("", "-", "none", "None"):
         return None
-    looks_like_key = name.lower().startswith(_KEY_PREFIXES) or (
+    looks_like_key = (name.startswith(_KEY_PREFIXES) and len(name) >= _SHORTEST_KEY) or (
         len(name) >= 24 and any(c.islower() for c in name) and any(c.isdigit() for c in name)
     )
     if looks_like_key or not _ENV_NAME.match(name):

@@ -215,6 +215,8 @@ def test_presets_and_overrides(monkeypatch):
         "sk-proj-" + "a1B2" * 10,
         "ghp_" + "Ab1" * 12,
         "AIzaSyD" + "x9Y" * 10,
+        "hf_" + "aBc1dEf2" * 4 + "xy",
+        "gsk_" + "Q1w2E3r4" * 6,
         "abcDEF123ghiJKL456mnoPQR789",
         "my key with spaces",
     ],
@@ -224,6 +226,11 @@ def test_key_pasted_into_the_variable_field_is_refused_without_echo(pasted):
         client.make_connection("OpenAI", key_env=pasted)
     assert "NAME of an environment variable" in str(info.value)
     assert pasted not in _error_text(info.value)
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "SK_SERVICE_KEY", "GSK_TEAM_KEY", "hf_token", "GITHUB_TOKEN", "AIZA"])
+def test_key_variable_names_are_judged_as_names(name):
+    assert client.check_env_name(name) == name
 
 
 def test_connection_value_holds_no_key(secret, monkeypatch):
