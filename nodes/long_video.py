@@ -38,6 +38,7 @@ from .conditioning import (
     fs_input,
     size_inputs,
 )
+from .freenoise_nodes import MODE_FREENOISE, FreeNoiseChecks, freenoise_long_video
 from .model import COND_IMAGE_TOKENS, require_interpolation
 from .sampler_nodes import model_variant
 from .validation import CheckedNode, InputError, chain_problem
@@ -286,7 +287,7 @@ def generate_long_video(
     return LongVideoResult(join_with_overlap(clips, plan.overlap, plan.total), clips, starts)
 
 
-class DynamiCrafterLongVideo(CheckedNode):
+class DynamiCrafterLongVideo(FreeNoiseChecks, CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -299,7 +300,8 @@ class DynamiCrafterLongVideo(CheckedNode):
             "Against drift, every clip's image tokens come from the ORIGINAL picture (anchor_tokens) "
             "while only its image latent follows the video; match_colors pulls each new start frame "
             "back to the picture's colours; with the 512_interp model, 'return to source' makes every "
-            "clip end on the original picture. Exactly total_frames frames come out.",
+            "clip end on the original picture; 'FreeNoise one pass' samples all frames at once (no joins). "
+            "Exactly total_frames frames come out.",
             inputs=[
                 io.Model.Input("model", tooltip="The DynamiCrafter model (256, 512, 1024, or 512_interp)."),
                 *CONDITIONING_IO,
@@ -321,11 +323,11 @@ class DynamiCrafterLongVideo(CheckedNode):
                 ),
                 io.Combo.Input(
                     "mode",
-                    options=[MODE_CONTINUE, MODE_RETURN],
+                    options=[MODE_CONTINUE, MODE_RETURN, MODE_FREENOISE],
                     default=MODE_CONTINUE,
                     tooltip="continue: each clip animates on from the previous one (any model). return to "
                     "source: 512_interp only, every clip ends on the original picture (no drift; "
-                    "the motion keeps coming back).",
+                    "the motion keeps coming back). FreeNoise one pass: one coherent video, no joins.",
                 ),
                 io.Boolean.Input(
                     "anchor_tokens",
@@ -374,7 +376,8 @@ class DynamiCrafterLongVideo(CheckedNode):
         fit,
     ) -> io.NodeOutput:
         plan = ContinuationPlan(total_frames, clip_frames, overlap)
-        result = generate_long_video(
+        generate = freenoise_long_video if mode == MODE_FREENOISE else generate_long_video
+        result = generate(
             model,
             positive,
             negative,

@@ -20,6 +20,7 @@ _FEATURE_MODULES: tuple[str, ...] = (
     "controls",
     "init_noise",
     "sketch",
+    "freenoise_nodes",
 )
 
 
