@@ -1,18 +1,21 @@
 """DynamiCrafter Download Model: fetch a checkpoint from the Hugging Face hub into a ComfyUI models folder.
 
-Nothing is downloaded at import: only when the node runs. The transfer is resumable across runs and
-across ComfyUI restarts: bytes go to ``<name>.<etag>.incomplete`` beside the final file, which is kept when
-the user presses Cancel or the network fails, and the next run continues it with an HTTP ``Range`` request
-(``huggingface_hub.file_download.http_get`` also resumes by itself within a run when the connection drops).
-Only a complete file of the size the hub announces is renamed to its final name.
+Nothing is downloaded at import: only when the node runs, and only when its file name is used by another
+node of the prompt (an admin may allow unconnected downloads: ``DYNAMICRAFTER_DOWNLOADS``). Bytes go to
+``<name>.<etag>.incomplete`` beside the final file and only a complete file of the size the hub states, with
+its published sha256, is renamed to its final name. ``download_transfer`` streams them: never more than the
+stated size, within a deadline, and Cancel stops it within a fraction of a second. A broken connection is
+resumed within the run with an HTTP ``Range`` request; after Cancel or a failure the partial file is
+deleted, unless the admin keeps partial files for a resume on the next run
+(``DYNAMICRAFTER_RESUME_DOWNLOADS=1``): the message says which.
 
 Why not ``hf_hub_download(local_dir=...)``: recent huggingface_hub releases download into a temporary file
-unique to each call and delete it on failure, so a cancelled 10.4 GB download starts again from zero; all
-original repos name their file ``model.ckpt``, which would collide in one models folder; and the
-``.cache/huggingface`` metadata it writes into the models folder goes stale once the file is renamed. The
-node uses huggingface_hub's own building blocks instead (``hf_hub_url``, ``get_hf_file_metadata``,
-``build_hf_headers``, ``http_get``), so ``HF_ENDPOINT``, ``HF_TOKEN`` / ``hf auth login``, ``HF_HUB_OFFLINE``,
-proxies and the hub's error types behave as for any other download, with every release from 0.20 on.
+unique to each call, all original repos name their file ``model.ckpt``, which would collide in one models
+folder, and the ``.cache/huggingface`` metadata it writes into the models folder goes stale once the file is
+renamed; its ``http_get`` reads 10 MiB chunks with no size bound and no Cancel in between. The node uses
+huggingface_hub's own pieces for the rest (``hf_hub_url``, ``get_hf_file_metadata``, ``build_hf_headers``),
+so ``HF_ENDPOINT``, ``HF_TOKEN`` / ``hf auth login``, ``HF_HUB_OFFLINE`` and the hub's error types behave as
+for any other download.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,6 @@ from .download_hub import (
     fetch_metadata,
     hub_endpoint,
     resolve_url,
-    supported_kwargs,
 )
 from .download_integrity import (
     ALLOW_UNVERIFIED_ENV,
@@ -54,7 +57,8 @@ from .download_integrity import (
     partial_size,
     verify,
 )
-from .download_progress import DownloadProgress, ProgressFile
+from .download_progress import DownloadProgress
+from .download_transfer import TooLarge, TransferError, stream_into
 from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
@@ -89,37 +93,64 @@ def _check_disk_space(folder: Path, needed: int) -> None:
         )
 
 
-def transfer(remote: RemoteFile, target: Path) -> None:
-    """Download ``remote`` into ``target``, resuming ``<target>.<etag>.incomplete`` when present."""
-    from huggingface_hub.file_download import http_get
+RESUME_ENV = "DYNAMICRAFTER_RESUME_DOWNLOADS"
 
+
+def keep_partials() -> bool:
+    """Whether the admin keeps partial downloads for a resume on the next run (read at each download)."""
+    return os.environ.get(RESUME_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _after_failure(partial: Path, size: int) -> str:
+    """Keep or delete the partial file after Cancel or a failed transfer; the words that say which."""
+    done = partial_size(partial)
+    if keep_partials() and done:
+        return f"The {done} of {size} bytes received are kept in {partial.name}; run the node again to resume."
+    partial.unlink(missing_ok=True)
+    return f"The partial file was deleted (an administrator can keep partial downloads to resume: {RESUME_ENV}=1)."
+
+
+def transfer(remote: RemoteFile, target: Path) -> None:
+    """Download ``remote`` into ``target``, resuming ``<target>.<etag>.incomplete`` when one was kept."""
+    if remote.size is None:
+        raise ModelDownloadError(
+            f"The hub states no size for {remote.url}, so the download could not be bounded and was not started."
+        )
     partial = partial_path(target, remote.etag)
     _drop_stale_partials(target, partial)
     resume = partial_size(partial)
-    if remote.size is not None and resume > remote.size:
+    if resume > remote.size:
         log.warning("DynamiCrafter download: %s is larger than the file on the hub; starting again", partial)
         resume = 0
-    if remote.size is not None:
-        _check_disk_space(target.parent, remote.size - resume)
+    _check_disk_space(target.parent, remote.size - resume)
     if resume:
         log.info("DynamiCrafter download: resuming %s at %d of %s bytes", remote.url, resume, remote.size)
     else:
         log.info("DynamiCrafter download: %s -> %s (%s bytes)", remote.url, target, remote.size)
 
     progress = DownloadProgress(remote.size, resume)
-    if remote.size is None or resume < remote.size:
-        with open_partial(partial, resume > 0) as raw:
-            kwargs = supported_kwargs(
-                http_get,
-                resume_size=resume,
-                headers=download_headers(remote),
-                expected_size=remote.size,
-                displayed_filename=target.name,
-            )
-            http_get(remote.location, ProgressFile(raw, progress), **kwargs)
+    if resume < remote.size:
+        try:
+            with open_partial(partial, resume > 0) as raw:
+                stream_into(remote.location, download_headers(remote), raw, resume, remote.size, progress.update)
+        except comfy.model_management.InterruptProcessingException:
+            log.info("DynamiCrafter download: cancelled. %s", _after_failure(partial, remote.size))
+            raise
+        except TooLarge as error:
+            partial.unlink(missing_ok=True)
+            raise ModelDownloadError(
+                f"The download of {target.name} from {remote.url} was stopped: {error}. The partial file was deleted."
+            ) from None
+        except BaseException as error:
+            kept = _after_failure(partial, remote.size)
+            if isinstance(error, TransferError):
+                raise ModelDownloadError(
+                    f"The download of {target.name} from {remote.url} failed: {error}. {kept}"
+                ) from None
+            raise
 
     size = os.lstat(partial).st_size
-    if remote.size is not None and size != remote.size:
+    if size != remote.size:
         raise OSError(f"{partial} has {size} bytes, the hub announced {remote.size}")
     if remote.sha256 is not None:
         try:
@@ -140,6 +171,35 @@ def transfer(remote: RemoteFile, target: Path) -> None:
     os.replace(partial, target)
     progress.finish(size)
     log.info("DynamiCrafter download: saved %s", target)
+
+
+DOWNLOADS_ENV = "DYNAMICRAFTER_DOWNLOADS"
+"""``connected`` (default): the node runs only when its file name feeds another node; ``any``: also
+unconnected; ``off``: no server-side downloads."""
+
+
+def check_download_allowed(prompt: Any, node_id: Any) -> None:
+    """Refuse a download the admin's ``DYNAMICRAFTER_DOWNLOADS`` does not allow (read at each run)."""
+    policy = os.environ.get(DOWNLOADS_ENV, "connected").strip().lower() or "connected"
+    if policy == "any":
+        return
+    if policy == "off":
+        raise ModelDownloadError(
+            f"Model downloads are turned off on this server ({DOWNLOADS_ENV}=off): ask its administrator to put the "
+            "file into the models folder."
+        )
+    nodes = prompt.values() if isinstance(prompt, dict) else []
+    used = any(
+        isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id)
+        for node in nodes
+        if isinstance(node, dict)
+        for value in (node.get("inputs") or {}).values()
+    )
+    if not used:
+        raise ModelDownloadError(
+            "Download Model runs only when its file_name output feeds another node (a loader's file input): "
+            f"connect it. An administrator can allow unconnected downloads with {DOWNLOADS_ENV}=any."
+        )
 
 
 @dataclass(frozen=True)
@@ -267,6 +327,7 @@ class DynamiCrafterModelDownload(CheckedNode):
                 "broken download. Honours HF_ENDPOINT and HF_TOKEN."
             ),
             is_output_node=True,
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             inputs=[
                 io.Combo.Input(
                     "model",
@@ -300,12 +361,16 @@ class DynamiCrafterModelDownload(CheckedNode):
 
     @classmethod
     def fingerprint_inputs(cls, model: str, destination: str) -> Any:
-        """Runs again when the file appears, disappears or changes size, never from a stale cache."""
+        """Runs again when the file appears, changes size or time, and always while it is missing (a file
+        deleted after a download is looked for again, never served from the cache)."""
         entry = CATALOGUE.get(model)
         if entry is None or destination not in DESTINATIONS:
             return None
         found = _on_disk(destination, entry.local_name)
-        return (str(found), found.stat().st_size) if found is not None else "missing"
+        if found is None:
+            return f"missing {uuid.uuid4()}"
+        info = found.stat()
+        return (str(found), info.st_size, info.st_mtime_ns)
 
     @classmethod
     def execute(cls, model: str, destination: str) -> io.NodeOutput:
@@ -314,6 +379,9 @@ class DynamiCrafterModelDownload(CheckedNode):
             raise ModelDownloadError(f"Unknown model choice {model!r}; choose one of: {', '.join(CATALOGUE)}")
         if destination not in DESTINATIONS:
             raise ModelDownloadError(f"Unknown destination {destination!r}; choose one of: {', '.join(DESTINATIONS)}")
+        if _on_disk(destination, entry.local_name) is None:  # a download would start
+            hidden = getattr(cls, "hidden", None)  # None when called outside the host's executor
+            check_download_allowed(getattr(hidden, "prompt", None), getattr(hidden, "unique_id", None))
         result = ensure_model(entry, destination)
         log.info("DynamiCrafter download: %s", result.message)
         return io.NodeOutput(result.name, ui=ui.PreviewText(result.message))

@@ -26,6 +26,8 @@ _METADATA_ATTEMPTS = 3
 class ModelDownloadError(RuntimeError):
     """A download that cannot go on, with a message that says what to do."""
 
+    __module__ = "dynamicrafter"  # as ComfyUI shows the type: never the install path
+
 
 # --------------------------------------------------------------------------------------------------
 # The hub: URL, metadata, errors

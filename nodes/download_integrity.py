@@ -40,6 +40,8 @@ _BINARY = getattr(os, "O_BINARY", 0)
 class IntegrityError(OSError):
     """A file whose bytes are not the hub's, or a path that is not a plain file; the message says what to do."""
 
+    __module__ = "dynamicrafter"  # as ComfyUI shows the type: never the install path
+
 
 def as_sha256(value: str | None) -> str | None:
     """``value`` (an ETag or LFS oid, quotes and case ignored) when it is a sha256, else None."""

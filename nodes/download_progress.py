@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any, BinaryIO
-
 import comfy.model_management
 import comfy.utils
 
@@ -31,39 +28,3 @@ class DownloadProgress:
         if self.total and (done - self._last >= self._step or done >= self.total):
             self._bar.update_absolute(min(done, self.total), self.total)
             self._last = done
-
-
-class ProgressFile:
-    """The partial file as ``http_get`` sees it: each write reports progress and checks for Cancel.
-
-    Wrapping the file (rather than huggingface_hub's tqdm) works with every huggingface_hub release;
-    progress is the absolute file position, so a restarted range is counted right.
-    """
-
-    def __init__(self, raw: BinaryIO, progress: DownloadProgress) -> None:
-        self._raw = raw
-        self._progress = progress
-
-    @property
-    def name(self) -> str:
-        return self._raw.name
-
-    def write(self, data: bytes) -> int:
-        written = self._raw.write(data)
-        self._progress.update(self._raw.tell())
-        return written
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def truncate(self, size: int | None = None) -> int:
-        return self._raw.truncate(size)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)

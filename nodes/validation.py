@@ -253,6 +253,8 @@ class CheckedNode(io.ComfyNode):
     created (the host's per-run class clones keep them and are not wrapped again).
     """
 
+    __module__ = "dynamicrafter"  # as ComfyUI shows the type: never the install path
+
     QUEUE_TIME_LINKS: tuple[str, ...] = ()
     """Wired inputs whose connection :meth:`more_problems` checks when queued: connected, they reach it as None."""
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -282,6 +283,8 @@ def _run(args: argparse.Namespace, servers: list[ComfyProcess]) -> int:
         extra_paths=extra,
         cpu=use_cpu(args.device),
         extra_args=args.server_arg,
+        # The user's own server: its download node runs alone (a shared server only runs connected ones).
+        env={**os.environ, "DYNAMICRAFTER_DOWNLOADS": "any"} if args.download else None,
     )
     servers.append(server)
     stage(f"starting ComfyUI ({comfy_dir}) on {server.url}{' (CPU)' if server.cpu else ''}; log: {server.log_path}")

@@ -16,7 +16,9 @@ What huggingface_hub's downloads rely on, as the real hub does it for an LFS fil
 ``hide_sha256_in_headers`` leaves out ``X-Linked-Etag`` (the ETag is then the git blob id, as for a
 non-LFS file), so a client must ask the paths-info API; ``hide_sha256`` also leaves it out there.
 ``drop_next_get_after(n)`` makes the next CDN GET send the headers and only ``n`` bytes of the body, then
-cut the connection, as a network failure half-way would. Every request is recorded in ``requests``.
+cut the connection, as a network failure half-way would. ``body = "trickle"`` makes the CDN send ``trickle_bytes``
+(one) every ``trickle_s`` (a slow or hostile mirror); ``body = "flood"`` sends an endless body with no length
+(a lying mirror), until the client goes. Every request is recorded in ``requests``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
@@ -52,6 +55,10 @@ class FakeHub:
     hide_sha256_in_headers: bool = False
     hide_sha256: bool = False
     requests: list[RecordedRequest] = field(default_factory=list)
+    body: str = "normal"
+    trickle_s: float = 0.5
+    trickle_bytes: int = 1
+    flood_sent: int = 0
     _drop_after: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
@@ -212,6 +219,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                     return
                 start = int(range_match["start"])
             payload = data[start:]
+            if body and hub.body == "flood":
+                return self._flood()
             self.send_response(206 if requested else 200)
             if requested:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -222,6 +231,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if not body:
                 return
+            if hub.body == "trickle":
+                return self._trickle(payload)
             drop = hub._take_drop()
             if drop is not None:
                 self.wfile.write(payload[:drop])
@@ -230,6 +241,29 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(payload)
+
+        def _trickle(self, payload: bytes) -> None:
+            try:
+                for n in range(0, len(payload), hub.trickle_bytes):
+                    self.wfile.write(payload[n : n + hub.trickle_bytes])
+                    self.wfile.flush()
+                    time.sleep(hub.trickle_s)
+            except OSError:
+                pass  # the client went away
+
+        def _flood(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            block = bytes(64 << 10)
+            try:
+                while True:
+                    self.wfile.write(block)
+                    hub.flood_sent += len(block)
+            except OSError:
+                pass  # the client went away
 
         def _error(self, status: int, code: str | None, message: str, body: bool) -> None:
             content = json.dumps({"error": message}).encode()

@@ -47,6 +47,10 @@ def hub(download: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        # These tests run the node alone (as the run command's own server does); the default policy is tested
+        # in test_download_bounds.py.
+        monkeypatch.setenv("DYNAMICRAFTER_DOWNLOADS", "any")
+        monkeypatch.delenv("DYNAMICRAFTER_RESUME_DOWNLOADS", raising=False)
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False, raising=False)
         monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
         yield fake

@@ -2,7 +2,7 @@
 
 Checks: the node downloads into a temporary models folder registered with folder_paths and reports
 progress through comfy.utils' progress hook; a connection cut half-way resumes with a Range request; a
-cancelled download resumes with a Range request on the next run; a complete file is not downloaded again;
+cancelled download resumes with a Range request on the next run (when the admin keeps partial files); a complete file is not downloaded again;
 401/404/unreachable hub give clear errors.
 """
 
@@ -59,6 +59,8 @@ def test_downloads_through_the_executor_with_progress(
             "inputs": {"model": ORIGINAL_512, "destination": "checkpoints"},
         }
     }
+    # Paced as over a network (about 1.5 s), so the host's throttled progress bar has updates to show.
+    hub.body, hub.trickle_bytes, hub.trickle_s = "trickle", 64 << 10, 0.03
     run = comfy_host.run_prompt(prompt)
 
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
@@ -107,12 +109,19 @@ def test_connection_cut_half_way_resumes_with_range(
 
 
 def test_cancelled_download_resumes_with_range_on_next_run(
-    comfy_host: Any, download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog
+    comfy_host: Any,
+    download: Any,
+    models: dict[str, Path],
+    hub: FakeHub,
+    progress: ProgressLog,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import comfy.model_management
 
+    monkeypatch.setenv("DYNAMICRAFTER_RESUME_DOWNLOADS", "1")  # the admin keeps partial files for a resume
     target = models["checkpoints"] / "dynamicrafter_512_v1.ckpt"
     progress.cancel_at = 0.5  # the user presses Cancel half-way
+    hub.body, hub.trickle_bytes, hub.trickle_s = "trickle", 64 << 10, 0.01  # paced: Cancel comes mid-way
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         run_node(download)
     assert not target.exists()
@@ -122,6 +131,7 @@ def test_cancelled_download_resumes_with_range_on_next_run(
     assert partial.read_bytes() == PAYLOAD[:kept]
 
     progress.calls.clear()
+    hub.body = "normal"
     result = run_node(download)  # the second run continues where the first stopped
     assert result.args == ("dynamicrafter_512_v1.ckpt",)
     assert target.read_bytes() == PAYLOAD
@@ -188,6 +198,7 @@ def test_unreachable_hub_names_url_and_folder(
 ) -> None:
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("DYNAMICRAFTER_DOWNLOADS", "any")  # the node runs alone here
     with pytest.raises(download.ModelDownloadError) as raised:
         run_node(download)
     message = str(raised.value)
