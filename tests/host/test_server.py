@@ -66,6 +66,7 @@ RUN_ON_SD21_LAYOUT = ["controlnet_512"]
 RUN_IN_PROCESS = [
     "keyframe_chain_512",
     "long_video_512",
+    "long_video_freenoise_512",
     "photo_to_film",
     "story_to_film",
     "tooncrafter_512",

@@ -28,6 +28,7 @@ from .builders import (
 )
 from .catalog_cil import cil_image_to_video
 from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
+from .catalog_freenoise import long_video_freenoise
 from .catalog_sketch import tooncrafter_sketch
 from .catalog_stock import controlnet, lora
 from .graph import (
@@ -345,6 +346,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     loop,
     keyframe_chain,
     long_video,
+    long_video_freenoise,
     tooncrafter,
     lambda: tooncrafter_sketch(tooncrafter()),
     photo_to_film,
