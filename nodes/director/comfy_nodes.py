@@ -15,6 +15,7 @@ from .media import png_data_url
 from .node_inputs import (
     CATEGORY,
     Director,
+    DirectorNode,
     abort_check,
     check_connection,
     connection_input,
@@ -28,7 +29,7 @@ from .soundtrack_node import DirectorSoundtrack
 log = logging.getLogger(__name__)
 
 
-class DirectorConnectionNode(io.ComfyNode):
+class DirectorConnectionNode(DirectorNode):
     """Where the director's vision-language model lives; the key stays in an environment variable."""
 
     @classmethod
@@ -118,7 +119,7 @@ class DirectorConnectionNode(io.ComfyNode):
         return io.NodeOutput(conn)
 
 
-class DirectorDescribeImage(io.ComfyNode):
+class DirectorDescribeImage(DirectorNode):
     """Picture -> a short DynamiCrafter motion prompt."""
 
     @classmethod
@@ -169,7 +170,7 @@ class DirectorDescribeImage(io.ComfyNode):
         return io.NodeOutput(prompt)
 
 
-class DirectorStoryboard(io.ComfyNode):
+class DirectorStoryboard(DirectorNode):
     """Story -> N scene prompts sharing one style line."""
 
     @classmethod
@@ -231,7 +232,7 @@ class DirectorStoryboard(io.ComfyNode):
         return io.NodeOutput(board.text, list(board.prompts), board.style)
 
 
-class DirectorMotionAdvisor(io.ComfyNode):
+class DirectorMotionAdvisor(DirectorNode):
     """Finished clip + its settings -> suggested settings for the next run."""
 
     @classmethod

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from comfy_api.latest import io
 
+from ..validation import CheckedNode
 from .client import DirectorConnection
 from .errors import DirectorError
 from .policy import audio_roots
@@ -14,6 +17,37 @@ from .policy import audio_roots
 CATEGORY = "DynamiCrafter/director"
 Director = io.Custom("DYNAMICRAFTER_DIRECTOR")
 SEED_MAX = 2**31 - 1
+
+
+MAX_TEXT_ENV = "DYNAMICRAFTER_DIRECTOR_MAX_TEXT"
+DEFAULT_MAX_TEXT = 20_000
+"""Longest text a director node sends (characters): a prompt or a story, not a book; each one costs the
+server's key."""
+
+
+def max_text() -> int:
+    """The administrator's bound on a director text (``DYNAMICRAFTER_DIRECTOR_MAX_TEXT``, read at each check)."""
+    try:
+        value = int(os.environ.get(MAX_TEXT_ENV, "").strip() or DEFAULT_MAX_TEXT)
+    except ValueError:
+        value = DEFAULT_MAX_TEXT
+    return value if value > 0 else DEFAULT_MAX_TEXT
+
+
+class DirectorNode(CheckedNode):
+    """A director node: the pack's checks when queued and when run (finite numbers in range, known choices), and
+    every text within :func:`max_text`, so no request is sent with a value that is not valid."""
+
+    @classmethod
+    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+        limit = max_text()
+        for name, value in values.items():
+            if isinstance(value, str) and len(value) > limit:
+                return (
+                    f"{name} holds {len(value)} characters; a director node sends at most {limit} (an "
+                    f"administrator can raise this with {MAX_TEXT_ENV})"
+                )
+        return None
 
 
 def abort_check() -> None:

@@ -13,6 +13,7 @@ from .client import DirectorConnection
 from .errors import DirectorError
 from .node_inputs import (
     CATEGORY,
+    DirectorNode,
     abort_check,
     check_connection,
     connection_input,
@@ -25,7 +26,7 @@ from .policy import AUDIO_DIRS_ENV
 log = logging.getLogger(__name__)
 
 
-class DirectorSoundtrack(io.ComfyNode):
+class DirectorSoundtrack(DirectorNode):
     """Clip description + the user's music folder -> the chosen track as AUDIO, cut to the clip."""
 
     @classmethod
