@@ -141,8 +141,8 @@ class ComfyClient:
         limit = await self.upload_limit()
         if upload.size + UPLOAD_OVERHEAD > limit:
             raise ItemError(
-                f"{upload.path.name} is {upload.size / (1 << 20):.1f} MiB; {self.name} takes uploads up to "
-                f"{limit / (1 << 20):g} MiB (its --max-upload-size): make the picture smaller or raise that limit"
+                f"{upload.path.name} is {upload.size / (1 << 20):.3g} MiB; {self.name} takes uploads up to "
+                f"{limit / (1 << 20):.3g} MiB (its --max-upload-size): make the picture smaller or raise that limit"
             )
         aiohttp = _aiohttp()
         with upload.open() as f:
