@@ -13,6 +13,7 @@ import torch
 from einops import rearrange
 from safetensors.torch import load_file
 
+from dynamicrafter import freenoise
 from support.long_video_parts import HEIGHT, SCALE, WIDTH, SampleRecorder, pictures, settings
 from support.parity_data import relative_error, relative_l2
 
@@ -118,3 +119,46 @@ def test_bad_long_videos_in_freenoise_mode_are_refused_when_queued(comfy_host, p
         prompt = {"1": {"class_type": "DynamiCrafterLongVideo", "inputs": {**values, "mode": "continue"}}}
         _, errors, _ = asyncio.run(comfy_host.execution.validate_inputs(uuid.uuid4().hex, prompt, "1", {}))
         assert "longer than the video" not in json.dumps(errors)
+
+
+def test_interpolation_over_32_frames_with_the_stock_ksampler(pack, tiny, fake_clip, freenoise_nodes, monkeypatch):
+    """The patch under the stock KSampler (comfy.sample.sample): the wrapper reschedules the KSampler's noise
+    with its seed, the windows run, and the video differs from the unpatched model's."""
+    import comfy.sample
+
+    seen = []
+    original = freenoise_nodes.rescheduled
+    monkeypatch.setattr(
+        freenoise_nodes,
+        "rescheduled",
+        lambda noise, frames, s, seed: seen.append((frames, seed)) or original(noise, frames, s, seed),
+    )
+    node = pack["conditioning"].DynamiCrafterInterpolation
+    positive, negative, latent = node.execute(
+        tiny["positive"],
+        tiny["negative"],
+        tiny["vae"],
+        object(),
+        pictures(1, seed=4),
+        "interpolate",
+        WIDTH,
+        HEIGHT,
+        32,
+        0,
+        1,
+        "crop",
+        end_image=pictures(1, seed=7),
+        end_image_tokens=0.5,
+    ).result
+    model = tiny["512_interp"]
+    patched = freenoise_nodes.DynamiCrafterFreeNoise.execute(model, 16, 4).result[0]
+    noise = comfy.sample.prepare_noise(latent["samples"], 11)
+    sample = lambda m: comfy.sample.sample(  # noqa: E731
+        m, noise, 2, 7.5, "euler", "normal", positive, negative, latent["samples"], seed=11
+    )
+    with torch.no_grad():
+        ours, plain = sample(patched), sample(model)
+    assert seen == [(32, 11)]
+    assert ours.shape == (32, 4, HEIGHT // 8, WIDTH // 8) and bool(torch.isfinite(ours).all())
+    assert not torch.allclose(ours, plain, atol=1e-4)
+    assert freenoise.OPTION not in model.model_options.get("transformer_options", {})  # the input is untouched
