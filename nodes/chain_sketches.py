@@ -12,6 +12,8 @@ import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.chain import chain_length, segments_showing
+from . import chain_queue
+from .chain_queue import queued_chain_problem
 from .sketch import guide_frames, listed_frames, percent_problem, sketch_encoder_problem, sketched_frames
 
 ENCODER, SKETCHES, FRAMES = "sketch_encoder", "sketches", "sketch_frames"
@@ -106,13 +108,18 @@ def chain_sketch_problem(values: Mapping[str, Any]) -> str | None:
 
 
 class ChainSketchChecks:
-    """The keyframe chain's queue-time checks of its sketch inputs; mixed in before :class:`.CheckedNode`."""
+    """The keyframe chain's queue-time checks of its sketch inputs and of its keyframe count (when the graph
+    tells it, :mod:`.chain_queue`); mixed in before :class:`.CheckedNode`."""
 
     QUEUE_TIME_LINKS = (ENCODER, SKETCHES)
 
     @classmethod
     def more_problems(cls, values: Mapping[str, Any]) -> str | None:
-        return chain_sketch_problem(values)
+        problem = chain_sketch_problem(values)
+        if problem is None and values.get("keyframes") is None:  # queued: the pictures are not here yet
+            hidden = getattr(cls, "hidden", None)
+            problem = queued_chain_problem(getattr(hidden, "unique_id", None), values)
+        return problem
 
 
 @dataclass(frozen=True)
@@ -165,3 +172,6 @@ def plan_chain_sketches(
         for segment, local in segments_showing(frame, keyframes, frames):
             placed[segment].append((local, sketch))
     return ChainSketches(encoder, sketches, placed, settings)
+
+
+chain_queue.register()  # the count of a queued chain's pictures, on a running server

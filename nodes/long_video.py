@@ -41,7 +41,7 @@ from .conditioning import (
 from .freenoise_nodes import MODE_FREENOISE, FreeNoiseChecks, freenoise_long_video
 from .model import COND_IMAGE_TOKENS, require_interpolation
 from .sampler_nodes import model_variant
-from .validation import CheckedNode, InputError, chain_problem
+from .validation import CheckedNode, chain_problem, refuse
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
             "clips are joined with every keyframe shown once, so K keyframes and 16-frame segments "
             "give 15*(K-1)+1 frames without a repeated frame at the joins. Optional ToonCrafter sketches "
             "steer chosen frames of the whole video (numbered over its output frames).",
+            hidden=[io.Hidden.unique_id],  # the queue-time check finds the keyframe count by it (chain_queue)
             inputs=[
                 io.Model.Input("model", tooltip="The DynamiCrafter 512_interp model."),
                 *CONDITIONING_IO,
@@ -163,9 +164,7 @@ class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
     ) -> io.NodeOutput:
         keyframes = stack_keyframes(keyframes)
         check_chain(keyframes.shape[0], frames)
-        problem = chain_problem(keyframes.shape[0], width, height, frames)
-        if problem:
-            raise InputError(problem)
+        refuse(chain_problem(keyframes.shape[0], width, height, frames))
         require_interpolation(model_variant(model), "The keyframe chain")
         segments = keyframe_segments(keyframes.shape[0])
         positives = segment_positives(positive, clip, segment_prompts or "", len(segments))

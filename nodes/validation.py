@@ -133,6 +133,12 @@ def max_keyframes() -> int:
     return value if value >= 2 else DEFAULT_MAX_KEYFRAMES
 
 
+def refuse(problem: str | None) -> None:
+    """Raise :class:`InputError` with ``problem`` when there is one."""
+    if problem:
+        raise InputError(problem)
+
+
 def chain_problem(keyframes: int, width: int, height: int, frames: int) -> str | None:
     """Whether a keyframe chain of ``keyframes`` pictures fits: the count bound, then the memory of one segment
     sampled plus every frame of the whole chain decoded (checked when the node runs, before anything else)."""
