@@ -141,13 +141,13 @@ def transfer(remote: RemoteFile, target: Path) -> None:
             raise ModelDownloadError(
                 f"The download of {target.name} from {remote.url} was stopped: {error}. The partial file was deleted."
             ) from None
-        except BaseException as error:
+        except Exception as error:
             kept = _after_failure(partial, remote.size)
-            if isinstance(error, TransferError):
-                raise ModelDownloadError(
-                    f"The download of {target.name} from {remote.url} failed: {error}. {kept}"
-                ) from None
-            raise
+            reason = str(error) if isinstance(error, TransferError) else f"{type(error).__name__}: {error}"
+            raise ModelDownloadError(
+                f"The download of {target.name} from {remote.url} failed: {reason}. Check the network connection, "
+                f"a proxy (HTTPS_PROXY) or HF_ENDPOINT, then run the node again. {kept}"
+            ) from None
 
     size = os.lstat(partial).st_size
     if size != remote.size:
@@ -162,6 +162,9 @@ def transfer(remote: RemoteFile, target: Path) -> None:
                 follow_links=False,
                 remember=False,
             )
+        except comfy.model_management.InterruptProcessingException:
+            log.info("DynamiCrafter download: cancelled while checking. %s", _after_failure(partial, remote.size))
+            raise
         except IntegrityError as error:
             partial.unlink(missing_ok=True)
             raise IntegrityError(
