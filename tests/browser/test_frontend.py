@@ -3,9 +3,10 @@
 Every workflow is opened the way a user opens it: *Browse Templates* (the frontend's command, which its menu
 and sidebar run), the pack's entry in the dialog's list, the workflow's card. Then: no "Some Nodes Are Missing" dialog, every node's type
 registered with LiteGraph and none drawn as a missing (red) node, the graph the file holds, the frontend's
-own API conversion (``app.graphToPrompt``) equal to the shipped ``workflows/api`` file, and the one dialog
-expected on a fresh install, *Missing Models*, naming the files the workflow's nodes declare. A screenshot
-of each graph goes to ``docs/images/workflow_<name>.png``.
+own API conversion (``app.graphToPrompt``) equal to the shipped ``workflows/api`` file, and the one problem
+expected on a fresh install: the error overview's *Missing Models*, naming the files the workflow's nodes
+declare, each with its Download action (one click, as for the core templates). A screenshot of each graph
+goes to ``docs/images/workflow_<name>.png``.
 
 Last, the 512 image-to-video workflow is pointed at a tiny checkpoint and a tiny size through the page's
 ``app.graph``, queued with the Run button, and followed until its Save Video node plays the MP4 the server
@@ -13,11 +14,12 @@ wrote (``docs/images/workflow_image_to_video_512_result.png``; the tiny model ha
 video is noise). A check of the checks loads a copy of a workflow with an unknown node type and expects
 the same helpers to report it.
 
-The page is driven through what the frontend keeps stable across releases (1.27 with ComfyUI 0.3.64, 1.35
-with 0.8.0): its extension API (``app.extensionManager.command.execute``, ``app.graph``, ``app.api``), the
-template cards' ``data-testid``, and accessible roles and names: the pack's entry in the template dialog's
-list is an ``option`` (1.27) or a ``button`` (1.35) named after the pack, each card's title a ``heading``,
-and the Run button the button named ``Run``.
+The page is the frontend of the newest ComfyUI the suite runs (1.48.7 with 0.33.0), driven through what it
+keeps stable: its extension API (``app.extensionManager.command.execute``, ``app.graph``, ``app.api``), the
+``data-testid`` of the template cards and of the error overview's model rows, and accessible roles and names:
+the pack's entry in the template dialog's list is a ``button`` named after the pack, each card's title a
+``heading``, the Run button the button named ``Run``. Loading a workflow with problems shows a toast whose
+*View details* opens the error overview (missing node packs, models, inputs) in the properties panel.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -45,20 +46,19 @@ IMAGES = ROOT / "docs" / "images"
 VIEWPORT = {"width": 2400, "height": 1350}
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
-MISSING_NODES_TITLE = re.compile("Some Nodes Are Missing|This workflow has missing nodes")
-"""The missing-nodes dialog's title: frontend 1.27 (ComfyUI 0.3.64), 1.35 (0.8.0)."""
-MISSING_MODELS_TITLE = "Missing Models"
+MISSING_NODES = "Missing Node Packs"
+"""The error overview's section for node types nobody registered."""
 
 
 def ui_workflow(name: str) -> dict[str, Any]:
     return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def declared_models(workflow: dict[str, Any]) -> list[str]:
-    """``directory / name`` of every model file the workflow's nodes declare (``properties.models``)."""
+def declared_models(workflow: dict[str, Any]) -> list[tuple[str, str]]:
+    """(directory, name) of every model file the workflow's nodes declare (``properties.models``)."""
     return sorted(
         {
-            f"{m['directory']} / {m['name']}"
+            (m["directory"], m["name"])
             for node in workflow["nodes"]
             for m in node.get("properties", {}).get("models", [])
         }
@@ -121,25 +121,12 @@ def visible_dialogs(page) -> list[str]:
     return [d.inner_text() for d in page.get_by_role("dialog").all() if d.is_visible()]
 
 
-def close_dialog(page, title: str | re.Pattern) -> None:
-    """Closes the dialog showing ``title`` with its Close button (the header's close icon, else Escape, where it
-    has no button of that name)."""
-    dialog = page.get_by_role("dialog").filter(has_text=title)
-    for close in (dialog.get_by_role("button", name="Close"), dialog.locator(".p-dialog-close-button")):
-        if close.count():
-            close.first.click()
-            break
-    else:
-        page.keyboard.press("Escape")
-    dialog.wait_for(state="hidden")
-
-
 def open_template_browser(page, pack: str):
     """Browse Templates, then the pack's entry: the dialog, showing the pack's cards."""
     page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    entry = page.get_by_role("option", name=pack, exact=True).or_(page.get_by_role("button", name=pack, exact=True))
+    entry = page.get_by_role("button", name=pack, exact=True)
     dialog = page.get_by_role("dialog").filter(has=entry)
-    dialog.get_by_role("option", name=pack, exact=True).or_(dialog.get_by_role("button", name=pack, exact=True)).click()
+    dialog.get_by_role("button", name=pack, exact=True).click()
     dialog.locator(f"[data-testid='template-workflow-{workflow_names()[0]}']").wait_for()  # the pack's cards
     return dialog
 
@@ -152,7 +139,7 @@ def open_from_template_browser(page, pack: str, name: str) -> None:
     expected = sorted([node["id"], node["type"]] for node in ui_workflow(name)["nodes"])
     page.wait_for_function(
         """(expected) => {
-        const nodes = app.graph._nodes.map(n => [n.id, n.type]).sort((a, b) => a[0] - b[0]);
+        const nodes = app.graph._nodes.map(n => [Number(n.id), n.type]).sort((a, b) => a[0] - b[0]);
         return JSON.stringify(nodes) === JSON.stringify(expected);
     }""",
         arg=expected,
@@ -161,17 +148,50 @@ def open_from_template_browser(page, pack: str, name: str) -> None:
     page.mouse.move(VIEWPORT["width"] - 5, VIEWPORT["height"] - 5)  # no hover highlight in the screenshots
 
 
-def missing_node_problems(page) -> list[str]:
-    """What a user would see as missing nodes: the dialog, and nodes whose type LiteGraph does not know
-    (the frontend draws those red, ``has_errors``)."""
-    problems = [f"dialog: {text[:300]!r}" for text in visible_dialogs(page) if MISSING_NODES_TITLE.search(text)]
-    if page.locator(".comfy-missing-nodes").count():
-        problems.append("the missing-nodes list is on the page")
-    problems += page.evaluate("""() => app.graph._nodes.flatMap(n => [
-        ...(n.type in LiteGraph.registered_node_types ? [] : [`node ${n.id}: type ${n.type} is not registered`]),
-        ...(n.has_errors ? [`node ${n.id} (${n.type}) is drawn as an error`] : []),
-    ])""")
+def error_overview(page) -> Any:
+    """The error overview, opened from the toast loading a workflow with problems shows."""
+    page.get_by_role("button", name="View details").click()
+    page.get_by_text("Errors detected").wait_for()
+    tabs = page.get_by_role("navigation").filter(has_text="Errors")
+    return page.locator("div").filter(has=tabs).filter(has_text="Errors detected").last  # the innermost
+
+
+def close_error_overview(page) -> None:
+    page.get_by_role("button", name="Toggle properties panel").click()
+    page.get_by_text("Errors detected").wait_for(state="hidden")
+
+
+def missing_node_problems(page, overview: Any | None = None) -> list[str]:
+    """What a user would see as missing nodes: the error overview's missing node packs, and nodes whose type
+    LiteGraph does not know."""
+    problems = []
+    if overview is not None and overview.get_by_text(MISSING_NODES).count():
+        problems.append(f"overview: {overview.inner_text()[:300]!r}")
+    problems += page.evaluate("""() => app.graph._nodes.flatMap(n =>
+        n.type in LiteGraph.registered_node_types ? [] : [`node ${n.id}: type ${n.type} is not registered`])""")
     return problems
+
+
+NEWER_STOCK_INPUTS = {("CreateVideo", "bit_depth"): 8, ("SaveVideo", "codec.encoding"): "auto"}
+"""Inputs of stock nodes newer than the oldest ComfyUI the pack supports (0.33.0's, optional): the shipped
+workflows leave them out, so the frontend adds them at these defaults."""
+
+
+def frontend_prompt(page) -> dict[str, Any]:
+    """The frontend's API form of the graph (``app.graphToPrompt``), less the newer stock inputs it adds at their
+    defaults (any other value stays, and fails the comparison with the shipped file)."""
+    prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    for node in prompt.values():
+        for (class_type, name), default in NEWER_STOCK_INPUTS.items():
+            if node["class_type"] == class_type and node["inputs"].get(name, default) == default:
+                node["inputs"].pop(name, None)
+    return prompt
+
+
+def offered_downloads(overview: Any) -> set[str]:
+    """The missing model files the overview offers to download with one click (their Download buttons)."""
+    buttons = overview.locator("[data-testid=missing-model-download]").all()
+    return {button.get_attribute("aria-label").removeprefix("Download ") for button in buttons}
 
 
 def frame_graph(page, settle: bool = True) -> float:
@@ -217,19 +237,15 @@ def test_template_browser_shows_the_packs_workflows(page, server):
 
 
 def test_a_missing_node_is_detected(page, server):
-    """The checks below can fail: a workflow with a node type nobody registered trips every one of them."""
+    """The checks below can fail: a workflow with a node type nobody registered trips each of them."""
     doctored = ui_workflow(RUN_WORKFLOW)
     (sampler,) = [node for node in doctored["nodes"] if node["type"] == "DynamiCrafterSampler"]
     sampler["type"] = "DynamiCrafterNoSuchNode"
     page.evaluate("(wf) => app.loadGraphData(wf, true, true, 'missing_node_check')", doctored)
-    page.get_by_role("dialog").filter(has_text=MISSING_NODES_TITLE).wait_for()
-    problems = missing_node_problems(page)
-    assert any(MISSING_NODES_TITLE.search(p) for p in problems), problems
+    problems = missing_node_problems(page, error_overview(page))
+    assert any(MISSING_NODES in p for p in problems), problems
     assert f"node {sampler['id']}: type DynamiCrafterNoSuchNode is not registered" in problems, problems
-    assert f"node {sampler['id']} (DynamiCrafterNoSuchNode) is drawn as an error" in problems, problems
-    for title in (MISSING_MODELS_TITLE, MISSING_NODES_TITLE):
-        if any(re.search(title, text) for text in visible_dialogs(page)):
-            close_dialog(page, title)
+    close_error_overview(page)
     assert not visible_dialogs(page)
 
 
@@ -239,20 +255,20 @@ def test_workflow_opens_from_the_template_browser(templates_page, server, name):
     errors_before = len(page.errors)
     open_from_template_browser(page, server.setup.pack_name, name)
 
-    # A fresh install lacks the DynamiCrafter files: the frontend names the ones the nodes declare.
+    # A fresh install lacks the DynamiCrafter files: the frontend offers each one the nodes declare, to download.
     models = declared_models(ui_workflow(name))
     assert models, f"{name}: no node declares its model file (properties.models)"
-    missing_models = page.get_by_role("dialog").filter(has_text=MISSING_MODELS_TITLE)
-    missing_models.wait_for()
-    problems = missing_node_problems(page)
-    text = missing_models.inner_text()
-    for model in models:
-        assert model in text, f"{model} not in the Missing Models dialog: {text}"
-    close_dialog(page, MISSING_MODELS_TITLE)
+    overview = error_overview(page)
+    problems = missing_node_problems(page, overview)
+    offered, text = offered_downloads(overview), overview.inner_text()
+    for directory, file_name in models:
+        assert file_name in offered, f"{file_name} is not offered for download: {text}"
+        assert f"{file_name}\n{directory}\n" in text, f"{file_name} would not go to models/{directory}: {text}"
+    close_error_overview(page)
 
     assert not problems, f"{name}: {problems}"
     assert not visible_dialogs(page), visible_dialogs(page)
-    assert page.evaluate("async () => (await app.graphToPrompt()).output") == load_api_workflow(name), (
+    assert frontend_prompt(page) == load_api_workflow(name), (
         f"{name}: the frontend's API form of the graph differs from workflows/api/{name}.json"
     )
     assert page.errors[errors_before:] == [], f"{name}: uncaught errors in the page"
@@ -293,7 +309,6 @@ FOLLOW_PROMPTS = """() => {
 
 def test_image_to_video_runs_from_the_browser(page, server, tiny_checkpoint):
     open_from_template_browser(page, server.setup.pack_name, RUN_WORKFLOW)
-    close_dialog(page, MISSING_MODELS_TITLE)
     changes = [
         ["DynamiCrafterCheckpointLoader", "ckpt_name", tiny_checkpoint],
         ["DynamiCrafterImageToVideo", "width", RUN_WIDTH],
