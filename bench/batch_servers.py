@@ -5,7 +5,7 @@
 Starts ``--servers`` headless ComfyUI servers on 127.0.0.1 (CPU, tests/support/comfy_server.py) with the
 pack and the tiny test checkpoint (random weights, tests/support/host_checkpoints.py), warms each one up
 with an item (the model load is not counted), then runs the same ``--items`` through
-``scripts/batch_client.py`` on the first server alone and on all of them, and prints the figures.
+``dynamicrafter_batch.client`` on the first server alone and on all of them, and prints the figures.
 On a CPU the servers share the cores: the speed-up is bounded by the cores, not by the client.
 Needs COMFYUI_DIR (or a ComfyUI scripts/test provisioned) and the project's virtual environment.
 """
@@ -26,11 +26,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from support.batch_server import BATCH  # noqa: E402
 from support.comfy_server import ComfyServer, ServerSetup, comfyui_dir  # noqa: E402
 from support.host_checkpoints import TINY_FILE_NAME, write_host_checkpoint  # noqa: E402
 from support.reference_data import manifest_path  # noqa: E402
-
-BATCH = ROOT / "scripts" / "batch_client.py"
 
 
 def start_servers(count: int, work: Path, comfy_dir: Path) -> list[ComfyServer]:
@@ -50,8 +49,7 @@ def start_servers(count: int, work: Path, comfy_dir: Path) -> list[ComfyServer]:
 def run_client(servers: list[ComfyServer], csv: Path, out: Path, size: int, steps: int) -> float:
     """Seconds the client took for the CSV's items."""
     command = [
-        sys.executable,
-        str(BATCH),
+        *BATCH,
         "--csv",
         str(csv),
         "--out",

@@ -1,4 +1,4 @@
-"""Shared test setup: the project root and ``tests/support`` on sys.path, and a one-thread fixture.
+"""Shared test setup: the project root on PYTHONPATH for the programs tests start, and a one-thread fixture.
 
 The reference data (golden outputs of the original, checkpoint manifests) are the project's own:
 ``support.reference_data`` says where.
@@ -6,16 +6,16 @@ The reference data (golden outputs of the original, checkpoint manifests) are th
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, ROOT / "tests"):  # the project's packages, and tests/support helpers
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+# pytest.ini's ``pythonpath`` puts the project's packages and tests/support on sys.path; the programs the tests
+# start (``python -m dynamicrafter_batch.client``) find the project's packages the same way.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 
 
 # The files that take longest (pytest --durations), handed out first: two workers then finish together instead

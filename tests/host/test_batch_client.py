@@ -1,4 +1,4 @@
-"""The API batch client (scripts/batch_client.py) on a real headless ComfyUI: 20 items with the client and the
+"""The API batch client (dynamicrafter_batch/client.py) on a real headless ComfyUI: 20 items with the client and the
 server SIGKILLed mid-way finish with exactly 20 outputs, none run twice; a broken picture is reported and the
 rest complete (refused before upload). ``tests/host/test_batch_security.py`` has the attacks;
 ``tests/unit/test_batch_client.py`` checks its parts without a server."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from dynamicrafter_batch import journal as batch_journal
+from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, server_dir
+from support.batch_videos import complete_videos, frame_count, picture
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import batch_journal  # noqa: E402
-
-from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, server_dir  # noqa: E402
-from support.batch_videos import complete_videos, frame_count, picture  # noqa: E402
 
 ITEMS = 20
 
@@ -35,7 +30,7 @@ def server(tmp_path_factory, tiny_models):
 
 def _client(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as stderr:
-        return subprocess.Popen([sys.executable, str(BATCH), *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
+        return subprocess.Popen([*BATCH, *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def _journal(out: Path) -> list[dict]:
@@ -131,7 +126,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     assert len(outputs) == ITEMS and set(outputs.values()) == {1}, f"an item ran twice on the server: {outputs}"
     assert summary.count(" done ") >= ITEMS
 
-    rerun = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([*BATCH, *args], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.count("earlier run") == ITEMS
     assert len(_journal(out)) == len(records), "a finished batch sends nothing again"
@@ -159,7 +154,7 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
         "0.5",
         "-q",
     ]
-    result = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([*BATCH, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)
     assert " failed " in broken and "not a picture" in broken
@@ -169,7 +164,7 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
     uploaded = [p.read_bytes() for p in server_dir(server, "input").rglob("*") if p.is_file()]
     assert uploaded and b"this is not a picture" not in uploaded, "refused before upload: the server never got it"
 
-    again = subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=300)
+    again = subprocess.run([*BATCH, *args], capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
     assert "skipped" in next(line for line in again.stdout.splitlines() if "b_broken.png" in line)
     assert again.stdout.count("earlier run") == 2

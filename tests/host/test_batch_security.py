@@ -7,21 +7,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import batch_client  # noqa: E402
-import batch_items  # noqa: E402
-import batch_journal  # noqa: E402
-
+from dynamicrafter_batch import client as batch_client
+from dynamicrafter_batch import items as batch_items
+from dynamicrafter_batch import journal as batch_journal
 from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, get_json, post_json, server_dir  # noqa: E402
 from support.batch_videos import picture  # noqa: E402
 
@@ -32,7 +26,7 @@ def server(tmp_path_factory, tiny_models):
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([*BATCH, *args], capture_output=True, text=True, timeout=600)
 
 
 def _uploaded(server) -> dict[str, bytes]:

@@ -17,16 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dynamicrafter_batch.journal import JOURNAL_NAME
+from support.batch_server import BATCH
 from support.batch_videos import complete_videos, frame_count
 from support.comfy_server import ComfyServer, ServerSetup, comfyui_dir
 from support.host_checkpoints import TINY_FILE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
-BATCH = ROOT / "scripts" / "batch_client.py"
-if str(BATCH.parent) not in sys.path:
-    sys.path.insert(0, str(BATCH.parent))
-
-from batch_journal import JOURNAL_NAME  # noqa: E402
 
 ITEMS = 12
 SMALL = ["--width", "64", "--height", "64", "--frames", "4", "--steps", "2", "--ckpt-name", TINY_FILE_NAME]
@@ -96,14 +93,14 @@ def test_an_installed_client_without_a_checkout_reads_the_workflow_from_the_serv
     workflow and the options read from it come from the server's pack."""
     package = tmp_path / "site" / "dynamicrafter_batch"
     package.mkdir(parents=True)
-    for module in BATCH.parent.glob("batch_*.py"):
+    for module in (ROOT / "dynamicrafter_batch").glob("*.py"):
         shutil.copy(module, package / module.name)
     (tmp_path / "pictures").mkdir()
     Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "pictures" / "p.png")
     command = [
         sys.executable,
         "-m",
-        "dynamicrafter_batch.batch_client",
+        "dynamicrafter_batch.client",
         "--images",
         "pictures",
         "--out",
@@ -135,8 +132,7 @@ def test_one_journal_across_three_servers_survives_a_server_and_a_client_kill(se
     )
     out, log = tmp_path / "out", tmp_path / "client.log"
     args = [
-        sys.executable,
-        str(BATCH),
+        *BATCH,
         "--csv",
         str(tmp_path / "batch.csv"),
         "--out",
@@ -231,8 +227,7 @@ def test_a_server_whose_items_fail_is_set_aside_and_a_broken_item_fails_once_eve
         (folder / "p9_broken.png").write_bytes(b"not a picture")
         out = tmp_path / "out"
         command = [
-            sys.executable,
-            str(BATCH),
+            *BATCH,
             "--images",
             str(folder),
             "--prompt",
@@ -276,8 +271,7 @@ def test_a_journal_of_a_single_server_run_finishes_on_several(servers, tmp_path)
     (tmp_path / "batch.csv").write_text("image,prompt,seed\np.png,waves,700\n")
     out = tmp_path / "out"
     base = [
-        sys.executable,
-        str(BATCH),
+        *BATCH,
         "--csv",
         str(tmp_path / "batch.csv"),
         "--out",

@@ -11,17 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+from dynamicrafter_batch.comfy_process import ComfyProcess
+from dynamicrafter_batch.run import link_pack, server_folders, write_extra_paths
+from support.comfy_server import comfyui_dir
+from support.host_checkpoints import TINY_FILE_NAME
 
-from comfy_process import ComfyProcess  # noqa: E402  (the client's modules live in scripts/)
-from dynamicrafter_run import link_pack, server_folders, write_extra_paths  # noqa: E402
-
-from support.comfy_server import comfyui_dir  # noqa: E402
-from support.host_checkpoints import TINY_FILE_NAME  # noqa: E402
-
-BATCH = SCRIPTS / "batch_client.py"
+BATCH = (sys.executable, "-m", "dynamicrafter_batch.client")
+"""The batch client's command from the checkout (tests/conftest.py puts the checkout on PYTHONPATH)."""
 TINY = ["--width", "128", "--height", "64", "--frames", "8", "--steps", "1"]
 TINY_CKPT = ["--ckpt-name", TINY_FILE_NAME]
 

@@ -3,7 +3,6 @@ frames of a video."""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,12 +10,8 @@ import av
 import numpy as np
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-from batch_items import DEFAULT_PREFIX  # noqa: E402  (the client's modules live in scripts/)
-from batch_outputs import is_complete  # noqa: E402
+from dynamicrafter_batch.items import DEFAULT_PREFIX
+from dynamicrafter_batch.outputs import is_complete
 
 
 def complete_videos(output_dir: Path) -> Counter:

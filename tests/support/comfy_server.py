@@ -27,12 +27,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from support.modules import load_by_path
+from dynamicrafter_batch.comfy_process import ComfyProcess, comfyui_dir  # noqa: F401  (comfyui_dir: for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
-_process = load_by_path("comfy_process", ROOT / "scripts" / "comfy_process.py")
-ComfyProcess = _process.ComfyProcess
-comfyui_dir = _process.comfyui_dir
 WORKFLOWS = ROOT / "workflows"
 API_WORKFLOWS = WORKFLOWS / "api"
 WORKFLOW_INPUTS = WORKFLOWS / "inputs"

@@ -1,4 +1,4 @@
-"""The API batch client (scripts/batch_client.py) without a server: workflow editing by input name and
+"""The API batch client (dynamicrafter_batch/client.py) without a server: workflow editing by input name and
 class_type, items and their prompt ids, CSV rows, the journal, servers files, the dry run, the progress line
 and complete-file checks. ``tests/host/test_batch_client.py`` runs it against a real server."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,22 +14,17 @@ import av
 import numpy as np
 import pytest
 
+from dynamicrafter_batch import client as bc
+from dynamicrafter_batch import graph as batch_graph
+from dynamicrafter_batch import items as batch_items
+from dynamicrafter_batch import journal as batch_journal
+from dynamicrafter_batch import outputs as batch_outputs
+from dynamicrafter_batch import pool as batch_pool
+from dynamicrafter_batch import progress as batch_progress
+from support.batch_server import BATCH
+from support.batch_videos import picture
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import batch_client as bc  # noqa: E402
-import batch_graph  # noqa: E402
-import batch_items  # noqa: E402
-import batch_journal  # noqa: E402
-import batch_outputs  # noqa: E402
-import batch_pool  # noqa: E402
-import batch_progress  # noqa: E402
-
-from support.batch_videos import picture  # noqa: E402
-
-BATCH = SCRIPTS / "batch_client.py"
 
 
 def renumbered(graph: dict, offset: int = 40) -> dict:
@@ -308,9 +302,7 @@ def test_dry_run_lists_what_goes_where(tmp_path):
     journal.write("claimed", item=jobs[1].key, server="http://b:2")
     journal.close()
     before = (out / batch_journal.JOURNAL_NAME).read_bytes()
-    result = subprocess.run(
-        [sys.executable, str(BATCH), *args, "--dry-run"], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([*BATCH, *args, "--dry-run"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     plans = [line.split("image_to_video_512.json", 1)[1].strip() for line in result.stdout.splitlines()]
     assert plans[0] == "done in an earlier run" and plans[1].startswith("looked for on http://b:2")

@@ -1,21 +1,15 @@
-"""Which local files the batch client uploads (scripts/batch_files.py): pictures inside the batch's folder
+"""Which local files the batch client uploads (dynamicrafter_batch/files.py): pictures inside the batch's folder
 tree only. ``tests/host/test_batch_security.py`` runs the client against a real server with the same files."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import batch_files  # noqa: E402
-import batch_items  # noqa: E402
-
+from dynamicrafter_batch import files as batch_files
+from dynamicrafter_batch import items as batch_items
 from support.batch_videos import picture  # noqa: E402
 
 

@@ -1,11 +1,10 @@
-"""The batch client's upload (scripts/batch_http.py) against a stand-in server on 127.0.0.1: the server's
+"""The batch client's upload (dynamicrafter_batch/http_client.py) against a stand-in server on 127.0.0.1: the server's
 ``--max-upload-size`` is read from ``/system_stats`` and a larger picture is refused before anything is sent;
 a picture within it is streamed from the checked file."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import batch_files  # noqa: E402
-import batch_http  # noqa: E402
+from dynamicrafter_batch import files as batch_files
+from dynamicrafter_batch import http_client as batch_http
 
 
 def _noise(path: Path, side: int) -> Path:

@@ -88,7 +88,7 @@ def test_console_script_points_at_the_batch_client(pyproject):
     package, _, name = module.partition(".")
     setuptools = pyproject["tool"]["setuptools"]
     assert package in setuptools["packages"]
-    folder = ROOT / setuptools["package-dir"][package]
+    folder = ROOT / setuptools.get("package-dir", {}).get(package, package)
     source = (folder / f"{name}.py").read_text(encoding="utf-8")
     assert re.search(rf"^def {function}\(", source, re.MULTILINE)
     # The pack's own packages must never be installed top-level (`nodes` would shadow ComfyUI's nodes.py).
@@ -107,7 +107,9 @@ def test_wheel_carries_the_console_script_only(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "LICENSE", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "scripts", source / "scripts", ignore=shutil.ignore_patterns("__pycache__", "lib"))
+    shutil.copytree(
+        ROOT / "dynamicrafter_batch", source / "dynamicrafter_batch", ignore=shutil.ignore_patterns("__pycache__")
+    )
     _run(
         [
             sys.executable,
@@ -126,12 +128,12 @@ def test_wheel_carries_the_console_script_only(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "dynamicrafter_batch/batch_client.py" in names
+    assert "dynamicrafter_batch/client.py" in names
     assert not [n for n in names if n.startswith(("nodes/", "dynamicrafter/"))]
-    assert "dynamicrafter-batch = dynamicrafter_batch.batch_client:main" in entry_points
+    assert "dynamicrafter-batch = dynamicrafter_batch.client:main" in entry_points
     # Installed, the entry point's module imports as a package member, away from the checkout.
     _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)])
-    code = "import sys; from dynamicrafter_batch.batch_client import main; sys.exit(main(['--help']))"
+    code = "import sys; from dynamicrafter_batch.client import main; sys.exit(main(['--help']))"
     usage = _run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert "dynamicrafter-batch" in usage.stdout and "--csv" in usage.stdout
 

@@ -20,8 +20,8 @@ PACK_PACKAGE = "dynamicrafter_pack"
 
 
 def comfyui_dir() -> Path:
-    """``$COMFYUI_DIR``, else the newest ComfyUI the project's scripts provisioned (scripts/comfy_process.py)."""
-    spec = importlib.util.spec_from_file_location("comfy_process", ROOT / "scripts" / "comfy_process.py")
+    """``$COMFYUI_DIR``, else the newest ComfyUI the project's scripts provisioned (dynamicrafter_batch/comfy_process.py)."""
+    spec = importlib.util.spec_from_file_location("comfy_process", ROOT / "dynamicrafter_batch" / "comfy_process.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.comfyui_dir()

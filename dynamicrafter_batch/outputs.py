@@ -13,10 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-try:
-    from .batch_http import ComfyClient, ItemError, history_outcome, is_finished
-except ImportError:
-    from batch_http import ComfyClient, ItemError, history_outcome, is_finished
+from .http_client import ComfyClient, ItemError, history_outcome, is_finished
 
 SAVERS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
     "SaveVideo": lambda inputs: "mp4" if inputs.get("format", "auto") in ("auto", "mp4") else None,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The command line of ``scripts/run``, and its checks of the arguments before anything is set up.
 
-Standard library only: ``scripts/run`` calls ``python3 scripts/run_cli.py ARGS`` first, so a missing
+Standard library only: ``scripts/run`` calls ``python3 -m dynamicrafter_batch.run_cli ARGS`` first, so a missing
 picture, a text file given as the picture or a model file of the wrong kind is told in one line, in a
 second, before the virtual environment, ComfyUI and the server (minutes on a first run).
 """

@@ -4,7 +4,7 @@
     dynamicrafter-batch --images photos/ --prompt "waves crashing" --out videos/
     dynamicrafter-batch --csv batch.csv --out videos/ --server http://gpu1:8188 --server http://gpu2:8188
     dynamicrafter-batch --csv batch.csv --out videos/ --servers-file servers.txt --dry-run
-    python scripts/batch_client.py ...        (the same, from a checkout)
+    python -m dynamicrafter_batch.client ...  (the same, from a checkout)
 
 Each item (an image of the folder, or a CSV row with the columns ``image, prompt`` and any of the
 workflow's inputs, e.g. ``seed, fs, variant, steps``) becomes one API-format prompt: the shipped workflow
@@ -37,44 +37,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-try:
-    from .batch_files import ALLOW_OUTSIDE_OPTION
-    from .batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
-    from .batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
-    from .batch_items import (
-        DEFAULT_PREFIX,
-        Item,
-        Job,
-        Result,
-        Settings,
-        WorkflowSource,
-        build_jobs,
-        items_from_csv,
-        items_from_folder,
-    )
-    from .batch_journal import JOURNAL_NAME, Journal, JournalBusy
-    from .batch_pool import Options, ServerListError, ServerSpec, server_specs
-    from .batch_progress import Progress, summary_table
-    from .batch_runner import BatchRunner
-except ImportError:
-    from batch_files import ALLOW_OUTSIDE_OPTION
-    from batch_graph import DEFAULT_WORKFLOW, WorkflowError, fields
-    from batch_http import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
-    from batch_items import (
-        DEFAULT_PREFIX,
-        Item,
-        Job,
-        Result,
-        Settings,
-        WorkflowSource,
-        build_jobs,
-        items_from_csv,
-        items_from_folder,
-    )
-    from batch_journal import JOURNAL_NAME, Journal, JournalBusy
-    from batch_pool import Options, ServerListError, ServerSpec, server_specs
-    from batch_progress import Progress, summary_table
-    from batch_runner import BatchRunner
+from .files import ALLOW_OUTSIDE_OPTION
+from .graph import DEFAULT_WORKFLOW, WorkflowError, fields
+from .http_client import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
+from .items import (
+    DEFAULT_PREFIX,
+    Item,
+    Job,
+    Result,
+    Settings,
+    WorkflowSource,
+    build_jobs,
+    items_from_csv,
+    items_from_folder,
+)
+from .journal import JOURNAL_NAME, Journal, JournalBusy
+from .pool import Options, ServerListError, ServerSpec, server_specs
+from .progress import Progress, summary_table
+from .runner import BatchRunner
 
 __all__ = [
     "ComfyClient",
@@ -91,7 +71,7 @@ __all__ = [
     "run_batch",
     "run_prompt_once",
 ]
-"""What other programs (``scripts/dynamicrafter_run.py``) use."""
+"""What other programs (``dynamicrafter_batch.run``) use."""
 
 log = logging.getLogger("dynamicrafter.batch")
 DEFAULT_SERVER = "http://127.0.0.1:8188"

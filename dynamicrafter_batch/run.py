@@ -13,7 +13,7 @@
    noise); downloads and the demo file live in the models folder (``models/`` in the checkout by
    default), which re-provisioning ComfyUI never touches;
 3. starts ComfyUI on 127.0.0.1 at a free port (inputs, outputs and its log under ``.cache/run/``);
-4. runs the picture through the batch client's engine (``scripts/batch_client.py``): the shipped API
+4. runs the picture through the batch client's engine (``dynamicrafter_batch.client``): the shipped API
    workflow ``image_to_video[_<variant>]`` (or the built-in equivalent), values set by node class, the
    picture uploaded, progress on stderr, the MP4 fetched into ``--out``;
 5. prints the MP4's path on stdout, and stops the server: also on SIGTERM or Ctrl-C, which end the
@@ -31,14 +31,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent
-PACK_ROOT = SCRIPTS.parent
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import batch_client  # noqa: E402  (beside this file)
-from comfy_process import ComfyProcess, free_port  # noqa: E402
-from run_cli import DEMO_SIZE, argument_errors, parse_args  # noqa: E402
+from . import client as batch_client
+from .comfy_process import ComfyProcess, free_port
+from .run_cli import DEMO_SIZE, PACK_ROOT, argument_errors, parse_args
 
 log = logging.getLogger("dynamicrafter.run")
 
@@ -149,8 +144,6 @@ def demo_checkpoint(folder: Path) -> Path:
     path = folder / DEMO_FILE
     if path.is_file():
         return path
-    if str(PACK_ROOT) not in sys.path:
-        sys.path.insert(0, str(PACK_ROOT))
     from dynamicrafter.demo import write_demo_checkpoint
 
     stage(f"writing the demo checkpoint {path} (random weights, 1.9 GB; once, then reused)")

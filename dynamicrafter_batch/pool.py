@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    from .batch_http import ComfyClient, ServerDown, display_url
-except ImportError:
-    from batch_http import ComfyClient, ServerDown, display_url
+from .http_client import ComfyClient, ServerDown, display_url
 
 log = logging.getLogger("dynamicrafter.batch")
 

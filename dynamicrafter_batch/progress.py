@@ -7,10 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-try:
-    from .batch_items import Result
-except ImportError:
-    from batch_items import Result
+from .items import Result
 
 
 @dataclass

@@ -21,22 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-try:
-    from .batch_graph import set_image
-    from .batch_http import FINISHED_EVENTS, ComfyClient, ItemError, ServerDown, follow_events
-    from .batch_items import Job, Result
-    from .batch_journal import JOURNAL_NAME, Journal
-    from .batch_outputs import locate, save_outputs
-    from .batch_pool import BAD_SERVER_LIMIT, Options, ServerSpec, ServerState, sleep_or_wake
-    from .batch_progress import Progress
-except ImportError:
-    from batch_graph import set_image
-    from batch_http import FINISHED_EVENTS, ComfyClient, ItemError, ServerDown, follow_events
-    from batch_items import Job, Result
-    from batch_journal import JOURNAL_NAME, Journal
-    from batch_outputs import locate, save_outputs
-    from batch_pool import BAD_SERVER_LIMIT, Options, ServerSpec, ServerState, sleep_or_wake
-    from batch_progress import Progress
+from .graph import set_image
+from .http_client import FINISHED_EVENTS, ComfyClient, ItemError, ServerDown, follow_events
+from .items import Job, Result
+from .journal import JOURNAL_NAME, Journal
+from .outputs import locate, save_outputs
+from .pool import BAD_SERVER_LIMIT, Options, ServerSpec, ServerState, sleep_or_wake
+from .progress import Progress
 
 log = logging.getLogger("dynamicrafter.batch")
 

@@ -22,42 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    from .batch_files import LocalFileError, Upload, check_picture, readable_beside
-    from .batch_graph import (
-        DEFAULT_WORKFLOW,
-        Graph,
-        WorkflowError,
-        candidate_stems,
-        fields,
-        find_workflow,
-        load_workflow,
-        parse_workflow,
-        set_field,
-        set_image,
-        set_override,
-        set_prefixes,
-        set_prompt,
-        workflow_dirs,
-    )
-except ImportError:
-    from batch_files import LocalFileError, Upload, check_picture, readable_beside
-    from batch_graph import (
-        DEFAULT_WORKFLOW,
-        Graph,
-        WorkflowError,
-        candidate_stems,
-        fields,
-        find_workflow,
-        load_workflow,
-        parse_workflow,
-        set_field,
-        set_image,
-        set_override,
-        set_prefixes,
-        set_prompt,
-        workflow_dirs,
-    )
+from .files import LocalFileError, Upload, check_picture, readable_beside
+from .graph import (
+    DEFAULT_WORKFLOW,
+    Graph,
+    WorkflowError,
+    candidate_stems,
+    fields,
+    find_workflow,
+    load_workflow,
+    parse_workflow,
+    set_field,
+    set_image,
+    set_override,
+    set_prefixes,
+    set_prompt,
+    workflow_dirs,
+)
 
 log = logging.getLogger("dynamicrafter.batch")
 

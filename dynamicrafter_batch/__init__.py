@@ -1,0 +1,2 @@
+"""The API batch client (``dynamicrafter-batch``) and the engine of ``scripts/run``: standard library, aiohttp and
+Pillow only, never the pack's torch packages, so ``pip install .[batch]`` installs it alone."""
