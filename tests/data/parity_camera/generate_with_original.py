@@ -1,0 +1,154 @@
+"""Produce the camera-control goldens with the ORIGINAL code (ZGCTroy/CamI2V @ c5d7b2f).
+
+Runs only in a throwaway environment (see README.md here; never imported by the tests):
+
+    python generate_with_original.py --original <CamI2V checkout> --stubs <torchvision stand-in>
+
+* ``paths.safetensors``: ``path.txt`` (here) read as the reference's ``demo/cami2v_test.py`` reads a
+  camera file (``np.loadtxt(..., comments="https")``, columns 7.. as 3x4 world-to-camera), resampled with
+  ``CameraControl.data.utils.camera_pose_lerp``, turned into the model's ``RT`` with
+  ``single_image_for_inference.rt34_to_44``, then normalised by the original model classes:
+  ``MotionCtrl.get_batch_input_camera_condition_process`` (the 12-number pose) and
+  ``CameraControlLVDM.get_relative_pose`` / ``ray_condition`` (relative poses, Plücker rays).
+* ``motionctrl.safetensors``: one UNet call of the original ``MotionCtrl`` (its ``__init__`` patches the
+  original ``UNetModel`` and adds the ``cc_projection`` layers) built on the ``tests/data/parity/small_256``
+  network, every ``cc_projection`` re-drawn at random; the file holds those weights in the released
+  key layout, the inputs and the output.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+HERE = Path(__file__).resolve().parent
+SMALL = HERE.parent / "parity" / "small_256"
+COMMIT = "c5d7b2f"
+SEED = 2025
+FRAMES, HEIGHT, WIDTH = 16, 24, 40
+SOURCES = [
+    "CameraControl/base/base.py",
+    "CameraControl/motionctrl/motionctrl.py",
+    "CameraControl/motionctrl/motionctrl_modified_modules.py",
+    "CameraControl/data/utils.py",
+    "CameraControl/data/single_image_for_inference.py",
+    "lvdm/modules/networks/openaimodel3d.py",
+    "lvdm/modules/attention.py",
+]
+
+
+def _generator(name: str) -> torch.Generator:
+    return torch.Generator().manual_seed((SEED * 1000003 + zlib.crc32(name.encode())) % 2**62)
+
+
+def _blob_sha1(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _import_original(original: Path, stubs: Path) -> None:
+    import pytorch_lightning  # noqa: F401  (first: it probes for the real torchvision at import)
+
+    sys.path[:0] = [str(stubs), str(original)]
+
+
+def _model(target: str, extra: dict):
+    """The original camera class on the small_256 network; the VAE and encoders are never run."""
+    from omegaconf import OmegaConf
+    from utils.utils import instantiate_from_config
+
+    config = json.loads((SMALL / "config.json").read_text())["LatentVisualDiffusion_config_used"]
+    config["target"] = target
+    config["params"].update(extra)
+    model = instantiate_from_config(OmegaConf.create(config)).eval()
+    base = {**load_file(str(SMALL / "weights.safetensors")), **load_file(str(SMALL / "buffers.safetensors"))}
+    base = {k.replace("framestride_embed", "fps_embedding"): v for k, v in base.items()}  # as cami2v_test.parse_ckpt
+    missing, unexpected = model.load_state_dict(base, strict=False)
+    assert not unexpected, unexpected
+    return model, missing
+
+
+def _redraw(model, names: list[str]) -> dict[str, torch.Tensor]:
+    """Re-draw the camera parameters (weight N(0,1)/sqrt(fan_in), bias 0.05 N(0,1)); return them by file key."""
+    params = dict(model.named_parameters())
+    out = {}
+    with torch.no_grad():
+        for name in names:
+            p = params[name]
+            draw = torch.randn(p.shape, generator=_generator(name))
+            p.copy_(draw / p.shape[1] ** 0.5 if p.ndim > 1 else 0.05 * draw)
+            out[name] = p.detach().clone()
+    return out
+
+
+def _paths(model) -> dict[str, torch.Tensor]:
+    from CameraControl.data.single_image_for_inference import rt34_to_44
+    from CameraControl.data.utils import camera_pose_lerp
+
+    data = torch.from_numpy(np.loadtxt(HERE / "path.txt", comments="https"))
+    w2c = data[:, 7:].reshape(-1, 3, 4)
+    w2c = torch.cat([w2c, torch.tensor([[[0, 0, 0, 1]]] * w2c.shape[0])], dim=1)
+    out = {"file_w2c": w2c}
+    for ratio, tag in [(1.0, "r100"), (0.6, "r060")]:
+        lerp = camera_pose_lerp(w2c.inverse(), round(FRAMES / ratio))[:FRAMES]
+        rt = rt34_to_44(lerp.inverse()[:, :3])
+        out[f"{tag}_RT"] = rt
+    rt = torch.stack([out["r100_RT"], out["r060_RT"]]).float()
+    out["batch_RT"] = rt
+    x = torch.zeros(2, 3, FRAMES, HEIGHT, WIDTH)
+    for cond, scale in [(0, 1.0), (5, 1.7)]:
+        index = torch.tensor([cond, cond])
+        _, kwargs = model.get_batch_input_camera_condition_process({"RT": rt}, x, index, scale, False)
+        out[f"motion_RT_c{cond}"] = kwargs["camera_condition"]["RT"]
+        relative = model.get_relative_pose(rt.inverse(), index, mode="left", normalize_T0=False)
+        relative[:, :, :3, 3] = relative[:, :, :3, 3] * scale
+        out[f"relative_c2w_c{cond}"] = relative
+        k = torch.tensor([[0.5 * WIDTH, 0, 0.5 * WIDTH], [0, 0.5 * WIDTH, 0.5 * HEIGHT], [0, 0, 1.0]])
+        k = k.expand(2, FRAMES, 3, 3)  # the demo's intrinsics: fx = fy = max(H, W) / 2, centre
+        out[f"plucker_c{cond}"] = model.ray_condition(k, relative, HEIGHT, WIDTH, "cpu")
+    return out
+
+
+def _motionctrl(model, rt: torch.Tensor) -> dict[str, torch.Tensor]:
+    io = load_file(str(SMALL / "unet_io.safetensors"))
+    names = [n for n, _ in model.named_parameters() if "cc_projection" in n]
+    weights = _redraw(model, names)
+    index = torch.tensor([0, 0])
+    _, kwargs = model.get_batch_input_camera_condition_process({"RT": rt}, None, index, 1.0, False)
+    unet = model.model.diffusion_model
+    with torch.no_grad():
+        y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
+        y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
+    return {**{f"weights/{k}": v for k, v in weights.items()}, "x": io["x"], "timesteps": io["timesteps"],
+            "context": io["context"], "fs": io["fs"], "camera_RT": kwargs["camera_condition"]["RT"],
+            "unet_out": y, "unet_out_without_camera": y0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--original", type=Path, required=True)
+    parser.add_argument("--stubs", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    _import_original(args.original, args.stubs)
+    model, missing = _model("CameraControl.motionctrl.motionctrl.MotionCtrl", {"pose_dim": 12})
+    assert all("cc_projection" in k for k in missing), missing
+    paths = _paths(model)
+    save_file({k: v.contiguous() for k, v in paths.items()}, str(HERE / "paths.safetensors"))
+    motion = _motionctrl(model, paths["batch_RT"])
+    save_file({k: v.contiguous() for k, v in motion.items()}, str(HERE / "motionctrl.safetensors"))
+    meta = {"repo": "ZGCTroy/CamI2V", "commit": COMMIT, "torch": torch.__version__, "threads": 1,
+            "git_blob_sha1": {s: _blob_sha1(args.original / s) for s in SOURCES},
+            "stand_ins": ["torchvision, open3d (import-time names only; nothing is called)"]}
+    (HERE / "provenance.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
