@@ -149,10 +149,14 @@ def open_from_template_browser(page, pack: str, name: str) -> None:
 
 
 def error_overview(page) -> Any:
-    """The error overview, opened from the toast loading a workflow with problems shows."""
-    page.get_by_role("button", name="View details").click()
-    page.get_by_text("Errors detected").wait_for()
-    tabs = page.get_by_role("navigation").filter(has_text="Errors")
+    """The error overview: the properties panel's Errors tab (what the toast's *View details* opens after a
+    workflow with problems loads)."""
+    detected = page.get_by_text("Errors detected")
+    tabs = page.get_by_role("navigation").filter(has_text="Global Settings")
+    if not tabs.is_visible():
+        page.get_by_role("button", name="Toggle properties panel").click()
+    tabs.get_by_text("Errors", exact=True).click()
+    detected.wait_for()
     return page.locator("div").filter(has=tabs).filter(has_text="Errors detected").last  # the innermost
 
 

@@ -32,13 +32,20 @@ from .graph import (
 
 CONTROLNET_FILE = "controlnet_sd21_lineart.safetensors"
 """The name the ControlNet workflow loads: any SD 2.x ControlNet, renamed or picked in the loader's list."""
+CONTROLNET_DOWNLOAD = {
+    "name": CONTROLNET_FILE,
+    "url": "https://huggingface.co/thibaud/controlnet-sd21/resolve/main/lineart-sd21-safe.safetensors",
+    "directory": "controlnet",
+}
+"""The frontend's one-click download: the lineart ControlNet of thibaud/controlnet-sd21, saved under the name the
+workflow loads."""
 LORA_FILE = "dynamicrafter_512_lora.safetensors"
 """The name the LoRA workflow loads: a LoRA trained on the DynamiCrafter UNet, renamed or picked in the list."""
 CONTROLNET_NOTE = (
     "## ControlNet\n"
-    f"Put a ControlNet made for Stable Diffusion 2.1 in `ComfyUI/models/controlnet` (e.g. a lineart, canny or "
-    f"depth one from the SD 2.1 ControlNet collections) and pick it in *Load ControlNet Model* (the workflow "
-    f"asks for `{CONTROLNET_FILE}`). DynamiCrafter's UNet has SD 2.1's layout, so its guidance lands where SD 2.1 "
+    f"Put a ControlNet made for Stable Diffusion 2.1 in `ComfyUI/models/controlnet` (e.g. the lineart one of "
+    f"thibaud/controlnet-sd21, which the Missing Models list downloads for you as `{CONTROLNET_FILE}`, or a "
+    f"canny or depth one) and pick it in *Load ControlNet Model* (the workflow asks for `{CONTROLNET_FILE}`). DynamiCrafter's UNet has SD 2.1's layout, so its guidance lands where SD 2.1 "
     "expects it; SD 1.5 and SDXL ControlNets do not fit. The hint is a picture of the kind the ControlNet was "
     "trained on: here the outlines of the example picture (white lines on black) for a lineart or canny one; "
     "use a depth map for a depth one. One hint steers every frame; a batch of "
@@ -73,6 +80,7 @@ def controlnet() -> Workflow:
             (430, 400),
             (380, 80),
             {"control_net_name": CONTROLNET_FILE},
+            models=(CONTROLNET_DOWNLOAD,),
         ),
         Node(
             HINT,
