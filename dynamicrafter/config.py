@@ -37,6 +37,8 @@ class UNetConfig:
     image_cross_attention_scale_learnable: bool = False
     default_fs: int = 24
     init_attn_heads: int = 8
+    camera: str | None = None
+    """The camera-control method whose layers the file carries (``dynamicrafter.camera.layers.METHODS``), or None."""
 
     @property
     def time_embed_dim(self) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import torch
 
+from .camera.layers import detect_method
 from .config import ResamplerConfig, UNetConfig
 
 StateDict = Mapping[str, torch.Tensor]
@@ -53,6 +54,7 @@ def unet_config_from_state_dict(sd: StateDict, default_fs: int = 24) -> UNetConf
         image_cross_attention_scale_learnable=learnable,
         default_fs=default_fs,
         init_attn_heads=init_heads,
+        camera=detect_method(sd),
     )
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from . import freenoise
 from .attention import AttentionFn, sdpa_attention
+from .camera.hook import CAMERA_OPTION
 from .config import TEXT_TOKENS
 from .frames import unfold_frames
 from .patches import Options, attention_replacement, extra_options, patches, without_patches
@@ -185,6 +186,9 @@ class BasicTransformerBlock(nn.Module):
         block_index = options.get("block_index", 0)
 
         n = self.norm1(x)
+        camera = options.get(CAMERA_OPTION)
+        if camera is not None:
+            n = camera.self_attention_input(self, n)
         self_context = self_value = None
         if patches(options, "attn1_patch"):
             self_context = self_value = n
@@ -201,6 +205,8 @@ class BasicTransformerBlock(nn.Module):
         for patch in patches(options, "attn1_output_patch"):
             n = patch(n, extra)
         x = n + x
+        if camera is not None:
+            x = camera.after_self_attention(self, x)
         for patch in patches(options, "middle_patch"):
             x = patch(x, extra)
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from . import freenoise
 from .attention import AttentionFn, sdpa_attention
+from .camera.layers import add_camera_layers
 from .config import IMAGE_TOKENS_PER_FRAME, UNetConfig
 from .frames import fold_frames, unfold_frames
 from .patches import Options, apply_control, patches
@@ -222,6 +223,8 @@ class DynamiCrafterUNet(nn.Module):
             nn.SiLU(),
             operations.Conv2d(mc, config.out_channels, 3, padding=1, dtype=dtype, device=device),
         )
+        if config.camera is not None:
+            add_camera_layers(self, config.camera, **kw)
 
     def embed(self, timesteps: torch.Tensor, fs: torch.Tensor | None, batch: int, dtype: torch.dtype) -> torch.Tensor:
         """Time embedding plus fs embedding, one row per video."""
