@@ -187,7 +187,7 @@ def download_model(server: str, variant: str, progress: batch_client.Progress) -
         raise SystemExit(f"the download failed: {detail}")
     for text in entry.get("outputs", {}).get("1", {}).get("text", []):
         say(str(text))
-    # nodes/download.py saves the authors' files as dynamicrafter_<variant>_v1.ckpt (its _original()).
+    # nodes/download/node.py saves the authors' files as dynamicrafter_<variant>_v1.ckpt (its _original()).
     return f"dynamicrafter_{label.split(' ', 1)[0]}_v1.ckpt"
 
 

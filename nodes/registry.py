@@ -13,7 +13,7 @@ _FEATURE_MODULES: tuple[str, ...] = (
     "loader",
     "conditioning",
     "sampler_nodes",
-    "download",
+    "download.node",
     "director",
     "tooncrafter",
     "long_video",

@@ -15,7 +15,7 @@ from support.fake_hf_server import FakeHub
 
 @pytest.fixture(scope="module")
 def download(comfy_host: Any) -> Any:
-    module = comfy_host.import_pack_module("nodes.download")
+    module = comfy_host.import_pack_module("nodes.download.node")
     comfy_host.register(module.NODES)
     return module
 

@@ -83,7 +83,7 @@ def test_a_slow_transfer_ends_at_its_deadline(
     progress: ProgressLog,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    transfer = comfy_host.import_pack_module("nodes.download_transfer")
+    transfer = comfy_host.import_pack_module("nodes.download.transfer")
 
     monkeypatch.setattr(transfer, "GRACE_S", 1.0)
     monkeypatch.setenv(transfer.MIN_RATE_ENV, "1000")  # 1 GB/s: the few MB are due within a second

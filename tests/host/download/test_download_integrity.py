@@ -77,7 +77,7 @@ def test_existing_file_of_the_right_size_but_wrong_content_is_refused(
 def test_existing_file_is_hashed_once(
     download: Any, models: dict[str, Path], hub: FakeHub, progress: ProgressLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    integrity = sys.modules[download.__name__.rsplit(".", 1)[0] + ".download_integrity"]
+    integrity = sys.modules[download.__name__.rsplit(".", 1)[0] + ".integrity"]
     calls: list[Path] = []
     real = integrity.file_sha256
     monkeypatch.setattr(integrity, "file_sha256", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))

@@ -14,8 +14,8 @@ from typing import Any
 
 import comfy.model_management
 
-from .download_catalogue import REVISION, HubFile
-from .download_integrity import as_sha256
+from .catalogue import REVISION, HubFile
+from .integrity import as_sha256
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,9 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
-from .download_catalogue import CATALOGUE, REVISION, HubFile
-from .download_hub import (
+from ..validation import CheckedNode
+from .catalogue import CATALOGUE, REVISION, HubFile
+from .hub import (
     ModelDownloadError,
     RemoteFile,
     download_headers,
@@ -47,7 +48,7 @@ from .download_hub import (
     hub_endpoint,
     resolve_url,
 )
-from .download_integrity import (
+from .integrity import (
     ALLOW_UNVERIFIED_ENV,
     IntegrityError,
     VerifiedFiles,
@@ -57,9 +58,8 @@ from .download_integrity import (
     partial_size,
     verify,
 )
-from .download_progress import DownloadProgress
-from .download_transfer import TooLarge, TransferError, stream_into
-from .validation import CheckedNode
+from .progress import DownloadProgress
+from .transfer import TooLarge, TransferError, stream_into
 
 log = logging.getLogger(__name__)
 

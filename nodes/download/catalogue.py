@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dynamicrafter.config import VARIANTS
+from ...dynamicrafter.config import VARIANTS
 
 REVISION = "main"
 KIJAI_REPO = "Kijai/DynamiCrafter_pruned"
