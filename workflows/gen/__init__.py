@@ -1,8 +1,8 @@
 """The workflow generator: the pack's example workflows, their pictures and the README's node list.
 
 One module per job: ``host`` imports the pack with ComfyUI, ``layout`` reads the nodes' schemas, ``graph`` and
-``builders`` describe nodes, ``catalog`` the workflows (``catalog_stock``: those with stock ControlNet and LoRA
-nodes; ``catalog_controls``: those of the sampler controls), ``note`` / ``formats`` / ``pictures`` / ``videos`` /
+``builders`` describe nodes, the ``catalog`` package the workflows (``catalog.stock``: those with stock ControlNet and LoRA
+nodes; ``catalog.controls``: those of the sampler controls), ``note`` / ``formats`` / ``pictures`` / ``videos`` /
 ``readme`` write them, ``files`` puts it all on disk. Run it with ``python workflows/generate.py [--check]``.
 """
 

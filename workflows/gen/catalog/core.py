@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builders import (
+from ..builders import (
     END_PICTURE,
     FRAMES,
     I2V_PROMPT,
@@ -26,12 +26,7 @@ from .builders import (
     video_out,
     video_size,
 )
-from .catalog_cil import cil_image_to_video
-from .catalog_controls import image_guidance, pinned_first_frame, video_restyle
-from .catalog_freenoise import long_video_freenoise
-from .catalog_sketch import tooncrafter_sketch
-from .catalog_stock import controlnet, lora
-from .graph import (
+from ..graph import (
     DECODE,
     DESCRIBE,
     DIRECTOR,
@@ -48,6 +43,11 @@ from .graph import (
     Workflow,
     sorted_nodes,
 )
+from .cil import cil_image_to_video
+from .controls import image_guidance, pinned_first_frame, video_restyle
+from .freenoise import long_video_freenoise
+from .sketch import tooncrafter_sketch
+from .stock import controlnet, lora
 
 KEYFRAME_SEGMENT_PROMPTS = (
     "the sun sinking toward the sea, clouds drifting\nthe sun touching the horizon, the sky turning deep orange"

@@ -3,8 +3,8 @@ loader and the pack's sketch guidance node)."""
 
 from __future__ import annotations
 
-from .builders import END_PICTURE, FRAMES, LINES_PICTURE, START_PICTURE, sampler, video_out
-from .graph import APPLY_SKETCH, CONDITIONING, DECODE, SKETCH, SKETCH_ENCODER, Node, Workflow, sorted_nodes
+from ..builders import END_PICTURE, FRAMES, LINES_PICTURE, START_PICTURE, sampler, video_out
+from ..graph import APPLY_SKETCH, CONDITIONING, DECODE, SKETCH, SKETCH_ENCODER, Node, Workflow, sorted_nodes
 
 SKETCH_ENCODER_FILE = "sketch_encoder.ckpt"
 """ToonCrafter's sketch encoder under its released name (Kijai's ``sketch_encoder-fp16.safetensors`` works too)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .builders import (
+from ..builders import (
     FRAMES,
     I2V_PROMPT,
     RESTYLE_PICTURE,
@@ -20,7 +20,7 @@ from .builders import (
     variant,
     video_out,
 )
-from .graph import (
+from ..graph import (
     CLIP_FRAMES,
     CONDITIONING,
     DDIM,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .builders import (
+from ..builders import (
     FRAMES,
     I2V_PROMPT,
     START_PICTURE,
@@ -17,7 +17,7 @@ from .builders import (
     variant,
     video_out,
 )
-from .graph import DECODE, IMAGE, Node, Workflow, sorted_nodes
+from ..graph import DECODE, IMAGE, Node, Workflow, sorted_nodes
 
 INIT_NOISE = 30
 """Node id of the Analytic Init Noise node (above the shared ids of graph.py)."""

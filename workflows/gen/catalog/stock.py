@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .builders import (
+from ..builders import (
     FRAMES,
     I2V_PROMPT,
     LINES_PICTURE,
@@ -16,7 +16,7 @@ from .builders import (
     variant,
     video_out,
 )
-from .graph import (
+from ..graph import (
     APPLY_CONTROLNET,
     CONDITIONING,
     CONTROLNET,

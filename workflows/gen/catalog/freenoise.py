@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .builders import I2V_PROMPT, START_PICTURE, loader, picture, prompts, variant, video_out, video_size
-from .graph import IMAGE, LOADER, NEGATIVE, POSITIVE, SAMPLER, Node, Workflow, sorted_nodes
+from ..builders import I2V_PROMPT, START_PICTURE, loader, picture, prompts, variant, video_out, video_size
+from ..graph import IMAGE, LOADER, NEGATIVE, POSITIVE, SAMPLER, Node, Workflow, sorted_nodes
 
 FREENOISE = 44
 """Node id of the DynamiCrafter FreeNoise patch (above the shared ids of graph.py)."""
