@@ -1,0 +1,48 @@
+"""Full-size structure of the released camera checkpoints (manifests derived from the CamI2V configs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dynamicrafter.camera.layers import MOTIONCTRL
+from dynamicrafter.checkpoint import checkpoint_from_state_dict, split_parts
+from dynamicrafter.unet import DynamiCrafterUNet
+from support.reference_data import MANIFESTS
+
+CAMERA = {"camera_motionctrl_256": MOTIONCTRL}
+
+
+def _manifest(name: str) -> dict:
+    return json.loads((MANIFESTS / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize(("name", "method"), CAMERA.items())
+def test_file_in_the_manifest_layout_is_detected_and_fits_our_network(name, method):
+    manifest = _manifest(name)
+    sd = {k: torch.empty(shape, device="meta") for k, shape in manifest["keys"].items()}
+    ckpt = checkpoint_from_state_dict(f"{name}.pt", sd)
+    assert ckpt.unet_config.camera == method and ckpt.variant.name == "256"
+    with torch.device("meta"):
+        unet = DynamiCrafterUNet(ckpt.unet_config)
+    expected = {k: tuple(v.shape) for k, v in ckpt.require("unet").items()}
+    assert {k: tuple(v.shape) for k, v in unet.state_dict().items()} == expected
+    camera = {k.removeprefix("model.diffusion_model."): tuple(v) for k, v in manifest["camera_keys"].items()}
+    assert camera and {k: v for k, v in expected.items() if "cc_projection" in k} == camera
+
+
+@pytest.mark.parametrize("name", CAMERA)
+def test_camera_keys_are_unet_keys_and_the_rest_is_the_base_layout(name):
+    manifest = _manifest(name)
+    base = _manifest("dynamicrafter_256")["keys"]
+    parts, _ = split_parts({k: torch.empty(s, device="meta") for k, s in manifest["keys"].items()})
+    assert set(manifest["camera_keys"]) <= {f"model.diffusion_model.{k}" for k in parts["unet"]}
+    assert all(k.startswith("model.diffusion_model.") for k in manifest["camera_keys"])
+    assert {k: v for k, v in manifest["keys"].items() if k not in manifest["camera_keys"]} == base
+
+
+def test_base_file_has_no_camera():
+    sd = {k: torch.empty(s, device="meta") for k, s in _manifest("dynamicrafter_256")["keys"].items()}
+    assert checkpoint_from_state_dict("model.ckpt", sd).unet_config.camera is None
