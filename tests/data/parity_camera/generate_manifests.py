@@ -10,6 +10,7 @@ CPU). The text and image encoders
 installed); their keys are those of the base DynamiCrafter 256 manifest, whose config they share, and every
 other non-camera key is checked against that manifest too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,9 @@ def main() -> None:
     import pytorch_lightning  # noqa: F401  (first: it probes for the real torchvision)
 
     sys.path[:0] = [str(args.stubs), str(args.original)]
+    from lvdm.models import ddpm3d
     from omegaconf import OmegaConf
     from utils.utils import instantiate_from_config
-
-    from lvdm.models import ddpm3d
 
     def on_meta(sub_config, *rest, **kw):  # sub-networks on meta; the schedule buffers on CPU (numpy)
         with torch.device("meta"):

@@ -15,6 +15,7 @@ Runs only in a throwaway environment (see README.md here; never imported by the 
   network, every ``cc_projection`` re-drawn at random; the file holds those weights in the released
   key layout, the inputs and the output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -124,11 +125,20 @@ def _motionctrl(model, rt: torch.Tensor) -> dict[str, torch.Tensor]:
     _, kwargs = model.get_batch_input_camera_condition_process({"RT": rt}, None, index, 1.0, False)
     unet = model.model.diffusion_model
     with torch.no_grad():
-        y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
+        y = unet(
+            io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"]
+        )
         y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
-    return {**{f"weights/{k}": v for k, v in weights.items()}, "x": io["x"], "timesteps": io["timesteps"],
-            "context": io["context"], "fs": io["fs"], "camera_RT": kwargs["camera_condition"]["RT"],
-            "unet_out": y, "unet_out_without_camera": y0}
+    return {
+        **{f"weights/{k}": v for k, v in weights.items()},
+        "x": io["x"],
+        "timesteps": io["timesteps"],
+        "context": io["context"],
+        "fs": io["fs"],
+        "camera_RT": kwargs["camera_condition"]["RT"],
+        "unet_out": y,
+        "unet_out_without_camera": y0,
+    }
 
 
 def main() -> None:
@@ -144,9 +154,14 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in paths.items()}, str(HERE / "paths.safetensors"))
     motion = _motionctrl(model, paths["batch_RT"])
     save_file({k: v.contiguous() for k, v in motion.items()}, str(HERE / "motionctrl.safetensors"))
-    meta = {"repo": "ZGCTroy/CamI2V", "commit": COMMIT, "torch": torch.__version__, "threads": 1,
-            "git_blob_sha1": {s: _blob_sha1(args.original / s) for s in SOURCES},
-            "stand_ins": ["torchvision, open3d (import-time names only; nothing is called)"]}
+    meta = {
+        "repo": "ZGCTroy/CamI2V",
+        "commit": COMMIT,
+        "torch": torch.__version__,
+        "threads": 1,
+        "git_blob_sha1": {s: _blob_sha1(args.original / s) for s in SOURCES},
+        "stand_ins": ["torchvision, open3d (import-time names only; nothing is called)"],
+    }
     (HERE / "provenance.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
