@@ -9,7 +9,7 @@
    model folders (skipped when the install's own custom_nodes/ already holds this checkout);
 2. gets the model: ``--model PATH`` (any file), ``--download VARIANT`` (the pack's
    DynamiCrafterModelDownload node, run on the server, resumable), or ``--demo`` (a RANDOM checkpoint
-   written by ``dynamicrafter/demo.py``: tiny UNet, full-size encoders, 1.9 GB; the video is random
+   written by ``dynamicrafter/fixtures/demo.py``: tiny UNet, full-size encoders, 1.9 GB; the video is random
    noise); downloads and the demo file live in the models folder (``models/`` in the checkout by
    default), which re-provisioning ComfyUI never touches;
 3. starts ComfyUI on 127.0.0.1 at a free port (inputs, outputs and its log under ``.cache/run/``);
@@ -144,7 +144,7 @@ def demo_checkpoint(folder: Path) -> Path:
     path = folder / DEMO_FILE
     if path.is_file():
         return path
-    from dynamicrafter.demo import write_demo_checkpoint
+    from dynamicrafter.fixtures.demo import write_demo_checkpoint
 
     stage(f"writing the demo checkpoint {path} (random weights, 1.9 GB; once, then reused)")
     return write_demo_checkpoint(path, "512")

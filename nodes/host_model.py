@@ -15,7 +15,7 @@ import comfy.utils
 import torch
 
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
-from ..dynamicrafter.tooncrafter_vae_config import is_dual_reference_vae
+from ..dynamicrafter.tooncrafter.config import is_dual_reference_vae
 from .lora_keys import install_lora_key_map
 from .model import DynamiCrafterConfig
 

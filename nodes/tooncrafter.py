@@ -28,9 +28,9 @@ from comfy_api.latest import io
 from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
 from ..dynamicrafter.config import TOONCRAFTER
 from ..dynamicrafter.image import FitMode, fit_image
-from ..dynamicrafter.tooncrafter_decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
-from ..dynamicrafter.tooncrafter_vae import ReferenceContext, ToonCrafterVAE
-from ..dynamicrafter.tooncrafter_vae_config import is_dual_reference_vae, vae_config_from_state_dict
+from ..dynamicrafter.tooncrafter.config import is_dual_reference_vae, vae_config_from_state_dict
+from ..dynamicrafter.tooncrafter.decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
+from ..dynamicrafter.tooncrafter.vae import ReferenceContext, ToonCrafterVAE
 from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .host_model import WEIGHT_DTYPES, is_dynamic, model_from_checkpoint, new_patcher, vae_from_checkpoint
 from .model import host_attention

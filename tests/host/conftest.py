@@ -244,7 +244,7 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = folder / "checkpoints" / DEMO_FILE_NAME
     path.parent.mkdir(parents=True)
     subprocess.run(
-        [sys.executable, "-m", "dynamicrafter.demo", str(path), "512"],
+        [sys.executable, "-m", "dynamicrafter.fixtures.demo", str(path), "512"],
         cwd=ROOT,
         check=True,
         capture_output=True,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dynamicrafter.checkpoint import PART_PREFIXES
-from dynamicrafter.demo import demo_state_dict
+from dynamicrafter.fixtures.demo import demo_state_dict
 from support.host_checkpoints import HOST_SIZES
 from support.reference_data import manifest_path
 

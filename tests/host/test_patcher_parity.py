@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from dynamicrafter.demo import vae_state_dict
+from dynamicrafter.fixtures.demo import vae_state_dict
 from support.new_workflow_host import TOON
 from support.tiny_host import tiny_checkpoint
 

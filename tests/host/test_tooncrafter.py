@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from dynamicrafter.checkpoint import PART_PREFIXES
-from dynamicrafter.tooncrafter_decode import decode_video
-from dynamicrafter.tooncrafter_vae import ToonCrafterVAE
-from dynamicrafter.tooncrafter_vae_config import ToonCrafterVAEConfig
+from dynamicrafter.tooncrafter.config import ToonCrafterVAEConfig
+from dynamicrafter.tooncrafter.decode import decode_video
+from dynamicrafter.tooncrafter.vae import ToonCrafterVAE
 from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.reference_data import manifest_path
 from support.tiny_checkpoints import shrunk_part

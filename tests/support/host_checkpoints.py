@@ -1,6 +1,6 @@
 """DynamiCrafter files for host tests: small networks in every released file layout.
 
-Everything comes from ``dynamicrafter/demo.py`` at :data:`HOST_SIZES`: the UNet and Resampler keep every
+Everything comes from ``dynamicrafter/fixtures/demo.py`` at :data:`HOST_SIZES`: the UNet and Resampler keep every
 feature at a tiny width, and the text and image encoders are OpenCLIP towers in the released key layout,
 narrowed (width 64, three text blocks and two vision blocks). The pack builds the host's encoders from whatever sizes a file has, so
 these load through exactly the path a released file takes, in a fraction of a second instead of the
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from dynamicrafter.demo import DEMO_RESAMPLER, DEMO_UNET, DemoSizes, demo_state_dict, openclip_h_key_shapes
+from dynamicrafter.fixtures.demo import DEMO_RESAMPLER, DEMO_UNET, DemoSizes, demo_state_dict, openclip_h_key_shapes
 
 TEXT_WIDTH = 64
 VISION_WIDTH = 64
@@ -51,7 +51,7 @@ def _check_layout(manifest_path: Path) -> None:
     manifest = json.loads(Path(manifest_path).read_text())["keys"]
     expected = _block_pattern(k for k in manifest if k.startswith(("cond_stage_model.", "embedder.")))
     if expected != _block_pattern(openclip_h_key_shapes(embedder_text_leftovers=True, sizes=HOST_SIZES)):
-        raise AssertionError(f"dynamicrafter.demo's OpenCLIP keys differ from {manifest_path}")
+        raise AssertionError(f"dynamicrafter.fixtures.demo's OpenCLIP keys differ from {manifest_path}")
 
 
 def host_state_dict(variant: str, manifest_path: Path, with_encoders: bool = True) -> dict[str, torch.Tensor]:

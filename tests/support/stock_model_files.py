@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from dynamicrafter.checkpoint import PART_PREFIXES
-from dynamicrafter.demo import DemoSizes, demo_state_dict
+from dynamicrafter.fixtures.demo import DemoSizes, demo_state_dict
 from support.comfy_server import load_api_workflow, workflow_names
 from support.host_checkpoints import HOST_SIZES
 from support.sd21_layout import SD21_LAYOUT_UNET, controlnet_state_dict

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from dynamicrafter.checkpoint import PART_PREFIXES
 from dynamicrafter.config import VARIANTS, UNetConfig
-from dynamicrafter.demo import DEMO_RESAMPLER, DEMO_UNET, unet_state_dict
+from dynamicrafter.fixtures.demo import DEMO_RESAMPLER, DEMO_UNET, unet_state_dict
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.schedule import make_schedule
 

@@ -1,4 +1,4 @@
-"""dynamicrafter.demo: the random demo checkpoint has the released key layout and runs without NaN."""
+"""dynamicrafter.fixtures.demo: the random demo checkpoint has the released key layout and runs without NaN."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dynamicrafter.checkpoint import load_checkpoint
-from dynamicrafter.demo import (
+from dynamicrafter.fixtures.demo import (
     DEMO_RESAMPLER,
     DEMO_UNET,
     NOISE_NOTICE,
@@ -18,7 +18,7 @@ from dynamicrafter.demo import (
     openclip_h_key_shapes,
     write_demo_checkpoint,
 )
-from dynamicrafter.key_layouts import vae_key_shapes
+from dynamicrafter.fixtures.key_layouts import vae_key_shapes
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import manifest_path
@@ -132,6 +132,6 @@ def test_tiny_networks_run_without_nan(variant, single_thread):
 
 
 def test_the_docstring_says_it_is_noise():
-    import dynamicrafter.demo as demo
+    import dynamicrafter.fixtures.demo as demo
 
     assert "random noise" in demo.__doc__ and "random noise" in NOISE_NOTICE

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from dynamicrafter.checkpoint import split_parts
-from dynamicrafter.tooncrafter_decode import decode_video, decoder_calls
-from dynamicrafter.tooncrafter_vae import ToonCrafterVAE
-from dynamicrafter.tooncrafter_vae_config import ToonCrafterVAEConfig, is_dual_reference_vae, vae_config_from_state_dict
+from dynamicrafter.tooncrafter.config import ToonCrafterVAEConfig, is_dual_reference_vae, vae_config_from_state_dict
+from dynamicrafter.tooncrafter.decode import decode_video, decoder_calls
+from dynamicrafter.tooncrafter.vae import ToonCrafterVAE
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MANIFEST = json.loads((DATA / "tooncrafter_vae_manifest.json").read_text())

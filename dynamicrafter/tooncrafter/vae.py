@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .attention import AttentionFn, sdpa_attention
-from .frames import fold_frames, unfold_frames
-from .tooncrafter_vae_config import ToonCrafterVAEConfig
+from ..attention import AttentionFn, sdpa_attention
+from ..frames import fold_frames, unfold_frames
+from .config import ToonCrafterVAEConfig
 
 ReferenceContext = list[torch.Tensor]
 """Encoder features of the first and last frames: one ``[b, 2, c, h, w]`` tensor per decoder level
