@@ -26,6 +26,7 @@ from ..dynamicrafter.frames import fold_frames, unfold_frames
 from ..dynamicrafter.image_controls import blend_frame_tokens
 from ..dynamicrafter.resampler import Resampler
 from ..dynamicrafter.unet import DynamiCrafterUNet
+from .camera_model import camera_cond, with_camera
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ COND_TASK = "dynamicrafter_task"
 COND_END_IMAGE_TOKENS = "dynamicrafter_end_clip_vision_tokens"
 COND_END_WEIGHTS = "dynamicrafter_end_token_weights"
 """Optional: the end picture's CLIP tokens and each frame's share of its image tokens ``[T]``."""
+COND_CAMERA = "dynamicrafter_camera"
+"""Optional: camera-to-world poses relative to the conditioning frame ``[1, T, 4, 4]`` (``nodes/camera.py``)."""
 FS_AUTO = 0
 """fs value meaning "the variant's default" (``VariantConfig.default_fs``)."""
 NEEDS_CONDITIONING = (
@@ -192,6 +195,7 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         dynamicrafter_fs: torch.Tensor | None = None,
         dynamicrafter_end_clip_vision_tokens: torch.Tensor | None = None,
         dynamicrafter_end_token_weights: torch.Tensor | None = None,
+        dynamicrafter_camera: torch.Tensor | None = None,
         **kwargs: object,
     ) -> torch.Tensor:
         frames = dynamicrafter_frames
@@ -212,6 +216,8 @@ class DynamiCrafterNet(DynamiCrafterUNet):
             transformer_options,
         )
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
+        if dynamicrafter_camera is not None:
+            transformer_options = with_camera(self.config, dynamicrafter_camera[::frames], x, transformer_options)
         out = super().forward(
             x,
             timesteps[::frames],
@@ -262,6 +268,9 @@ class DynamiCrafterModel(comfy.model_base.BaseModel):
         out[COND_FS] = comfy.conds.CONDRegular(torch.tensor([fs], dtype=torch.long))
         out[COND_IMAGE_TOKENS] = comfy.conds.CONDRegular(tokens)
         out[COND_FRAMES] = comfy.conds.CONDConstant(frames)
+        camera = camera_cond(self.diffusion_model.config, kwargs.get(COND_CAMERA), frames)
+        if camera is not None:
+            out[COND_CAMERA] = camera
         if kwargs.get(COND_END_IMAGE_TOKENS) is not None:
             out[COND_END_IMAGE_TOKENS] = comfy.conds.CONDRegular(kwargs[COND_END_IMAGE_TOKENS])
             out[COND_END_WEIGHTS] = comfy.conds.CONDRegular(kwargs[COND_END_WEIGHTS].view(1, -1))
