@@ -34,6 +34,8 @@ PART_PREFIXES: dict[str, str] = {
     "resampler": "image_proj_model.",
 }
 """Key prefix of each part inside an original checkpoint."""
+CAMERA_ENCODER_PREFIX = "pose_encoder."
+"""The camera pose encoder of the CamI2V reference's CameraCtrl files (top level); the UNet holds it."""
 
 SCHEDULE_BUFFERS = (
     "betas",
@@ -206,6 +208,8 @@ def split_parts(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, tor
         else:
             if key in SCHEDULE_BUFFERS:
                 buffers[key] = tensor
+            elif key.startswith(CAMERA_ENCODER_PREFIX):  # CameraCtrl's encoder: a part of the UNet here
+                parts["unet"][key] = tensor
     parts["unet"] = {_rename_unet_key(k): v for k, v in parts["unet"].items()}
     return {k: v for k, v in parts.items() if v}, buffers
 

@@ -9,7 +9,7 @@ from ..dynamicrafter.camera.hook import CAMERA_OPTION
 from ..dynamicrafter.camera.layers import camera_hook
 from ..dynamicrafter.config import UNetConfig
 
-METHOD_NAMES = {"motionctrl": "MotionCtrl"}
+METHOD_NAMES = {"motionctrl": "MotionCtrl", "cameractrl": "CameraCtrl"}
 NEEDS_CAMERA = (
     "this is a {method} camera model: it needs a camera path. Connect a camera (e.g. 'DynamiCrafter Camera "
     "Preset') through 'DynamiCrafter Apply Camera' to the positive and negative conditioning"
@@ -36,7 +36,7 @@ def camera_cond(config: UNetConfig, camera: torch.Tensor | None, frames: int) ->
     return comfy.conds.CONDRegular(camera)
 
 
-def with_camera(config: UNetConfig, camera: torch.Tensor, x: torch.Tensor, options: dict) -> dict:
+def with_camera(unet: torch.nn.Module, camera: torch.Tensor, x: torch.Tensor, options: dict) -> dict:
     """``options`` plus the camera hook for this call (``camera``: one row of poses per video, ``x``: the videos)."""
-    hook = camera_hook(config.camera, camera, x.shape[-2] * 8, x.shape[-1] * 8)
+    hook = camera_hook(unet, camera, x.shape[-2] * 8, x.shape[-1] * 8, x.dtype)
     return {**options, CAMERA_OPTION: hook}

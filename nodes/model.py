@@ -217,7 +217,7 @@ class DynamiCrafterNet(DynamiCrafterUNet):
         )
         fs = None if dynamicrafter_fs is None else dynamicrafter_fs[::frames].reshape(videos)
         if dynamicrafter_camera is not None:
-            transformer_options = with_camera(self.config, dynamicrafter_camera[::frames], x, transformer_options)
+            transformer_options = with_camera(self, dynamicrafter_camera[::frames], x, transformer_options)
         out = super().forward(
             x,
             timesteps[::frames],

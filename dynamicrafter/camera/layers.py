@@ -2,6 +2,9 @@
 
 * MotionCtrl: every temporal transformer block (``init_attn``'s too) gets ``cc_projection``, a
   Linear(c + 12, c) applied to ``[tokens ; 12-number pose of the frame]`` after the self-attention.
+* CameraCtrl: a camera pose encoder (:mod:`.pose_encoder`) turns the Plücker rays into one feature map per
+  level; every temporal transformer block but ``init_attn``'s gets ``cc_projection``, a Linear(c, c), and its
+  self-attention reads ``n + cc_projection(n + features)`` (``n``: the normed tokens).
 
 Layer names reproduce the released files' keys (``...transformer_blocks.0.cc_projection.weight``).
 """
@@ -11,12 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import nn
 
-from .path import motionctrl_pose
+from .path import intrinsics, motionctrl_pose, plucker
+from .pose_encoder import CameraPoseEncoder, PoseEncoderConfig, pose_encoder_config_from_state_dict
 
 MOTIONCTRL = "motionctrl"
-METHODS = (MOTIONCTRL,)
+CAMERACTRL = "cameractrl"
+METHODS = (MOTIONCTRL, CAMERACTRL)
 POSE_DIM = 12
 
 
@@ -34,11 +40,30 @@ def temporal_blocks(unet: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def add_camera_layers(unet: nn.Module, method: str, dtype=None, device=None, operations: Any = nn) -> None:
     """Give ``unet`` the layers of camera ``method``."""
-    if method != MOTIONCTRL:
+    if method not in METHODS:
         raise ValueError(f"unknown camera method {method!r}; known: {', '.join(METHODS)}")
-    for _, block in temporal_blocks(unet):
+    for name, block in temporal_blocks(unet):
         width = block.attn1.to_q.in_features
-        block.cc_projection = operations.Linear(width + POSE_DIM, width, dtype=dtype, device=device)
+        if method == MOTIONCTRL:
+            block.cc_projection = operations.Linear(width + POSE_DIM, width, dtype=dtype, device=device)
+        elif not name.startswith("init_attn."):
+            block.cc_projection = operations.Linear(width, width, dtype=dtype, device=device)
+    if method == CAMERACTRL:
+        unet.pose_encoder = CameraPoseEncoder(
+            pose_encoder_config(unet.config), unet_attention(unet), dtype=dtype, device=device, operations=operations
+        )
+
+
+def pose_encoder_config(config: Any) -> PoseEncoderConfig:
+    """The released encoders' structure: one level per UNet level, of its width; 16 frames."""
+    return PoseEncoderConfig(
+        channels=tuple(config.model_channels * m for m in config.channel_mult), max_frames=config.temporal_length
+    )
+
+
+def unet_attention(unet: nn.Module):
+    """The attention function the UNet's layers were built with."""
+    return unet.init_attn[0].transformer_blocks[0].attn1.attention
 
 
 class MotionCtrlCamera:
@@ -59,11 +84,37 @@ class MotionCtrlCamera:
         return projection(torch.cat([x, pose], dim=-1))
 
 
-def camera_hook(method: str, relative_c2w: torch.Tensor, height: int, width: int) -> MotionCtrlCamera:
-    """The hook of ``method`` for camera-to-world poses relative to the conditioning frame ``[B, T, 4, 4]``
-    (:func:`.path.relative_c2w`) and a picture of ``height`` x ``width`` pixels."""
+class CameraCtrlCamera:
+    """CameraCtrl's hook: the pose encoder's features ``[B, C, T, h, w]``, found by the tokens' pixel count."""
+
+    def __init__(self, features: list[torch.Tensor]):
+        self.features = {f.shape[0] * f.shape[-2] * f.shape[-1]: f for f in features}
+
+    def self_attention_input(self, block: nn.Module, normed: torch.Tensor) -> torch.Tensor:
+        projection = getattr(block, "cc_projection", None)
+        if projection is None:
+            return normed
+        features = rearrange(self.features[normed.shape[0]], "b c f h w -> (b h w) f c").to(normed)
+        return normed + projection(normed + features)
+
+    def after_self_attention(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def camera_hook(
+    unet: nn.Module, relative_c2w: torch.Tensor, height: int, width: int, dtype: torch.dtype | None = None
+) -> MotionCtrlCamera | CameraCtrlCamera:
+    """The hook of ``unet``'s camera method for camera-to-world poses relative to the conditioning frame
+    ``[B, T, 4, 4]`` (:func:`.path.relative_c2w`) and a picture of ``height`` x ``width`` pixels."""
+    method = unet.config.camera
+    relative_c2w = relative_c2w.float()
     if method == MOTIONCTRL:
-        return MotionCtrlCamera(motionctrl_pose(relative_c2w.float()))
+        return MotionCtrlCamera(motionctrl_pose(relative_c2w))
+    if method == CAMERACTRL:
+        batch, frames = relative_c2w.shape[:2]
+        k = intrinsics(height, width, frames, batch).to(relative_c2w.device)
+        rays = plucker(k, relative_c2w, height, width)
+        return CameraCtrlCamera(unet.pose_encoder(rays.to(dtype or rays.dtype)))
     raise ValueError(f"unknown camera method {method!r}; known: {', '.join(METHODS)}")
 
 
@@ -75,6 +126,9 @@ def detect_method(sd: Any) -> str | None:
     out_features, in_features = sd[projection].shape
     if in_features == out_features + POSE_DIM:
         return MOTIONCTRL
+    if in_features == out_features and "pose_encoder.encoder_conv_in.weight" in sd:
+        pose_encoder_config_from_state_dict(sd)  # every part of the encoder is there
+        return CAMERACTRL
     raise ValueError(
         f"{projection} is {list(sd[projection].shape)}: a camera layer of a method this pack does not load yet "
         f"(it loads {', '.join(METHODS)})"

@@ -43,9 +43,9 @@ def _call(unet, golden, options) -> torch.Tensor:
         return unet(golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options=options)
 
 
-def test_camera_pose_from_the_path_matches(golden):
+def test_camera_pose_from_the_path_matches(unet, golden):
     paths = load_file(str(GOLDENS / "paths.safetensors"))
-    hook = camera_hook(MOTIONCTRL, relative_c2w(paths["batch_RT"]), 64, 128)
+    hook = camera_hook(unet, relative_c2w(paths["batch_RT"]), 64, 128)
     torch.testing.assert_close(hook.pose, golden["camera_RT"], rtol=0, atol=1e-5)
 
 

@@ -38,6 +38,9 @@ SOURCES = [
     "CameraControl/base/base.py",
     "CameraControl/motionctrl/motionctrl.py",
     "CameraControl/motionctrl/motionctrl_modified_modules.py",
+    "CameraControl/cameractrl/cameractrl.py",
+    "CameraControl/cameractrl/cameractrl_modified_modules.py",
+    "CameraControl/cameractrl/camera_pose_encoder.py",
     "CameraControl/data/utils.py",
     "CameraControl/data/single_image_for_inference.py",
     "lvdm/modules/networks/openaimodel3d.py",
@@ -141,6 +144,54 @@ def _motionctrl(model, rt: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+CAMERACTRL_UNET = {"num_head_channels": 16, "channel_mult": [1, 1, 1, 1], "num_res_blocks": 1}
+"""small_256's UNet, narrower; init_attn (8 x 16 wide) differs from every block's width, as in the releases."""
+POSE_ENCODER = {  # 002_cameractrl_256x256.yaml's, with the UNet's channels of this network
+    "target": "CameraControl.cameractrl.camera_pose_encoder.CameraPoseEncoder",
+    "params": {"downscale_factor": 8, "channels": [32, 32, 32, 32], "nums_rb": 2, "cin": 384, "ksize": 1,
+               "sk": True, "use_conv": False, "compression_factor": 1, "temporal_attention_nhead": 8,
+               "attention_block_types": ["Temporal_Self"], "temporal_position_encoding": True,
+               "temporal_position_encoding_max_len": 16},
+}
+
+
+def _cameractrl(rt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The original CameraCtrl on a small network, every parameter drawn at random; one UNet call."""
+    from omegaconf import OmegaConf
+    from utils.utils import instantiate_from_config
+
+    config = json.loads((SMALL / "config.json").read_text())["LatentVisualDiffusion_config_used"]
+    config["target"] = "CameraControl.cameractrl.cameractrl.CameraCtrl"
+    config["params"]["unet_config"]["params"].update(CAMERACTRL_UNET)
+    config["params"]["pose_encoder_config"] = POSE_ENCODER
+    model = instantiate_from_config(OmegaConf.create(config)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            draw = torch.randn(p.shape, generator=_generator(f"cameractrl/{name}"))
+            if p.ndim > 1:
+                p.copy_(draw / p[0].numel() ** 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * draw)
+            else:
+                p.copy_(0.1 * draw)
+    io = load_file(str(SMALL / "unet_io.safetensors"))
+    b, _, t, h, w = io["x"].shape
+    k = torch.tensor([[0.5 * 8 * w, 0, 0.5 * 8 * w], [0, 0.5 * 8 * w, 0.5 * 8 * h], [0, 0, 1.0]]).expand(b, t, 3, 3)
+    video = torch.zeros(b, 3, t, 8 * h, 8 * w)
+    index = torch.tensor([0, 0])
+    batch = {"RT": rt, "camera_intrinsics": k}
+    with torch.no_grad():
+        _, kwargs = model.get_batch_input_camera_condition_process(batch, video, index, 1.0, False)
+        unet = model.model.diffusion_model
+        y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
+        y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("first_stage", "cond_stage", "embedder"))}
+    features = kwargs["camera_condition"]["pluker_embedding_features"]
+    return {**{f"weights/{k}": v for k, v in state.items()}, "x": io["x"], "timesteps": io["timesteps"],
+            "context": io["context"], "fs": io["fs"], "intrinsics": k,
+            **{f"features/{i}": f for i, f in enumerate(features)}, "unet_out": y, "unet_out_without_camera": y0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--original", type=Path, required=True)
@@ -154,6 +205,8 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in paths.items()}, str(HERE / "paths.safetensors"))
     motion = _motionctrl(model, paths["batch_RT"])
     save_file({k: v.contiguous() for k, v in motion.items()}, str(HERE / "motionctrl.safetensors"))
+    camera = _cameractrl(paths["batch_RT"])
+    save_file({k: v.contiguous() for k, v in camera.items()}, str(HERE / "cameractrl.safetensors"))
     meta = {
         "repo": "ZGCTroy/CamI2V",
         "commit": COMMIT,
@@ -161,6 +214,7 @@ def main() -> None:
         "threads": 1,
         "git_blob_sha1": {s: _blob_sha1(args.original / s) for s in SOURCES},
         "stand_ins": ["torchvision, open3d (import-time names only; nothing is called)"],
+            "diffusers": __import__("diffusers").__version__,
     }
     (HERE / "provenance.json").write_text(json.dumps(meta, indent=1) + "\n")
 
