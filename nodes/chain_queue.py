@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .validation import chain_problem
+from .adapter.validation import chain_problem
 
 log = logging.getLogger(__name__)
 

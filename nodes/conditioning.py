@@ -13,7 +13,8 @@ from ..dynamicrafter.config import VARIANTS
 from ..dynamicrafter.frames import Task, concat_latent, fold_frames
 from ..dynamicrafter.image import fit_image
 from ..dynamicrafter.image_controls import TOKEN_SCHEDULES, TokenSchedule, augment, end_token_weights
-from .encoders import image_tokens, unconditional_image
+from .adapter.encoders import image_tokens, unconditional_image
+from .adapter.validation import GRID, CheckedNode, size_problem
 from .model import (
     COND_CONCAT,
     COND_END_IMAGE_TOKENS,
@@ -25,7 +26,6 @@ from .model import (
     FS_AUTO,
 )
 from .registry import CATEGORY
-from .validation import GRID, CheckedNode, size_problem
 
 
 def check_size(width: int, height: int) -> None:

@@ -13,10 +13,10 @@ import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.frames import parse_frame_list
+from .adapter.ksampler import frames_of, guided_denoised
+from .adapter.validation import CheckedNode
 from .model import COND_IMAGE_TOKENS
 from .registry import CATEGORY
-from .sampling import frames_of, guided_denoised
-from .validation import CheckedNode
 
 
 def separate_image_cfg(image_cfg: float) -> float | None:

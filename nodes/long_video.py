@@ -24,6 +24,7 @@ from ..dynamicrafter.chain import (
 )
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
+from .adapter.validation import CheckedNode, chain_problem, refuse
 from .chain_sketches import ChainSketchChecks, SketchSettings, chain_sketch_inputs, plan_chain_sketches
 from .clip_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
 from .conditioning import (
@@ -41,7 +42,6 @@ from .conditioning import (
 from .freenoise_nodes import MODE_FREENOISE, FreeNoiseChecks, freenoise_long_video
 from .model import COND_IMAGE_TOKENS, require_interpolation
 from .sampler_nodes import model_variant
-from .validation import CheckedNode, chain_problem, refuse
 
 log = logging.getLogger(__name__)
 

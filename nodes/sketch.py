@@ -28,9 +28,9 @@ from comfy_api.latest import io
 
 from ..dynamicrafter.frames import parse_frame_list
 from ..dynamicrafter.image import fit_image
+from .adapter.validation import CheckedNode
 from .model import COND_CONCAT, COND_FRAMES, NEEDS_CONDITIONING, DynamiCrafterNet
 from .registry import CATEGORY
-from .validation import CheckedNode
 
 SKETCH_HINT_CHANNELS = 1
 SKETCH_CONTEXT_WIDTH = 1024

@@ -31,11 +31,11 @@ from ..dynamicrafter.image import FitMode, fit_image
 from ..dynamicrafter.tooncrafter.config import is_dual_reference_vae, vae_config_from_state_dict
 from ..dynamicrafter.tooncrafter.decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
 from ..dynamicrafter.tooncrafter.vae import ReferenceContext, ToonCrafterVAE
-from .encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
-from .host_model import WEIGHT_DTYPES, is_dynamic, model_from_checkpoint, new_patcher, vae_from_checkpoint
+from .adapter.encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
+from .adapter.patcher import WEIGHT_DTYPES, is_dynamic, model_from_checkpoint, new_patcher, vae_from_checkpoint
+from .adapter.validation import CheckedNode
 from .model import host_attention
 from .registry import CATEGORY
-from .validation import CheckedNode
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..validation import CheckedNode
+from ..adapter.validation import CheckedNode
 from .client import DirectorConnection
 from .errors import DirectorError
 from .policy import audio_roots

@@ -37,7 +37,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..validation import CheckedNode
+from ..adapter.validation import CheckedNode
 from .catalogue import CATALOGUE, REVISION, HubFile
 from .hub import (
     ModelDownloadError,

@@ -28,7 +28,7 @@ def pack(comfy_host):
     modules = {
         name: comfy_host.import_pack_module(f"nodes.{name}") for name in ("init_noise", "model", "sampler_nodes")
     }
-    modules["host_model"] = comfy_host.import_pack_module("nodes.host_model")
+    modules["patcher"] = comfy_host.import_pack_module("nodes.adapter.patcher")
     import comfy_extras.nodes_custom_sampler as custom
 
     modules["custom"] = custom

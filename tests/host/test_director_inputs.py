@@ -84,7 +84,7 @@ def test_texts_are_bounded_for_a_prompt_and_the_admin_can_raise_the_bound(host, 
 def test_values_wired_or_given_at_run_time_are_checked_before_any_request(host, service, monkeypatch):
     fake, env = service
     director = host.import_pack_module("nodes.director")
-    validation = host.import_pack_module("nodes.validation")
+    validation = host.import_pack_module("nodes.adapter.validation")
     conn = director.comfy_nodes.DirectorConnectionNode.execute(
         provider="Custom", model="m", api_key_env=env, custom_url=fake.base_url, timeout=5.0, retries=0, retry_delay=0.1
     ).result[0]

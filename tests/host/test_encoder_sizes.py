@@ -1,6 +1,6 @@
 """The host's encoders built at the sizes a file has: the released files' sizes give the host's own configs.
 
-``nodes/encoders.py`` reads each OpenCLIP tower's sizes from its weights. For the released checkpoints
+``nodes/adapter/encoders.py`` reads each OpenCLIP tower's sizes from its weights. For the released checkpoints
 (meta tensors of the manifests) that must give exactly the host's SD 2.x text config and its ViT-H/14 CLIP
 vision config, so a released file builds the same models as the host's stock path; a narrower file (the
 test checkpoints) builds a narrower tower of the same kind.
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.host
 
 @pytest.fixture(scope="module")
 def encoders(comfy_host):
-    return comfy_host.import_pack_module("nodes.encoders")
+    return comfy_host.import_pack_module("nodes.adapter.encoders")
 
 
 def _part(keys: dict[str, list[int]], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""nodes/encoders.py against open_clip (the original's encoders), full-size ViT-H/14 with random weights.
+"""nodes/adapter/encoders.py against open_clip (the original's encoders), full-size ViT-H/14 with random weights.
 
 The oracle is open_clip 2.22.0's ViT-H-14 (the version the original pins) run the way the original's
 ``FrozenOpenCLIPEmbedder`` (penultimate: 23 of 24 blocks + ln_final) and ``FrozenOpenCLIPImageEmbedderV2``
@@ -59,7 +59,7 @@ def _free(comfy_mm: ModuleType) -> None:
 
 @pytest.fixture(scope="module")
 def encoders(comfy_host) -> ModuleType:
-    return comfy_host.import_pack_module("nodes.encoders")
+    return comfy_host.import_pack_module("nodes.adapter.encoders")
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def _reference(ckpt, text, uc_text, clip, uc_clip, image_latent, fs, x_T, step_n
 @pytest.mark.parametrize("variant", ["512", "256"])
 def test_sampler_node_equals_reference_ddim(comfy_host, single_thread, variant):
     sampler_nodes = comfy_host.import_pack_module("nodes.sampler_nodes")
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     ckpt = tiny_checkpoint(variant)
     model = host_model.model_from_checkpoint(ckpt, "fp32")
     conds = conditioning()
@@ -129,7 +129,7 @@ def test_stock_ksampler_euler_ddim_uniform_equals_reference_256(comfy_host, sing
     """
     import comfy.sample
 
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     ckpt = tiny_checkpoint("256")
     model = host_model.model_from_checkpoint(ckpt, "fp32")
     conds = conditioning(11)

@@ -31,7 +31,7 @@ def pack(comfy_host: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     for kind in ("checkpoints", "diffusion_models"):
         comfy_host.folder_paths.add_model_folder_path(kind, str(folder), is_default=True)
     comfy_host.load_builtin_extras()
-    validation = comfy_host.import_pack_module("nodes.validation")
+    validation = comfy_host.import_pack_module("nodes.adapter.validation")
     checked = [cls for cls in comfy_host.pack_nodes if issubclass(cls, validation.CheckedNode)]
     return {"validation": validation, "checked": checked, "all": comfy_host.pack_nodes}
 

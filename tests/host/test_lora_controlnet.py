@@ -74,7 +74,7 @@ def _random_lora(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], 
 
 
 def test_lora_through_stock_loader_equals_merged_weights(comfy_host, tmp_path, single_thread):
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     ckpt = tiny_checkpoint("512")
     lora, merged = _random_lora(_original_state(ckpt))
     (tmp_path / "loras").mkdir()
@@ -106,7 +106,9 @@ def controlnet_setup(comfy_host, tmp_path_factory):
     save_file(controlnet_state_dict(), str(folder / "sd21_layout_controlnet.safetensors"))
     comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder))
     control_net = comfy_host.nodes.ControlNetLoader().load_controlnet("sd21_layout_controlnet.safetensors")[0]
-    model = comfy_host.import_pack_module("nodes.host_model").model_from_checkpoint(sd21_layout_checkpoint(), "fp32")
+    model = comfy_host.import_pack_module("nodes.adapter.patcher").model_from_checkpoint(
+        sd21_layout_checkpoint(), "fp32"
+    )
     conds = sd21_layout_conds(comfy_host.import_pack_module("nodes.model"), *sd21_layout_conditioning())
     return model, control_net, conds
 

@@ -39,7 +39,7 @@ def _load_all(comfy_host) -> dict[str, Any]:
     """The UNet and ToonCrafter VAE through the pack's loaders; a VAE through the host's own (``comfy.sd.VAE``)."""
     import comfy.sd
 
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     tooncrafter = comfy_host.import_pack_module("nodes.tooncrafter")
     ckpt = tiny_checkpoint("512")
     return {

@@ -24,7 +24,7 @@ VIDEOS = 2
 
 
 def _tiny_setup(comfy_host, unet=TINY_UNET):
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     model = host_model.model_from_checkpoint(tiny_checkpoint("512", unet), "fp32")
     positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(), 24)
     return model, positive, negative, {"samples": torch.zeros(VIDEOS * FRAMES, 4, H, W)}
@@ -193,7 +193,7 @@ def _recording_operations():
 
 def test_custom_operations_from_model_options_build_every_layer(comfy_host, tiny, baseline, single_thread):
     ops, calls = _recording_operations()
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     model = host_model.model_from_checkpoint(tiny_checkpoint("512"), "fp32", model_options={"custom_operations": ops})
     layers = [
         m
@@ -207,7 +207,7 @@ def test_custom_operations_from_model_options_build_every_layer(comfy_host, tiny
 
 
 def test_fp8_fast_choice_sets_the_hosts_fp8_option(comfy_host):
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     fast = host_model.model_from_checkpoint(tiny_checkpoint("512"), "fp8_e4m3fn_fast")
     plain = host_model.model_from_checkpoint(tiny_checkpoint("512"), "fp8_e4m3fn")
     assert fast.model.model_config.optimizations["fp8"] and not plain.model.model_config.optimizations["fp8"]
@@ -231,6 +231,6 @@ def test_files_are_read_through_the_hosts_reader(comfy_host, tmp_path, monkeypat
 
     monkeypatch.setattr(comfy.utils, "load_torch_file", spy)
     monkeypatch.setattr(comfy.utils, "DISABLE_MMAP", True)
-    loaded = comfy_host.import_pack_module("nodes.host_model").read_checkpoint(path)
+    loaded = comfy_host.import_pack_module("nodes.adapter.patcher").read_checkpoint(path)
     assert read == [str(path)]
     assert all(torch.equal(loaded.require("unet")[k], v) for k, v in ckpt.require("unet").items())

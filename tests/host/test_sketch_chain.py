@@ -40,7 +40,7 @@ def parts(comfy_host, tmp_path_factory):
     return SimpleNamespace(
         nodes={n: comfy_host.import_pack_module(f"nodes.{n}") for n in MODULES},
         sampler=comfy_host.import_pack_module("nodes.sampler_nodes").DynamiCrafterSampler,
-        model=comfy_host.import_pack_module("nodes.host_model").model_from_checkpoint(sp.checkpoint(), "fp32"),
+        model=comfy_host.import_pack_module("nodes.adapter.patcher").model_from_checkpoint(sp.checkpoint(), "fp32"),
         encoder=comfy_host.nodes.ControlNetLoader().load_controlnet(ENCODER_FILE)[0],
         vae=comfy.sd.VAE(
             sd={k: torch.randn(v.shape, generator=g) * 0.02 for k, v in vae.items()},

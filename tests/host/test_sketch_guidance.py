@@ -32,7 +32,7 @@ def setup(comfy_host, tmp_path_factory):
     comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder))
     control_net = comfy_host.nodes.ControlNetLoader().load_controlnet("sketch_encoder_parity.safetensors")[0]
     assert isinstance(control_net, comfy.controlnet.ControlNet)
-    model = comfy_host.import_pack_module("nodes.host_model").model_from_checkpoint(sp.checkpoint(), "fp32")
+    model = comfy_host.import_pack_module("nodes.adapter.patcher").model_from_checkpoint(sp.checkpoint(), "fp32")
     conds = sp.conditioning(comfy_host.import_pack_module("nodes.model"), data)
     return data, model, control_net, conds
 

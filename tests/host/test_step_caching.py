@@ -28,7 +28,7 @@ def setup(comfy_host) -> dict[str, Any]:
         caching = importlib.import_module("comfy_extras.nodes_easycache")
     except ModuleNotFoundError:
         pytest.skip("this host (before 0.33.0) has no EasyCache / LazyCache nodes")
-    host_model = comfy_host.import_pack_module("nodes.host_model")
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     model_module = comfy_host.import_pack_module("nodes.model")
     return {
         "caching": caching,

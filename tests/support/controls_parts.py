@@ -104,4 +104,4 @@ def assert_matches(ours: torch.Tensor, expected: torch.Tensor) -> None:
 
 def load_fixture(pack, variant: str):
     """The small_512 parity network (tests/data/parity) through the pack's loader code, as ``variant``."""
-    return pack["host_model"].model_from_checkpoint(FixtureSet(PARITY_SMALL_512).checkpoint(variant), "fp32")
+    return pack["patcher"].model_from_checkpoint(FixtureSet(PARITY_SMALL_512).checkpoint(variant), "fp32")

@@ -89,7 +89,7 @@ def model_output(comfy_host, model, conditioning, x_noisy: torch.Tensor, timeste
     import comfy.sampler_helpers
     import comfy.samplers
 
-    sampling = comfy_host.import_pack_module("nodes.sampling")
+    sampling = comfy_host.import_pack_module("nodes.adapter.ksampler")
     sigma = model.model.model_sampling.sigmas[timestep].float()
     x_k = rearrange(x_noisy, "b c t h w -> (b t) c h w") * math.sqrt(float(sigma) ** 2 + 1)
     conds = {"positive": comfy.sampler_helpers.convert_cond(conditioning)}

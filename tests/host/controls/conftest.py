@@ -13,8 +13,8 @@ from support.controls_parts import load_fixture
 @pytest.fixture(scope="module")
 def pack(comfy_host):
     modules = {
-        name: comfy_host.import_pack_module(f"nodes.{name}")
-        for name in ("controls", "model", "sampler_nodes", "sampling", "host_model")
+        name.rsplit(".", 1)[-1]: comfy_host.import_pack_module(f"nodes.{name}")
+        for name in ("controls", "model", "sampler_nodes", "adapter.ksampler", "adapter.patcher")
     }
     import comfy_extras.nodes_custom_sampler as custom
 

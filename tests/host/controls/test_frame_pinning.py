@@ -78,6 +78,6 @@ def test_stock_ksampler_keeps_pinned_frames(pack, fixture_model, single_thread):
 
 def test_a_bad_pin_list_is_refused_when_the_node_runs(pack, comfy_host):
     """A pin list wired from another node is only known when the node runs: it is checked then."""
-    validation = comfy_host.import_pack_module("nodes.validation")
+    validation = comfy_host.import_pack_module("nodes.adapter.validation")
     with pytest.raises(validation.InputError, match="pin: frame 16 is outside"):
         pack["controls"].DynamiCrafterPinFrames.execute(empty(), "16", FRAMES)

@@ -49,7 +49,7 @@ def test_partial_denoise_in_sampler_custom_advanced_equals_the_original(pack, fi
 
 
 def test_full_runs_start_from_noise_partial_runs_from_the_latent(pack, fixture_model):
-    sampling = pack["sampling"]
+    sampling = pack["ksampler"]
     model_sampling = fixture_model.get_model_object("model_sampling")
     for steps, spacing in ((50, "uniform_trailing"), (50, "uniform"), (7, "uniform"), (10, "uniform")):
         assert sampling.starts_from_noise(model_sampling, sampling.dynamicrafter_sigmas(model_sampling, steps, spacing))

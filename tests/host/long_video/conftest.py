@@ -22,8 +22,8 @@ from support.reference_data import PARITY_SMALL_512
 def pack(comfy_host):
     """The pack's modules, and the long-video nodes registered with the host."""
     modules = {
-        name: comfy_host.import_pack_module(f"nodes.{name}")
-        for name in ("long_video", "conditioning", "model", "sampler_nodes", "host_model")
+        name.rsplit(".", 1)[-1]: comfy_host.import_pack_module(f"nodes.{name}")
+        for name in ("long_video", "conditioning", "model", "sampler_nodes", "adapter.patcher")
     }
     comfy_host.register(modules["long_video"].NODES)
     return modules
@@ -46,7 +46,7 @@ def tiny(pack):
     out = {}
     for variant in ("512", "512_interp"):
         ckpt = checkpoint_from_state_dict(f"dynamicrafter_{variant}_tiny.safetensors", sd, variant)
-        out[variant] = pack["host_model"].model_from_checkpoint(ckpt, "fp32")
+        out[variant] = pack["patcher"].model_from_checkpoint(ckpt, "fp32")
     vae_sd = {k.removeprefix("first_stage_model."): v for k, v in sd.items() if k.startswith("first_stage_model.")}
     out["vae"] = comfy.sd.VAE(sd=vae_sd, config={"params": {"ddconfig": TINY_VAE, "embed_dim": 4}})
     g = torch.Generator().manual_seed(9)
@@ -75,4 +75,4 @@ def golden_clip(pack, monkeypatch):
 @pytest.fixture(scope="module")
 def fixture_model(pack):
     """The shared small_512 parity network, loaded as the 512_interp variant through the pack's loader code."""
-    return pack["host_model"].model_from_checkpoint(FixtureSet(PARITY_SMALL_512).checkpoint("512_interp"), "fp32")
+    return pack["patcher"].model_from_checkpoint(FixtureSet(PARITY_SMALL_512).checkpoint("512_interp"), "fp32")

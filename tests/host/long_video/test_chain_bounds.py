@@ -14,7 +14,7 @@ from support.long_video_parts import RecordingVAE
 @pytest.fixture(scope="module")
 def input_error(comfy_host):
     """The pack's own error type, as the host loaded it."""
-    return comfy_host.import_pack_module("nodes.validation").InputError
+    return comfy_host.import_pack_module("nodes.adapter.validation").InputError
 
 
 def _chain(pack, tiny, vae, keyframes, width=512, height=320, frames=16):

@@ -14,10 +14,10 @@ import comfy.sd
 import comfy.utils
 import torch
 
-from ..dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
-from ..dynamicrafter.tooncrafter.config import is_dual_reference_vae
+from ...dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
+from ...dynamicrafter.tooncrafter.config import is_dual_reference_vae
+from ..model import DynamiCrafterConfig
 from .lora_keys import install_lora_key_map
-from .model import DynamiCrafterConfig
 
 log = logging.getLogger(__name__)
 
