@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dynamicrafter.camera import preset
-from dynamicrafter.camera.layers import MOTIONCTRL, MotionCtrlCamera
-from dynamicrafter.camera.path import motionctrl_pose, relative_c2w
+from dynamicrafter.camera.layers import CAMERACTRL, MOTIONCTRL, camera_hook
+from dynamicrafter.camera.path import relative_c2w
 from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.tiny_checkpoints import TINY_UNET, tiny_resampler_state_dict, tiny_unet_state_dict
@@ -19,22 +19,26 @@ from support.tiny_host import FRAMES, H, W, conditioning, host_conds, relative_e
 TOL = 1e-5
 
 
-def _motionctrl_checkpoint():
-    """The tiny 256 network plus random MotionCtrl layers, as one file in the released layout."""
+def _camera_checkpoint(method: str):
+    """The tiny 256 network plus random camera layers of ``method``, as one file in the released layout."""
     sd = {f"model.diffusion_model.{k}": v for k, v in tiny_unet_state_dict("256").items()}
-    camera_net = DynamiCrafterUNet(dataclasses.replace(TINY_UNET, camera=MOTIONCTRL))
+    camera_net = DynamiCrafterUNet(dataclasses.replace(TINY_UNET, camera=method))
     g = torch.Generator().manual_seed(3)
     for key, value in camera_net.state_dict().items():
-        if "cc_projection" in key:
+        if key.startswith("pose_encoder.") and key.endswith(".pe"):
+            sd[key] = value
+        elif key.startswith("pose_encoder."):
+            sd[key] = torch.randn(value.shape, generator=g) / (value[0].numel() ** 0.5 if value.ndim > 1 else 10)
+        elif "cc_projection" in key:
             sd[f"model.diffusion_model.{key}"] = torch.randn(value.shape, generator=g) / value.shape[-1] ** 0.5
     sd.update({f"image_proj_model.{k}": v for k, v in tiny_resampler_state_dict().items()})
-    return checkpoint_from_state_dict("256_motionctrl.pt", sd)
+    return checkpoint_from_state_dict(f"256_{method}.pt", sd)
 
 
-@pytest.fixture(scope="module")
-def motionctrl(comfy_host):
+@pytest.fixture(scope="module", params=[MOTIONCTRL, CAMERACTRL])
+def camera_model(comfy_host, request):
     host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
-    ckpt = _motionctrl_checkpoint()
+    ckpt = _camera_checkpoint(request.param)
     return ckpt, host_model.model_from_checkpoint(ckpt, "fp32")
 
 
@@ -58,16 +62,19 @@ def _sample(model, positive, negative, seed=5):
         )
 
 
-def test_loader_builds_the_camera_layers_of_host_ops(motionctrl):
-    ckpt, model = motionctrl
-    assert ckpt.unet_config.camera == MOTIONCTRL
-    layers = [m for name, m in model.model.diffusion_model.named_modules() if name.endswith("cc_projection")]
-    assert len(layers) == 17  # init_attn and the 16 temporal transformers, as in the released file
+def test_loader_builds_the_camera_layers_of_host_ops(camera_model):
+    ckpt, model = camera_model
+    net = model.model.diffusion_model
+    layers = [m for name, m in net.named_modules() if name.endswith("cc_projection")]
+    # MotionCtrl: init_attn and the 16 temporal transformers; CameraCtrl: all but init_attn (as the releases)
+    assert len(layers) == {MOTIONCTRL: 17, CAMERACTRL: 16}[ckpt.unet_config.camera]
+    if ckpt.unet_config.camera == CAMERACTRL:
+        layers += [m for m in net.pose_encoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     assert all(type(m).__module__ == "comfy.ops" for m in layers)
 
 
-def test_one_host_call_equals_the_unet_with_the_camera(comfy_host, motionctrl, single_thread):
-    ckpt, model = motionctrl
+def test_one_host_call_equals_the_unet_with_the_camera(comfy_host, camera_model, single_thread):
+    ckpt, model = camera_model
     camera = preset("orbit left", FRAMES)
     positive, _ = _conds(comfy_host, camera, trace_scale=1.5)
     model_module = comfy_host.import_pack_module("nodes.model")
@@ -90,14 +97,14 @@ def test_one_host_call_equals_the_unet_with_the_camera(comfy_host, motionctrl, s
         unet = DynamiCrafterUNet(ckpt.unet_config).eval()
         unet.load_state_dict(ckpt.require("unet"))
         video = torch.cat([x, image_latent.expand(FRAMES, -1, -1, -1)], 1).unsqueeze(0).transpose(1, 2)
-        pose = motionctrl_pose(relative_c2w(camera.w2c[None], 0, 1.5))
-        options = {"dynamicrafter_camera": MotionCtrlCamera(pose)}
+        hook = camera_hook(unet, relative_c2w(camera.w2c[None], 0, 1.5), 8 * H, 8 * W)
+        options = {"dynamicrafter_camera": hook}
         direct = unet(video, t[:1], text, torch.tensor([3]), image_context=tokens, transformer_options=options)
     assert relative_error(host, direct[0].transpose(0, 1)) < TOL
 
 
-def test_stock_sampler_follows_the_camera(comfy_host, motionctrl, single_thread):
-    _, model = motionctrl
+def test_stock_sampler_follows_the_camera(comfy_host, camera_model, single_thread):
+    _, model = camera_model
     left = _sample(model, *_conds(comfy_host, preset("orbit left", FRAMES)))
     right = _sample(model, *_conds(comfy_host, preset("orbit right", FRAMES)))
     again = _sample(model, *_conds(comfy_host, preset("orbit left", FRAMES)))
@@ -105,9 +112,10 @@ def test_stock_sampler_follows_the_camera(comfy_host, motionctrl, single_thread)
     assert relative_error(left, right) > 1e-3
 
 
-def test_camera_model_without_a_camera_is_refused(comfy_host, motionctrl):
-    _, model = motionctrl
-    with pytest.raises(ValueError, match="MotionCtrl camera model: it needs a camera path"):
+def test_camera_model_without_a_camera_is_refused(comfy_host, camera_model):
+    ckpt, model = camera_model
+    name = {MOTIONCTRL: "MotionCtrl", CAMERACTRL: "CameraCtrl"}[ckpt.unet_config.camera]
+    with pytest.raises(ValueError, match=f"{name} camera model: it needs a camera path"):
         _sample(model, *_conds(comfy_host))
 
 

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from dynamicrafter.camera.layers import MOTIONCTRL
+from dynamicrafter.camera.layers import CAMERACTRL, MOTIONCTRL
 from dynamicrafter.checkpoint import checkpoint_from_state_dict, split_parts
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import MANIFESTS
 
-CAMERA = {"camera_motionctrl_256": MOTIONCTRL}
+CAMERA = {"camera_motionctrl_256": MOTIONCTRL, "camera_cameractrl_256": CAMERACTRL}
 
 
 def _manifest(name: str) -> dict:
@@ -30,7 +30,8 @@ def test_file_in_the_manifest_layout_is_detected_and_fits_our_network(name, meth
     expected = {k: tuple(v.shape) for k, v in ckpt.require("unet").items()}
     assert {k: tuple(v.shape) for k, v in unet.state_dict().items()} == expected
     camera = {k.removeprefix("model.diffusion_model."): tuple(v) for k, v in manifest["camera_keys"].items()}
-    assert camera and {k: v for k, v in expected.items() if "cc_projection" in k} == camera
+    ours = {k: v for k, v in expected.items() if "cc_projection" in k or k.startswith("pose_encoder.")}
+    assert camera and ours == camera
 
 
 @pytest.mark.parametrize("name", CAMERA)
@@ -38,8 +39,9 @@ def test_camera_keys_are_unet_keys_and_the_rest_is_the_base_layout(name):
     manifest = _manifest(name)
     base = _manifest("dynamicrafter_256")["keys"]
     parts, _ = split_parts({k: torch.empty(s, device="meta") for k, s in manifest["keys"].items()})
-    assert set(manifest["camera_keys"]) <= {f"model.diffusion_model.{k}" for k in parts["unet"]}
-    assert all(k.startswith("model.diffusion_model.") for k in manifest["camera_keys"])
+    in_unet = {k if k.startswith("pose_encoder.") else f"model.diffusion_model.{k}" for k in parts["unet"]}
+    assert set(manifest["camera_keys"]) <= in_unet
+    assert all(k.startswith(("model.diffusion_model.", "pose_encoder.")) for k in manifest["camera_keys"])
     assert {k: v for k, v in manifest["keys"].items() if k not in manifest["camera_keys"]} == base
 
 

@@ -25,6 +25,7 @@ MANIFESTS = HERE.parent / "checkpoint_manifests"
 COMMIT = "c5d7b2f"
 RELEASES = {  # manifest name -> (yaml, released file on MuteApo/CamI2V)
     "camera_motionctrl_256": ("configs/inference/001_motionctrl_256x256.yaml", "256_motionctrl.pt"),
+    "camera_cameractrl_256": ("configs/inference/002_cameractrl_256x256.yaml", "256_cameractrl.pt"),
 }
 ENCODERS = ("cond_stage_model.", "embedder.")
 
