@@ -17,8 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import support.director_fakes as H
-
-client = H.director("client")
+from director import client, waiting
 
 
 class Cancelled(Exception):
@@ -56,7 +55,7 @@ def main() -> None:
         delays = [one_run(fake) for _ in range(runs)]
     print(
         f"cancel latency over {runs} runs: median {statistics.median(delays) * 1000:.0f} ms, "
-        f"max {max(delays) * 1000:.0f} ms (poll interval {H.director('waiting').POLL_S * 1000:.0f} ms)"
+        f"max {max(delays) * 1000:.0f} ms (poll interval {waiting.POLL_S * 1000:.0f} ms)"
     )
 
 

@@ -7,11 +7,13 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from . import advisor, storyboard
-from .answers import one_line
-from .client import PRESETS, DirectorConnection, chat, make_connection
-from .errors import DirectorError
-from .media import png_data_url
+from ...director import advisor, storyboard
+from ...director.answers import one_line
+from ...director.client import PRESETS, DirectorConnection, chat, make_connection
+from ...director.errors import DirectorError
+from ...director.media import png_data_url
+from ...director.policy import HOSTS_ENV, KEYS_ENV
+from ...director.prompts import describe_messages
 from .node_inputs import (
     CATEGORY,
     Director,
@@ -22,8 +24,6 @@ from .node_inputs import (
     seed_input,
     temperature_input,
 )
-from .policy import HOSTS_ENV, KEYS_ENV
-from .prompts import describe_messages
 from .soundtrack_node import DirectorSoundtrack
 
 log = logging.getLogger(__name__)

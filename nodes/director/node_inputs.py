@@ -9,10 +9,10 @@ from typing import Any
 
 from comfy_api.latest import io
 
+from ...director.client import DirectorConnection
+from ...director.errors import DirectorError
+from ...director.policy import audio_roots
 from ..adapter.validation import CheckedNode
-from .client import DirectorConnection
-from .errors import DirectorError
-from .policy import audio_roots
 
 CATEGORY = "DynamiCrafter/director"
 Director = io.Custom("DYNAMICRAFTER_DIRECTOR")

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
-from . import audio, soundtrack
-from .client import DirectorConnection
-from .errors import DirectorError
+from ...director import audio, soundtrack
+from ...director.client import DirectorConnection
+from ...director.errors import DirectorError
+from ...director.policy import AUDIO_DIRS_ENV
 from .node_inputs import (
     CATEGORY,
     DirectorNode,
@@ -21,7 +22,6 @@ from .node_inputs import (
     seed_input,
     temperature_input,
 )
-from .policy import AUDIO_DIRS_ENV
 
 log = logging.getLogger(__name__)
 

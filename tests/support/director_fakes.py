@@ -1,13 +1,10 @@
-"""A fake OpenAI-compatible chat server on 127.0.0.1 and access to the director modules without ComfyUI."""
+"""A fake OpenAI-compatible chat server on 127.0.0.1 for the director's tests."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import threading
 import time
-import types
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,22 +19,12 @@ if TYPE_CHECKING:
     from typing import Self  # Python 3.11+; only for the annotation
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
-PURE_PACKAGE = "_dynamicrafter_director_pure"
 KEYS_ENV, HOSTS_ENV, AUDIO_DIRS_ENV = (
     "DYNAMICRAFTER_DIRECTOR_KEYS",
     "DYNAMICRAFTER_DIRECTOR_HOSTS",
     "DYNAMICRAFTER_AUDIO_DIRS",
 )
-"""The admin's settings (nodes/director/policy.py); spelled out here so a renamed setting fails the tests."""
-
-
-def director(module: str) -> types.ModuleType:
-    """Import ``nodes/director/<module>.py`` without ComfyUI: its package ``__init__`` (the nodes) is not run."""
-    if PURE_PACKAGE not in sys.modules:
-        package = types.ModuleType(PURE_PACKAGE)
-        package.__path__ = [str(ROOT / "nodes" / "director")]
-        sys.modules[PURE_PACKAGE] = package
-    return importlib.import_module(f"{PURE_PACKAGE}.{module}")
+"""The admin's settings (director/policy.py); spelled out here so a renamed setting fails the tests."""
 
 
 def chat_body(content: str, model: str = "fake-model") -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 import support.director_fakes as H
+from director import redact
 from support.audio_files import write_tone
 
-redact = H.director("redact")
 DESCRIBE = "A lighthouse blinks while waves roll in, static camera."
 TRACK = '{"index": 1, "reason": "calm"}'
 

@@ -10,13 +10,8 @@ import torch
 from PIL import Image
 
 import support.director_fakes as H
-
-answers = H.director("answers")
-storyboard = H.director("storyboard")
-advisor = H.director("advisor")
-media = H.director("media")
-client = H.director("client")
-DirectorError = H.director("errors").DirectorError
+from director import advisor, answers, client, media, storyboard
+from director.errors import DirectorError
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,10 @@ import torch
 from PIL import Image
 
 import support.director_fakes as H
+from director import client, media, prompts
+from director.errors import DirectorError
 
 fake, secret = H.fake, H.secret  # the shared fixtures
-client = H.director("client")
-media = H.director("media")
-prompts = H.director("prompts")
-DirectorError = H.director("errors").DirectorError
 
 
 def _conn(fake, env=None, **kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from support.director_fakes import ROOT, FakeOpenAI, _post
+from support.director_fakes import FakeOpenAI, _post
 
 
 def test_fake_server_records_and_replies_in_order() -> None:
@@ -25,10 +25,9 @@ def test_fake_server_records_and_replies_in_order() -> None:
 def test_pure_modules_import_without_comfyui_or_openai() -> None:
     """The logic modules need neither ComfyUI nor openai at import time (openai is optional, loaded lazily)."""
     code = (
-        f"import sys, runpy; sys.path.insert(0, {str(ROOT)!r}); "
-        f"helpers = runpy.run_path({str(ROOT / 'tests' / 'support' / 'director_fakes.py')!r}); "
-        "[helpers['director'](m) for m in ('client', 'media', 'prompts', 'answers', 'storyboard', 'advisor', "
-        "'soundtrack', 'audio', 'policy', 'redact', 'waiting')]; "
+        "import importlib, sys; "
+        "[importlib.import_module('director.' + m) for m in ('client', 'media', 'prompts', 'answers', 'storyboard', "
+        "'advisor', 'soundtrack', 'audio', 'policy', 'redact', 'waiting')]; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'openai', 'folder_paths')); "
         "assert not bad, bad"
     )

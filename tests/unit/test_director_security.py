@@ -12,11 +12,10 @@ from urllib.parse import quote
 import pytest
 
 import support.director_fakes as H
+from director import client, redact
+from director.errors import DirectorError
 
 fake, secret = H.fake, H.secret  # the shared fixtures
-client = H.director("client")
-redact = H.director("redact")
-DirectorError = H.director("errors").DirectorError
 
 HI = [{"role": "user", "content": "hi"}]
 

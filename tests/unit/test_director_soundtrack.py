@@ -10,12 +10,9 @@ import pytest
 import torch
 
 import support.director_fakes as H
+from director import audio, client, soundtrack
+from director.errors import DirectorError
 from support.audio_files import write_tone
-
-soundtrack = H.director("soundtrack")
-audio = H.director("audio")
-client = H.director("client")
-DirectorError = H.director("errors").DirectorError
 
 
 def scan(folder: str | Path) -> list:

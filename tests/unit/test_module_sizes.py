@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = ("dynamicrafter", "dynamicrafter_batch", "nodes", "scripts", "workflows", "bench")
+FOLDERS = ("director", "dynamicrafter", "dynamicrafter_batch", "nodes", "scripts", "workflows", "bench")
 LIMIT = 400
 
 
