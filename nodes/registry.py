@@ -21,6 +21,7 @@ _FEATURE_MODULES: tuple[str, ...] = (
     "init_noise",
     "sketch",
     "freenoise_nodes",
+    "training",
     "camera",
 )
 
