@@ -6,10 +6,10 @@ import comfy.conds
 import torch
 
 from ..dynamicrafter.camera.hook import CAMERA_OPTION
-from ..dynamicrafter.camera.layers import camera_hook
+from ..dynamicrafter.camera.layers import EPIPOLAR_LEVELS, camera_hook
 from ..dynamicrafter.config import UNetConfig
 
-METHOD_NAMES = {"motionctrl": "MotionCtrl", "cameractrl": "CameraCtrl"}
+METHOD_NAMES = {"motionctrl": "MotionCtrl", "cameractrl": "CameraCtrl", "cami2v": "CamI2V"}
 NEEDS_CAMERA = (
     "this is a {method} camera model: it needs a camera path. Connect a camera (e.g. 'DynamiCrafter Camera "
     "Preset') through 'DynamiCrafter Apply Camera' to the positive and negative conditioning"
@@ -38,5 +38,6 @@ def camera_cond(config: UNetConfig, camera: torch.Tensor | None, frames: int) ->
 
 def with_camera(unet: torch.nn.Module, camera: torch.Tensor, x: torch.Tensor, options: dict) -> dict:
     """``options`` plus the camera hook for this call (``camera``: one row of poses per video, ``x``: the videos)."""
-    hook = camera_hook(unet, camera, x.shape[-2] * 8, x.shape[-1] * 8, x.dtype)
+    release = "256" if unet.config.image_cross_attention_scale_learnable else "512"  # as the variant detection
+    hook = camera_hook(unet, camera, x.shape[-2] * 8, x.shape[-1] * 8, x.dtype, EPIPOLAR_LEVELS[release])
     return {**options, CAMERA_OPTION: hook}

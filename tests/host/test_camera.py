@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dynamicrafter.camera import preset
-from dynamicrafter.camera.layers import CAMERACTRL, MOTIONCTRL, camera_hook
+from dynamicrafter.camera.layers import CAMERACTRL, CAMI2V, MOTIONCTRL, camera_hook
 from dynamicrafter.camera.path import relative_c2w
 from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from dynamicrafter.unet import DynamiCrafterUNet
@@ -29,13 +29,13 @@ def _camera_checkpoint(method: str):
             sd[key] = value
         elif key.startswith("pose_encoder."):
             sd[key] = torch.randn(value.shape, generator=g) / (value[0].numel() ** 0.5 if value.ndim > 1 else 10)
-        elif "cc_projection" in key:
+        elif any(part in key for part in ("cc_projection", "pluker_projection", ".epipolar.")):
             sd[f"model.diffusion_model.{key}"] = torch.randn(value.shape, generator=g) / value.shape[-1] ** 0.5
     sd.update({f"image_proj_model.{k}": v for k, v in tiny_resampler_state_dict().items()})
     return checkpoint_from_state_dict(f"256_{method}.pt", sd)
 
 
-@pytest.fixture(scope="module", params=[MOTIONCTRL, CAMERACTRL])
+@pytest.fixture(scope="module", params=[MOTIONCTRL, CAMERACTRL, CAMI2V])
 def camera_model(comfy_host, request):
     host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     ckpt = _camera_checkpoint(request.param)
@@ -43,7 +43,7 @@ def camera_model(comfy_host, request):
 
 
 def _conds(comfy_host, camera=None, trace_scale=1.0):
-    model_module = comfy_host.import_pack_module("nodes.model")
+    model_module = comfy_host.import_pack_module("nodes.adapter.family")
     positive, negative = host_conds(model_module, *conditioning(11), 3)
     if camera is not None:
         nodes = comfy_host.import_pack_module("nodes.camera")
@@ -65,11 +65,11 @@ def _sample(model, positive, negative, seed=5):
 def test_loader_builds_the_camera_layers_of_host_ops(camera_model):
     ckpt, model = camera_model
     net = model.model.diffusion_model
-    layers = [m for name, m in net.named_modules() if name.endswith("cc_projection")]
-    # MotionCtrl: init_attn and the 16 temporal transformers; CameraCtrl: all but init_attn (as the releases)
-    assert len(layers) == {MOTIONCTRL: 17, CAMERACTRL: 16}[ckpt.unet_config.camera]
-    if ckpt.unet_config.camera == CAMERACTRL:
-        layers += [m for m in net.pose_encoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    layers = [m for name, m in net.named_modules() if name.endswith(("cc_projection", "pluker_projection"))]
+    # MotionCtrl: init_attn and the 16 temporal transformers; the others: all but init_attn (as the releases)
+    assert len(layers) == {MOTIONCTRL: 17, CAMERACTRL: 16, CAMI2V: 16}[ckpt.unet_config.camera]
+    if ckpt.unet_config.camera != MOTIONCTRL:
+        layers += [m for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m not in layers]
     assert all(type(m).__module__ == "comfy.ops" for m in layers)
 
 
@@ -77,7 +77,7 @@ def test_one_host_call_equals_the_unet_with_the_camera(comfy_host, camera_model,
     ckpt, model = camera_model
     camera = preset("orbit left", FRAMES)
     positive, _ = _conds(comfy_host, camera, trace_scale=1.5)
-    model_module = comfy_host.import_pack_module("nodes.model")
+    model_module = comfy_host.import_pack_module("nodes.adapter.family")
     poses = positive[0][1][model_module.COND_CAMERA]
     text, _, clip, _, image_latent = conditioning(11)
     x = torch.randn(FRAMES, 4, H, W, generator=torch.Generator().manual_seed(1))
@@ -114,7 +114,7 @@ def test_stock_sampler_follows_the_camera(comfy_host, camera_model, single_threa
 
 def test_camera_model_without_a_camera_is_refused(comfy_host, camera_model):
     ckpt, model = camera_model
-    name = {MOTIONCTRL: "MotionCtrl", CAMERACTRL: "CameraCtrl"}[ckpt.unet_config.camera]
+    name = {MOTIONCTRL: "MotionCtrl", CAMERACTRL: "CameraCtrl", CAMI2V: "CamI2V"}[ckpt.unet_config.camera]
     with pytest.raises(ValueError, match=f"{name} camera model: it needs a camera path"):
         _sample(model, *_conds(comfy_host))
 

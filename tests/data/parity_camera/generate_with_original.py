@@ -41,6 +41,10 @@ SOURCES = [
     "CameraControl/cameractrl/cameractrl.py",
     "CameraControl/cameractrl/cameractrl_modified_modules.py",
     "CameraControl/cameractrl/camera_pose_encoder.py",
+    "CameraControl/CamI2V/cami2v.py",
+    "CameraControl/CamI2V/cami2v_modified_modules.py",
+    "CameraControl/CamI2V/camera_pose_encoder.py",
+    "CameraControl/CamI2V/epipolar.py",
     "CameraControl/data/utils.py",
     "CameraControl/data/single_image_for_inference.py",
     "lvdm/modules/networks/openaimodel3d.py",
@@ -155,19 +159,32 @@ POSE_ENCODER = {  # 002_cameractrl_256x256.yaml's, with the UNet's channels of t
 }
 
 
-def _cameractrl(rt: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The original CameraCtrl on a small network, every parameter drawn at random; one UNet call."""
+EPIPOLAR = {  # 003_cami2v_256x256.yaml's, origin_h/w the pictures' size here (64x128, latent 8x16)
+    "origin_h": 64, "origin_w": 128, "num_register_tokens": 4, "attention_resolution": [8, 4, 2, 1],
+    "add_small_perturbation_on_zero_T": True,
+}
+PERTURBATION_SEED = 77
+"""CamI2V perturbs zero translations with torch.randn_like (global generator): seeded just before."""
+
+
+def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch.Tensor]:
+    """The original CameraCtrl (or CamI2V) on a small network, every parameter drawn at random; one UNet call."""
     from omegaconf import OmegaConf
     from utils.utils import instantiate_from_config
 
     config = json.loads((SMALL / "config.json").read_text())["LatentVisualDiffusion_config_used"]
     config["target"] = "CameraControl.cameractrl.cameractrl.CameraCtrl"
     config["params"]["unet_config"]["params"].update(CAMERACTRL_UNET)
-    config["params"]["pose_encoder_config"] = POSE_ENCODER
+    config["params"]["pose_encoder_config"] = dict(POSE_ENCODER)
+    if method == "cami2v":
+        config["target"] = "CameraControl.CamI2V.cami2v.CamI2V"
+        config["params"]["pose_encoder_config"]["target"] = "CameraControl.CamI2V.camera_pose_encoder.CameraPoseEncoder"
+        config["params"]["add_type"] = "add_to_main_branch"
+        config["params"]["epipolar_config"] = EPIPOLAR
     model = instantiate_from_config(OmegaConf.create(config)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            draw = torch.randn(p.shape, generator=_generator(f"cameractrl/{name}"))
+            draw = torch.randn(p.shape, generator=_generator(f"{method}/{name}"))
             if p.ndim > 1:
                 p.copy_(draw / p[0].numel() ** 0.5)
             elif "norm" in name and name.endswith("weight"):
@@ -180,8 +197,12 @@ def _cameractrl(rt: torch.Tensor) -> dict[str, torch.Tensor]:
     video = torch.zeros(b, 3, t, 8 * h, 8 * w)
     index = torch.tensor([0, 0])
     batch = {"RT": rt, "camera_intrinsics": k}
+    extra = {}
     with torch.no_grad():
+        torch.manual_seed(PERTURBATION_SEED)
         _, kwargs = model.get_batch_input_camera_condition_process(batch, video, index, 1.0, False)
+        if method == "cami2v":
+            extra["mask_16"] = kwargs["camera_condition"]["sample_locs_dict"][16]
         unet = model.model.diffusion_model
         y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
         y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
@@ -189,7 +210,8 @@ def _cameractrl(rt: torch.Tensor) -> dict[str, torch.Tensor]:
     features = kwargs["camera_condition"]["pluker_embedding_features"]
     return {**{f"weights/{k}": v for k, v in state.items()}, "x": io["x"], "timesteps": io["timesteps"],
             "context": io["context"], "fs": io["fs"], "intrinsics": k,
-            **{f"features/{i}": f for i, f in enumerate(features)}, "unet_out": y, "unet_out_without_camera": y0}
+            **{f"features/{i}": f for i, f in enumerate(features)}, "unet_out": y, "unet_out_without_camera": y0,
+            **extra}
 
 
 def main() -> None:
@@ -207,6 +229,8 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in motion.items()}, str(HERE / "motionctrl.safetensors"))
     camera = _cameractrl(paths["batch_RT"])
     save_file({k: v.contiguous() for k, v in camera.items()}, str(HERE / "cameractrl.safetensors"))
+    cami2v = _cameractrl(paths["batch_RT"], "cami2v")
+    save_file({k: v.contiguous() for k, v in cami2v.items()}, str(HERE / "cami2v.safetensors"))
     meta = {
         "repo": "ZGCTroy/CamI2V",
         "commit": COMMIT,

@@ -1,0 +1,87 @@
+"""CamI2V (epipolar masks, encoder features, one UNet call) against the CamI2V reference (tests/data/parity_camera)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dynamicrafter.camera.epipolar import epipolar_mask, fundamental_matrices
+from dynamicrafter.camera.hook import CAMERA_OPTION
+from dynamicrafter.camera.layers import CAMI2V, camera_hook
+from dynamicrafter.camera.path import plucker, relative_c2w
+from dynamicrafter.checkpoint import checkpoint_from_state_dict
+from dynamicrafter.unet import DynamiCrafterUNet
+from support.parity_data import relative_error
+from support.reference_data import DATA
+
+GOLDENS = DATA / "parity_camera"
+TOL = 1e-4
+SEED = 77  # the generator's PERTURBATION_SEED
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, torch.Tensor]:
+    return load_file(str(GOLDENS / "cami2v.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def unet(golden) -> DynamiCrafterUNet:
+    sd = {k.removeprefix("weights/"): v for k, v in golden.items() if k.startswith("weights/")}
+    ckpt = checkpoint_from_state_dict(Path("256_cami2v.pt"), sd)
+    assert ckpt.unet_config.camera == CAMI2V
+    net = DynamiCrafterUNet(ckpt.unet_config).eval()
+    net.load_state_dict(ckpt.require("unet"), strict=True)
+    return net
+
+
+@pytest.fixture(scope="module")
+def poses() -> torch.Tensor:
+    return relative_c2w(load_file(str(GOLDENS / "paths.safetensors"))["batch_RT"])
+
+
+def _pixels(golden) -> tuple[int, int]:
+    return 8 * golden["x"].shape[-2], 8 * golden["x"].shape[-1]
+
+
+def test_epipolar_mask_matches(golden, poses):
+    height, width = _pixels(golden)
+    fundamental = fundamental_matrices(poses, golden["intrinsics"], torch.Generator().manual_seed(SEED))
+    mask = epipolar_mask(fundamental, height // 16, width // 16, 16)
+    assert mask.shape == golden["mask_16"].shape
+    assert 0.05 < mask.float().mean() < 0.95  # neither empty nor full: the lines select
+    assert torch.equal(mask, golden["mask_16"])
+
+
+def test_pose_encoder_features_match(unet, golden, poses):
+    with torch.no_grad():
+        features = unet.pose_encoder(plucker(golden["intrinsics"], poses, *_pixels(golden)))
+    for level, feature in enumerate(features):
+        assert relative_error(feature, golden[f"features/{level}"]) < TOL, level
+
+
+def test_unet_call_with_camera_matches_reference(unet, golden, poses):
+    with torch.no_grad():
+        hook = camera_hook(unet, poses, *_pixels(golden), seed=SEED)
+        out = unet(
+            golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
+        )
+    assert relative_error(out, golden["unet_out"]) < TOL
+
+
+def test_unet_call_without_camera_matches_reference(unet, golden):
+    with torch.no_grad():
+        out = unet(golden["x"], golden["timesteps"], golden["context"], golden["fs"])
+    assert relative_error(out, golden["unet_out_without_camera"]) < TOL
+
+
+def test_the_epipolar_masks_matter(unet, golden, poses):
+    """The check can fail: without the masks (every token attends everywhere) the output moves."""
+    with torch.no_grad():
+        hook = camera_hook(unet, poses, *_pixels(golden), seed=SEED, epipolar_levels=())
+        out = unet(
+            golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
+        )
+    assert relative_error(out, golden["unet_out"]) > 10 * TOL
