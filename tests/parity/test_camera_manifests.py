@@ -7,12 +7,18 @@ import json
 import pytest
 import torch
 
-from dynamicrafter.camera.layers import CAMERACTRL, MOTIONCTRL
+from dynamicrafter.camera.layers import CAMERACTRL, CAMI2V, MOTIONCTRL
 from dynamicrafter.checkpoint import checkpoint_from_state_dict, split_parts
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import MANIFESTS
 
-CAMERA = {"camera_motionctrl_256": MOTIONCTRL, "camera_cameractrl_256": CAMERACTRL}
+CAMERA = {
+    "camera_motionctrl_256": MOTIONCTRL,
+    "camera_cameractrl_256": CAMERACTRL,
+    "camera_cami2v_256": CAMI2V,
+    "camera_cami2v_512": CAMI2V,
+}
+CAMERA_PARTS = ("cc_projection", "pluker_projection", ".epipolar.")
 
 
 def _manifest(name: str) -> dict:
@@ -24,20 +30,20 @@ def test_file_in_the_manifest_layout_is_detected_and_fits_our_network(name, meth
     manifest = _manifest(name)
     sd = {k: torch.empty(shape, device="meta") for k, shape in manifest["keys"].items()}
     ckpt = checkpoint_from_state_dict(f"{name}.pt", sd)
-    assert ckpt.unet_config.camera == method and ckpt.variant.name == "256"
+    assert ckpt.unet_config.camera == method and ckpt.variant.name == name.rsplit("_", 1)[1]
     with torch.device("meta"):
         unet = DynamiCrafterUNet(ckpt.unet_config)
     expected = {k: tuple(v.shape) for k, v in ckpt.require("unet").items()}
     assert {k: tuple(v.shape) for k, v in unet.state_dict().items()} == expected
     camera = {k.removeprefix("model.diffusion_model."): tuple(v) for k, v in manifest["camera_keys"].items()}
-    ours = {k: v for k, v in expected.items() if "cc_projection" in k or k.startswith("pose_encoder.")}
+    ours = {k: v for k, v in expected.items() if any(p in k for p in CAMERA_PARTS) or k.startswith("pose_encoder.")}
     assert camera and ours == camera
 
 
 @pytest.mark.parametrize("name", CAMERA)
 def test_camera_keys_are_unet_keys_and_the_rest_is_the_base_layout(name):
     manifest = _manifest(name)
-    base = _manifest("dynamicrafter_256")["keys"]
+    base = _manifest(f"dynamicrafter_{name.rsplit('_', 1)[1]}")["keys"]
     parts, _ = split_parts({k: torch.empty(s, device="meta") for k, s in manifest["keys"].items()})
     in_unet = {k if k.startswith("pose_encoder.") else f"model.diffusion_model.{k}" for k in parts["unet"]}
     assert set(manifest["camera_keys"]) <= in_unet

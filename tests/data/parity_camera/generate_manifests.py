@@ -23,9 +23,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 MANIFESTS = HERE.parent / "checkpoint_manifests"
 COMMIT = "c5d7b2f"
-RELEASES = {  # manifest name -> (yaml, released file on MuteApo/CamI2V)
-    "camera_motionctrl_256": ("configs/inference/001_motionctrl_256x256.yaml", "256_motionctrl.pt"),
-    "camera_cameractrl_256": ("configs/inference/002_cameractrl_256x256.yaml", "256_cameractrl.pt"),
+RELEASES = {  # manifest name -> (yaml, released file on MuteApo/CamI2V, base manifest)
+    "camera_motionctrl_256": ("configs/inference/001_motionctrl_256x256.yaml", "256_motionctrl.pt", "256"),
+    "camera_cameractrl_256": ("configs/inference/002_cameractrl_256x256.yaml", "256_cameractrl.pt", "256"),
+    "camera_cami2v_256": ("configs/inference/003_cami2v_256x256.yaml", "256_cami2v.pt", "256"),
+    "camera_cami2v_512": ("configs/inference/003_cami2v_512x320.yaml", "512_cami2v_50k.pt", "512"),
 }
 ENCODERS = ("cond_stage_model.", "embedder.")
 
@@ -47,14 +49,16 @@ def main() -> None:
             return instantiate_from_config(sub_config, *rest, **kw)
 
     ddpm3d.instantiate_from_config = on_meta
-    base = json.loads((MANIFESTS / "dynamicrafter_256.json").read_text())["keys"]
-    for name, (yaml, release) in RELEASES.items():
+    for name, (yaml, release, variant) in RELEASES.items():
+        base = json.loads((MANIFESTS / f"dynamicrafter_{variant}.json").read_text())["keys"]
         config = OmegaConf.load(args.original / yaml).model
         config.params.cond_stage_config = {"target": "torch.nn.Identity"}
         config.params.img_cond_stage_config = {"target": "torch.nn.Identity"}
         config.params.unet_config.params.use_checkpoint = False
         model = instantiate_from_config(config)
-        keys = {k.replace("fps_embedding", "framestride_embed"): list(v.shape) for k, v in model.state_dict().items()}
+        keys = {k: list(v.shape) for k, v in model.state_dict().items()}
+        if variant == "256":  # the 256 file's name of the fs MLP
+            keys = {k.replace("fps_embedding", "framestride_embed"): v for k, v in keys.items()}
         keys.update({k: v for k, v in base.items() if k.startswith(ENCODERS)})
         camera = {k: v for k, v in keys.items() if k not in base}
         for key, shape in keys.items():
@@ -63,8 +67,8 @@ def main() -> None:
         manifest = {
             "release": f"MuteApo/CamI2V: {release}",
             "source": f"ZGCTroy/CamI2V @ {COMMIT}, {yaml}: {config.target} instantiated on the meta device "
-            "(torch 2.13.0 CPU); encoders as in dynamicrafter_256.json (open_clip not installed); base keys "
-            "checked equal to dynamicrafter_256.json; the 256 file's fs MLP named 'framestride_embed' as there",
+            f"(torch 2.13.0 CPU); encoders as in dynamicrafter_{variant}.json (open_clip not installed); base keys "
+            f"checked equal to dynamicrafter_{variant}.json (names as there)",
             "note": "the keys and shapes the model class holds; whether the released file stores all of them or "
             "only the trained ones over the base checkpoint is not known without the file",
             "n_keys": len(keys),
