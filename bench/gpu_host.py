@@ -57,7 +57,7 @@ def import_pack_modules() -> tuple[types.ModuleType, types.ModuleType]:
         module = types.ModuleType(name)
         module.__path__ = [str(path)]
         sys.modules[name] = module
-    return importlib.import_module(f"{PACK}.nodes.model"), importlib.import_module(f"{PACK}.nodes.adapter.ksampler")
+    return importlib.import_module(f"{PACK}.nodes.adapter.family"), importlib.import_module(f"{PACK}.nodes.adapter.ksampler")
 
 
 @torch.no_grad()

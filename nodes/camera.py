@@ -12,9 +12,9 @@ from comfy_api.latest import io
 
 from ..dynamicrafter.camera import PRESETS, CameraPath, CameraPathError, combine, preset, preview, read_realestate10k
 from ..dynamicrafter.camera.path import describe, relative_c2w, resample
+from .adapter.family import COND_CAMERA, COND_FRAMES
+from .adapter.inputs import CATEGORY
 from .adapter.validation import CheckedNode
-from .model import COND_CAMERA, COND_FRAMES
-from .registry import CATEGORY
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from ..dynamicrafter.frames import Task, concat_latent, fold_frames
 from ..dynamicrafter.image import fit_image
 from ..dynamicrafter.image_controls import TOKEN_SCHEDULES, TokenSchedule, augment, end_token_weights
 from .adapter.encoders import image_tokens, unconditional_image
-from .adapter.validation import GRID, CheckedNode, size_problem
-from .model import (
+from .adapter.family import (
     COND_CONCAT,
     COND_END_IMAGE_TOKENS,
     COND_END_WEIGHTS,
@@ -25,7 +24,8 @@ from .model import (
     COND_TASK,
     FS_AUTO,
 )
-from .registry import CATEGORY
+from .adapter.inputs import CATEGORY
+from .adapter.validation import GRID, CheckedNode, size_problem
 
 
 def check_size(width: int, height: int) -> None:

@@ -24,9 +24,9 @@ from ..dynamicrafter.analytic_init import (
 )
 from ..dynamicrafter.frames import fold_frames, unfold_frames
 from ..dynamicrafter.schedule import make_schedule
+from .adapter.family import COND_FRAMES
+from .adapter.inputs import CATEGORY
 from .adapter.validation import CheckedNode
-from .model import COND_FRAMES
-from .registry import CATEGORY
 
 FOLDER = "dynamicrafter_init_noise"
 EXTENSIONS = {".safetensors", ".pt", ".pth", ".ckpt", ".bin"}

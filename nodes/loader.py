@@ -8,9 +8,9 @@ from comfy_api.latest import io
 from ..dynamicrafter.checkpoint import WHERE_TO_GET, DynamiCrafterCheckpoint, MissingPartError
 from ..dynamicrafter.config import VARIANTS
 from .adapter.encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
+from .adapter.inputs import CATEGORY
 from .adapter.patcher import WEIGHT_DTYPES, model_from_checkpoint, read_checkpoint, vae_from_checkpoint
 from .adapter.validation import CheckedNode
-from .registry import CATEGORY
 
 VARIANT_CHOICES = ["auto", *VARIANTS]
 PRUNED_FILE_ADVICE = (

@@ -24,9 +24,9 @@ from ..dynamicrafter.chain import (
 )
 from ..dynamicrafter.frames import Task
 from ..dynamicrafter.image import fit_image
+from .adapter.family import COND_IMAGE_TOKENS, require_interpolation
 from .adapter.validation import CheckedNode, chain_problem, refuse
 from .chain_sketches import ChainSketchChecks, SketchSettings, chain_sketch_inputs, plan_chain_sketches
-from .clip_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
 from .conditioning import (
     CONDITIONING_IO,
     FIT_INPUT,
@@ -39,9 +39,9 @@ from .conditioning import (
     fs_input,
     size_inputs,
 )
-from .freenoise_nodes import MODE_FREENOISE, FreeNoiseChecks, freenoise_long_video
-from .model import COND_IMAGE_TOKENS, require_interpolation
-from .sampler_nodes import model_variant
+from .freenoise import MODE_FREENOISE, FreeNoiseChecks, freenoise_long_video
+from .sampler import model_variant
+from .segment_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from comfy_api.latest import io
 
 from ..dynamicrafter.frames import parse_frame_list
 from ..dynamicrafter.image import fit_image
+from .adapter.family import COND_CONCAT, COND_FRAMES, NEEDS_CONDITIONING, DynamiCrafterNet
+from .adapter.inputs import CATEGORY
 from .adapter.validation import CheckedNode
-from .model import COND_CONCAT, COND_FRAMES, NEEDS_CONDITIONING, DynamiCrafterNet
-from .registry import CATEGORY
 
 SKETCH_HINT_CHANNELS = 1
 SKETCH_CONTEXT_WIDTH = 1024

@@ -32,10 +32,10 @@ from ..dynamicrafter.tooncrafter.config import is_dual_reference_vae, vae_config
 from ..dynamicrafter.tooncrafter.decode import CHUNK_FRAMES, ChunkDecoder, decode_video, decoder_calls
 from ..dynamicrafter.tooncrafter.vae import ReferenceContext, ToonCrafterVAE
 from .adapter.encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
+from .adapter.family import host_attention
+from .adapter.inputs import CATEGORY
 from .adapter.patcher import WEIGHT_DTYPES, is_dynamic, model_from_checkpoint, new_patcher, vae_from_checkpoint
 from .adapter.validation import CheckedNode
-from .model import host_attention
-from .registry import CATEGORY
 
 log = logging.getLogger(__name__)
 

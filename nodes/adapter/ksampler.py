@@ -20,7 +20,7 @@ from ...dynamicrafter.config import Spacing, VariantConfig
 from ...dynamicrafter.frames import fold_frames, unfold_frames
 from ...dynamicrafter.sampler import Pinning, combine_guidance, ddim_step
 from ...dynamicrafter.schedule import DiffusionSchedule, ddim_sigma, ddim_timesteps, make_schedule
-from ..model import COND_FRAMES
+from .family import COND_FRAMES
 
 
 def raw_output(prediction: str, x_k: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -14,7 +14,7 @@ import functools
 
 import comfy.lora
 
-from ..model import DynamiCrafterModel
+from .family import DynamiCrafterModel
 
 HOST_PREFIX = "diffusion_model."
 CHECKPOINT_UNET_PREFIX = "model.diffusion_model."

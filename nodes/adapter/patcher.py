@@ -16,7 +16,7 @@ import torch
 
 from ...dynamicrafter.checkpoint import CheckpointError, DynamiCrafterCheckpoint, load_checkpoint
 from ...dynamicrafter.tooncrafter.config import is_dual_reference_vae
-from ..model import DynamiCrafterConfig
+from .family import DynamiCrafterConfig
 from .lora_keys import install_lora_key_map
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from ...dynamicrafter.image import fit_image
 from ...dynamicrafter.training.clips import captions_for, video_windows
 from ...dynamicrafter.training.objective import ClipBatch, ObjectiveSettings
 from ..adapter.encoders import image_tokens
+from ..adapter.inputs import CATEGORY
 from ..adapter.validation import CheckedNode, InputError, as_rgb
 from ..conditioning import FIT_INPUT, size_inputs, unconditional_tokens
-from ..registry import CATEGORY
 
 log = logging.getLogger(__name__)
 

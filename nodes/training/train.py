@@ -20,8 +20,8 @@ import torch
 from comfy_api.latest import io
 
 from ...dynamicrafter.training.targets import TARGET_CHOICES, parts
+from ..adapter.inputs import CATEGORY
 from ..adapter.validation import CheckedNode, InputError
-from ..registry import CATEGORY
 from . import adapters
 from .dataset import CLIPS_TYPE
 from .loop import AUTOCAST, evaluate, train

@@ -26,7 +26,8 @@ FRAMES, SEED = CONFIG["frames"], CONFIG["seed"]
 @pytest.fixture(scope="module")
 def pack(comfy_host):
     modules = {
-        name: comfy_host.import_pack_module(f"nodes.{name}") for name in ("init_noise", "model", "sampler_nodes")
+        name.rsplit(".", 1)[-1]: comfy_host.import_pack_module(f"nodes.{name}")
+        for name in ("init_noise", "adapter.family", "sampler")
     }
     modules["patcher"] = comfy_host.import_pack_module("nodes.adapter.patcher")
     import comfy_extras.nodes_custom_sampler as custom
@@ -74,7 +75,7 @@ def run_sampler(pack, model, g, init, eta: float, **controls) -> torch.Tensor:
     positive, negative = conds(pack, g)
     s = CONFIG["sampling"]
     with torch.no_grad():
-        out = pack["sampler_nodes"].DynamiCrafterSampler.execute(
+        out = pack["sampler"].DynamiCrafterSampler.execute(
             model, positive, negative, empty(g), SEED, s["steps"], s["cfg"], eta, s["guidance_rescale"], "auto",
             "auto", init_noise=init, **controls,
         )  # fmt: skip
@@ -100,7 +101,7 @@ def test_sampler_with_analytic_init_equals_the_reference(pack, model, g, stats_f
 
 def test_analytic_noise_in_sampler_custom_advanced_equals_the_reference(pack, model, g, stats_folder, single_thread):
     m = CONFIG["runs"][0]["M"]
-    nodes, init_nodes = pack["sampler_nodes"], pack["init_noise"]
+    nodes, init_nodes = pack["sampler"], pack["init_noise"]
     positive, negative = conds(pack, g)
     init = load_init(pack, "initial_noise_small.safetensors", m)
     noise = init_nodes.DynamiCrafterAnalyticNoise.execute(model, positive, init, SEED).result[0]
@@ -116,7 +117,7 @@ def test_statistics_for_another_size_are_refused_saying_which_size_they_fit(pack
     positive, negative = conds(pack, g)
     wrong = {"samples": torch.zeros(FRAMES, 4, 40, 64)}
     with pytest.raises(ValueError) as err:
-        pack["sampler_nodes"].DynamiCrafterSampler.execute(
+        pack["sampler"].DynamiCrafterSampler.execute(
             model, positive, negative, wrong, SEED, 2, 7.5, 1.0, -1.0, "auto", "auto", init_noise=init
         )
     message = str(err.value)
@@ -127,7 +128,7 @@ def test_denoise_with_init_noise_is_refused(pack, model, g, stats_folder):
     init = load_init(pack, "initial_noise_small.pt", 900)
     positive, negative = conds(pack, g)
     with pytest.raises(ValueError, match="denoise"):
-        pack["sampler_nodes"].DynamiCrafterSampler.execute(
+        pack["sampler"].DynamiCrafterSampler.execute(
             model, positive, negative, empty(g), SEED, 2, 7.5, 1.0, -1.0, "auto", "auto", denoise=0.5, init_noise=init
         )
 

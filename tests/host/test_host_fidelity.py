@@ -45,13 +45,13 @@ def _reference(ckpt, text, uc_text, clip, uc_clip, image_latent, fs, x_T, step_n
 
 @pytest.mark.parametrize("variant", ["512", "256"])
 def test_sampler_node_equals_reference_ddim(comfy_host, single_thread, variant):
-    sampler_nodes = comfy_host.import_pack_module("nodes.sampler_nodes")
+    sampler_nodes = comfy_host.import_pack_module("nodes.sampler")
     host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     ckpt = tiny_checkpoint(variant)
     model = host_model.model_from_checkpoint(ckpt, "fp32")
     conds = conditioning()
     fs = 10 if variant == "512" else 4
-    positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conds, fs)
+    positive, negative = host_conds(comfy_host.import_pack_module("nodes.adapter.family"), *conds, fs)
     latent = {"samples": torch.zeros(VIDEOS * FRAMES, 4, H, W)}
     seed, steps, eta = 42, 6, 1.0
     with torch.no_grad():
@@ -133,7 +133,7 @@ def test_stock_ksampler_euler_ddim_uniform_equals_reference_256(comfy_host, sing
     ckpt = tiny_checkpoint("256")
     model = host_model.model_from_checkpoint(ckpt, "fp32")
     conds = conditioning(11)
-    positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conds, 3)
+    positive, negative = host_conds(comfy_host.import_pack_module("nodes.adapter.family"), *conds, 3)
     latent = torch.zeros(VIDEOS * FRAMES, 4, H, W)
     seed, steps = 5, 5
     noise = comfy.sample.prepare_noise(latent, seed)

@@ -91,7 +91,7 @@ def test_lora_through_stock_loader_equals_merged_weights(comfy_host, tmp_path, s
     }
 
     by_hand = host_model.model_from_checkpoint(checkpoint_from_state_dict(ckpt.path, merged, "512"), "fp32")
-    positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(), 24)
+    positive, negative = host_conds(comfy_host.import_pack_module("nodes.adapter.family"), *conditioning(), 24)
     latent = {"samples": torch.zeros(TINY_FRAMES, 4, TINY_H, TINY_W)}
     plain = ksample(comfy_host.nodes, model, positive, negative, latent)  # first: a stale Resampler output would show
     out = ksample(comfy_host.nodes, with_lora, positive, negative, latent)
@@ -109,7 +109,7 @@ def controlnet_setup(comfy_host, tmp_path_factory):
     model = comfy_host.import_pack_module("nodes.adapter.patcher").model_from_checkpoint(
         sd21_layout_checkpoint(), "fp32"
     )
-    conds = sd21_layout_conds(comfy_host.import_pack_module("nodes.model"), *sd21_layout_conditioning())
+    conds = sd21_layout_conds(comfy_host.import_pack_module("nodes.adapter.family"), *sd21_layout_conditioning())
     return model, control_net, conds
 
 

@@ -26,7 +26,7 @@ VIDEOS = 2
 def _tiny_setup(comfy_host, unet=TINY_UNET):
     host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
     model = host_model.model_from_checkpoint(tiny_checkpoint("512", unet), "fp32")
-    positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(), 24)
+    positive, negative = host_conds(comfy_host.import_pack_module("nodes.adapter.family"), *conditioning(), 24)
     return model, positive, negative, {"samples": torch.zeros(VIDEOS * FRAMES, 4, H, W)}
 
 

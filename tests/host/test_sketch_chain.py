@@ -39,7 +39,7 @@ def parts(comfy_host, tmp_path_factory):
     vae = AutoencoderKL(ddconfig=TINY_VAE, embed_dim=4).state_dict()
     return SimpleNamespace(
         nodes={n: comfy_host.import_pack_module(f"nodes.{n}") for n in MODULES},
-        sampler=comfy_host.import_pack_module("nodes.sampler_nodes").DynamiCrafterSampler,
+        sampler=comfy_host.import_pack_module("nodes.sampler").DynamiCrafterSampler,
         model=comfy_host.import_pack_module("nodes.adapter.patcher").model_from_checkpoint(sp.checkpoint(), "fp32"),
         encoder=comfy_host.nodes.ControlNetLoader().load_controlnet(ENCODER_FILE)[0],
         vae=comfy.sd.VAE(
@@ -133,7 +133,7 @@ def test_a_keyframe_sketch_guides_both_segments_that_show_it(comfy_host, parts):
     settings = chain_sketches.SketchSettings(0.6, 0.0, 1.0, True)
     guide = chain_sketches.plan_chain_sketches(parts.encoder, parts.sketches, "3, 15, 29", 3, FRAMES, settings)
     assert guide.placed == [[(3, 0), (15, 1)], [(0, 1), (14, 2)]]
-    conds = sp.conditioning(comfy_host.import_pack_module("nodes.model"), sp.inputs())  # a 32x32 video
+    conds = sp.conditioning(comfy_host.import_pack_module("nodes.adapter.family"), sp.inputs())  # a 32x32 video
     for segment, frames, picks in ((0, (3, 15), [0, 1]), (1, (0, 14), [1, 2])):
         positive, negative = guide.guide(segment, *conds)
         for side in (positive, negative):

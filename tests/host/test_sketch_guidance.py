@@ -33,7 +33,7 @@ def setup(comfy_host, tmp_path_factory):
     control_net = comfy_host.nodes.ControlNetLoader().load_controlnet("sketch_encoder_parity.safetensors")[0]
     assert isinstance(control_net, comfy.controlnet.ControlNet)
     model = comfy_host.import_pack_module("nodes.adapter.patcher").model_from_checkpoint(sp.checkpoint(), "fp32")
-    conds = sp.conditioning(comfy_host.import_pack_module("nodes.model"), data)
+    conds = sp.conditioning(comfy_host.import_pack_module("nodes.adapter.family"), data)
     return data, model, control_net, conds
 
 
@@ -113,7 +113,7 @@ def test_stock_and_pack_samplers_take_it_and_strength_zero_is_no_sketch(comfy_ho
         guided, plain
     )
 
-    sampler = comfy_host.import_pack_module("nodes.sampler_nodes").DynamiCrafterSampler
+    sampler = comfy_host.import_pack_module("nodes.sampler").DynamiCrafterSampler
     schema = sampler.GET_SCHEMA()
     defaults = {i.id: i.default for i in schema.inputs if getattr(i, "default", None) is not None}
     pos, neg = _guide(comfy_host, control_net, conds, sketches, "0-2")

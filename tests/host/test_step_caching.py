@@ -29,13 +29,13 @@ def setup(comfy_host) -> dict[str, Any]:
     except ModuleNotFoundError:
         pytest.skip("this host (before 0.33.0) has no EasyCache / LazyCache nodes")
     host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
-    model_module = comfy_host.import_pack_module("nodes.model")
+    model_module = comfy_host.import_pack_module("nodes.adapter.family")
     return {
         "caching": caching,
         "model": host_model.model_from_checkpoint(tiny_checkpoint("512"), "fp32"),
         "conds": host_conds(model_module, *conditioning(3), 24),
         "net_class": model_module.DynamiCrafterNet,
-        "sampler_nodes": comfy_host.import_pack_module("nodes.sampler_nodes"),
+        "sampler_nodes": comfy_host.import_pack_module("nodes.sampler"),
     }
 
 

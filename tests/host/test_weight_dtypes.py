@@ -10,9 +10,9 @@ from support.tiny_host import FRAMES, H, W, conditioning, host_conds, relative_e
 
 def _sample(comfy_host, weight_dtype: str) -> tuple[torch.Tensor, object]:
     host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
-    sampler_nodes = comfy_host.import_pack_module("nodes.sampler_nodes")
+    sampler_nodes = comfy_host.import_pack_module("nodes.sampler")
     model = host_model.model_from_checkpoint(tiny_checkpoint("512"), weight_dtype)
-    positive, negative = host_conds(comfy_host.import_pack_module("nodes.model"), *conditioning(3), 24)
+    positive, negative = host_conds(comfy_host.import_pack_module("nodes.adapter.family"), *conditioning(3), 24)
     latent = {"samples": torch.zeros(FRAMES, 4, H, W)}
     with torch.no_grad():
         out = sampler_nodes.DynamiCrafterSampler.execute(

@@ -27,7 +27,7 @@ def golden(name: str) -> dict[str, torch.Tensor]:
 
 def conds(pack, g: dict[str, torch.Tensor]):
     """Positive / negative exactly as the image-to-video node builds them, from the golden stand-ins."""
-    m = pack["model"]
+    m = pack["family"]
     shared = {
         m.COND_CONCAT: g["latent_first_raw"].repeat(FRAMES, 1, 1, 1),
         m.COND_FRAMES: FRAMES,
@@ -53,7 +53,7 @@ def sample(pack, model, g, latent: dict, eta: float, **controls) -> torch.Tensor
     positive, negative = conds(pack, g)
     with torch.no_grad():
         return (
-            pack["sampler_nodes"]
+            pack["sampler"]
             .DynamiCrafterSampler.execute(
                 model,
                 positive,

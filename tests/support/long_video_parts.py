@@ -108,7 +108,7 @@ class SampleRecorder:
         monkeypatch.setattr(pack["long_video"].ClipSampler, "sample", sample)
 
     def tokens(self, pack, index: int) -> torch.Tensor:
-        return self.positives[index][0][1][pack["model"].COND_IMAGE_TOKENS]
+        return self.positives[index][0][1][pack["family"].COND_IMAGE_TOKENS]
 
 
 # ------------------------------------------------------------------ parity with the original (goldens)

@@ -14,7 +14,7 @@ from support.controls_parts import load_fixture
 def pack(comfy_host):
     modules = {
         name.rsplit(".", 1)[-1]: comfy_host.import_pack_module(f"nodes.{name}")
-        for name in ("controls", "model", "sampler_nodes", "adapter.ksampler", "adapter.patcher")
+        for name in ("pin_frames", "adapter.family", "sampler", "adapter.ksampler", "adapter.patcher")
     }
     import comfy_extras.nodes_custom_sampler as custom
 

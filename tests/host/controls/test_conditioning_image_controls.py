@@ -76,10 +76,10 @@ def test_end_token_blend_equals_the_reference_sampler(
     positive, negative, latent = interpolation(
         comfy_host, encoders, g, end_image_tokens=0.6, end_token_schedule=schedule
     )
-    model_module = pack["model"]
+    model_module = pack["family"]
     with torch.no_grad():
         out = (
-            pack["sampler_nodes"]
+            pack["sampler"]
             .DynamiCrafterSampler.execute(
                 interp_model, positive, negative, latent, SEED, 3, 7.5, 0.0, 0.7, "auto", "auto"
             )
@@ -115,7 +115,7 @@ def test_end_token_blend_equals_the_reference_sampler(
     assert_matches(as_video(out), reference)
     with torch.no_grad():
         unblended = (
-            pack["sampler_nodes"]
+            pack["sampler"]
             .DynamiCrafterSampler.execute(
                 interp_model,
                 *interpolation(comfy_host, encoders, g)[:2],

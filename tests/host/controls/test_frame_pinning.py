@@ -22,7 +22,7 @@ from support.parity_data import relative_error, relative_l2
 
 def pinned_latent(pack, g, pin: str) -> dict:
     return (
-        pack["controls"]
+        pack["pin_frames"]
         .DynamiCrafterPinFrames.execute({"samples": host_latent(g["start_latent"])}, pin, FRAMES)
         .result[0]
     )
@@ -45,7 +45,7 @@ def test_pinned_frames_are_exact_with_separate_guidance_and_partial_denoise(pack
     latent = pinned_latent(pack, g, pin)
     out = sample(pack, fixture_model, g, latent, 1.0, image_cfg=3.0, denoise=0.8)
     keep = (latent["noise_mask"][:, 0, 0, 0] == 0).nonzero().flatten().tolist()
-    assert keep == pack["controls"].parse_frame_list(pin, FRAMES)
+    assert keep == pack["pin_frames"].parse_frame_list(pin, FRAMES)
     assert torch.equal(out[keep], latent["samples"][keep])
     free = [f for f in range(FRAMES) if f not in keep]
     assert relative_l2(out[free], latent["samples"][free]) > 1e-2
@@ -80,4 +80,4 @@ def test_a_bad_pin_list_is_refused_when_the_node_runs(pack, comfy_host):
     """A pin list wired from another node is only known when the node runs: it is checked then."""
     validation = comfy_host.import_pack_module("nodes.adapter.validation")
     with pytest.raises(validation.InputError, match="pin: frame 16 is outside"):
-        pack["controls"].DynamiCrafterPinFrames.execute(empty(), "16", FRAMES)
+        pack["pin_frames"].DynamiCrafterPinFrames.execute(empty(), "16", FRAMES)

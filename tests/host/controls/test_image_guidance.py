@@ -38,7 +38,7 @@ def test_sampler_image_cfg_equals_the_original_multicond(pack, fixture_model, si
 def test_image_guider_in_sampler_custom_advanced_equals_the_original(pack, fixture_model, single_thread):
     g = golden("multicond")
     positive, negative = conds(pack, g)
-    nodes, custom = pack["sampler_nodes"], pack["custom"]
+    nodes, custom = pack["sampler"], pack["custom"]
     guider = nodes.DynamiCrafterImageGuider.execute(
         fixture_model, positive, negative, CONFIG["sampling"]["cfg"], CONFIG["runs"]["multicond"]["cfg_img"], -1.0
     ).result[0]
@@ -52,7 +52,7 @@ def test_image_guider_in_sampler_custom_advanced_equals_the_original(pack, fixtu
 def test_image_guider_drives_a_stock_sampler(pack, fixture_model, single_thread):
     g = golden("multicond")
     positive, negative = conds(pack, g)
-    nodes, custom = pack["sampler_nodes"], pack["custom"]
+    nodes, custom = pack["sampler"], pack["custom"]
     guider = nodes.DynamiCrafterImageGuider.execute(fixture_model, positive, negative, 7.5, 2.5, -1.0).result[0]
     sampler = call_node(custom.KSamplerSelect, sampler_name="euler")[0]
     sigmas = call_node(custom.BasicScheduler, model=fixture_model, scheduler="normal", steps=3, denoise=1.0)[0]

@@ -32,7 +32,7 @@ def test_partial_denoise_in_sampler_custom_advanced_equals_the_original(pack, fi
     """Stock CFGGuider (video guidance rescale patched in), the DDIM sampler and the Scheduler's denoise."""
     g = golden("partial")
     positive, negative = conds(pack, g)
-    nodes, custom = pack["sampler_nodes"], pack["custom"]
+    nodes, custom = pack["sampler"], pack["custom"]
     patched = nodes.DynamiCrafterGuidanceRescale.execute(fixture_model, -1.0).result[0]
     guider = call_node(custom.CFGGuider, model=patched, positive=positive, negative=negative, cfg=7.5)[0]
     sampler = nodes.DynamiCrafterDDIMSampler.execute(fixture_model, 1.0, "auto").result[0]

@@ -23,7 +23,7 @@ def pack(comfy_host):
     """The pack's modules, and the long-video nodes registered with the host."""
     modules = {
         name.rsplit(".", 1)[-1]: comfy_host.import_pack_module(f"nodes.{name}")
-        for name in ("long_video", "conditioning", "model", "sampler_nodes", "adapter.patcher")
+        for name in ("long_video", "conditioning", "adapter.family", "sampler", "adapter.patcher")
     }
     comfy_host.register(modules["long_video"].NODES)
     return modules

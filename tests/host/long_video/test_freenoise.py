@@ -23,12 +23,12 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def freenoise_nodes(comfy_host):
-    return comfy_host.import_pack_module("nodes.freenoise_nodes")
+    return comfy_host.import_pack_module("nodes.freenoise")
 
 
 def golden_conds(pack, g: dict[str, torch.Tensor], frames: int):
     """The reference run's conditioning as the conditioning node lays it out (image latent on every frame)."""
-    m = pack["model"]
+    m = pack["family"]
     shared = {m.COND_CONCAT: g["c_concat"][:, :, 0] / SCALE, m.COND_FRAMES: frames, m.COND_FS: 24, m.COND_TASK: "i2v"}
     positive = [[g["text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["image_embeds"]}]]
     negative = [[g["uc_text_emb"], {**shared, m.COND_IMAGE_TOKENS: g["uc_image_embeds"]}]]
@@ -45,7 +45,7 @@ def test_patched_model_under_the_sampler_equals_the_adapted_reference(
     base = rearrange(g["base"], "b c t h w -> (b t) c h w")
     monkeypatch.setattr(comfy.sample, "prepare_noise", lambda samples, seed, *args: base.clone())
     patched = freenoise_nodes.DynamiCrafterFreeNoise.execute(fixture_model, 16, 4).result[0]
-    sampler = pack["sampler_nodes"].DynamiCrafterSampler
+    sampler = pack["sampler"].DynamiCrafterSampler
     run = lambda model: sampler.execute(  # noqa: E731
         model, positive, negative, latent, 123, 3, 7.5, 0.0, 0.7, "auto", "auto"
     ).result[0]["samples"]
@@ -78,7 +78,7 @@ def test_long_video_freenoise_mode_samples_every_frame_in_one_pass(pack, tiny, f
     recorder = SampleRecorder(pack, monkeypatch)
     video = _long_video(pack, tiny, "FreeNoise one pass", 26)
     assert video.shape == (26, HEIGHT, WIDTH, 3) and len(recorder.positives) == 1
-    assert recorder.positives[0][0][1][pack["model"].COND_FRAMES] == 26
+    assert recorder.positives[0][0][1][pack["family"].COND_FRAMES] == 26
     crossfaded = _long_video(pack, tiny, "continue", 26)
     assert not torch.allclose(video, crossfaded, atol=1e-3)
 

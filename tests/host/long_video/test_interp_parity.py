@@ -32,7 +32,7 @@ def test_interpolation_sampling_equals_the_original(pack, fixture_model, golden_
     g = golden(task)
     golden_clip(g)
     positive, negative, latent = interpolation_conds(pack, g, "interpolate" if task == "interp" else "loop")
-    model_module = pack["model"]
+    model_module = pack["family"]
     for side in (positive, negative):  # the concat layout reaching the model is the original's c_concat
         concat = fixture_model.model.process_latent_in(side[0][1][model_module.COND_CONCAT])
         assert torch.equal(rearrange(concat, "t c h w -> 1 c t h w"), g["c_concat"])
@@ -41,7 +41,7 @@ def test_interpolation_sampling_equals_the_original(pack, fixture_model, golden_
     assert torch.equal(rearrange(noise, "(b t) c h w -> b c t h w", t=FRAMES), g["x_T"])
     with torch.no_grad():
         out = (
-            pack["sampler_nodes"]
+            pack["sampler"]
             .DynamiCrafterSampler.execute(
                 fixture_model, positive, negative, latent, seed, 5, 7.5, eta, 0.7, "auto", "auto"
             )
@@ -60,7 +60,7 @@ def test_interp_parity_can_fail_the_loop_layout_is_far(pack, fixture_model, gold
     positive, negative, latent = interpolation_conds(pack, g, "loop")
     with torch.no_grad():
         out = (
-            pack["sampler_nodes"]
+            pack["sampler"]
             .DynamiCrafterSampler.execute(
                 fixture_model, positive, negative, latent, SEEDS["interp"], 5, 7.5, 0.0, 0.7, "auto", "auto"
             )

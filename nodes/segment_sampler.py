@@ -13,8 +13,8 @@ import latent_preview
 import torch
 
 from ..dynamicrafter.chain import segment_seed
-from .registry import CATEGORY
-from .sampler_nodes import AUTO, ddim_sampler, sampling_inputs, schedule_sigmas, with_guidance_rescale
+from .adapter.inputs import CATEGORY
+from .sampler import AUTO, ddim_sampler, sampling_inputs, schedule_sigmas, with_guidance_rescale
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from comfy_api.latest import io
 
 from ..dynamicrafter.config import VARIANTS
 from ..dynamicrafter.schedule import denoise_span
+from .adapter.guider import dynamicrafter_guider, separate_image_cfg
+from .adapter.inputs import CATEGORY
 from .adapter.ksampler import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
 from .adapter.validation import CheckedNode
-from .controls import dynamicrafter_guider, separate_image_cfg
 from .init_noise import AnalyticInit, InitNoiseType, analytic_noise, video_frames
-from .registry import CATEGORY
 
 AUTO = "auto"
 SPACINGS = [AUTO, "uniform", "uniform_trailing"]

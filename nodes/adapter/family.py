@@ -21,12 +21,12 @@ import comfy.patcher_extension
 import comfy.supported_models_base
 import torch
 
-from ..dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
-from ..dynamicrafter.frames import fold_frames, unfold_frames
-from ..dynamicrafter.image_controls import blend_frame_tokens
-from ..dynamicrafter.resampler import Resampler
-from ..dynamicrafter.unet import DynamiCrafterUNet
-from .camera_model import camera_cond, with_camera
+from ...dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
+from ...dynamicrafter.frames import fold_frames, unfold_frames
+from ...dynamicrafter.image_controls import blend_frame_tokens
+from ...dynamicrafter.resampler import Resampler
+from ...dynamicrafter.unet import DynamiCrafterUNet
+from ..camera_model import camera_cond, with_camera
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from ..dynamicrafter import freenoise
 from ..dynamicrafter.chain import ContinuationPlan
 from ..dynamicrafter.frames import fold_frames, unfold_frames
 from ..dynamicrafter.image import fit_image
+from .adapter.family import COND_FRAMES
+from .adapter.inputs import CATEGORY
 from .adapter.validation import CheckedNode, max_run_bytes, video_memory_bytes
-from .clip_sampler import ClipSampler, SamplingSettings
 from .conditioning import build_conditioning
-from .model import COND_FRAMES
-from .registry import CATEGORY
-from .sampler_nodes import model_variant
+from .sampler import model_variant
+from .segment_sampler import ClipSampler, SamplingSettings
 
 log = logging.getLogger(__name__)
 
