@@ -114,7 +114,7 @@ class ChainSketchChecks:
     QUEUE_TIME_LINKS = (ENCODER, SKETCHES)
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         problem = chain_sketch_problem(values)
         if problem is None and values.get("keyframes") is None:  # queued: the pictures are not here yet
             hidden = getattr(cls, "hidden", None)

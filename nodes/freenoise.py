@@ -26,7 +26,7 @@ from .adapter.inputs import CATEGORY
 from .adapter.validation import CheckedNode, max_run_bytes, video_memory_bytes
 from .conditioning import build_conditioning
 from .sampler import model_variant
-from .segment_sampler import ClipSampler, SamplingSettings
+from .segment_sampler import SamplingSettings, SegmentSampler
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class DynamiCrafterFreeNoise(CheckedNode):
         )
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         window, stride = values.get("window"), values.get("stride")
         if window is None or stride is None:
             return None
@@ -142,7 +142,7 @@ class FreeNoiseChecks:
     QUEUE_TIME_LINKS = ("mode",)
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         frames = values.get("total_frames")
         if values.get("mode") != MODE_FREENOISE or frames is None:
             return None
@@ -195,7 +195,7 @@ def freenoise_long_video(
     pos, neg, latent = build_conditioning(
         positive, negative, vae, clip_vision, source, width, height, frames, fs, 1, fit, "i2v"
     )
-    sampler = ClipSampler(model, vae, settings, 1)
+    sampler = SegmentSampler(model, vae, settings, 1)
     return FreeNoiseVideo(sampler.decode(sampler.sample(0, pos, neg, latent)))
 
 

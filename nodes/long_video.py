@@ -41,7 +41,7 @@ from .conditioning import (
 )
 from .freenoise import MODE_FREENOISE, FreeNoiseChecks, freenoise_long_video
 from .sampler import model_variant
-from .segment_sampler import LONG_CATEGORY, ClipSampler, SamplingSettings, clip_sampling_inputs
+from .segment_sampler import LONG_CATEGORY, SamplingSettings, SegmentSampler, segment_sampling_inputs
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
                 *size_inputs(),
                 frames_input(tooltip="Frames per segment, both keyframes included; the model was trained on 16."),
                 fs_input(INTERP_FS_TOOLTIP),
-                *clip_sampling_inputs(),
+                *segment_sampling_inputs(),
                 FIT_INPUT,
                 io.Clip.Input("clip", optional=True, tooltip="The DynamiCrafter CLIP, to encode segment_prompts."),
                 io.String.Input(
@@ -170,7 +170,7 @@ class DynamiCrafterKeyframeChain(ChainSketchChecks, CheckedNode):
         positives = segment_positives(positive, clip, segment_prompts or "", len(segments))
         settings = SketchSettings(sketch_strength, sketch_start_percent, sketch_end_percent, sketch_invert)
         guide = plan_chain_sketches(sketch_encoder, sketches, sketch_frames, keyframes.shape[0], frames, settings)
-        sampler = ClipSampler(model, vae, SamplingSettings(seed, steps, cfg, eta, guidance_rescale), len(segments))
+        sampler = SegmentSampler(model, vae, SamplingSettings(seed, steps, cfg, eta, guidance_rescale), len(segments))
         clips = []
         for index, (start, end) in enumerate(segments):
             pos, neg, latent = build_conditioning(
@@ -250,7 +250,7 @@ def generate_long_video(
             MODE_RETURN,
         )
     source = fit_image(image[:1, :, :, :3], width, height, fit)
-    sampler = ClipSampler(model, vae, settings, plan.clips)
+    sampler = SegmentSampler(model, vae, settings, plan.clips)
     clips: list[torch.Tensor] = []
     starts: list[torch.Tensor] = []
     source_tokens = None
@@ -343,7 +343,7 @@ class DynamiCrafterLongVideo(FreeNoiseChecks, CheckedNode):
                 *size_inputs(),
                 frames_input("clip_frames", "Frames per generated clip; the models were trained on 16."),
                 fs_input(FS_TOOLTIP),
-                *clip_sampling_inputs(),
+                *segment_sampling_inputs(),
                 FIT_INPUT,
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="The frames of the long video.")],

@@ -52,7 +52,7 @@ class DynamiCrafterPinFrames(CheckedNode):
         )
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         pin, frames = values.get("pin"), values.get("frames")
         if pin is None:
             return None

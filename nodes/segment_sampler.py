@@ -1,5 +1,5 @@
-"""What both long-video nodes sample with: their settings, and the sampler of one 16-frame clip after another
-(the DynamiCrafter Sampler's model patch, schedule and DDIM sampler, one progress bar over every clip)."""
+"""What both long-video nodes sample with: their settings, and the sampler of one 16-frame segment after another
+(the DynamiCrafter Sampler's model patch, schedule and DDIM sampler, one progress bar over every segment)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ LONG_CATEGORY = f"{CATEGORY}/long video"
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """The DynamiCrafter Sampler's settings; clip ``i`` samples with ``segment_seed(seed, i)``."""
+    """The DynamiCrafter Sampler's settings; segment ``i`` samples with ``segment_seed(seed, i)``."""
 
     seed: int
     steps: int
@@ -32,18 +32,18 @@ class SamplingSettings:
     guidance_rescale: float
 
 
-class ClipSampler:
-    """Samples and decodes clips one after another, with one progress bar over all of them.
+class SegmentSampler:
+    """Samples and decodes segments one after another, with one progress bar over all of them.
 
-    Cancel is honoured between clips (and inside each, through the progress hook the host installs).
+    Cancel is honoured between segments (and inside each, through the progress hook the host installs).
     """
 
-    def __init__(self, model, vae, settings: SamplingSettings, clips: int) -> None:
-        self.vae, self.settings, self.clips = vae, settings, clips
+    def __init__(self, model, vae, settings: SamplingSettings, segments: int) -> None:
+        self.vae, self.settings, self.segments = vae, settings, segments
         self._patched = with_guidance_rescale(model, settings.guidance_rescale)
         self._sigmas = schedule_sigmas(self._patched, settings.steps, AUTO)
         self._sampler = ddim_sampler(self._patched, settings.eta, AUTO)
-        self._progress = comfy.utils.ProgressBar(clips * self.steps)
+        self._progress = comfy.utils.ProgressBar(segments * self.steps)
         self._previewer = latent_preview.get_previewer(self._patched.load_device, self._patched.model.latent_format)
 
     @property
@@ -51,7 +51,7 @@ class ClipSampler:
         return len(self._sigmas) - 1
 
     def sample(self, index: int, positive, negative, latent: dict) -> torch.Tensor:
-        """Latent samples (frames as batch, VAE scale) of clip ``index``."""
+        """Latent samples (frames as batch, VAE scale) of segment ``index``."""
         mm.throw_exception_if_processing_interrupted()
         seed = segment_seed(self.settings.seed, index)
         samples = comfy.sample.fix_empty_latent_channels(self._patched, latent["samples"])
@@ -60,9 +60,9 @@ class ClipSampler:
 
         def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
             preview = self._previewer.decode_latent_to_preview_image("JPEG", x0) if self._previewer else None
-            self._progress.update_absolute(done + step + 1, self.clips * self.steps, preview)
+            self._progress.update_absolute(done + step + 1, self.segments * self.steps, preview)
 
-        log.info("DynamiCrafter long video: clip %d of %d (seed %d)", index + 1, self.clips, seed)
+        log.info("DynamiCrafter long video: clip %d of %d (seed %d)", index + 1, self.segments, seed)
         return comfy.sample.sample_custom(
             self._patched,
             noise,
@@ -78,12 +78,12 @@ class ClipSampler:
         )
 
     def decode(self, samples: torch.Tensor) -> torch.Tensor:
-        """IMAGE frames ``[T, H, W, 3]`` of one clip's latents."""
+        """IMAGE frames ``[T, H, W, 3]`` of one segment's latents."""
         images = self.vae.decode(samples)
         return images.reshape(-1, *images.shape[-3:]).to(mm.intermediate_device())
 
 
-def clip_sampling_inputs() -> list:
+def segment_sampling_inputs() -> list:
     """The sampler's inputs, with the seed and steps explained per clip."""
     return sampling_inputs(
         seed_tooltip="Random seed; clip i uses seed + 2*i, so clips never share noise.",

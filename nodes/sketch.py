@@ -297,7 +297,7 @@ class DynamiCrafterSketchGuidance(CheckedNode):
         )
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         problem = percent_problem(values.get("start_percent"), values.get("end_percent"), PERCENTS)
         text = values.get("frames")
         if problem is None and text:

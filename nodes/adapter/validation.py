@@ -13,7 +13,7 @@ wired from other nodes are only known then, and the host checks no wired value a
 * a video size: both sides on the 64-pixel grid, and the memory its frames x width x height x batch need
   (:func:`video_memory_bytes`) within the administrator's :envvar:`DYNAMICRAFTER_MAX_RUN_GB`;
 * every IMAGE, when the node runs: an empty or NaN picture is refused, grey and RGBA become RGB;
-* whatever else a node checks in its own :meth:`CheckedNode.more_problems` (e.g. a list of frames in a text).
+* whatever else a node checks in its own :meth:`CheckedNode.values_problem` (e.g. a list of frames in a text).
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def _queue_time_validator(names: list[str]) -> classmethod:
     its own min/max check for every other input, and reports the message once per listed input."""
 
     def validate_inputs(cls, **values: Any) -> bool | str:
-        return input_problem(cls.define_schema().inputs, values) or cls.more_problems(values) or True
+        return input_problem(cls.define_schema().inputs, values) or cls.values_problem(values) or True
 
     parameter = inspect.Parameter
     validate_inputs.__signature__ = inspect.Signature(
@@ -240,7 +240,7 @@ def _checked_execute(execute: Callable[..., Any]) -> classmethod:
     def checked(cls, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(cls, *args, **kwargs)
         specs = cls.define_schema().inputs
-        problem = input_problem(specs, bound.arguments) or cls.more_problems(bound.arguments)
+        problem = input_problem(specs, bound.arguments) or cls.values_problem(bound.arguments)
         if problem:
             raise InputError(problem)
         for spec in specs:
@@ -262,10 +262,10 @@ class CheckedNode(io.ComfyNode):
     __module__ = "dynamicrafter"  # as ComfyUI shows the type: never the install path
 
     QUEUE_TIME_LINKS: tuple[str, ...] = ()
-    """Wired inputs whose connection :meth:`more_problems` checks when queued: connected, they reach it as None."""
+    """Wired inputs whose connection :meth:`values_problem` checks when queued: connected, they reach it as None."""
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         """A node's own checks beyond its widgets' bounds, on the values known so far (wired ones are None at
         queue time); runs after the widget checks passed. None = fine."""
         return None

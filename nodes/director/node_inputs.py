@@ -39,7 +39,7 @@ class DirectorNode(CheckedNode):
     every text within :func:`max_text`, so no request is sent with a value that is not valid."""
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         limit = max_text()
         for name, value in values.items():
             if isinstance(value, str) and len(value) > limit:

@@ -122,7 +122,7 @@ class DynamiCrafterTrainLoRA(CheckedNode):
         )
 
     @classmethod
-    def more_problems(cls, values: Mapping[str, Any]) -> str | None:
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
         """The LoRA name (NaN and out-of-range numbers are refused by ``CheckedNode`` itself)."""
         prefix = values.get("lora_name")
         return name_problem(prefix) if isinstance(prefix, str) else None

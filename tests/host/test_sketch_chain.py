@@ -57,7 +57,7 @@ def chain(parts):
     """Runs the chain (CLIP vision stood in for); returns the video and each segment's sampled latents."""
     fake = FakeClipVision()
     latents: list[torch.Tensor] = []
-    sampler = parts.nodes["long_video"].ClipSampler
+    sampler = parts.nodes["long_video"].SegmentSampler
     original = sampler.sample
 
     def sample(self, index, positive, negative, latent):

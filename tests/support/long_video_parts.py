@@ -94,18 +94,18 @@ def settings(pack, seed: int = 3, steps: int = 2, eta: float = 1.0):
 
 
 class SampleRecorder:
-    """Wraps ClipSampler.sample to record the positive conditioning of each clip it finished."""
+    """Wraps SegmentSampler.sample to record the positive conditioning of each clip it finished."""
 
     def __init__(self, pack, monkeypatch) -> None:
         self.positives: list = []
-        original = pack["long_video"].ClipSampler.sample
+        original = pack["long_video"].SegmentSampler.sample
 
         def sample(sampler, index, positive, negative, latent):
             out = original(sampler, index, positive, negative, latent)
             self.positives.append(positive)
             return out
 
-        monkeypatch.setattr(pack["long_video"].ClipSampler, "sample", sample)
+        monkeypatch.setattr(pack["long_video"].SegmentSampler, "sample", sample)
 
     def tokens(self, pack, index: int) -> torch.Tensor:
         return self.positives[index][0][1][pack["family"].COND_IMAGE_TOKENS]
