@@ -28,15 +28,34 @@ NO_LORA = "[None]"
 _STEPS = re.compile(r"_(\d+)_steps_")
 
 
+def release_inference_tensors(network: torch.nn.Module) -> int:
+    """Swap the parameters and buffers the host made under ``torch.inference_mode`` (a model loaded by a prompt)
+    for normal copies: autograd cannot save inference tensors for the backward pass. Returns how many."""
+    swapped = 0
+    for module in network.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and param.is_inference():
+                module._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=False)
+                swapped += 1
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None and buffer.is_inference():
+                module._buffers[name] = buffer.clone()
+                swapped += 1
+    return swapped
+
+
 def create_adapters(
     patcher, chosen: set[str], rank: int, alpha: float, existing: dict[str, torch.Tensor], generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
     """Wrap every target weight of ``patcher``'s network in a trainable LoRA; returns its parameters by name.
 
-    A layer found in ``existing`` (a LoRA being resumed) continues from it, with its own rank and alpha.
+    A layer found in ``existing`` (a LoRA being resumed) continues from it, with its own rank and alpha. Must run
+    outside ``torch.inference_mode`` (see :func:`release_inference_tensors`).
     """
     params: dict[str, torch.Tensor] = {}
     network = patcher.model.diffusion_model
+    if release_inference_tensors(network):
+        log.info("DynamiCrafter training: the model's weights were inference tensors; using normal copies")
     for name, module in target_modules(network, chosen):
         if not hasattr(module, "weight_function"):
             continue  # not one of the host's operations: the host cannot wrap its weight

@@ -2,7 +2,7 @@
 
 The pack's own nodes are read from their schemas (``GET /object_info``, as the frontend gets them), so an input
 renamed, added or re-described in a node's file reaches the workflows and the README by regeneration alone.
-The stock nodes' layouts are the pinned ComfyUI's (``tests/host/test_workflows.py`` checks them against it).
+The stock nodes' layouts are the pinned ComfyUI's (``tests/host/workflows/test_shipped.py`` checks them against it).
 
 The UI format stores widget values by position, in the order the frontend builds a node's widgets: the node's
 inputs in ``input_order`` (required, then optional), one value per widget input, plus an extra "control after
@@ -234,12 +234,43 @@ VIDEO_STOCK_TYPES: dict[str, NodeType] = {
 """The stock nodes of the sampler-control workflows: a video's frames or a picture as the start latent, and
 SamplerCustomAdvanced with its noise."""
 
+TRAINING_STOCK_TYPES: dict[str, NodeType] = {
+    "LoraModelLoader": NodeType(
+        (Socket("model", "MODEL"), Socket("lora", "LORA_MODEL")),
+        ("strength_model", "bypass"),
+        (("model", "MODEL"),),
+        defaults={"strength_model": 1.0, "bypass": False},
+        help={
+            "strength_model": "how much of the trained LoRA is added (1 = as trained, 0 = none).",
+            "bypass": "apply the LoRA as an extra path instead of changing the weights (for quantized weights).",
+        },
+    ),
+    "SaveLoRA": NodeType(
+        (Socket("lora", "LORA_MODEL"),),
+        ("prefix", "steps"),
+        (),
+        defaults={"prefix": "loras/ComfyUI_trained_lora", "steps": 0},
+        help={
+            "prefix": "where a copy of the LoRA goes, inside ComfyUI's `output` folder.",
+            "steps": "the steps it was trained for, part of the file name (from the train node).",
+        },
+    ),
+    "LossGraphNode": NodeType(
+        (Socket("loss", "LOSS_MAP"),),
+        ("filename_prefix",),
+        (),
+        defaults={"filename_prefix": "loss_graph"},
+        help={"filename_prefix": "name of the loss-per-step picture."},
+    ),
+}
+"""The host's training nodes the workflow uses (checked against the pinned ComfyUI with the other stock types)."""
+
 
 @functools.cache
 def node_types() -> dict[str, NodeType]:
     """Every node type: the pack's from their schemas (imports the pack with ComfyUI), then the stock ones."""
     types = {node_id: node_type_from_info(info) for node_id, info in host.pack_node_infos().items()}
-    return {**types, **STOCK_TYPES, **VIDEO_STOCK_TYPES}
+    return {**types, **STOCK_TYPES, **VIDEO_STOCK_TYPES, **TRAINING_STOCK_TYPES}
 
 
 def node_type(name: str) -> NodeType:

@@ -35,7 +35,7 @@ def test_the_loss_goes_down(training_host, trained, single_thread):
     print(f"\nobjective on fixed draws: {before:.4f} -> {after:.4f}")
     assert after < 0.8 * before
     # training changed only the LoRA: the model it started from gives the same numbers as before
-    assert evaluate(training_host, training_host.model, clips) == before
+    assert abs(evaluate(training_host, training_host.model, clips) - before) < 1e-6 * before
 
 
 def test_the_lora_is_the_hosts_format(trained):

@@ -48,6 +48,7 @@ from .controls import image_guidance, pinned_first_frame, video_restyle
 from .freenoise import long_video_freenoise
 from .sketch import tooncrafter_sketch
 from .stock import controlnet, lora
+from .training import train_lora
 
 KEYFRAME_SEGMENT_PROMPTS = (
     "the sun sinking toward the sea, clouds drifting\nthe sun touching the horizon, the sky turning deep orange"
@@ -355,6 +356,7 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     pinned_first_frame,
     image_guidance,
     cil_image_to_video,
+    train_lora,
 )
 
 
