@@ -1,5 +1,5 @@
 """Camera-control nodes: camera paths (presets, combination, RealEstate10K files), their preview, and the
-camera in the conditioning of a DynamiCrafter camera model (MotionCtrl; ``nodes/camera_model.py``)."""
+camera in the conditioning of a DynamiCrafter camera model (MotionCtrl, CameraCtrl, CamI2V; ``nodes/camera_model.py``)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ class DynamiCrafterCameraPreset(CheckedNode):
             node_id="DynamiCrafterCameraPreset",
             display_name="DynamiCrafter Camera Preset",
             category=f"{CATEGORY}/camera",
-            description="A camera move for a camera model (MotionCtrl): the camera starts where the picture was "
-            "taken and moves smoothly to the move's end. Chain two with 'DynamiCrafter Combine Cameras'.",
+            description="A camera move for a DynamiCrafter camera model (MotionCtrl, CameraCtrl, CamI2V): the camera "
+            "starts where the picture was taken and moves smoothly to the move's end. Two at once: 'DynamiCrafter "
+            "Combine Cameras'. See the path with 'DynamiCrafter Camera Preview'.",
             inputs=[
                 io.Combo.Input("preset", options=list(PRESETS), default="zoom in", tooltip=_PRESET_HELP),
                 io.Float.Input(
@@ -182,8 +183,9 @@ class DynamiCrafterApplyCamera(CheckedNode):
             display_name="DynamiCrafter Apply Camera",
             category=f"{CATEGORY}/camera",
             description="Puts a camera path into the conditioning of a DynamiCrafter camera model (MotionCtrl, "
-            "from MuteApo/CamI2V), for the positive and the negative side alike, as the reference samples. Works "
-            "with the stock KSampler, SamplerCustomAdvanced and the DynamiCrafter Sampler.",
+            "CameraCtrl, CamI2V or RealCam-I2V, from MuteApo/CamI2V; 'DynamiCrafter Load Camera Model'), for the "
+            "positive and the negative side alike, as the reference samples. Works with the stock KSampler, "
+            "SamplerCustomAdvanced and the DynamiCrafter Sampler.",
             inputs=[
                 io.Conditioning.Input("positive", tooltip="From the DynamiCrafter conditioning node."),
                 io.Conditioning.Input("negative", tooltip="From the DynamiCrafter conditioning node."),
@@ -194,7 +196,8 @@ class DynamiCrafterApplyCamera(CheckedNode):
                     min=0.0,
                     max=10.0,
                     step=0.05,
-                    tooltip="Scales the camera's travel (the reference's trace_scale_factor); turns are unchanged.",
+                    tooltip="Scales the camera's travel (the reference's trace_scale_factor); turns are unchanged. "
+                    "For RealCam-I2V, multiply in the scene's metric depth scale here (its depth step is not run).",
                 ),
             ],
             outputs=[io.Conditioning.Output(display_name="positive"), io.Conditioning.Output(display_name="negative")],
