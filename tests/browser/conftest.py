@@ -17,10 +17,12 @@ import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.comfy_server import WORKFLOW_INPUTS, ComfyServer, ServerSetup, comfyui_dir
+from support.frontend_page import VIEWPORT, open_page
 from support.host_checkpoints import write_host_checkpoint
 from support.reference_data import manifest_path
 
@@ -130,3 +132,19 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def context(browser) -> Iterator[Any]:
+    """One browser context (its HTTP cache makes the later page loads quick)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context, server: ComfyServer) -> Iterator[Any]:
+    """A fresh tab, for the tests that change the graph beyond opening a template."""
+    page = open_page(context, server)
+    yield page
+    page.close()

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from support.comfy_server import ROOT, WORKFLOWS, ComfyServer, load_api_workflow, workflow_names
+from support.frontend_page import VIEWPORT, open_page
 
 pytestmark = pytest.mark.host
 
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # run leaves the checkout clean and spends no time encoding pictures nobody looks at.
 SCREENSHOTS = os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1"
 IMAGES = ROOT / "docs" / "images"
-VIEWPORT = {"width": 2400, "height": 1350}
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
 MISSING_NODES = "Missing Node Packs"
@@ -71,48 +71,10 @@ def declared_models(workflow: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def context(browser) -> Iterator[Any]:
-    """One browser context (its HTTP cache makes the later page loads quick)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    yield context
-    context.close()
-
-
-def _open_page(context, server: ComfyServer) -> Any:
-    """A new tab on the server's frontend: one workflow tab, the default graph (the server's settings turn
-    off restoring the last session); uncaught page errors are kept in ``page.errors``."""
-    started = time.monotonic()
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and log.info("console: %s", message.text))
-    page.goto(server.url + "/")
-    page.wait_for_function(
-        "() => window.app?.graph && window.app.canvas && window.LiteGraph"
-        " && 'DynamiCrafterSampler' in LiteGraph.registered_node_types",
-        timeout=120_000,
-    )
-    page.wait_for_function("() => typeof window.app?.extensionManager?.command?.execute === 'function'")
-    log.info(
-        "frontend ready in %.1f s (uncaught page errors while loading: %s)", time.monotonic() - started, page.errors
-    )
-    return page
-
-
-@pytest.fixture(scope="module")
 def templates_page(context, server: ComfyServer) -> Iterator[Any]:
     """One tab for the template-browser tests: each opens its workflow from the dialog as a user would, one
     after another in the same frontend (each test leaves no dialog open; each checks its own graph)."""
-    page = _open_page(context, server)
-    yield page
-    page.close()
-
-
-@pytest.fixture
-def page(context, server: ComfyServer) -> Iterator[Any]:
-    """A fresh tab, for the tests that change the graph beyond opening a template."""
-    page = _open_page(context, server)
+    page = open_page(context, server)
     yield page
     page.close()
 

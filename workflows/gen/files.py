@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .blueprints import BLUEPRINTS, blueprint_file
 from .catalog import workflows
 from .formats import api_format, ui_format
 from .note import INPUT_DIR, note_text
@@ -23,6 +24,8 @@ ROOT = WORKFLOWS_DIR.parent
 PYPROJECT = ROOT / "pyproject.toml"
 README = ROOT / "README.md"
 API_DIR = "api"
+SUBGRAPHS_DIR = "../subgraphs"
+"""The pack's subgraph blueprints (``<pack>/subgraphs``, served by ComfyUI 0.33.0 at ``/global_subgraphs``)."""
 
 log = logging.getLogger("workflows.generate")
 
@@ -48,9 +51,15 @@ def json_files() -> dict[str, str]:
     """Path relative to ``workflows/`` -> text of every generated JSON file."""
     cnr_id = pack_id()
     files: dict[str, str] = {}
+    ui_forms: dict[str, dict[str, Any]] = {}
     for workflow in workflows():
-        files[f"{workflow.name}.json"] = to_json(ui_format(workflow, cnr_id, note_text))
+        ui_forms[workflow.name] = ui_format(workflow, cnr_id, note_text)
+        files[f"{workflow.name}.json"] = to_json(ui_forms[workflow.name])
         files[f"{API_DIR}/{workflow.name}.json"] = to_json(api_format(workflow))
+    for blueprint in BLUEPRINTS:
+        files[f"{SUBGRAPHS_DIR}/{blueprint.name}.json"] = to_json(
+            blueprint_file(blueprint, ui_forms[blueprint.workflow], cnr_id)
+        )
     return files
 
 
