@@ -15,6 +15,7 @@ from ..dynamicrafter.camera.path import describe, relative_c2w, resample
 from .adapter.family import COND_CAMERA, COND_FRAMES
 from .adapter.inputs import CATEGORY
 from .adapter.validation import CheckedNode
+from .camera_guidance import DynamiCrafterCameraGuidance
 from .camera_loader import DynamiCrafterLoadCameraModel
 
 log = logging.getLogger(__name__)
@@ -235,4 +236,5 @@ NODES = [
     DynamiCrafterLoadCamera,
     DynamiCrafterCameraPreview,
     DynamiCrafterApplyCamera,
+    DynamiCrafterCameraGuidance,
 ]
