@@ -21,17 +21,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.g
 # The files that take longest (pytest --durations), handed out first: two workers then finish together instead
 # of one idling while the other runs a long file picked last (scripts/test passes --no-loadscope-reorder).
 LONGEST_FIRST = (
-    "host/test_run_command.py",
+    "host/dynamicrafter_batch/test_run.py",
     "browser/test_frontend.py",
-    "host/test_patches.py",
-    "host/test_encoders_oracle.py",
-    "host/test_batch_servers.py",
-    "host/test_batch_client.py",
-    "host/test_new_workflows.py",
-    "host/test_host_fidelity.py",
+    "host/nodes/adapter/test_family_patches.py",
+    "host/nodes/adapter/test_encoders_oracle.py",
+    "host/dynamicrafter_batch/test_pool.py",
+    "host/dynamicrafter_batch/test_client.py",
+    "host/workflows/test_features.py",
+    "host/nodes/adapter/test_ksampler.py",
     "host/test_server.py",
-    "host/test_control_workflows.py",
-    "host/test_cil.py",
+    "host/workflows/test_controls.py",
+    "host/nodes/test_init_noise.py",
     "unit/test_packaging.py",
 )
 

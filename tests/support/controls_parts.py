@@ -1,4 +1,4 @@
-"""The pieces the sampler-control host tests share (``tests/host/controls``; fixtures in its ``conftest.py``):
+"""The pieces the sampler-control host tests share (``tests/host/nodes/controls``; fixtures in its ``conftest.py``):
 the original's control goldens (``tests/data/parity_controls``), the conditioning built from them, the
 pack's sampler run on them, and the comparison with the original."""
 

@@ -1,4 +1,4 @@
-"""The pieces the download-node tests share (``tests/host/download``; fixtures in its ``conftest.py``): the
+"""The pieces the download-node tests share (``tests/host/nodes/download``; fixtures in its ``conftest.py``): the
 catalogue labels used, the fake hub's payload, a recorder of progress updates that can press Cancel, and
 the node run as a graph would run it."""
 

@@ -1,6 +1,6 @@
 """The pieces the long-video host tests share: sizes, stand-ins for CLIP vision and the VAE, tiny network
 weights, and the original's interpolation goldens with the conditioning built from them
-(``tests/host/long_video``; their fixtures are in its ``conftest.py``)."""
+(``tests/host/nodes/long_video``; their fixtures are in its ``conftest.py``)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from support.workflow_runs import HEIGHT, SKETCH_ENCODER, STEPS, WIDTH
 
 HOST_TESTS = Path(__file__).resolve().parents[1] / "host"
 
-TOON = load_by_path("_new_workflows_tooncrafter", HOST_TESTS / "test_tooncrafter.py")
+TOON = load_by_path("_new_workflows_tooncrafter", HOST_TESTS / "nodes" / "test_tooncrafter.py")
 
 NEW = NEW_NAMES
 """The workflows these checks cover (test_workflows.py checks the others)."""
@@ -60,7 +60,7 @@ def provision(comfy_host, tmp_path_factory) -> Any:
     (folder / "controlnet").mkdir()
     write_controlnet(
         folder / "controlnet" / SKETCH_ENCODER
-    )  # for validation; tests/host/test_sketch_workflow.py runs it
+    )  # for validation; tests/host/workflows/test_sketch.py runs it
     comfy_host.folder_paths.add_model_folder_path("controlnet", str(folder / "controlnet"))
     for picture in WORKFLOW_INPUTS.iterdir():  # the example pictures and video
         shutil.copy(picture, Path(comfy_host.folder_paths.get_input_directory()) / picture.name)

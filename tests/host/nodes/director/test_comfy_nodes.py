@@ -18,7 +18,7 @@ from support.audio_files import write_tone
 
 pytestmark = pytest.mark.host
 
-UNIT = Path(__file__).resolve().parents[1] / "unit"
+UNIT = Path(__file__).resolve().parents[3] / "unit"
 
 NODE_IDS = {
     "DynamiCrafterDirectorConnection",

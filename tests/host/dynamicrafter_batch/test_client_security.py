@@ -1,6 +1,6 @@
 """The batch client against attacks, on a real headless ComfyUI: a CSV naming system files, ``../`` paths, a
 link out of its folder and ``/proc/self/environ`` uploads none of them; a result planted under an item's
-prompt id by another user is refused and the item rendered anew. ``tests/unit/test_batch_files.py`` checks
+prompt id by another user is refused and the item rendered anew. ``tests/unit/dynamicrafter_batch/test_files.py`` checks
 the file rules without a server."""
 
 from __future__ import annotations

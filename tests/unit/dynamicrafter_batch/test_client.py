@@ -1,6 +1,6 @@
 """The API batch client (dynamicrafter_batch/client.py) without a server: workflow editing by input name and
 class_type, items and their prompt ids, CSV rows, the journal, servers files, the dry run, the progress line
-and complete-file checks. ``tests/host/test_batch_client.py`` runs it against a real server."""
+and complete-file checks. ``tests/host/dynamicrafter_batch/test_client.py`` runs it against a real server."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from dynamicrafter_batch import progress as batch_progress
 from support.batch_server import BATCH
 from support.batch_videos import picture
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def renumbered(graph: dict, offset: int = 40) -> dict:

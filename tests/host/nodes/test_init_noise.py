@@ -2,7 +2,7 @@
 DynamiCrafter Sampler's init_noise and the NOISE for SamplerCustomAdvanced, against the REFERENCE code's goldens
 (tests/data/parity_cil, thu-ml/cond-image-leakage), and the clear errors for files that do not fit.
 
-The network is the small_512 parity fixture loaded through the pack's loader code, as in tests/host/controls.
+The network is the small_512 parity fixture loaded through the pack's loader code, as in tests/host/nodes/controls.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from support import controls_parts
 from support.controls_parts import SCALE, TOL, as_video, assert_matches, load_fixture, sample_custom_advanced
 from support.parity_data import relative_l2
 
-GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_cil"
+GOLDENS = Path(__file__).resolve().parents[2] / "data" / "parity_cil"
 CONFIG = json.loads((GOLDENS / "config.json").read_text())
 FRAMES, SEED = CONFIG["frames"], CONFIG["seed"]
 

@@ -1,7 +1,7 @@
 """The API batch client (dynamicrafter_batch/client.py) on a real headless ComfyUI: 20 items with the client and the
 server SIGKILLed mid-way finish with exactly 20 outputs, none run twice; a broken picture is reported and the
-rest complete (refused before upload). ``tests/host/test_batch_security.py`` has the attacks;
-``tests/unit/test_batch_client.py`` checks its parts without a server."""
+rest complete (refused before upload). ``tests/host/dynamicrafter_batch/test_client_security.py`` has the attacks;
+``tests/unit/dynamicrafter_batch/test_client.py`` checks its parts without a server."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from dynamicrafter_batch import journal as batch_journal
 from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, server_dir
 from support.batch_videos import complete_videos, frame_count, picture
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 ITEMS = 20
 

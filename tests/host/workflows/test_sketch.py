@@ -18,7 +18,7 @@ from support.stock_model_files import write_controlnet, write_sd21_layout_tooncr
 from support.stock_nodes import call_node
 
 HERE = Path(__file__).resolve().parent
-TOON = load_by_path("_sketch_workflow_tooncrafter", HERE / "test_tooncrafter.py")
+TOON = load_by_path("_sketch_workflow_tooncrafter", HERE.parent / "nodes" / "test_tooncrafter.py")
 NAME = "tooncrafter_sketch_512"
 TOON_FILE = "tooncrafter_512_interp_sd21_layout_tiny.safetensors"
 KIJAI_FILE = "sketch_encoder-fp16.safetensors"

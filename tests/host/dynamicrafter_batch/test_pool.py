@@ -23,7 +23,7 @@ from support.batch_videos import complete_videos, frame_count
 from support.comfy_server import ComfyServer, ServerSetup, comfyui_dir
 from support.host_checkpoints import TINY_FILE_NAME
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 ITEMS = 12
 SMALL = ["--width", "64", "--height", "64", "--frames", "4", "--steps", "2", "--ckpt-name", TINY_FILE_NAME]

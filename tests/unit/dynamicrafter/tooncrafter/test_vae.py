@@ -19,7 +19,7 @@ from dynamicrafter.tooncrafter.config import ToonCrafterVAEConfig, is_dual_refer
 from dynamicrafter.tooncrafter.decode import decode_video, decoder_calls
 from dynamicrafter.tooncrafter.vae import ToonCrafterVAE
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[3] / "data"
 MANIFEST = json.loads((DATA / "tooncrafter_vae_manifest.json").read_text())
 SMALL = DATA / "tooncrafter_small"
 VAE_PARAMS = 99_941_907  # spec section 13

@@ -1,5 +1,5 @@
 """Which local files the batch client uploads (dynamicrafter_batch/files.py): pictures inside the batch's folder
-tree only. ``tests/host/test_batch_security.py`` runs the client against a real server with the same files."""
+tree only. ``tests/host/dynamicrafter_batch/test_client_security.py`` runs the client against a real server with the same files."""
 
 from __future__ import annotations
 

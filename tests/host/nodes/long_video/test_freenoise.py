@@ -17,7 +17,7 @@ from dynamicrafter import freenoise
 from support.long_video_parts import HEIGHT, SCALE, WIDTH, SampleRecorder, pictures, settings
 from support.parity_data import relative_error, relative_l2
 
-GOLDENS = Path(__file__).resolve().parents[2] / "data" / "parity_freenoise"
+GOLDENS = Path(__file__).resolve().parents[3] / "data" / "parity_freenoise"
 TOL = 1e-4
 
 
