@@ -206,12 +206,38 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
         unet = model.model.diffusion_model
         y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
         y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
+    if method == "cami2v":
+        extra.update(_ddim(model, io, kwargs["camera_condition"]))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(("first_stage", "cond_stage", "embedder"))}
     features = kwargs["camera_condition"]["pluker_embedding_features"]
     return {**{f"weights/{k}": v for k, v in state.items()}, "x": io["x"], "timesteps": io["timesteps"],
             "context": io["context"], "fs": io["fs"], "intrinsics": k,
             **{f"features/{i}": f for i, f in enumerate(features)}, "unet_out": y, "unet_out_without_camera": y0,
             **extra}
+
+
+DDIM = {"S": 5, "eta": 0.0, "unconditional_guidance_scale": 7.5, "timestep_spacing": "uniform_trailing",
+        "guidance_rescale": 0.7}
+"""The reference demo's 256 settings (demo/cami2v_test.py), 5 steps; eta 0, so no noise is drawn into the result."""
+
+
+def _ddim(model, io: dict[str, torch.Tensor], camera_condition: dict) -> dict[str, torch.Tensor]:
+    """The original DDIMSampler with the camera on both sides (``enable_camera_condition``), camera_cfg 1."""
+    from lvdm.models.samplers import ddim
+
+    ddim.DDIMSampler.register_buffer = lambda self, name, attr: setattr(self, name, attr)  # it moves them to CUDA
+    b = io["x"].shape[0]
+    x_t = torch.randn(io["x"][:, :4].shape, generator=_generator("ddim/x_T"))
+    uc_context = torch.randn(io["context"].shape, generator=_generator("ddim/uc_context"))
+    c_concat = io["x"][:, 4:]
+    cond = {"c_concat": [c_concat], "c_crossattn": [io["context"]], "camera_condition": camera_condition}
+    uncond = {"c_concat": [c_concat], "c_crossattn": [uc_context]}
+    with torch.no_grad():
+        samples, _ = ddim.DDIMSampler(model).sample(
+            batch_size=b, shape=tuple(x_t.shape[1:]), conditioning=cond, unconditional_conditioning=uncond,
+            x_T=x_t, fs=io["fs"], verbose=False, enable_camera_condition=True, camera_cfg=1.0, **DDIM,
+        )
+    return {"ddim/x_T": x_t, "ddim/uc_context": uc_context, "ddim/final": samples}
 
 
 def main() -> None:
