@@ -13,7 +13,7 @@ from dynamicrafter.unet import DynamiCrafterUNet
 from support.reference_data import MANIFESTS as MANIFEST_DIR
 
 MANIFESTS = sorted(MANIFEST_DIR.glob("dynamicrafter_*.json"))
-UNET_PARAMS = 1_438_854_980  # spec section 10: 1.439 B (256: +16 alphas)
+UNET_PARAMS = 1_438_854_980  # the released files' UNet (tests/data/checkpoint_manifests, by_prefix); 256: +16 alphas
 RESAMPLER_PARAMS = 48_787_456
 
 

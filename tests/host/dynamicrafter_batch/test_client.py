@@ -64,6 +64,15 @@ def _wait_until_busy(out: Path, count: int, process: subprocess.Popen, timeout: 
     raise AssertionError(f"fewer than {count} items done after {timeout} s")
 
 
+def _wait_for_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the client's log (``--verbose``) says ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        assert process.poll() is None, f"the client exited early ({process.returncode})"
+        assert time.monotonic() < deadline, f"the client's log never said {text!r} in {timeout} s"
+        time.sleep(0.1)
+
+
 def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     image = picture(tmp_path / "photo.png")
     rows = "".join(f"{image.name},waves crashing,{seed},,,\n" for seed in range(1, ITEMS + 1))
@@ -84,6 +93,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
         "0.5",
         "--server-wait",
         "300",
+        "--verbose",  # the log says when the client sees the server go
     ]
 
     client = _client(args, log)
@@ -94,9 +104,9 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     client = _client(args, log)
     _wait_until_busy(out, 9, client)
     server.kill()  # SIGKILL: the server forgets its queue and history
-    # What it lost: the items in flight once the kill took effect (one the client finished in the instant before
+    # What it lost: the items in flight once the client saw the server go (one it finished in the instant before
     # is in the journal by then; none can finish while the server is away).
-    time.sleep(0.2)
+    _wait_for_log(log, "is unreachable", client)
     lost_by_killed_server = _in_flight(_journal(out))
     assert lost_by_killed_server, "the server was killed with nothing in flight: the test checks nothing"
     # Videos it had finished writing (their items may not have reached the client): found there after the restart.

@@ -192,18 +192,19 @@ def test_cancel_is_heard_while_waiting(fake, secret, waiting):
     else:
         fake.fail(503, "busy", headers={"Retry-After": "30"})
     pressed: list[float] = []
+    waiting_after_request = threading.Event()
 
-    def press_once_asked() -> None:  # Cancel 0.3 s after the request reached the service
-        while not fake.requests:
-            time.sleep(0.01)
-        time.sleep(0.3)
-        pressed.append(time.monotonic())
+    def press_once_waiting() -> None:  # Cancel once the client checks for it after the request reached the service
+        if waiting_after_request.wait(timeout=30.0):
+            pressed.append(time.monotonic())
 
     def abort_check() -> None:
+        if fake.requests:
+            waiting_after_request.set()
         if pressed:
             raise _Cancel()
 
-    threading.Thread(target=press_once_asked, daemon=True).start()
+    threading.Thread(target=press_once_waiting, daemon=True).start()
     with pytest.raises(_Cancel):
         client.chat(
             client.DirectorConnection(base_url=fake.base_url, model="m", key_env=env, timeout_s=60.0, max_retries=10),

@@ -1,4 +1,4 @@
-"""Concat-latent layouts for image-to-video, interpolation and loop (spec section 8)."""
+"""Concat-latent layouts for image-to-video, interpolation and loop (the original's, as recorded in tests/data/parity_interp/README.md)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from dynamicrafter.tooncrafter.vae import ToonCrafterVAE
 DATA = Path(__file__).resolve().parents[3] / "data"
 MANIFEST = json.loads((DATA / "tooncrafter_vae_manifest.json").read_text())
 SMALL = DATA / "tooncrafter_small"
-VAE_PARAMS = 99_941_907  # spec section 13
+VAE_PARAMS = 99_941_907  # the released ToonCrafter VAE (tests/data/tooncrafter_small/README.md, its provenance)
 DECODER_PARAMS = 65_778_223
 TOLERANCE = 1e-4  # relative L2; measured about 5e-7
 
