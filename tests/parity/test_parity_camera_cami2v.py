@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from dynamicrafter.camera.epipolar import epipolar_mask, fundamental_matrices
 from dynamicrafter.camera.hook import CAMERA_OPTION
-from dynamicrafter.camera.layers import CAMI2V, camera_hook
+from dynamicrafter.camera.layers import CAMI2V, EPIPOLAR_LEVELS, camera_hook
 from dynamicrafter.camera.path import plucker, relative_c2w
 from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from dynamicrafter.unet import DynamiCrafterUNet
@@ -112,3 +112,14 @@ def test_ddim_run_with_camera_matches_reference(unet, golden, poses, single_thre
         )
         final = [x for _, x, _ in steps][-1]
     assert relative_error(final, golden["ddim/final"]) < TOL
+
+
+def test_512_release_levels_match_reference(unet, golden, poses):
+    """The 512 release masks levels 8, 4 and 2 only; level 1 attends to every token (its attention_resolution)."""
+    with torch.no_grad():
+        hook = camera_hook(unet, poses, *_pixels(golden), seed=SEED, epipolar_levels=EPIPOLAR_LEVELS["512"])
+        out = unet(
+            golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
+        )
+    assert relative_error(out, golden["unet_out_levels_842"]) < TOL
+    assert relative_error(golden["unet_out_levels_842"], golden["unet_out"]) > 10 * TOL

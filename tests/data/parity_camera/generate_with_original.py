@@ -208,6 +208,13 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
         y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
     if method == "cami2v":
         extra.update(_ddim(model, io, kwargs["camera_condition"]))
+        model.epipolar_config.attention_resolution = [8, 4, 2]  # 003_cami2v_512x320.yaml's: level 1 unmasked
+        with torch.no_grad():
+            torch.manual_seed(PERTURBATION_SEED)
+            _, kw512 = model.get_batch_input_camera_condition_process(batch, video, index, 1.0, False)
+            extra["unet_out_levels_842"] = model.model.diffusion_model(
+                io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kw512["camera_condition"]
+            )
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(("first_stage", "cond_stage", "embedder"))}
     features = kwargs["camera_condition"]["pluker_embedding_features"]
     return {**{f"weights/{k}": v for k, v in state.items()}, "x": io["x"], "timesteps": io["timesteps"],
