@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import folder_paths
 import node_helpers
@@ -131,25 +133,49 @@ class DynamiCrafterLoadCamera(CheckedNode):
             outputs=[CameraType.Output(display_name="camera")],
         )
 
+    QUEUE_TIME_LINKS = ("camera_file",)
+
+    @classmethod
+    def values_problem(cls, values: Mapping[str, Any]) -> str | None:
+        """The file is read and checked when the prompt is queued (it is small): a wrong file fails at once."""
+        name = values.get("camera_file")
+        if name is None:
+            return None
+        try:
+            _read_camera_file(str(name))
+        except ValueError as error:
+            return str(error)
+        return None
+
     @classmethod
     def execute(cls, camera_file: str, frames: int, share: float) -> io.NodeOutput:
-        path = folder_paths.get_annotated_filepath(camera_file)
-        if not os.path.isfile(path):
-            raise ValueError(f"camera file {camera_file!r} not found in the input folder")
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise ValueError(f"{camera_file}: larger than {MAX_FILE_BYTES // 2**20} MiB; not a camera file")
-        with open(path, "rb") as handle:
-            data = handle.read()
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{camera_file}: not a text file; a RealEstate10K camera file is text") from None
-        try:
-            camera = resample(read_realestate10k(text, camera_file), frames, share)
+            camera = resample(_read_camera_file(camera_file), frames, share)
         except CameraPathError as error:
             raise ValueError(str(error)) from None
         log.info("camera file %s: %s", camera_file, describe(camera))
         return io.NodeOutput(camera)
+
+
+def _read_camera_file(name: str) -> CameraPath:
+    """A RealEstate10K camera file of the input folder, checked; every problem is a ValueError naming the file."""
+    if name.startswith("(") or not name.endswith(".txt"):
+        raise ValueError("no camera file chosen: put a RealEstate10K camera file (.txt) in ComfyUI's input folder")
+    path = folder_paths.get_annotated_filepath(name)
+    if not os.path.isfile(path):
+        raise ValueError(f"camera file {name!r} not found in the input folder")
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        raise ValueError(f"{name}: larger than {MAX_FILE_BYTES // 2**20} MiB; not a camera file")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}: not a text file; a RealEstate10K camera file is text") from None
+    try:
+        return read_realestate10k(text, name)
+    except CameraPathError as error:
+        raise ValueError(str(error)) from None
 
 
 class DynamiCrafterCameraPreview(CheckedNode):
