@@ -189,6 +189,12 @@ TOONCRAFTER = dataclasses.replace(
     file_name="tooncrafter_512_interp.ckpt",
 )
 """ToonCrafter: the 512_interp UNet, schedule and sampling; fs 10, as its scripts/run.sh and gradio app use."""
+SKETCH_ENCODER_FILE = "sketch_encoder.ckpt"
+"""ToonCrafter's sketch encoder under its released name, in ``TOONCRAFTER.hf_repo``."""
+SKETCH_ENCODER_FP16_FILE = "sketch_encoder-fp16.safetensors"
+"""Kijai's fp16 copy of the sketch encoder (the same network)."""
+ORIGINAL_SAMPLING = SamplingDefaults()
+"""The original scripts' DDIM settings, every variant's defaults (steps, eta, cfg, spacing, guidance rescale)."""
 
 
 def get_variant(name: str) -> VariantConfig:

@@ -12,6 +12,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.chain import chain_length, segments_showing
+from ..dynamicrafter.config import SKETCH_ENCODER_FILE, SKETCH_ENCODER_FP16_FILE
 from . import chain_queue
 from .chain_queue import queued_chain_problem
 from .sketch import guide_frames, listed_frames, percent_problem, sketch_encoder_problem, sketched_frames
@@ -28,7 +29,7 @@ def chain_sketch_inputs() -> list[io.Input]:
         io.ControlNet.Input(
             ENCODER,
             optional=True,
-            tooltip="Optional: ToonCrafter's sketch encoder (sketch_encoder.ckpt or sketch_encoder-fp16.safetensors "
+            tooltip=f"Optional: ToonCrafter's sketch encoder ({SKETCH_ENCODER_FILE} or {SKETCH_ENCODER_FP16_FILE} "
             "in models/controlnet) from the stock 'Load ControlNet Model', to steer chosen frames with 'sketches'.",
         ),
         io.Image.Input(

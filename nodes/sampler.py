@@ -10,7 +10,7 @@ import latent_preview
 import torch
 from comfy_api.latest import io
 
-from ..dynamicrafter.config import VARIANTS
+from ..dynamicrafter.config import ORIGINAL_SAMPLING, VARIANTS
 from ..dynamicrafter.schedule import denoise_span
 from .adapter.guider import dynamicrafter_guider, separate_image_cfg
 from .adapter.inputs import CATEGORY
@@ -91,17 +91,24 @@ def seed_input(tooltip: str = "Random seed of the start noise and of every step'
     )
 
 
-def steps_input(tooltip: str = "DDIM steps; the original uses 50. Fewer is faster and softer.") -> io.Int.Input:
-    return io.Int.Input("steps", default=50, min=1, max=1000, tooltip=tooltip)
+def steps_input(
+    tooltip: str = f"DDIM steps; the original uses {ORIGINAL_SAMPLING.steps}. Fewer is faster and softer.",
+) -> io.Int.Input:
+    return io.Int.Input("steps", default=ORIGINAL_SAMPLING.steps, min=1, max=1000, tooltip=tooltip)
 
 
 _STEPS = steps_input()
 CFG_INPUT = io.Float.Input(
-    "cfg", default=7.5, min=1.0, max=30.0, step=0.1, tooltip="Classifier-free guidance scale; the original uses 7.5."
+    "cfg",
+    default=ORIGINAL_SAMPLING.cfg,
+    min=1.0,
+    max=30.0,
+    step=0.1,
+    tooltip=f"Classifier-free guidance scale; the original uses {ORIGINAL_SAMPLING.cfg}.",
 )
 _ETA = io.Float.Input(
     "eta",
-    default=1.0,
+    default=ORIGINAL_SAMPLING.eta,
     min=0.0,
     max=1.0,
     step=0.01,
@@ -323,15 +330,15 @@ class DynamiCrafterImageGuider(CheckedNode):
                 *_MODEL_AND_CONDITIONING,
                 io.Float.Input(
                     "cfg",
-                    default=7.5,
+                    default=ORIGINAL_SAMPLING.cfg,
                     min=1.0,
                     max=30.0,
                     step=0.1,
-                    tooltip="Text guidance: how strongly the prompt steers the video; 7.5 as in the original.",
+                    tooltip=f"Text guidance: how strongly the prompt steers the video; {ORIGINAL_SAMPLING.cfg} as in the original.",
                 ),
                 io.Float.Input(
                     "image_cfg",
-                    default=7.5,
+                    default=ORIGINAL_SAMPLING.cfg,
                     min=0.0,
                     max=30.0,
                     step=0.1,

@@ -26,6 +26,7 @@ import comfy.controlnet
 import torch
 from comfy_api.latest import io
 
+from ..dynamicrafter.config import SKETCH_ENCODER_FILE, SKETCH_ENCODER_FP16_FILE, TOONCRAFTER
 from ..dynamicrafter.frames import parse_frame_list
 from ..dynamicrafter.image import fit_image
 from .adapter.family import COND_CONCAT, COND_FRAMES, NEEDS_CONDITIONING, DynamiCrafterNet
@@ -38,8 +39,8 @@ LUMA = (0.299, 0.587, 0.114)
 """Grey value of an RGB picture (ITU-R BT.601, OpenCV's ``COLOR_BGR2GRAY``, which the reference uses)."""
 PERCENTS = ("start_percent", "end_percent")
 EXPECTED_FILE = (
-    "ToonCrafter's sketch encoder (sketch_encoder.ckpt from huggingface.co/Doubiiu/ToonCrafter, or Kijai's "
-    "sketch_encoder-fp16.safetensors) in models/controlnet, loaded with 'Load ControlNet Model'"
+    f"ToonCrafter's sketch encoder ({SKETCH_ENCODER_FILE} from huggingface.co/{TOONCRAFTER.hf_repo}, or Kijai's "
+    f"{SKETCH_ENCODER_FP16_FILE}) in models/controlnet, loaded with 'Load ControlNet Model'"
 )
 
 
@@ -259,7 +260,7 @@ class DynamiCrafterSketchGuidance(CheckedNode):
                 io.Conditioning.Input("negative", tooltip="From the same conditioning node."),
                 io.ControlNet.Input(
                     "control_net",
-                    tooltip="ToonCrafter's sketch encoder (sketch_encoder.ckpt or sketch_encoder-fp16.safetensors "
+                    tooltip=f"ToonCrafter's sketch encoder ({SKETCH_ENCODER_FILE} or {SKETCH_ENCODER_FP16_FILE} "
                     "in models/controlnet) from the stock 'Load ControlNet Model'.",
                 ),
                 io.Image.Input(

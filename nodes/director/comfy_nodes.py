@@ -14,6 +14,7 @@ from ...director.errors import DirectorError
 from ...director.media import png_data_url
 from ...director.policy import HOSTS_ENV, KEYS_ENV
 from ...director.prompts import describe_messages
+from ...dynamicrafter.config import ORIGINAL_SAMPLING
 from .node_inputs import (
     CATEGORY,
     Director,
@@ -248,10 +249,16 @@ class DirectorMotionAdvisor(DirectorNode):
             inputs=[
                 connection_input(),
                 io.Image.Input("frames", tooltip="The frames of the finished clip (e.g. from VAE Decode)."),
-                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="The sampling steps that made the clip."),
+                io.Int.Input(
+                    "steps",
+                    default=ORIGINAL_SAMPLING.steps,
+                    min=1,
+                    max=1000,
+                    tooltip="The sampling steps that made the clip.",
+                ),
                 io.Float.Input(
                     "cfg",
-                    default=7.5,
+                    default=ORIGINAL_SAMPLING.cfg,
                     min=0.0,
                     max=100.0,
                     step=0.1,
