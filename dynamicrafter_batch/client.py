@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import ALLOW_OUTSIDE_OPTION
-from .graph import DEFAULT_WORKFLOW, WorkflowError, fields
+from .graph import DEFAULT_WORKFLOW, WorkflowError, add_set_option, fields
 from .http_client import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
 from .items import (
     DEFAULT_PREFIX,
@@ -130,14 +130,7 @@ def base_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--variant", help="picks the workflow file (image_to_video_<variant>) and sets its variant")
     parser.add_argument("--prompt", default="", help="the prompt for items without one")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="CLASS.INPUT=VALUE",
-        help="set any input by node class, e.g. --set DynamiCrafterSampler.cfg=5 (repeatable)",
-    )
+    add_set_option(parser, "set any input by node class, e.g. --set DynamiCrafterSampler.cfg=5 (repeatable)")
     parser.add_argument("--concurrency", type=int, default=2, help="items queued on each server at once (default 2)")
     parser.add_argument("--retry-failed", action="store_true", help="run items that failed in an earlier run again")
     parser.add_argument(

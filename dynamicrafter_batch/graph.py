@@ -9,6 +9,7 @@ names (every literal ``filename_prefix``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -151,6 +152,11 @@ def set_field(graph: Graph, name: str, raw: Any) -> list[str]:
             inputs[name] = value
             changed.append(node_id)
     return changed
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set CLASS.INPUT=VALUE`` (repeatable) into ``overrides``: the batch client's and the run command's."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="CLASS.INPUT=VALUE", help=help)
 
 
 def set_override(graph: Graph, spec: str) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from .graph import add_set_option
+
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = PACK_ROOT / "models"
 """Downloads and the demo model: beside the checkout, never inside the provisioned ComfyUI (which
@@ -85,14 +87,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, help="video width, a multiple of 64 (default: the variant's)")
     parser.add_argument("--height", type=int, help="video height, a multiple of 64")
     parser.add_argument("--frames", type=int, help="frames (default 16)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="CLASS.INPUT=VALUE",
-        help="set any workflow input by node class (repeatable)",
-    )
+    add_set_option(parser, "set any workflow input by node class (repeatable)")
     parser.add_argument(
         "--models-dir",
         type=Path,

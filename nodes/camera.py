@@ -15,7 +15,7 @@ from comfy_api.latest import io
 from ..dynamicrafter.camera import PRESETS, CameraPath, CameraPathError, combine, preset, preview, read_realestate10k
 from ..dynamicrafter.camera.path import describe, relative_c2w, resample
 from .adapter.family import COND_CAMERA, COND_FRAMES
-from .adapter.inputs import CATEGORY
+from .adapter.inputs import CATEGORY, FRAMES_MAX
 from .adapter.validation import CheckedNode
 from .camera_guidance import DynamiCrafterCameraGuidance
 from .camera_loader import DynamiCrafterLoadCameraModel
@@ -61,7 +61,7 @@ class DynamiCrafterCameraPreset(CheckedNode):
                     step=0.05,
                     tooltip="Times the preset's default amount (negative reverses the move).",
                 ),
-                io.Int.Input("frames", default=16, min=2, max=64, tooltip=FRAMES_TOOLTIP),
+                io.Int.Input("frames", default=16, min=2, max=FRAMES_MAX, tooltip=FRAMES_TOOLTIP),
             ],
             outputs=[CameraType.Output(display_name="camera")],
         )
@@ -119,7 +119,7 @@ class DynamiCrafterLoadCamera(CheckedNode):
                 io.Combo.Input(
                     "camera_file", options=_camera_files(), tooltip="A .txt camera file in the input folder."
                 ),
-                io.Int.Input("frames", default=16, min=2, max=64, tooltip=FRAMES_TOOLTIP),
+                io.Int.Input("frames", default=16, min=2, max=FRAMES_MAX, tooltip=FRAMES_TOOLTIP),
                 io.Float.Input(
                     "share",
                     default=1.0,

@@ -24,7 +24,7 @@ from .adapter.family import (
     COND_TASK,
     FS_AUTO,
 )
-from .adapter.inputs import CATEGORY
+from .adapter.inputs import CATEGORY, FRAMES_MAX
 from .adapter.validation import GRID, CheckedNode, size_problem
 
 
@@ -187,7 +187,7 @@ def size_inputs() -> list:
 
 
 def frames_input(name: str = "frames", tooltip: str = FRAMES_TOOLTIP) -> io.Int.Input:
-    return io.Int.Input(name, default=16, min=2, max=64, tooltip=tooltip)
+    return io.Int.Input(name, default=16, min=2, max=FRAMES_MAX, tooltip=tooltip)
 
 
 def fs_input(tooltip: str) -> io.Int.Input:

@@ -25,7 +25,7 @@ from ..dynamicrafter.analytic_init import (
 from ..dynamicrafter.frames import fold_frames, unfold_frames
 from ..dynamicrafter.schedule import make_schedule
 from .adapter.family import COND_FRAMES
-from .adapter.inputs import CATEGORY
+from .adapter.inputs import CATEGORY, SEED_MAX
 from .adapter.validation import CheckedNode
 
 FOLDER = "dynamicrafter_init_noise"
@@ -168,7 +168,7 @@ class DynamiCrafterAnalyticNoise(CheckedNode):
                     "noise_seed",
                     default=123,
                     min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
+                    max=SEED_MAX,
                     control_after_generate=True,
                     tooltip="Random seed of the start noise.",
                 ),

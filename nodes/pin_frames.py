@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dynamicrafter.frames import parse_frame_list
-from .adapter.inputs import CATEGORY
+from .adapter.inputs import CATEGORY, FRAMES_MAX
 from .adapter.validation import CheckedNode
 
 
@@ -45,7 +45,11 @@ class DynamiCrafterPinFrames(CheckedNode):
                     "set. Counted from 0; negative counts from the end.",
                 ),
                 io.Int.Input(
-                    "frames", default=16, min=2, max=64, tooltip="Frames per video (the conditioning node's frames)."
+                    "frames",
+                    default=16,
+                    min=2,
+                    max=FRAMES_MAX,
+                    tooltip="Frames per video (the conditioning node's frames).",
                 ),
             ],
             outputs=[io.Latent.Output(display_name="latent")],

@@ -13,7 +13,7 @@ from comfy_api.latest import io
 from ..dynamicrafter.config import ORIGINAL_SAMPLING, VARIANTS
 from ..dynamicrafter.schedule import denoise_span
 from .adapter.guider import dynamicrafter_guider, separate_image_cfg
-from .adapter.inputs import CATEGORY
+from .adapter.inputs import CATEGORY, SEED_MAX
 from .adapter.ksampler import DynamiCrafterKSampler, dynamicrafter_sigmas, video_guidance_rescale
 from .adapter.validation import CheckedNode
 from .init_noise import AnalyticInit, InitNoiseType, analytic_noise, video_frames
@@ -86,9 +86,7 @@ def ddim_sampler(model, eta: float, dynamic_rescale: str, from_noise: bool | Non
 
 
 def seed_input(tooltip: str = "Random seed of the start noise and of every step's noise.") -> io.Int.Input:
-    return io.Int.Input(
-        "seed", default=123, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=tooltip
-    )
+    return io.Int.Input("seed", default=123, min=0, max=SEED_MAX, control_after_generate=True, tooltip=tooltip)
 
 
 def steps_input(

@@ -33,7 +33,7 @@ from ..dynamicrafter.tooncrafter.decode import CHUNK_FRAMES, ChunkDecoder, decod
 from ..dynamicrafter.tooncrafter.vae import ReferenceContext, ToonCrafterVAE
 from .adapter.encoders import clip_vision_from_state_dict, text_encoder_from_state_dict
 from .adapter.family import host_attention
-from .adapter.inputs import CATEGORY
+from .adapter.inputs import CATEGORY, DECODE_FRAMES_MAX
 from .adapter.patcher import WEIGHT_DTYPES, is_dynamic, model_from_checkpoint, new_patcher, vae_from_checkpoint
 from .adapter.validation import CheckedNode
 
@@ -260,7 +260,7 @@ class DynamiCrafterToonCrafterDecode(CheckedNode):
                     "frames",
                     default=16,
                     min=1,
-                    max=1024,
+                    max=DECODE_FRAMES_MAX,
                     tooltip="Frames per video: the conditioning node's frames (16 for ToonCrafter).",
                 ),
                 io.Combo.Input(

@@ -21,6 +21,7 @@ from ...dynamicrafter.frames import fold_frames, unfold_frames
 from ...dynamicrafter.sampler import Pinning, combine_guidance, ddim_step
 from ...dynamicrafter.schedule import DiffusionSchedule, ddim_sigma, ddim_timesteps, make_schedule
 from .family import COND_FRAMES
+from .inputs import SEED_MAX
 
 
 def raw_output(prediction: str, x_k: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -85,7 +86,7 @@ def sample_dynamicrafter_ddim(
     base_model = model.inner_model.inner_model
     exact = ExactSchedule(base_model.variant, base_model.model_sampling)
     seed = extra_args.get("seed", 0) if noise_seed is None else noise_seed
-    generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % 2**64)
+    generator = torch.Generator(device="cpu").manual_seed((int(seed) + 1) % (SEED_MAX + 1))
     draw = lambda: torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)  # noqa: E731
     latent = getattr(model, "latent_image", None)
     mask = extra_args.get("denoise_mask")

@@ -20,7 +20,7 @@ import torch
 from comfy_api.latest import io
 
 from ...dynamicrafter.training.targets import TARGET_CHOICES, parts
-from ..adapter.inputs import CATEGORY
+from ..adapter.inputs import CATEGORY, SEED_MAX
 from ..adapter.validation import CheckedNode, InputError
 from . import adapters
 from .dataset import CLIPS_TYPE
@@ -99,7 +99,7 @@ class DynamiCrafterTrainLoRA(CheckedNode):
                     "seed",
                     default=0,
                     min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
+                    max=SEED_MAX,
                     tooltip="Seed of the LoRA initialisation and the training draws.",
                 ),
                 io.Combo.Input(
