@@ -10,7 +10,7 @@ from typing import Any
 
 import folder_paths
 import node_helpers
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..dynamicrafter.camera import PRESETS, CameraPath, CameraPathError, combine, preset, preview, read_realestate10k
 from ..dynamicrafter.camera.path import describe, relative_c2w, resample
@@ -185,7 +185,7 @@ class DynamiCrafterCameraPreview(CheckedNode):
             node_id="DynamiCrafterCameraPreview",
             display_name="DynamiCrafter Camera Preview",
             category=f"{CATEGORY}/camera",
-            description="A picture of the camera path: left, seen from above (right is right, forward is up); right, "
+            description="A picture of the camera path, shown on the node: left, seen from above (right is right, forward is up); right, "
             "seen from the side (forward is right, up is up). Dots go from blue (first frame) to red (last); "
             "lines show where each camera looks; the cross marks the start.",
             inputs=[
@@ -195,11 +195,13 @@ class DynamiCrafterCameraPreview(CheckedNode):
                 ),
             ],
             outputs=[io.Image.Output(display_name="image")],
+            is_output_node=True,
         )
 
     @classmethod
     def execute(cls, camera: CameraPath, size: int) -> io.NodeOutput:
-        return io.NodeOutput(preview(camera, size))
+        picture = preview(camera, size)
+        return io.NodeOutput(picture, ui=ui.PreviewImage(picture, cls=cls))
 
 
 class DynamiCrafterApplyCamera(CheckedNode):

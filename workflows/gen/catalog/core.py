@@ -43,6 +43,7 @@ from ..graph import (
     Workflow,
     sorted_nodes,
 )
+from .camera import camera_control
 from .cil import cil_image_to_video
 from .controls import image_guidance, pinned_first_frame, video_restyle
 from .freenoise import long_video_freenoise
@@ -357,6 +358,8 @@ WORKFLOWS: tuple[Callable[[], Workflow], ...] = (
     image_guidance,
     cil_image_to_video,
     train_lora,
+    lambda: camera_control("256"),
+    lambda: camera_control("512"),
 )
 
 
