@@ -17,6 +17,7 @@ diffusion model in ``torch.compile`` through a ModelPatcher object patch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -57,7 +58,9 @@ def import_pack_modules() -> tuple[types.ModuleType, types.ModuleType]:
         module = types.ModuleType(name)
         module.__path__ = [str(path)]
         sys.modules[name] = module
-    return importlib.import_module(f"{PACK}.nodes.adapter.family"), importlib.import_module(f"{PACK}.nodes.adapter.ksampler")
+    return importlib.import_module(f"{PACK}.nodes.adapter.family"), importlib.import_module(
+        f"{PACK}.nodes.adapter.ksampler"
+    )
 
 
 @torch.no_grad()
@@ -66,17 +69,12 @@ def build_model(model_mod, variant_name: str, weights: str, device: torch.device
     import comfy.model_patcher
 
     from bench.models import randomize_
-    from dynamicrafter.config import ResamplerConfig, UNetConfig, get_variant
+    from dynamicrafter.config import get_variant
+    from dynamicrafter.fixtures.demo import DEMO_RESAMPLER, DEMO_UNET
 
     variant = get_variant(variant_name)
-    unet = (
-        UNetConfig(
-            model_channels=32, channel_mult=(1, 1, 1, 2), num_head_channels=8, default_fs=variant.unet.default_fs
-        )
-        if smoke
-        else variant.unet
-    )
-    resampler = ResamplerConfig(dim=32, depth=2, heads=2) if smoke else variant.resampler
+    unet = dataclasses.replace(DEMO_UNET, default_fs=variant.unet.default_fs) if smoke else variant.unet
+    resampler = DEMO_RESAMPLER if smoke else variant.resampler
     config = model_mod.DynamiCrafterConfig(variant, unet, resampler)
     storage = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp8": torch.float8_e4m3fn}[
         weights

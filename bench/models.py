@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, TEXT_TOKENS, UNetConfig, VariantConfig, get_variant
+from dynamicrafter.fixtures.demo import DEMO_UNET
 from dynamicrafter.unet import DynamiCrafterUNet
 
 from . import fp8
@@ -22,8 +23,9 @@ WEIGHT_MODES = ("fp32", "fp16", "bf16", "fp8")
 
 _COMPUTE = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 
-SMOKE_UNET = UNetConfig(model_channels=32, channel_mult=(1, 1, 1, 2), num_head_channels=8, context_dim=48)
-"""The parity fixtures' shrunk network (every architectural feature, 2.8 M parameters)."""
+SMOKE_UNET = dataclasses.replace(DEMO_UNET, context_dim=48)
+"""The tests' tiny network (``tests/support/tiny_checkpoints.py`` ``TINY_UNET``: every architectural feature, 2.8 M
+parameters)."""
 SMOKE_LATENT = (8, 16)
 
 

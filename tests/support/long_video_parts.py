@@ -10,6 +10,7 @@ import torch
 from einops import rearrange
 from safetensors.torch import load_file
 
+from dynamicrafter.fixtures.demo import DEMO_VAE
 from support.tiny_checkpoints import tiny_resampler_state_dict, tiny_unet_state_dict
 
 GOLDENS = Path(__file__).resolve().parents[1] / "data" / "parity_interp"
@@ -20,18 +21,8 @@ original against itself with 2 threads instead of 1 moves by up to 2e-5 relative
 (config.json, noise_floor_original_2_threads_vs_1), so the element-wise bound is MAX_TOL."""
 MAX_TOL = 5e-4
 WIDTH, HEIGHT, FRAMES = 128, 64, 16
-TINY_VAE = {
-    "double_z": True,
-    "z_channels": 4,
-    "resolution": 256,
-    "in_channels": 3,
-    "out_ch": 3,
-    "ch": 32,
-    "ch_mult": [1, 2, 2, 2],
-    "num_res_blocks": 1,
-    "attn_resolutions": [],
-    "dropout": 0.0,
-}
+TINY_VAE = DEMO_VAE
+"""The demo checkpoint's narrow SD VAE (``dynamicrafter/fixtures/demo.py``)."""
 
 
 def as_image(pixels: torch.Tensor) -> torch.Tensor:

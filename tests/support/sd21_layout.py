@@ -13,6 +13,7 @@ from dynamicrafter.checkpoint import DynamiCrafterCheckpoint, checkpoint_from_st
 from dynamicrafter.config import ResamplerConfig, UNetConfig
 from dynamicrafter.resampler import Resampler
 from dynamicrafter.unet import DynamiCrafterUNet
+from support.tiny_checkpoints import random_state
 
 FRAMES, H, W = 4, 8, 8
 """Few frames at a small size: the 320-channel layers are slow on CPU."""
@@ -20,14 +21,11 @@ SD21_LAYOUT_UNET = UNetConfig(channel_mult=(1,), num_res_blocks=1, attention_res
 SD21_LAYOUT_RESAMPLER = ResamplerConfig(dim=64, depth=1, heads=2, dim_head=32, embedding_dim=40)
 
 
-def _random_state(module: torch.nn.Module, seed: int, scale: float = 0.05) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=generator) * scale for k, v in module.state_dict().items()}
-
-
 def sd21_layout_checkpoint() -> DynamiCrafterCheckpoint:
-    sd = {f"model.diffusion_model.{k}": v for k, v in _random_state(DynamiCrafterUNet(SD21_LAYOUT_UNET), 3).items()}
-    sd.update({f"image_proj_model.{k}": v for k, v in _random_state(Resampler(SD21_LAYOUT_RESAMPLER), 4).items()})
+    sd = {
+        f"model.diffusion_model.{k}": v for k, v in random_state(DynamiCrafterUNet(SD21_LAYOUT_UNET), 3, 0.05).items()
+    }
+    sd.update({f"image_proj_model.{k}": v for k, v in random_state(Resampler(SD21_LAYOUT_RESAMPLER), 4, 0.05).items()})
     return checkpoint_from_state_dict("dynamicrafter_512_sd21_layout.safetensors", sd, "512")
 
 
@@ -92,7 +90,7 @@ def controlnet_state_dict(
     rest, eight layers would shrink the hint to ~1e-4 of their biases and what the picture shows would hardly
     matter. ``hint_channels=1`` and no ``prefix``: ToonCrafter's sketch encoder as its file holds it.
     """
-    state = _random_state(controlnet(hint_channels), seed, 0.02)
+    state = random_state(controlnet(hint_channels), seed, 0.02)
     for key, value in state.items():
         if key.startswith("input_hint_block.") and key.endswith(".weight"):
             state[key] = value / (0.02 * value[0].numel() ** 0.5)

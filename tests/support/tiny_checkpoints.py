@@ -26,18 +26,19 @@ COMPACT_UNET = dataclasses.replace(TINY_UNET, channel_mult=(1, 2), num_res_block
 """Two levels of one block each: every kind of block in a quarter of the layers (torch.compile traces each one)."""
 
 
-def _random_like(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+def random_state(module: torch.nn.Module, seed: int, scale: float = 0.1) -> dict[str, torch.Tensor]:
+    """Every tensor of ``module``'s state N(0, scale^2), drawn in state-dict order from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=generator) * 0.1 for k, v in module.state_dict().items()}
+    return {k: torch.randn(v.shape, generator=generator) * scale for k, v in module.state_dict().items()}
 
 
 def tiny_unet_state_dict(variant: str, seed: int = 0, unet: UNetConfig = TINY_UNET) -> dict[str, torch.Tensor]:
     """UNet weights with checkpoint key names (``framestride_embed`` for 256)."""
-    return unet_state_dict(variant, seed, unet, _random_like)
+    return unet_state_dict(variant, seed, unet, random_state)
 
 
 def tiny_resampler_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:
-    return _random_like(Resampler(TINY_RESAMPLER), seed)
+    return random_state(Resampler(TINY_RESAMPLER), seed)
 
 
 def _shrink(shape: list[int]) -> list[int]:
