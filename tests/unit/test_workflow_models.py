@@ -18,6 +18,7 @@ FOLDER_OF = {
     "DynamiCrafterToonCrafterLoader": "checkpoints",
     "ControlNetLoader": "controlnet",
     "DynamiCrafterAnalyticInit": "dynamicrafter_init_noise",
+    "DynamiCrafterLoadCameraModel": "checkpoints",
 }
 NO_PUBLIC_SOURCE = {
     "dynamicrafter_512_lora.safetensors": "the user's own LoRA (the LoRA workflow's note says so)",

@@ -9,6 +9,7 @@ from ..builders import (
     START_PICTURE,
     i2v_conditioning,
     loader,
+    model_download,
     picture,
     prompts,
     sampler,
@@ -53,6 +54,7 @@ def camera_control(size: str) -> Workflow:
             (380, 130),
             {"camera_checkpoint": camera_file, "base_checkpoint": row.file_name},
             models=(
+                model_download(row),
                 {
                     "name": camera_file,
                     "url": f"https://huggingface.co/{CAMERA_REPO}/resolve/main/{camera_file}",
