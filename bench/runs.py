@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dynamicrafter.sampler import DDIMSettings, ddim_sample
+from dynamicrafter.ddim import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import make_schedule
 
 from .flops import CALLS_PER_DEFAULT_RUN

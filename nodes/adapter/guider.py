@@ -1,5 +1,5 @@
 """Separate text and image guidance as a host GUIDER: the original's multi-condition CFG with its video guidance
-rescale. The maths is ``dynamicrafter.sampler``'s (``guided_denoised`` in ``ksampler``)."""
+rescale. The maths is ``dynamicrafter.ddim``'s (``guided_denoised`` in ``ksampler``)."""
 
 from __future__ import annotations
 

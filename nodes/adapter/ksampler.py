@@ -4,7 +4,7 @@ as host pieces: a KSAMPLER function, a sigma schedule and a CFG function.
 The host hands the sampler ComfyUI-scale latents (x_k = x_t * sqrt(1 + sigma^2)) and denoised
 estimates computed with its own schedule, whose zero-SNR end is clamped. To reproduce the original
 exactly, each step recovers the raw model output from the host's estimate and runs the reference DDIM
-update (``dynamicrafter.sampler.ddim_step``) with the variant's exact alpha_bar (alpha_bar[999] = 0 for
+update (``dynamicrafter.ddim.ddim_step``) with the variant's exact alpha_bar (alpha_bar[999] = 0 for
 v-models).
 """
 
@@ -17,8 +17,8 @@ import torch
 from tqdm.auto import trange
 
 from ...dynamicrafter.config import Spacing, VariantConfig
+from ...dynamicrafter.ddim import Pinning, combine_guidance, ddim_step
 from ...dynamicrafter.frames import fold_frames, unfold_frames
-from ...dynamicrafter.sampler import Pinning, combine_guidance, ddim_step
 from ...dynamicrafter.schedule import DiffusionSchedule, ddim_sigma, ddim_timesteps, make_schedule
 from .family import COND_FRAMES
 from .inputs import SEED_MAX
@@ -80,7 +80,7 @@ def sample_dynamicrafter_ddim(
     With the DynamiCrafter schedule the list ends at sigma(t=0) and the result is the original's
     final x (at alpha_bar[0]); a list ending at 0 ends on the clean estimate. ``from_noise``: start from
     the noise alone (the original's x_T), else from the input latent noised to the first step (partial
-    denoise). A noise mask pins frames the original sampler's way (``dynamicrafter.sampler.Pinning``).
+    denoise). A noise mask pins frames the original sampler's way (``dynamicrafter.ddim.Pinning``).
     """
     extra_args = {} if extra_args is None else extra_args
     base_model = model.inner_model.inner_model

@@ -91,7 +91,7 @@ def test_ddim_run_with_camera_matches_reference(unet, golden, poses, single_thre
     """5 DDIM steps with the reference demo's 256 settings (uniform_trailing, CFG 7.5, guidance rescale 0.7, eta 0),
     the camera on the positive and the negative side, as the reference's sampler gives it."""
     from dynamicrafter.config import VARIANTS
-    from dynamicrafter.sampler import DDIMSettings, ddim_sample
+    from dynamicrafter.ddim import DDIMSettings, ddim_sample
     from dynamicrafter.schedule import make_schedule
 
     c_concat = golden["x"][:, 4:]
@@ -123,3 +123,18 @@ def test_512_release_levels_match_reference(unet, golden, poses):
         )
     assert relative_error(out, golden["unet_out_levels_842"]) < TOL
     assert relative_error(golden["unet_out_levels_842"], golden["unet_out"]) > 10 * TOL
+
+
+def test_realcam_camera_part_matches_reference(unet, golden):
+    """RealCam-I2V's camera part is CamI2V's with the translations times the scene's metric depth scale (its
+    ``per_frame_scale`` at the conditioning frame): the pack gives that scale through the trace scale."""
+    realcam = load_file(str(GOLDENS / "realcam.safetensors"))
+    rt = load_file(str(GOLDENS / "paths.safetensors"))["batch_RT"]
+    poses = torch.cat([relative_c2w(rt[i : i + 1], 0, float(s)) for i, s in enumerate(realcam["depth_scale"])])
+    with torch.no_grad():
+        hook = camera_hook(unet, poses, *_pixels(golden), seed=SEED)
+        out = unet(
+            golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
+        )
+    assert relative_error(out, realcam["unet_out"]) < TOL
+    assert relative_error(realcam["unet_out"], golden["unet_out"]) > 10 * TOL  # the scale matters

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dynamicrafter.sampler import DDIMSettings, Pinning, ddim_sample
+from dynamicrafter.ddim import DDIMSettings, Pinning, ddim_sample
 from dynamicrafter.schedule import ddim_timesteps, denoise_span, make_schedule, q_sample
 from support.parity_data import FixtureSet, relative_error, relative_l2
 from support.reference_data import PARITY_SMALL_512

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamicrafter.sampler import DDIMSettings, ddim_sample
+from dynamicrafter.ddim import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import make_schedule
 from support.parity_data import FixtureSet, fixture_sets, relative_error
 from support.reference_data import parity_dir

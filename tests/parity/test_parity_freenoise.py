@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from dynamicrafter import freenoise
-from dynamicrafter.sampler import DDIMSettings, ddim_sample
+from dynamicrafter.ddim import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import make_schedule
 from dynamicrafter.transformer import CrossAttention
 from support.parity_data import FixtureSet, relative_error, relative_l2

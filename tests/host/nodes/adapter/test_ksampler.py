@@ -6,7 +6,7 @@ import pytest
 import torch
 from einops import rearrange
 
-from dynamicrafter.sampler import DDIMSettings, ddim_sample
+from dynamicrafter.ddim import DDIMSettings, ddim_sample
 from dynamicrafter.schedule import make_schedule
 from dynamicrafter.unet import DynamiCrafterUNet
 from support.tiny_host import FRAMES, H, W, conditioning, host_conds, relative_error, tiny_checkpoint

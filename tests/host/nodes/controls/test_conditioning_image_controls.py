@@ -67,8 +67,8 @@ def test_end_token_blend_equals_the_reference_sampler(
     wrapper's blend of the two pictures' Resampler outputs (per frame)."""
     import comfy.sample
 
+    from dynamicrafter.ddim import DDIMSettings, ddim_sample
     from dynamicrafter.image_controls import blend_frame_tokens, end_token_weights
-    from dynamicrafter.sampler import DDIMSettings, ddim_sample
     from dynamicrafter.schedule import make_schedule
     from support.parity_data import FixtureSet
 
