@@ -45,6 +45,7 @@ SOURCES = [
     "CameraControl/CamI2V/cami2v_modified_modules.py",
     "CameraControl/CamI2V/camera_pose_encoder.py",
     "CameraControl/CamI2V/epipolar.py",
+    "CameraControl/realcam_i2v/realcam_i2v.py",
     "CameraControl/data/utils.py",
     "CameraControl/data/single_image_for_inference.py",
     "lvdm/modules/networks/openaimodel3d.py",
@@ -164,6 +165,7 @@ EPIPOLAR = {  # 003_cami2v_256x256.yaml's, origin_h/w the pictures' size here (6
     "add_small_perturbation_on_zero_T": True,
 }
 PERTURBATION_SEED = 77
+REALCAM_DEPTH_SCALE = 1.6
 """CamI2V perturbs zero translations with torch.randn_like (global generator): seeded just before."""
 
 
@@ -176,15 +178,17 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
     config["target"] = "CameraControl.cameractrl.cameractrl.CameraCtrl"
     config["params"]["unet_config"]["params"].update(CAMERACTRL_UNET)
     config["params"]["pose_encoder_config"] = dict(POSE_ENCODER)
-    if method == "cami2v":
+    if method in ("cami2v", "realcam"):
         config["target"] = "CameraControl.CamI2V.cami2v.CamI2V"
+        if method == "realcam":
+            config["target"] = "CameraControl.realcam_i2v.realcam_i2v.RealCam_I2V"
         config["params"]["pose_encoder_config"]["target"] = "CameraControl.CamI2V.camera_pose_encoder.CameraPoseEncoder"
         config["params"]["add_type"] = "add_to_main_branch"
         config["params"]["epipolar_config"] = EPIPOLAR
     model = instantiate_from_config(OmegaConf.create(config)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            draw = torch.randn(p.shape, generator=_generator(f"{method}/{name}"))
+            draw = torch.randn(p.shape, generator=_generator(f"{'cami2v' if method == 'realcam' else method}/{name}"))
             if p.ndim > 1:
                 p.copy_(draw / p[0].numel() ** 0.5)
             elif "norm" in name and name.endswith("weight"):
@@ -197,6 +201,8 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
     video = torch.zeros(b, 3, t, 8 * h, 8 * w)
     index = torch.tensor([0, 0])
     batch = {"RT": rt, "camera_intrinsics": k}
+    if method == "realcam":  # the metric depth scale of the conditioning frame (its demo gets it from Depth Anything)
+        batch["per_frame_scale"] = torch.tensor([[REALCAM_DEPTH_SCALE] * t, [REALCAM_DEPTH_SCALE / 2] * t])
     extra = {}
     with torch.no_grad():
         torch.manual_seed(PERTURBATION_SEED)
@@ -206,6 +212,8 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
         unet = model.model.diffusion_model
         y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
         y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
+    if method == "realcam":
+        return {"unet_out": y, "depth_scale": batch["per_frame_scale"][:, 0]}
     if method == "cami2v":
         extra.update(_ddim(model, io, kwargs["camera_condition"]))
         model.epipolar_config.attention_resolution = [8, 4, 2]  # 003_cami2v_512x320.yaml's: level 1 unmasked
@@ -264,13 +272,15 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in camera.items()}, str(HERE / "cameractrl.safetensors"))
     cami2v = _cameractrl(paths["batch_RT"], "cami2v")
     save_file({k: v.contiguous() for k, v in cami2v.items()}, str(HERE / "cami2v.safetensors"))
+    realcam = _cameractrl(paths["batch_RT"], "realcam")  # the CamI2V weights (same draws), RealCam-I2V's class
+    save_file({k: v.contiguous() for k, v in realcam.items()}, str(HERE / "realcam.safetensors"))
     meta = {
         "repo": "ZGCTroy/CamI2V",
         "commit": COMMIT,
         "torch": torch.__version__,
         "threads": 1,
         "git_blob_sha1": {s: _blob_sha1(args.original / s) for s in SOURCES},
-        "stand_ins": ["torchvision, open3d (import-time names only; nothing is called)"],
+        "stand_ins": ["torchvision, open3d, imageio, pyvirtualdisplay (import-time names only; nothing is called)"],
             "diffusers": __import__("diffusers").__version__,
     }
     (HERE / "provenance.json").write_text(json.dumps(meta, indent=1) + "\n")
