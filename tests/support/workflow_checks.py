@@ -36,6 +36,7 @@ NEW_NAMES = [
     "image_guidance_512",
     "tooncrafter_sketch_512",
     "long_video_freenoise_512",
+    "train_lora_512",
 ]
 """Checked by test_new_workflows.py with these same checks, extended to linked widgets; run there or (the sampler
 controls) in test_control_workflows.py."""
