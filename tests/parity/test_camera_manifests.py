@@ -17,6 +17,8 @@ CAMERA = {
     "camera_cameractrl_256": CAMERACTRL,
     "camera_cami2v_256": CAMI2V,
     "camera_cami2v_512": CAMI2V,
+    "camera_realcam_256": CAMI2V,  # RealCam-I2V's camera part is CamI2V's
+    "camera_realcam_512": CAMI2V,
 }
 CAMERA_PARTS = ("cc_projection", "pluker_projection", ".epipolar.")
 

@@ -28,7 +28,10 @@ RELEASES = {  # manifest name -> (yaml, released file on MuteApo/CamI2V, base ma
     "camera_cameractrl_256": ("configs/inference/002_cameractrl_256x256.yaml", "256_cameractrl.pt", "256"),
     "camera_cami2v_256": ("configs/inference/003_cami2v_256x256.yaml", "256_cami2v.pt", "256"),
     "camera_cami2v_512": ("configs/inference/003_cami2v_512x320.yaml", "512_cami2v_50k.pt", "512"),
+    "camera_realcam_256": ("configs/inference/004_realcam-i2v_256x256.yaml", "256_realcam-i2v_50k.safetensors", "256"),
+    "camera_realcam_512": ("configs/inference/004_realcam-i2v_512x320.yaml", "512_realcam-i2v_50k.safetensors", "512"),
 }
+"""RealCam-I2V: built without its depth predictor (Depth Anything v2 loads its own file; the pack does not run it)."""
 ENCODERS = ("cond_stage_model.", "embedder.")
 
 
@@ -55,6 +58,7 @@ def main() -> None:
         config.params.cond_stage_config = {"target": "torch.nn.Identity"}
         config.params.img_cond_stage_config = {"target": "torch.nn.Identity"}
         config.params.unet_config.params.use_checkpoint = False
+        config.params.pop("depth_predictor_config", None)
         model = instantiate_from_config(config)
         keys = {k: list(v.shape) for k, v in model.state_dict().items()}
         if variant == "256":  # the 256 file's name of the fs MLP
