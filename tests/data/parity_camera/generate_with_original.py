@@ -153,15 +153,28 @@ CAMERACTRL_UNET = {"num_head_channels": 16, "channel_mult": [1, 1, 1, 1], "num_r
 """small_256's UNet, narrower; init_attn (8 x 16 wide) differs from every block's width, as in the releases."""
 POSE_ENCODER = {  # 002_cameractrl_256x256.yaml's, with the UNet's channels of this network
     "target": "CameraControl.cameractrl.camera_pose_encoder.CameraPoseEncoder",
-    "params": {"downscale_factor": 8, "channels": [32, 32, 32, 32], "nums_rb": 2, "cin": 384, "ksize": 1,
-               "sk": True, "use_conv": False, "compression_factor": 1, "temporal_attention_nhead": 8,
-               "attention_block_types": ["Temporal_Self"], "temporal_position_encoding": True,
-               "temporal_position_encoding_max_len": 16},
+    "params": {
+        "downscale_factor": 8,
+        "channels": [32, 32, 32, 32],
+        "nums_rb": 2,
+        "cin": 384,
+        "ksize": 1,
+        "sk": True,
+        "use_conv": False,
+        "compression_factor": 1,
+        "temporal_attention_nhead": 8,
+        "attention_block_types": ["Temporal_Self"],
+        "temporal_position_encoding": True,
+        "temporal_position_encoding_max_len": 16,
+    },
 }
 
 
 EPIPOLAR = {  # 003_cami2v_256x256.yaml's, origin_h/w the pictures' size here (64x128, latent 8x16)
-    "origin_h": 64, "origin_w": 128, "num_register_tokens": 4, "attention_resolution": [8, 4, 2, 1],
+    "origin_h": 64,
+    "origin_w": 128,
+    "num_register_tokens": 4,
+    "attention_resolution": [8, 4, 2, 1],
     "add_small_perturbation_on_zero_T": True,
 }
 PERTURBATION_SEED = 77
@@ -210,7 +223,9 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
         if method == "cami2v":
             extra["mask_16"] = kwargs["camera_condition"]["sample_locs_dict"][16]
         unet = model.model.diffusion_model
-        y = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"])
+        y = unet(
+            io["x"], io["timesteps"], context=io["context"], fs=io["fs"], camera_condition=kwargs["camera_condition"]
+        )
         y0 = unet(io["x"], io["timesteps"], context=io["context"], fs=io["fs"])
     if method == "realcam":
         return {"unet_out": y, "depth_scale": batch["per_frame_scale"][:, 0]}
@@ -225,14 +240,27 @@ def _cameractrl(rt: torch.Tensor, method: str = "cameractrl") -> dict[str, torch
             )
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(("first_stage", "cond_stage", "embedder"))}
     features = kwargs["camera_condition"]["pluker_embedding_features"]
-    return {**{f"weights/{k}": v for k, v in state.items()}, "x": io["x"], "timesteps": io["timesteps"],
-            "context": io["context"], "fs": io["fs"], "intrinsics": k,
-            **{f"features/{i}": f for i, f in enumerate(features)}, "unet_out": y, "unet_out_without_camera": y0,
-            **extra}
+    return {
+        **{f"weights/{k}": v for k, v in state.items()},
+        "x": io["x"],
+        "timesteps": io["timesteps"],
+        "context": io["context"],
+        "fs": io["fs"],
+        "intrinsics": k,
+        **{f"features/{i}": f for i, f in enumerate(features)},
+        "unet_out": y,
+        "unet_out_without_camera": y0,
+        **extra,
+    }
 
 
-DDIM = {"S": 5, "eta": 0.0, "unconditional_guidance_scale": 7.5, "timestep_spacing": "uniform_trailing",
-        "guidance_rescale": 0.7}
+DDIM = {
+    "S": 5,
+    "eta": 0.0,
+    "unconditional_guidance_scale": 7.5,
+    "timestep_spacing": "uniform_trailing",
+    "guidance_rescale": 0.7,
+}
 """The reference demo's 256 settings (demo/cami2v_test.py), 5 steps; eta 0, so no noise is drawn into the result."""
 
 
@@ -249,8 +277,16 @@ def _ddim(model, io: dict[str, torch.Tensor], camera_condition: dict) -> dict[st
     uncond = {"c_concat": [c_concat], "c_crossattn": [uc_context]}
     with torch.no_grad():
         samples, _ = ddim.DDIMSampler(model).sample(
-            batch_size=b, shape=tuple(x_t.shape[1:]), conditioning=cond, unconditional_conditioning=uncond,
-            x_T=x_t, fs=io["fs"], verbose=False, enable_camera_condition=True, camera_cfg=1.0, **DDIM,
+            batch_size=b,
+            shape=tuple(x_t.shape[1:]),
+            conditioning=cond,
+            unconditional_conditioning=uncond,
+            x_T=x_t,
+            fs=io["fs"],
+            verbose=False,
+            enable_camera_condition=True,
+            camera_cfg=1.0,
+            **DDIM,
         )
     return {"ddim/x_T": x_t, "ddim/uc_context": uc_context, "ddim/final": samples}
 
@@ -281,7 +317,7 @@ def main() -> None:
         "threads": 1,
         "git_blob_sha1": {s: _blob_sha1(args.original / s) for s in SOURCES},
         "stand_ins": ["torchvision, open3d, imageio, pyvirtualdisplay (import-time names only; nothing is called)"],
-            "diffusers": __import__("diffusers").__version__,
+        "diffusers": __import__("diffusers").__version__,
     }
     (HERE / "provenance.json").write_text(json.dumps(meta, indent=1) + "\n")
 
