@@ -129,3 +129,14 @@ def test_base_model_with_a_camera_is_refused(comfy_host):
 def test_apply_camera_refuses_a_path_of_other_length(comfy_host):
     with pytest.raises(ValueError, match="the camera path has 12 frames but the video has 16"):
         _conds(comfy_host, preset("zoom in", 12))
+
+
+@pytest.mark.parametrize("weight_dtype", ["fp16", "bf16"])
+def test_camera_model_samples_with_half_weights(comfy_host, weight_dtype):
+    """Weight dtypes as for the base models: the camera layers are stored and cast by the host like the rest."""
+    host_model = comfy_host.import_pack_module("nodes.adapter.patcher")
+    model = host_model.model_from_checkpoint(_camera_checkpoint(CAMI2V), weight_dtype)
+    layers = [m for name, m in model.model.diffusion_model.named_modules() if name.endswith("pluker_projection")]
+    assert {m.weight.dtype for m in layers} == {getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[weight_dtype])}
+    out = _sample(model, *_conds(comfy_host, preset("orbit left", FRAMES)))
+    assert torch.isfinite(out).all()
