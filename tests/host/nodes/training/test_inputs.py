@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from .conftest import moving_ball
+from support.training_host import moving_ball
 
 TRAIN = "DynamiCrafterTrainLoRA"
 

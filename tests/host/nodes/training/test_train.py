@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .conftest import moving_ball
+from support.training_host import moving_ball
 
 EVAL_SEED = 99
 

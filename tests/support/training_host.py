@@ -1,4 +1,4 @@
-"""A tiny DynamiCrafter 512 checkpoint loaded through the pack's loader, a loras folder, and a short clip."""
+"""The training nodes on a tiny DynamiCrafter 512 model: calling them, and a short clip with a clear motion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from support.host_checkpoints import write_host_checkpoint
@@ -82,14 +81,17 @@ def moving_ball(frames: int = 24, seed: int = 0) -> torch.Tensor:
     return torch.stack(out)
 
 
-@pytest.fixture(scope="module")
-def training_host(comfy_host, tmp_path_factory) -> TrainingHost:
+TINY_FILE = "dynamicrafter_512_tiny_train.ckpt"
+
+
+def provision(comfy_host, tmp_path_factory) -> TrainingHost:
+    """A tiny 512 checkpoint (original layout, every encoder) loaded through the pack's loader; a loras folder."""
     comfy_host.load_builtin_extras()
     folder = tmp_path_factory.mktemp("training-models")
-    write_host_checkpoint(folder / "dynamicrafter_512_tiny_train.ckpt", "512", manifest_path("512"), "ckpt")
+    write_host_checkpoint(folder / TINY_FILE, "512", manifest_path("512"), "ckpt")
     comfy_host.folder_paths.add_model_folder_path("checkpoints", str(folder))
     loras = tmp_path_factory.mktemp("training-loras")
     comfy_host.folder_paths.add_model_folder_path("loras", str(loras), is_default=True)
     loader = comfy_host.import_pack_module("nodes.loader").DynamiCrafterCheckpointLoader
-    model, clip, vae, clip_vision = loader.execute("dynamicrafter_512_tiny_train.ckpt", "512", "fp32").result
+    model, clip, vae, clip_vision = loader.execute(TINY_FILE, "512", "fp32").result
     return TrainingHost(comfy_host, model, clip, vae, clip_vision, loras)

@@ -6,10 +6,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from support.comfy_server import WORKFLOW_INPUTS, load_api_workflow
+from support.training_host import TINY_FILE, provision
 from support.workflow_runs import of_type
 
 WIDTH, HEIGHT = 128, 64
+
+
+@pytest.fixture(scope="module")
+def training_host(comfy_host, tmp_path_factory):
+    return provision(comfy_host, tmp_path_factory)
 
 
 def test_train_lora_workflow_runs(training_host):
@@ -17,7 +25,7 @@ def test_train_lora_workflow_runs(training_host):
     for item in WORKFLOW_INPUTS.iterdir():
         shutil.copy(item, Path(host.folder_paths.get_input_directory()) / item.name)
     prompt = load_api_workflow("train_lora_512")
-    of_type(prompt, "DynamiCrafterCheckpointLoader")["ckpt_name"] = "dynamicrafter_512_tiny_train.ckpt"
+    of_type(prompt, "DynamiCrafterCheckpointLoader")["ckpt_name"] = TINY_FILE
     of_type(prompt, "DynamiCrafterTrainingClips").update(width=WIDTH, height=HEIGHT)
     of_type(prompt, "DynamiCrafterTrainLoRA").update(steps=3, training_dtype="fp32", lora_name="dynamicrafter/wf")
     of_type(prompt, "DynamiCrafterImageToVideo").update(width=WIDTH, height=HEIGHT)
