@@ -93,3 +93,27 @@ def test_cancel_keeps_the_adapters_and_a_run_resumes(training_host, monkeypatch,
     # a tiny learning rate: one more step stays next to where Cancel left the adapters, far from a new LoRA
     assert all(torch.allclose(resumed[k], cancelled[k], atol=1e-5) for k in ups)
     assert any(not torch.allclose(fresh[0][k], cancelled[k], atol=1e-5) for k in ups)
+
+
+def _sample(training_host, model, clips, seed: int) -> torch.Tensor:
+    """A video from the clip's first frame and caption (stock KSampler, euler, 12 steps, no CFG), frames folded."""
+    from support.stock_nodes import ksample
+    from support.tiny_host import host_conds
+
+    family = training_host.pack("nodes.adapter.family")
+    latents, text, tokens = clips.latents[0], clips.texts[0][None], clips.clip_frames[0][:1]
+    first = latents[:, 0][None]  # [1, 4, h, w], as the host VAE gives it
+    positive, negative = host_conds(family, text, clips.empty_text, tokens, clips.clip_blank, first, clips.fs[0])
+    empty = {"samples": torch.zeros(latents.shape[1], *latents.shape[0:1], *latents.shape[2:])}
+    return ksample(training_host.host.nodes, model, positive, negative, empty, seed=seed, steps=12, cfg=1.0)
+
+
+def test_a_video_sampled_with_the_lora_moves_towards_the_clip(training_host, trained, single_thread):
+    clips, lora, _, _, _ = trained
+    target = clips.latents[0].transpose(0, 1)  # [T, 4, h, w], raw like the sampler's output
+    distance = lambda video: float((video - target).pow(2).mean())  # noqa: E731
+    for seed in (1, 2):
+        plain = distance(_sample(training_host, training_host.model, clips, seed))
+        tuned = distance(_sample(training_host, training_host.with_lora(lora), clips, seed))
+        print(f"\nseed {seed}: mean squared distance to the clip {plain:.4f} without the LoRA, {tuned:.4f} with it")
+        assert tuned < 0.8 * plain
