@@ -9,7 +9,9 @@ frozen weights keep the host's dtype; ``training_dtype`` bf16/fp16 runs the step
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,23 @@ log = logging.getLogger(__name__)
 GRAD_CLIP = 0.5
 """``trainer.gradient_clip_val`` of the original's training configs."""
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def progress_text(node_id: str | None, steps: int) -> Callable[[int, float], None]:
+    """Shows the step and the running loss (mean of the last 10 steps) under the node, as the host's progress
+    text, and logs it every tenth of the run."""
+    every, recent = max(1, steps // 10), collections.deque(maxlen=10)
+
+    def report(step: int, loss: float) -> None:
+        recent.append(loss)
+        text = f"step {step}/{steps}  loss {loss:.4f}  (last {len(recent)}: {sum(recent) / len(recent):.4f})"
+        if step % every == 0 or step == steps:
+            log.info("DynamiCrafter training: %s", text)
+        server = getattr(importlib.import_module("server").PromptServer, "instance", None)
+        if server is not None and node_id is not None:
+            server.send_progress_text(text, node_id)
+
+    return report
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..adapter.inputs import CATEGORY, SEED_MAX
 from ..adapter.validation import CheckedNode, InputError
 from . import adapters
 from .dataset import CLIPS_TYPE
-from .loop import AUTOCAST, evaluate, train
+from .loop import AUTOCAST, progress_text, train
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class DynamiCrafterTrainLoRA(CheckedNode):
                     tooltip="Name of the file written to the loras folder after training or on Cancel.",
                 ),
             ],
+            hidden=[io.Hidden.unique_id],
             outputs=[
                 LORA_MODEL.Output(display_name="lora", tooltip="The trained LoRA (for Save LoRA / Load LoRA Model)."),
                 LOSS_MAP.Output(display_name="loss_map", tooltip="Loss per step (for Plot Loss Graph)."),
@@ -169,6 +170,7 @@ class DynamiCrafterTrainLoRA(CheckedNode):
                     seed,
                     training_dtype,
                     gradient_checkpointing,
+                    on_step=progress_text(cls.hidden.unique_id if cls.hidden else None, steps),
                 )
             finally:
                 if mm_flag:
@@ -183,6 +185,3 @@ class DynamiCrafterTrainLoRA(CheckedNode):
             )
             mm.throw_exception_if_processing_interrupted()
         return io.NodeOutput(lora, {"loss": result.losses}, total)
-
-
-__all__ = ["DynamiCrafterTrainLoRA", "evaluate", "name_problem"]
