@@ -117,3 +117,15 @@ def test_a_video_sampled_with_the_lora_moves_towards_the_clip(training_host, tra
         tuned = distance(_sample(training_host, training_host.with_lora(lora), clips, seed))
         print(f"\nseed {seed}: mean squared distance to the clip {plain:.4f} without the LoRA, {tuned:.4f} with it")
         assert tuned < 0.8 * plain
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_autocast_with_checkpointing_trains(training_host, dtype, single_thread):
+    """bf16 / fp16 autocast (fp16 with the gradient scaler) and gradient checkpointing: finite losses, the LoRA moves."""
+    clips = training_host.clips(moving_ball(seed=3))
+    lora, losses, _ = training_host.train(
+        clips, steps=3, training_dtype=dtype, gradient_checkpointing=True, lora_name=f"dynamicrafter/{dtype}"
+    )
+    assert len(losses["loss"]) == 3 and all(torch.isfinite(torch.tensor(losses["loss"])))
+    downs = [v for k, v in lora.items() if k.endswith(".lora_down.weight")]
+    assert all(v.dtype == torch.float32 for v in downs) and any(v.abs().max() > 0 for v in downs)
