@@ -33,12 +33,13 @@ from bench.measure import CallTimer, environment, median
 from bench.models import Workload, build_unet, unet_inputs, workload
 from bench.original import ORIGINAL_COMMIT, import_original_unet, original_kwargs, original_path
 from bench.report import RESULTS_DIR, table, write_json
+from dynamicrafter.checkpoint import PART_PREFIXES
 from dynamicrafter.config import UNetConfig, get_variant
 from dynamicrafter.unet import DynamiCrafterUNet
 
 log = logging.getLogger("compare_original")
 
-UNET_PREFIX = "model.diffusion_model."
+UNET_PREFIX = PART_PREFIXES["unet"]
 Inputs = dict[str, torch.Tensor]
 
 

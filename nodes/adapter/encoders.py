@@ -29,9 +29,11 @@ import comfy.utils
 import kornia
 import torch
 
+from ...dynamicrafter.checkpoint import PART_PREFIXES
+
 log = logging.getLogger(__name__)
 
-TEXT_PART_PREFIX = "cond_stage_model."
+TEXT_PART_PREFIX = PART_PREFIXES["text_encoder"]
 """The text encoder part's prefix in an original checkpoint (its keys start with ``model.``)."""
 
 VISION_PREFIX = "model.visual."

@@ -21,6 +21,7 @@ import comfy.patcher_extension
 import comfy.supported_models_base
 import torch
 
+from ...dynamicrafter.checkpoint import PART_PREFIXES
 from ...dynamicrafter.config import IMAGE_TOKENS_PER_FRAME, VARIANTS, ResamplerConfig, UNetConfig, VariantConfig
 from ...dynamicrafter.frames import fold_frames, unfold_frames
 from ...dynamicrafter.image_controls import blend_frame_tokens
@@ -325,8 +326,8 @@ class DynamiCrafterConfig(comfy.supported_models_base.BASE):
     latent_format = comfy.latent_formats.SD15
     supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
     memory_usage_factor = 2.0
-    vae_key_prefix = ["first_stage_model."]
-    text_encoder_key_prefix = ["cond_stage_model."]
+    vae_key_prefix = [PART_PREFIXES["vae"]]
+    text_encoder_key_prefix = [PART_PREFIXES["text_encoder"]]
 
     def __init__(self, variant: VariantConfig, unet: UNetConfig, resampler: ResamplerConfig):
         # model_channels: the host's FreeU and HyperTile nodes read it from here.

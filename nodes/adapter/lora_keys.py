@@ -14,11 +14,12 @@ import functools
 
 import comfy.lora
 
+from ...dynamicrafter.checkpoint import PART_PREFIXES
 from .family import DynamiCrafterModel
 
 HOST_PREFIX = "diffusion_model."
-CHECKPOINT_UNET_PREFIX = "model.diffusion_model."
-RESAMPLER = "image_proj_model."
+CHECKPOINT_UNET_PREFIX = PART_PREFIXES["unet"]
+RESAMPLER = PART_PREFIXES["resampler"]
 
 
 def checkpoint_lora_keys(model: DynamiCrafterModel) -> dict[str, str]:

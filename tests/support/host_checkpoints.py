@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from dynamicrafter.checkpoint import PART_PREFIXES
 from dynamicrafter.fixtures.demo import DEMO_RESAMPLER, DEMO_UNET, DemoSizes, demo_state_dict, openclip_h_key_shapes
 
 TEXT_WIDTH = 64
@@ -49,7 +50,9 @@ def _block_pattern(keys) -> set[str]:
 def _check_layout(manifest_path: Path) -> None:
     """The encoders' key names must be the released file's (only their sizes and block counts differ)."""
     manifest = json.loads(Path(manifest_path).read_text())["keys"]
-    expected = _block_pattern(k for k in manifest if k.startswith(("cond_stage_model.", "embedder.")))
+    expected = _block_pattern(
+        k for k in manifest if k.startswith((PART_PREFIXES["text_encoder"], PART_PREFIXES["clip_vision"]))
+    )
     if expected != _block_pattern(openclip_h_key_shapes(embedder_text_leftovers=True, sizes=HOST_SIZES)):
         raise AssertionError(f"dynamicrafter.fixtures.demo's OpenCLIP keys differ from {manifest_path}")
 
