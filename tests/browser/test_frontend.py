@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,8 @@ SCREENSHOTS = os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1"
 IMAGES = ROOT / "docs" / "images"
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
+ERRORS_DETECTED = re.compile(r"Errors? detected")
+"""The error overview's heading: "1 Error detected", "2 Errors detected"."""
 MISSING_NODES = "Missing Node Packs"
 """The error overview's section for node types nobody registered."""
 
@@ -113,18 +116,18 @@ def open_from_template_browser(page, pack: str, name: str) -> None:
 def error_overview(page) -> Any:
     """The error overview: the properties panel's Errors tab (what the toast's *View details* opens after a
     workflow with problems loads)."""
-    detected = page.get_by_text("Errors detected")
+    detected = page.get_by_text(ERRORS_DETECTED)
     tabs = page.get_by_role("navigation").filter(has_text="Global Settings")
     if not tabs.is_visible():
         page.get_by_role("button", name="Toggle properties panel").click()
     tabs.get_by_text("Errors", exact=True).click()
     detected.wait_for()
-    return page.locator("div").filter(has=tabs).filter(has_text="Errors detected").last  # the innermost
+    return page.locator("div").filter(has=tabs).filter(has_text=ERRORS_DETECTED).last  # the innermost
 
 
 def close_error_overview(page) -> None:
     page.get_by_role("button", name="Toggle properties panel").click()
-    page.get_by_text("Errors detected").wait_for(state="hidden")
+    page.get_by_text(ERRORS_DETECTED).wait_for(state="hidden")
 
 
 def missing_node_problems(page, overview: Any | None = None) -> list[str]:
@@ -285,7 +288,7 @@ def test_image_to_video_runs_from_the_browser(page, server, tiny_checkpoint):
     page.evaluate(FOLLOW_PROMPTS)
 
     started = time.monotonic()
-    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_test_id("queue-button").click()  # the Run button
     # The outcome on the websocket, or a dialog (a refused prompt, an execution error) that ends the wait.
     page.wait_for_function(
         "() => window.__outcomes.length || document.querySelector('[role=dialog]')", timeout=600_000, polling=500

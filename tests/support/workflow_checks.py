@@ -14,7 +14,8 @@ from typing import Any
 from support.comfy_server import WORKFLOWS
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "COMFY_DYNAMICCOMBO_V3"}
+"""Inputs the frontend draws as widgets; a V3 dynamic combo (0.33.0's SaveVideo codec) is a combo of its keys."""
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 CONTROL, UPLOAD = "control_after_generate", "upload"
 FILE_WIDGETS = {
@@ -76,6 +77,13 @@ class Layout:
     sockets: list[tuple[str, str, bool]]  # (name, type, optional), in slot order
     widgets: list[tuple[str, str, dict]]  # (name or CONTROL/UPLOAD, type, options), in widgets_values order
     outputs: list[tuple[str, str]]
+    omittable: int = 0
+    """Trailing optional widgets a stored workflow may leave out (inputs newer than the oldest supported host,
+    e.g. 0.33.0's CreateVideo ``bit_depth``): the frontend gives them their defaults."""
+
+    def accepts(self, count: int) -> bool:
+        """Whether a node with ``count`` widget values fits this layout."""
+        return len(self.widgets) - self.omittable <= count <= len(self.widgets)
 
 
 def frontend_layout(info: dict[str, Any]) -> Layout:
@@ -93,6 +101,8 @@ def frontend_layout(info: dict[str, Any]) -> Layout:
     for name in names:
         kind, options, optional = specs[name]
         kind = "COMBO" if isinstance(kind, list) else kind
+        if kind == "COMFY_DYNAMICCOMBO_V3":
+            kind, options = "COMBO", {**options, "options": [o["key"] for o in options.get("options", [])]}
         if kind not in WIDGET_TYPES or options.get("forceInput"):
             layout.sockets.append((name, kind, optional))
             continue
@@ -103,6 +113,7 @@ def frontend_layout(info: dict[str, Any]) -> Layout:
             layout.widgets.append((CONTROL, "COMBO", {"options": sorted(CONTROL_VALUES)}))
         if options.get("image_upload") or options.get("video_upload"):  # one upload button for both
             layout.widgets.append((UPLOAD, "UPLOAD", {}))
+        layout.omittable = layout.omittable + 1 if optional else 0
     return layout
 
 
@@ -163,7 +174,7 @@ def assert_note_explains_every_widget(host, name: str) -> None:
         if not layout.widgets:
             continue
         assert node["title"] in sections, f"{name}: the note has no section for {node['title']!r}"
-        for widget, _, _ in layout.widgets:
+        for widget, _, _ in layout.widgets[: len(node["widgets_values"])]:  # newer optional ones keep defaults
             label = {CONTROL: "control after generate"}.get(widget, widget)
             assert re.search(rf"^- \*\*{re.escape(label)}\*\*.*: \S", sections[node["title"]], re.MULTILINE), (
                 f"{name}: the note does not explain {label!r} of {node['title']!r}"

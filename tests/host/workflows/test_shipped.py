@@ -176,7 +176,7 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
         layout = frontend_layout(node_info(host, node["type"]))
         where = f"{name} node {node['id']} ({node['type']})"
         values = node["widgets_values"]
-        if len(values) != len(layout.widgets):
+        if not layout.accepts(len(values)):
             problems.append(
                 f"{where}: {len(values)} widget values, the frontend builds {len(layout.widgets)} "
                 f"({[w[0] for w in layout.widgets]})"
@@ -190,7 +190,7 @@ def test_ui_workflow_matches_the_node_definitions(host, name):
         if sockets != layout.sockets:
             problems.append(f"{where}: inputs {sockets} != {layout.sockets}")
         outputs = [(o["name"], o["type"]) for o in node["outputs"]]
-        if outputs != layout.outputs:
+        if outputs != layout.outputs[: len(outputs)]:  # a newer host may add outputs (0.33.0's SaveVideo)
             problems.append(f"{where}: outputs {outputs} != {layout.outputs}")
         for slot, entry in enumerate(node["inputs"]):
             if entry["link"] is not None:
