@@ -189,3 +189,41 @@ def test_requirements_install_without_changing_torch():
         _run([str(python), "-c", "import einops, safetensors, kornia, huggingface_hub, av"])
     finally:
         shutil.rmtree(python.parents[1], ignore_errors=True)
+
+
+RUNTIME_CODE = ("__init__.py", "nodes", "dynamicrafter")
+"""What ComfyUI imports when it loads the pack (the batch client and the generators run on their own)."""
+FLAGGED_CALLS = {
+    "eval(": r"(?<![.\w])eval\(",
+    "exec(": r"(?<![.\w])exec\(",
+    "os.system": r"\bos\.system\(",
+    "shell=True": r"shell\s*=\s*True",
+    "subprocess": r"\bimport subprocess\b|\bsubprocess\.",
+    "pip at run time": r"\bpip\.main\(|\[\s*sys\.executable\s*,\s*['\"]-m['\"]\s*,\s*['\"]pip",
+    "torch.load without weights_only": r"torch\.load\((?![^)]*weights_only\s*=\s*True)",
+    "pickle": r"\bpickle\.loads?\(",
+}
+"""Calls the Comfy Registry's security scan and its standards flag in a node pack's code."""
+
+
+def test_registry_name_follows_the_specification(pyproject):
+    name = pyproject["project"]["name"]
+    assert len(name) < 100 and re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", name)
+    assert not re.search(r"[._-]{2}", name), "no consecutive special characters"
+
+
+def test_requires_comfyui_is_the_oldest_release_the_tests_run(pyproject):
+    env = (ROOT / "scripts" / "lib" / "env.sh").read_text(encoding="utf-8")
+    oldest = re.search(r"^COMFYUI_OLDEST=(\S+)$", env, re.MULTILINE).group(1)
+    assert pyproject["tool"]["comfy"]["requires-comfyui"] == f">={oldest}"
+
+
+def test_runtime_code_makes_no_call_the_registry_flags():
+    files = [ROOT / RUNTIME_CODE[0], *(p for d in RUNTIME_CODE[1:] for p in (ROOT / d).rglob("*.py"))]
+    found = [
+        f"{path.relative_to(ROOT)}: {what}"
+        for path in files
+        for what, pattern in FLAGGED_CALLS.items()
+        if re.search(pattern, path.read_text(encoding="utf-8"))
+    ]
+    assert len(files) > 30 and found == []
