@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from support.comfy_server import ROOT, load_api_workflow
+from support.frontend_page import screenshot
 
 pytestmark = pytest.mark.host
 
 SUBGRAPHS = ROOT / "subgraphs"
+README_BLUEPRINT = "DynamiCrafter Image to Video (512)"
+"""Pictured in the README (taken with DYNAMICRAFTER_SCREENSHOTS=1)."""
 OUTSIDE = {"LoadImage", "SaveVideo"}
 """What a blueprint leaves to the user's graph: the pictures in, the saving out."""
 
@@ -53,6 +56,10 @@ def test_blueprint_is_found_dropped_and_opened(page, server, name):
     assert {"ckpt_name", "text", "seed", "steps"} <= set(shown) <= set(folded["widgets"]), folded
 
     assert sorted(folded["inner"]) == sorted([str(n["id"]), n["type"]] for n in definition["nodes"])
+    if name == README_BLUEPRINT:
+        page.evaluate("(name) => app.canvas.centerOnNode(app.graph._nodes.find(n => n.title === name))", name)
+        page.wait_for_timeout(1000)
+        screenshot(page, "blueprint_folded")
     shipped = load_api_workflow(definition["extra"]["workflow"])  # the workflow it folds
     assert {k: v["class_type"] for k, v in shipped.items() if v["class_type"] not in OUTSIDE} == dict(folded["inner"])
 
@@ -82,3 +89,7 @@ def test_blueprint_is_found_dropped_and_opened(page, server, name):
             break
     page.wait_for_function(opened, arg=len(folded["inner"]), timeout=5_000)
     page.get_by_text(name).first.wait_for()  # the breadcrumb names the blueprint
+    if name == README_BLUEPRINT:
+        page.get_by_role("button", name="Fit View (.)").click()
+        page.wait_for_timeout(1000)  # the canvas redraws on the next frames
+        screenshot(page, "blueprint_opened")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -34,17 +33,13 @@ from typing import Any
 
 import pytest
 
-from support.comfy_server import ROOT, WORKFLOWS, ComfyServer, load_api_workflow, workflow_names
-from support.frontend_page import VIEWPORT, open_page
+from support.comfy_server import WORKFLOWS, ComfyServer, load_api_workflow, workflow_names
+from support.frontend_page import SCREENSHOTS, VIEWPORT, open_page, screenshot
 
 pytestmark = pytest.mark.host
 
 log = logging.getLogger(__name__)
 
-# The README's pictures: taken only when asked (DYNAMICRAFTER_SCREENSHOTS=1), into docs/images, so that a test
-# run leaves the checkout clean and spends no time encoding pictures nobody looks at.
-SCREENSHOTS = os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1"
-IMAGES = ROOT / "docs" / "images"
 RUN_WORKFLOW = "image_to_video_512"
 RUN_WIDTH, RUN_HEIGHT, RUN_STEPS = 128, 64, 1
 ERRORS_DETECTED = re.compile(r"Errors? detected")
@@ -184,12 +179,6 @@ def frame_graph(page, settle: bool = True) -> float:
     if settle:
         page.wait_for_timeout(1000)  # DOM widgets (the note, the video) follow the canvas on the next frames
     return scale
-
-
-def screenshot(page, name: str) -> None:
-    if SCREENSHOTS:
-        IMAGES.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(IMAGES / f"{name}.png"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
-from support.comfy_server import ComfyServer
+from support.comfy_server import ROOT, ComfyServer
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +34,15 @@ def open_page(context, server: ComfyServer) -> Any:
         "frontend ready in %.1f s (uncaught page errors while loading: %s)", time.monotonic() - started, page.errors
     )
     return page
+
+
+# The README's pictures: taken only when asked (DYNAMICRAFTER_SCREENSHOTS=1), into docs/images, so that a test
+# run leaves the checkout clean and spends no time encoding pictures nobody looks at.
+SCREENSHOTS = os.environ.get("DYNAMICRAFTER_SCREENSHOTS") == "1"
+IMAGES = ROOT / "docs" / "images"
+
+
+def screenshot(page, name: str) -> None:
+    if SCREENSHOTS:
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMAGES / f"{name}.png"))
