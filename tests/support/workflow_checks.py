@@ -14,6 +14,9 @@ from typing import Any
 from support.comfy_server import WORKFLOWS
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
+NEWER_WIDGETS = {"LoraModelLoader": [("bypass", "BOOLEAN")]}
+"""Widgets the shipped workflows carry that the oldest supported host (0.8.0) does not have yet (0.33.0's are
+required): that host's frontend ignores the extra value, its server the extra input."""
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "COMFY_DYNAMICCOMBO_V3"}
 """Inputs the frontend draws as widgets; a V3 dynamic combo (0.33.0's SaveVideo codec) is a combo of its keys."""
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -42,6 +45,8 @@ NEW_NAMES = [
 """Checked by test_new_workflows.py with these same checks, extended to linked widgets; run there or (the sampler
 controls) in test_control_workflows.py."""
 CIL_NAMES = ["cil_image_to_video_512"]
+CAMERA_NAMES = ["camera_control_256", "camera_control_512"]
+"""The camera workflows load camera files of their own: tests/host/workflows/test_camera.py checks them."""
 """Checked (and run) by test_cil_workflow.py: its loader's file and the statistics are the user's to fetch."""
 
 
@@ -114,6 +119,9 @@ def frontend_layout(info: dict[str, Any]) -> Layout:
         if options.get("image_upload") or options.get("video_upload"):  # one upload button for both
             layout.widgets.append((UPLOAD, "UPLOAD", {}))
         layout.omittable = layout.omittable + 1 if optional else 0
+    for name, kind in NEWER_WIDGETS.get(info.get("name", ""), []):
+        if name not in specs:
+            layout.widgets.append((name, kind, {}))
     return layout
 
 

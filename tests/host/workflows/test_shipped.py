@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import uuid
@@ -39,6 +40,7 @@ from support.host_checkpoints import host_state_dict, write_host_checkpoint
 from support.reference_data import manifest_path
 from support.stock_model_files import write_workflow_model_files
 from support.workflow_checks import (
+    CAMERA_NAMES,
     CIL_NAMES,
     FRONTEND_ONLY,
     NEW_NAMES,
@@ -61,10 +63,9 @@ EXPECTED_NAMES = [
     "loop_512",
     "lora_512",
 ]
-NAMES = [
-    name for name in workflow_names() if name not in NEW_NAMES + CIL_NAMES and not name.startswith("camera_control_")
-]
-"""(The camera workflows load camera files of their own: test_camera.py here checks them.)"""
+SUBGRAPHS = WORKFLOWS.parent / "subgraphs"
+"""The subgraph blueprints the generator makes from the workflows (workflows/gen/blueprints.py)."""
+NAMES = [name for name in workflow_names() if name not in NEW_NAMES + CIL_NAMES + CAMERA_NAMES]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -98,16 +99,17 @@ def validate(host, prompt: dict[str, Any]):
 
 
 def test_the_shipped_set_of_workflows():
-    assert NAMES == EXPECTED_NAMES and workflow_names() == sorted(EXPECTED_NAMES + NEW_NAMES + CIL_NAMES)
-    assert sorted(p.stem for p in API_WORKFLOWS.glob("*.json")) == sorted(EXPECTED_NAMES + NEW_NAMES + CIL_NAMES)
+    every = sorted(EXPECTED_NAMES + NEW_NAMES + CIL_NAMES + CAMERA_NAMES)
+    assert NAMES == EXPECTED_NAMES and workflow_names() == every
+    assert sorted(p.stem for p in API_WORKFLOWS.glob("*.json")) == every
 
 
 def test_committed_files_are_the_generator_output(comfy_host):
     generator = load_generator()  # reads the schemas of the pack comfy_host imported
     expected = generator.json_files()
     committed = {
-        str(p.relative_to(WORKFLOWS)): p.read_text(encoding="utf-8")
-        for p in [*WORKFLOWS.glob("*.json"), *API_WORKFLOWS.glob("*.json")]
+        os.path.relpath(p, WORKFLOWS): p.read_text(encoding="utf-8")
+        for p in [*WORKFLOWS.glob("*.json"), *API_WORKFLOWS.glob("*.json"), *SUBGRAPHS.glob("*.json")]
     }
     assert sorted(committed) == sorted(expected), "run python workflows/generate.py"
     stale = [path for path, text in expected.items() if committed[path] != text]
