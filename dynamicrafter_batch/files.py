@@ -81,11 +81,14 @@ def _open_picture(f: BinaryIO, shown: Path) -> None:
 
 def check_picture(path: Path, root: Path | None) -> Upload:
     """The picture ``path`` names, checked for upload; ``root`` None allows files anywhere (the user's flag)."""
+    # Outside the folder first, whether the file exists or not: a batch file cannot probe what lies elsewhere.
     try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError):
+        outside = root is not None and not _inside(path.resolve(), root.resolve())
+        real = None if outside else path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a loop of links
         raise LocalFileError(f"image not found: {path}") from None
-    if root is not None and not _inside(real, root.resolve()):
+    outside = outside or (root is not None and not _inside(real, root.resolve()))
+    if outside:
         raise LocalFileError(
             f"{path}: outside the batch's folder {root} (the path or a link on its way leads elsewhere); "
             f"nothing was uploaded. Copy the picture into that folder, or give {ALLOW_OUTSIDE_OPTION} if you "

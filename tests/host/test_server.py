@@ -73,10 +73,14 @@ RUN_IN_PROCESS = [
     "image_guidance_512",
     "tooncrafter_sketch_512",
     "cil_image_to_video_512",
+    "camera_control_256",
+    "camera_control_512",
+    "train_lora_512",
 ]
-"""Run end to end by test_new_workflows.py (they need other checkpoints, a music folder, a fake AI service),
-test_control_workflows.py (SamplerCustomAdvanced: no DynamiCrafter Sampler to follow the progress of),
-test_sketch_workflow.py (a sketch encoder) and test_cil_workflow.py (the analytic-init statistics)."""
+"""Run end to end in-process by tests/host/workflows/: test_features.py (they need other checkpoints, a music
+folder, a fake AI service), test_controls.py (SamplerCustomAdvanced: no DynamiCrafter Sampler to follow the
+progress of), test_sketch.py (a sketch encoder), test_cil.py (the analytic-init statistics), test_camera.py (camera
+files; the 512 one validated) and test_training.py (training clips and a LoRA)."""
 
 
 def sd15_shaped_file(path: Path) -> None:
