@@ -59,6 +59,8 @@ class FakeHub:
     trickle_s: float = 0.5
     trickle_bytes: int = 1
     flood_sent: int = 0
+    trickle_sent: int = 0
+    """Bytes of a trickling body written so far (what a test waits for before it presses Cancel)."""
     _drop_after: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
@@ -247,6 +249,7 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 for n in range(0, len(payload), hub.trickle_bytes):
                     self.wfile.write(payload[n : n + hub.trickle_bytes])
                     self.wfile.flush()
+                    hub.trickle_sent += hub.trickle_bytes
                     time.sleep(hub.trickle_s)
             except OSError:
                 pass  # the client went away
@@ -279,3 +282,11 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(content)
 
     return Handler
+
+
+def wait_for_trickle(hub: FakeHub, sent: int, timeout: float = 60) -> None:
+    """Until the trickling body has written ``sent`` bytes (the transfer is under way)."""
+    deadline = time.monotonic() + timeout
+    while hub.trickle_sent < sent:
+        assert time.monotonic() < deadline, f"the mirror sent {hub.trickle_sent} of {sent} bytes in {timeout} s"
+        time.sleep(0.01)

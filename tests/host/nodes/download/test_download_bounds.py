@@ -17,7 +17,7 @@ import pytest
 
 from support.comfy_server import ComfyServer, ServerSetup
 from support.download_parts import KIJAI_1024, ORIGINAL_512, PAYLOAD, ProgressLog, no_partials, run_node
-from support.fake_hf_server import FakeHub
+from support.fake_hf_server import FakeHub, wait_for_trickle
 
 pytestmark = pytest.mark.host
 
@@ -39,7 +39,7 @@ def _cancel_after_first_get(hub: FakeHub, pressed: list[float]) -> threading.Thr
         deadline = time.monotonic() + 30
         while not hub.gets() and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.5)  # a few bytes in
+        wait_for_trickle(hub, 1)  # a byte in
         pressed.append(time.monotonic())
         comfy.model_management.interrupt_current_processing(True)
 
@@ -188,7 +188,7 @@ def test_server_cancel_on_a_trickling_mirror_within_two_seconds_then_the_next_pr
             while not hub.gets() and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert hub.gets(), server.log_tail()
-            time.sleep(1.0)  # a couple of bytes in
+            wait_for_trickle(hub, 2)  # a couple of bytes in
             pressed = time.monotonic()
             _post(server, "/interrupt", {})
             entry = _finished(server, first)
