@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Batch image-to-video through the HTTP API of one or many ComfyUI servers, resumable after any crash.
+"""Batch image-to-video through the HTTP API of a ComfyUI server, or on a Ray cluster; resumable after any crash.
 
     dynamicrafter-batch --images photos/ --prompt "waves crashing" --out videos/
+    dynamicrafter-batch --csv batch.csv --out videos/ --cluster auto --comfyui /opt/ComfyUI
     dynamicrafter-batch --csv batch.csv --out videos/ --server http://gpu1:8188 --server http://gpu2:8188
     dynamicrafter-batch --csv batch.csv --out videos/ --servers-file servers.txt --dry-run
     python -m dynamicrafter_batch.client ...  (the same, from a checkout)
@@ -10,12 +11,15 @@ Each item (an image of the folder, or a CSV row with the columns ``image, prompt
 workflow's inputs, e.g. ``seed, fs, variant, steps``) becomes one API-format prompt: the shipped workflow
 (``workflows/api/<name>_<variant>.json``, else the same file from the server's pack) with the item's
 picture, prompt and values set on the nodes that have those inputs. The options under "workflow inputs"
-are read from the chosen workflow itself. Each server takes up to its concurrency of items; progress is
+are read from the chosen workflow itself. The server takes up to its concurrency of items; progress is
 one line on stderr, outputs come over ``GET /view`` into the output folder, a summary table ends the run.
 
-``journal.jsonl`` in the output folder records (fsync'd) which server each item was claimed for before it
-is sent, each submission, output and error: kill the client or any server, start again, and every item
-is still made exactly once (see ``batch_runner``). Items that failed (bad image, validation error) are
+More than one server is a cluster's job: ``--cluster`` runs the batch on Ray, each worker with a ComfyUI of
+its own (``--comfyui``) or one of the ``--server`` ones (``cluster``). Ray is optional: one server needs none.
+
+``journal.jsonl`` in the output folder records (fsync'd) which server or worker each item was claimed for
+before it is sent, each submission, output and error: kill the client, a server or a worker, start again,
+and every item is still made exactly once (``render``). Items that failed (bad image, validation error) are
 skipped by later runs unless ``--retry-failed``.
 
 Only pictures are uploaded, and only from the folder (or the CSV's folder tree) unless
@@ -23,8 +27,9 @@ Only pictures are uploaded, and only from the folder (or the CSV's folder tree) 
 (``batch_files``). Prompt ids are derived with a secret kept in the journal, and a result is taken only
 when the server's stored graph is the item's own.
 
-Needs only the standard library, aiohttp and Pillow (which ComfyUI itself requires): it imports nothing from the
-pack, so it runs from a checkout, as the ``dynamicrafter-batch`` console script, or on another machine.
+Needs only the standard library, aiohttp and Pillow (which ComfyUI itself requires), and Ray for a cluster: it
+imports nothing from the pack, so it runs from a checkout, as the ``dynamicrafter-batch`` console script, or on
+another machine.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cluster import ClusterError, ClusterOptions, run_on_cluster
 from .files import ALLOW_OUTSIDE_OPTION
 from .graph import DEFAULT_WORKFLOW, WorkflowError, add_set_option, fields
 from .http_client import ComfyClient, ServerDown, fetch_shipped_workflow, history_outcome, run_prompt_once
@@ -52,9 +58,9 @@ from .items import (
     items_from_folder,
 )
 from .journal import JOURNAL_NAME, Journal, JournalBusy
-from .pool import Options, ServerListError, ServerSpec, server_specs
 from .progress import Progress, summary_table
-from .runner import BatchRunner
+from .runner import BatchRunner, Options
+from .servers import ServerListError, ServerSpec, server_specs
 
 __all__ = [
     "ComfyClient",
@@ -137,20 +143,52 @@ def base_parser() -> argparse.ArgumentParser:
         "--server-wait",
         type=float,
         default=600.0,
-        help="seconds a server may stay away before it is set aside (default 600)",
-    )
-    parser.add_argument(
-        "--reassign-after",
-        type=float,
-        default=60.0,
-        help="seconds an item waits for its dead server before going to another (default 60)",
+        help="seconds a server may stay away before its items give up on it (default 600)",
     )
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between status checks (default 2)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="server-side output subfolder")
     parser.add_argument("--dry-run", action="store_true", help="list what would be sent where, send nothing")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_cluster_options(parser)
     return parser
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "cluster (Ray)", "more than one server, or --cluster: the batch runs on Ray (pip install 'ray[default]')"
+    )
+    group.add_argument(
+        "--cluster",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run on Ray: the address 'ray start --head' printed, 'auto' (the cluster this machine is part of; "
+        "the default when the option is bare) or 'local' (Ray started here for this run). Without --server, "
+        "each worker starts its own ComfyUI (--comfyui)",
+    )
+    group.add_argument("--comfyui", metavar="DIR", help="the ComfyUI folder on every machine (the pack installed)")
+    group.add_argument(
+        "--comfyui-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an option for each worker's ComfyUI main.py, e.g. --comfyui-arg=--highvram (repeatable)",
+    )
+    group.add_argument("--workers", type=int, help="workers with their own ComfyUI (default: one per GPU)")
+    group.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs each worker takes (default 1; 0: CPU)")
+    group.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker takes (default 1)")
+    group.add_argument(
+        "--worker-dir",
+        metavar="DIR",
+        help="where each worker's ComfyUI keeps its files (default: the temporary folder)",
+    )
+    group.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="times Ray restarts a worker whose process died, retrying what it held (default 3)",
+    )
 
 
 def option_name(field_name: str) -> str:
@@ -189,8 +227,28 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
 
 
 def servers_of(args: argparse.Namespace) -> list[ServerSpec]:
+    """The servers named; none for a cluster whose workers start their own."""
+    if args.cluster is not None and not args.server and not args.servers_file:
+        return []
     urls = args.server or ([] if args.servers_file else [os.environ.get("COMFYUI_URL", DEFAULT_SERVER)])
     return server_specs(urls, args.servers_file, max(1, args.concurrency), dict(args.header))
+
+
+def cluster_of(args: argparse.Namespace, specs: list[ServerSpec]) -> ClusterOptions | None:
+    """The cluster to run on, or None for the single-server path (no engine)."""
+    if args.cluster is None and len(specs) < 2:
+        return None
+    return ClusterOptions(
+        address=None if args.cluster in (None, "local") else args.cluster,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        comfyui=args.comfyui,
+        comfyui_args=args.comfyui_arg,
+        worker_dir=args.worker_dir,
+        max_restarts=args.max_restarts,
+        servers=specs,
+    )
 
 
 def remote_workflows(specs: list[ServerSpec]):
@@ -210,7 +268,7 @@ def workflow_fields(args: argparse.Namespace) -> dict[str, Any]:
 def dry_run(jobs: list[Job], out_dir: Path, specs: list[ServerSpec], retry_failed: bool) -> str:
     """What a run would do with each item, from the journal alone (no server is asked)."""
     journal = Journal(out_dir / JOURNAL_NAME, writable=False)
-    turns = [spec.name for spec in specs for _ in range(spec.concurrency)]
+    turns = [spec.name for spec in specs for _ in range(spec.concurrency)] or ["a worker of the cluster"]
     lines, turn = [], 0
     for job in jobs:
         previous = journal.last(job.key)
@@ -222,9 +280,9 @@ def dry_run(jobs: list[Job], out_dir: Path, specs: list[ServerSpec], retry_faile
         elif home:
             plan = f"looked for on {home} (sent there before)"
         elif home == "":
-            plan = "looked for on every server (sent before), else sent to the first free one"
+            plan = "looked for where it goes (an earlier run sent it), else sent"
         else:
-            plan = f"sent to {turns[turn % len(turns)]} (or whichever server is free first)"
+            plan = f"sent to {turns[turn % len(turns)]} (or whichever is free first)"
             turn += 1
         lines.append(f"{job.item.row:>5}  {job.item.label}  {job.workflow or '-'}  {plan}")
     return "\n".join(lines)
@@ -236,16 +294,16 @@ def earlier_files(job: Job, out_dir: Path) -> list[Path] | None:
 
 
 def run_batch(
-    servers: str | list[ServerSpec],
+    server: str | ServerSpec,
     jobs: list[Job],
     out_dir: Path,
     options: Options | None = None,
     progress: Progress | None = None,
 ) -> list[Result]:
-    """The engine, for other programs (the run command): run ``jobs``, return one result per job."""
+    """One server's batch, for other programs (the run command): run ``jobs``, return one result per job."""
     options = options or Options()
-    specs = [ServerSpec(servers, options.concurrency)] if isinstance(servers, str) else servers
-    return asyncio.run(BatchRunner(specs, out_dir, options, progress).run(jobs))
+    spec = ServerSpec(server, options.concurrency) if isinstance(server, str) else server
+    return asyncio.run(BatchRunner(spec, out_dir, options, progress).run(jobs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,15 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         print(dry_run(jobs, args.out, specs, args.retry_failed))
         return 0
     options = Options(
-        concurrency=args.concurrency,
-        poll=args.poll,
-        server_wait=args.server_wait,
-        reassign_after=args.reassign_after,
-        retry_failed=args.retry_failed,
+        concurrency=args.concurrency, poll=args.poll, server_wait=args.server_wait, retry_failed=args.retry_failed
     )
+    progress = Progress(len(jobs), enabled=not args.quiet)
+    cluster = cluster_of(args, specs)
     try:
-        results = run_batch(specs, jobs, args.out, options, Progress(len(jobs), enabled=not args.quiet))
-    except JournalBusy as e:
+        if cluster is None:
+            results = run_batch(specs[0], jobs, args.out, options, progress)
+        else:
+            results = run_on_cluster(jobs, args.out, options, cluster, progress)
+    except (JournalBusy, ClusterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary_table(results))

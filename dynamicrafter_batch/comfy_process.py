@@ -43,11 +43,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_folders(work_dir: Path) -> list[str]:
+    """The server's input, output, temp and user folders under ``work_dir`` (ComfyUI's own stay untouched)."""
+    dirs = {kind: work_dir / kind for kind in ("input", "output", "temp", "user")}
+    for folder in dirs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return [
+        "--input-directory",
+        str(dirs["input"]),
+        "--output-directory",
+        str(dirs["output"]),
+        "--temp-directory",
+        str(dirs["temp"]),
+        "--user-directory",
+        str(dirs["user"].resolve()),
+    ]
+
+
 class ComfyProcess:
     """``python main.py`` of the ComfyUI in ``comfy_dir`` on 127.0.0.1, in its own process group.
 
     ``folder_args``: where the server keeps its files (``--base-directory DIR``, or ``--input-directory``
     and friends); ``extra_paths``: an extra-model-paths YAML (model folders, a ``custom_nodes`` entry).
+    ``own_group=False`` keeps the server in its parent's process group, so that whoever cleans up the parent's
+    group (Ray, for a cluster worker that dies) takes the server with it.
     """
 
     def __init__(
@@ -62,6 +81,7 @@ class ComfyProcess:
         cpu: bool = True,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        own_group: bool = True,
     ) -> None:
         self.comfy_dir = Path(comfy_dir)
         self.log_path = Path(log_path)
@@ -72,6 +92,7 @@ class ComfyProcess:
         self.cpu = cpu
         self.extra_args = list(extra_args)
         self.env = dict(env) if env is not None else None
+        self.own_group = own_group
         self.process: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
 
@@ -108,7 +129,7 @@ class ComfyProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=self.own_group,
             env=self.env,
         )
         return self
@@ -138,9 +159,9 @@ class ComfyProcess:
         raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
 
     def kill(self) -> None:
-        """SIGKILL to the server's process group, as a crash would."""
+        """SIGKILL to the server (its process group, when it has its own), as a crash would."""
         if self.alive():
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self._kill()
             self.process.wait()
         self._close_log()
 
@@ -152,9 +173,15 @@ class ComfyProcess:
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self._kill()
                 self.process.wait()
         self._close_log()
+
+    def _kill(self) -> None:
+        if self.own_group:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.kill()
 
     def _close_log(self) -> None:
         if self._log is not None:

@@ -11,9 +11,10 @@ streams it, after checking that it still is the file that was checked.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,6 +36,24 @@ class Upload:
     def open(self) -> BinaryIO:
         """The checked file again, for streaming: no link followed, still a regular file of the same size."""
         return _open_regular(self.path, self.path, self.size)
+
+    def load(self) -> LoadedUpload:
+        """The checked picture's bytes, for a worker on another machine (still the file that was checked)."""
+        with self.open() as f:
+            data = f.read(self.size + 1)
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
+            raise LocalFileError(f"{self.path}: changed since it was checked; run the batch again")
+        return LoadedUpload(self.path, self.size, self.sha256, data)
+
+
+@dataclass(frozen=True)
+class LoadedUpload(Upload):
+    """A checked picture carried in memory (to a cluster worker): uploaded from its bytes."""
+
+    data: bytes = field(default=b"", repr=False)
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
 
 
 def _open_regular(path: Path, shown: Path, size: int | None = None) -> BinaryIO:

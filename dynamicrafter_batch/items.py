@@ -144,17 +144,24 @@ class Job:
     prefix_root: str = DEFAULT_PREFIX
     prompt_id: str = ""
     """Set by :meth:`bind`: what the server knows the item by."""
+    secret: str = field(default="", repr=False)
 
     def bind(self, secret: str, prompt_id: str | None = None) -> None:
-        """Give the item its server-side names: ``prompt_id`` (a journal's record, or a fresh one), else
-        one derived from the key with ``secret``; the output prefix follows from the prompt id, the upload
-        name from the picture and ``secret``."""
+        """Give the item its server-side names: ``prompt_id`` (a journal's record), else one derived from
+        the key with ``secret``; the output prefix follows from the prompt id, the upload name from the
+        picture and ``secret``."""
+        self.secret = secret
         self.prompt_id = prompt_id or secret_id(secret, self.key)
         if self.upload is not None:
             token = uuid.UUID(secret_id(secret, "upload:" + self.upload.sha256)).hex[:20]
             self.upload_name = f"dcbatch_{token}{self.item.image.suffix.lower()}"
             set_image(self.graph, self.upload_name)
         self.prefixes = set_prefixes(self.graph, f"{self.prefix_root}/{uuid.UUID(self.prompt_id).hex[:20]}")
+
+    def reissue(self) -> None:
+        """The next id of the item's chain (its server holds someone else's result under the current one):
+        derived, not random, so that whoever resumes the item computes the same one."""
+        self.bind(self.secret, secret_id(self.secret, f"after:{self.prompt_id}"))
 
     def local_stem(self) -> str:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.item.image.stem).strip("_") or "item"

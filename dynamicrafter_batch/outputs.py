@@ -84,16 +84,25 @@ async def find_outputs(
     return found
 
 
-async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_dir: Path, stem: str) -> list[Path]:
-    """Download the item's outputs as ``<stem>[_n].<ext>`` (written whole, then renamed)."""
+async def fetch_outputs(client: ComfyClient, files: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    """The item's outputs from its server: ``(extension, data)`` each."""
     if not files:
         raise ItemError("the prompt finished but saved no output file")
-    saved = []
-    for n, (name, subfolder) in enumerate(files):
+    fetched = []
+    for name, subfolder in files:
         data = await client.fetch(name, subfolder)
         if data is None:
             raise ItemError(f"the server has no output {subfolder}/{name} any more")
-        target = out_dir / (stem + (f"_{n + 1}" if len(files) > 1 else "") + Path(name).suffix)
+        fetched.append((Path(name).suffix, data))
+    return fetched
+
+
+def write_outputs(fetched: list[tuple[str, bytes]], out_dir: Path, stem: str) -> list[Path]:
+    """Write fetched outputs as ``<stem>[_n].<ext>`` in ``out_dir`` (each written whole, then renamed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for n, (extension, data) in enumerate(fetched):
+        target = out_dir / (stem + (f"_{n + 1}" if len(fetched) > 1 else "") + extension)
         partial = target.with_name(target.name + ".part")
         with open(partial, "wb") as f:
             f.write(data)
@@ -102,6 +111,11 @@ async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_di
         os.replace(partial, target)
         saved.append(target)
     return saved
+
+
+async def save_outputs(client: ComfyClient, files: list[tuple[str, str]], out_dir: Path, stem: str) -> list[Path]:
+    """Download the item's outputs into ``out_dir``."""
+    return write_outputs(await fetch_outputs(client, files), out_dir, stem)
 
 
 def canonical(graph: Any) -> str:
@@ -115,7 +129,7 @@ def is_own(entry: Mapping[str, Any], graph: Mapping[str, Any]) -> bool:
 
 
 async def locate(job: Any, server: Any) -> tuple[str, Any]:
-    """Where a ``batch_items.Job`` is on ``server`` (a ``batch_pool.ServerState``): queued | done (its files) |
+    """Where an ``items.Job`` is on ``server`` (a ``link.ServerLink``): queued | done (its files) |
     error (the message) | foreign (the history holds another graph under the item's id) | absent. The queue
     is read before the history: an item leaves the queue and enters the history in one step, so it is never
     missed in between; a restarted server has no history, so the output files under the item's prefixes

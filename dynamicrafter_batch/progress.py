@@ -20,7 +20,7 @@ class ServerStats:
     busy_since: float | None = None
     """When this run first sent it work (throughput counts from there)."""
     state: str = "up"
-    """up | down | set aside."""
+    """up | gone (a cluster worker given up)."""
 
     def per_minute(self, now: float) -> float:
         if self.busy_since is None or now - self.busy_since < 1.0:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import client as batch_client
-from .comfy_process import ComfyProcess, free_port
+from .comfy_process import ComfyProcess, free_port, server_folders
 from .run_cli import DEMO_SIZE, PACK_ROOT, argument_errors, parse_args
 
 log = logging.getLogger("dynamicrafter.run")
@@ -115,23 +115,6 @@ def write_extra_paths(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def server_folders(work_dir: Path) -> list[str]:
-    """The server's input, output, temp and user folders under ``work_dir`` (ComfyUI's own stay untouched)."""
-    dirs = {kind: work_dir / kind for kind in ("input", "output", "temp", "user")}
-    for folder in dirs.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    return [
-        "--input-directory",
-        str(dirs["input"]),
-        "--output-directory",
-        str(dirs["output"]),
-        "--temp-directory",
-        str(dirs["temp"]),
-        "--user-directory",
-        str(dirs["user"].resolve()),
-    ]
 
 
 # --------------------------------------------------------------------------------------------------

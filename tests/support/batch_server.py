@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dynamicrafter_batch.comfy_process import ComfyProcess
-from dynamicrafter_batch.run import link_pack, server_folders, write_extra_paths
+from dynamicrafter_batch.comfy_process import ComfyProcess, server_folders
+from dynamicrafter_batch.run import link_pack, write_extra_paths
 from support.comfy_server import comfyui_dir
 from support.host_checkpoints import TINY_FILE_NAME
 

@@ -19,8 +19,8 @@ from dynamicrafter_batch import graph as batch_graph
 from dynamicrafter_batch import items as batch_items
 from dynamicrafter_batch import journal as batch_journal
 from dynamicrafter_batch import outputs as batch_outputs
-from dynamicrafter_batch import pool as batch_pool
 from dynamicrafter_batch import progress as batch_progress
+from dynamicrafter_batch import servers as batch_servers
 from support.batch_server import BATCH
 from support.batch_videos import picture
 
@@ -257,7 +257,7 @@ def test_servers_file_and_headers_never_shown(tmp_path, monkeypatch):
         "https://user:pw@gpu2.example.com concurrency=4 header.Authorization='Bearer ${GPU2_TOKEN}'\n"
         "http://gpu1:8188/\n"
     )
-    specs = batch_pool.server_specs(["http://local:8188"], listing, 2, {"X-Key": "other-secret"})
+    specs = batch_servers.server_specs(["http://local:8188"], listing, 2, {"X-Key": "other-secret"})
     assert [(s.url, s.concurrency) for s in specs] == [
         ("http://local:8188", 2),
         ("http://gpu1:8188", 2),
@@ -268,11 +268,11 @@ def test_servers_file_and_headers_never_shown(tmp_path, monkeypatch):
     shown = repr(specs) + " ".join(s.name for s in specs)
     assert "s3cret" not in shown and "other-secret" not in shown and "pw@" not in shown
     listing.write_text("http://gpu3:8188 header.Authorization=${MISSING_TOKEN}\n")
-    with pytest.raises(batch_pool.ServerListError, match="MISSING_TOKEN is not set"):
-        batch_pool.server_specs([], listing, 2)
+    with pytest.raises(batch_servers.ServerListError, match="MISSING_TOKEN is not set"):
+        batch_servers.server_specs([], listing, 2)
     listing.write_text("gpu3:8188\n")
-    with pytest.raises(batch_pool.ServerListError, match="not a server address"):
-        batch_pool.server_specs([], listing, 2)
+    with pytest.raises(batch_servers.ServerListError, match="not a server address"):
+        batch_servers.server_specs([], listing, 2)
 
 
 def test_dry_run_lists_what_goes_where(tmp_path):
@@ -324,10 +324,10 @@ def test_progress_line_across_servers():
         progress.finished(True)
     progress.stopped("http://b:2", "failed")
     progress.finished(False)
-    progress.servers["http://b:2"].state = "set aside"
+    progress.servers["http://b:2"].state = "gone"
     line = progress.status(now=start + 60.0)
-    # 2 of 10 done in a minute on a (b is set aside and counts no more): 7 left at 2/min.
-    assert line == "2/10 done, 1 running, 1 failed | a:1 1 run 2.0/min | b:2 SET ASIDE 0 run 0.0/min | ETA 3m30s"
+    # 2 of 10 done in a minute on a (b is gone and counts no more): 7 left at 2/min.
+    assert line == "2/10 done, 1 running, 1 failed | a:1 1 run 2.0/min | b:2 GONE 0 run 0.0/min | ETA 3m30s"
 
 
 def test_complete_mp4_is_told_from_a_truncated_one(tmp_path):
