@@ -213,8 +213,8 @@ class Dispatcher:
             reply = await call.remote(payload, self.ledger.journal.submitted(job.key))
         except self.ray.exceptions.RayError as e:
             reply = {"status": "gone", "error": f"its actor died ({type(e).__name__}) past its restarts", "events": []}
-        for event in reply["events"]:
-            self.ledger.record(**event)
+        for event in reply["events"]:  # the worker names its server's address; the journal names the worker
+            self.ledger.record(**(event | {"server": worker.name, "address": event.get("server", "")}))
             if event["event"] == "requeued":
                 self.progress.message(f"row {job.item.row}: not on {worker.name}'s server any more; sent again")
         if reply.get("prompt_id") and reply["prompt_id"] != job.prompt_id:

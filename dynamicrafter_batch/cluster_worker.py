@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,18 @@ class WorkerSpec:
 class OwnedServerLink(ServerLink):
     """The link of a worker that owns its server: a server that ended is started again, not waited for."""
 
-    def __init__(self, process: ComfyProcess, client_id: str, server_wait: float, start_timeout: float) -> None:
+    def __init__(
+        self,
+        process: ComfyProcess,
+        client_id: str,
+        server_wait: float,
+        start_timeout: float,
+        on_start: Callable[[], None],
+    ) -> None:
         super().__init__(process.url, client_id, server_wait=server_wait)
         self.process = process
         self.start_timeout = start_timeout
+        self.on_start = on_start
         self._restarting = asyncio.Lock()
 
     async def recover(self, error: ServerDown) -> None:
@@ -72,6 +81,7 @@ class OwnedServerLink(ServerLink):
                     self.process.kill()
             log.warning("the ComfyUI of this worker ended (%s); starting it again", error)
             await asyncio.to_thread(start_server, self.process, self.start_timeout)
+            self.on_start()
             self.forget_queue()
             self.up = True
 
@@ -114,8 +124,13 @@ class ComfyWorker:
             own_group=False,
         )
         start_server(self.process, self.spec.start_timeout)
-        (work / STATE_FILE).write_text(json.dumps(self.describe()), encoding="utf-8")
-        return OwnedServerLink(self.process, self.client_id, self.spec.server_wait, self.spec.start_timeout)
+        self._write_state()
+        return OwnedServerLink(
+            self.process, self.client_id, self.spec.server_wait, self.spec.start_timeout, self._write_state
+        )
+
+    def _write_state(self) -> None:
+        Path(self.spec.work_dir, STATE_FILE).write_text(json.dumps(self.describe()), encoding="utf-8")
 
     def describe(self) -> dict[str, Any]:
         """Where this worker is: host, actor process, server address and process."""

@@ -2,12 +2,13 @@
 
 Records (``event``): ``batch`` (the websocket client id), ``secret`` (the batch's secret, from which the
 prompt ids, upload names and output prefixes the servers see are derived: others cannot predict them),
-``reissued`` (the server held someone else's result under the item's id: it gets a fresh id), ``claimed`` (an item is about to be sent to a
-server), ``submitted``, ``requeued`` (a server lost it), ``released`` (taken back from a server that
-died), ``attempt_failed`` (failed on one server; another one tries), ``done`` and ``failed``. Items are
-keyed by their content-derived key; the last ``done``/``failed`` record is an item's outcome and the last
-``claimed``/``submitted`` one names the server it went to. Journals of single-server runs (no ``server``
-field) read the same: such an item is looked for on every server.
+``reissued`` (the server held someone else's result under the item's id: it gets the next id of its chain),
+``claimed`` (an item is about to go to a server, or a cluster worker), ``submitted``, ``requeued`` (a server
+lost it), ``released`` (given back by a cluster worker that could not go on), ``done`` and ``failed``.
+Items are keyed by their content-derived key; the last ``done``/``failed`` record is an item's outcome and the
+last ``claimed``/``submitted`` one names where it went. Journals of older versions read the same: records
+without a ``server`` field (an item is then looked for where it goes next), and ``attempt_failed`` ones (an
+item then had no server).
 """
 
 from __future__ import annotations
@@ -151,16 +152,6 @@ class Journal:
             if event in ("claimed", "submitted"):
                 return record.get("server", "")
         return None
-
-    def failed_on(self, key: str) -> set[str]:
-        """Servers on which the item failed since its last outcome (another server gets the next try)."""
-        servers: set[str] = set()
-        for record in reversed(self.history(key)):
-            if record.get("event") in OUTCOMES:
-                break
-            if record.get("event") == "attempt_failed":
-                servers.add(record.get("server", ""))
-        return servers
 
     def write(self, event: str, **data: Any) -> None:
         record = {"time": round(time.time(), 3), "event": event, **data}

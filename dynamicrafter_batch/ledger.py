@@ -26,6 +26,7 @@ class Ledger:
         self.journal = Journal(self.out_dir / JOURNAL_NAME)
         self.results: dict[str, Result] = {}
         self._started: dict[str, float] = {}
+        self._opened = time.monotonic()
 
     def open(self, jobs: list[Job]) -> list[Job]:
         """Bind every job to the batch's ids and settle what an earlier run settled; returns the jobs left to
@@ -109,8 +110,11 @@ class Ledger:
     # -- the end ---------------------------------------------------------------------------------
 
     def close(self, jobs: list[Job], stop_reason: str) -> list[Result]:
-        """One result per job given to :meth:`open` (in its order); an unfinished one is "not run"."""
+        """One result per job given to :meth:`open` (in its order); an unfinished one is "not run". Tells each
+        server's (or worker's) throughput."""
         self.journal.close()
+        if self.progress.servers:
+            self.progress.message(self.progress.server_summary(time.monotonic() - self._opened))
         for job in jobs:
             if job.key not in self.results:
                 self.results[job.key] = Result(job, "not run", error=stop_reason)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dynamicrafter_batch.comfy_process import free_port
+from dynamicrafter_batch.comfy_process import ComfyProcess, free_port
 
 RAY = Path(sys.executable).with_name("ray")
 LOOPBACK_UP = """
@@ -105,15 +105,17 @@ class RayCluster:
                     f"ray start exited ({self.process.returncode}):\n{self.log_path.read_text()[-3000:]}"
                 )
             try:
-                self.get("/api/version")
+                self.get_json(self.dashboard + "/api/version")
                 return
             except subprocess.CalledProcessError:
                 time.sleep(0.5)
         raise TimeoutError(f"Ray did not come up in {timeout:.0f} s:\n{self.log_path.read_text()[-3000:]}")
 
-    def get(self, path: str) -> Any:
-        """A dashboard route's JSON, fetched from inside the namespace."""
-        fetch = f"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen({self.dashboard + path!r}, timeout=60).read())"
+    def get_json(self, url: str) -> Any:
+        """The JSON a server in the namespace answers at ``url`` (fetched from inside)."""
+        fetch = (
+            f"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen({url!r}, timeout=60).read())"
+        )
         result = subprocess.run(
             self.command([sys.executable, "-c", fetch]), capture_output=True, check=True, timeout=120
         )
@@ -121,7 +123,7 @@ class RayCluster:
 
     def tasks(self) -> list[dict[str, Any]]:
         """The tasks Ray's dashboard lists (its state API), with their names and states."""
-        return self.get("/api/v0/tasks?limit=10000&detail=false")["data"]["result"]["result"]
+        return self.get_json(self.dashboard + "/api/v0/tasks?limit=10000&detail=false")["data"]["result"]["result"]
 
     def stop(self) -> None:
         """Ray first (it stops its own processes), then whatever is left in the namespace."""
@@ -153,6 +155,29 @@ class RayCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ComfyInside(ComfyProcess):
+    """A ComfyUI server started inside a :class:`RayCluster`'s namespace (an existing server for its workers)."""
+
+    def __init__(self, cluster: RayCluster, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cluster = cluster
+
+    def command(self) -> list[str]:
+        return self.cluster.command(super().command())
+
+    def wait_ready(self, timeout: float = 300.0, node: str | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"ComfyUI exited while starting:\n{self.log_tail()}")
+            try:
+                self.cluster.get_json(self.url + "/system_stats")
+                return
+            except subprocess.CalledProcessError:
+                time.sleep(0.5)
+        raise TimeoutError(f"ComfyUI did not answer in {timeout:.0f} s:\n{self.log_tail()}")
 
 
 def _pids() -> list[int]:

@@ -27,13 +27,15 @@ TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
 CACHE = ROOT / ".cache" / "packaging"
 
 
+def _requirement_lines(path: Path) -> list[str]:
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not line.startswith("-")]
+
+
 def _requirement_names(path: Path) -> list[str]:
-    names = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
-            names.append(re.split(r"[\s<>=!~\[;@]", line, maxsplit=1)[0].lower().replace("_", "-"))
-    return names
+    return [
+        re.split(r"[\s<>=!~\[;@]", line, maxsplit=1)[0].lower().replace("_", "-") for line in _requirement_lines(path)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,13 @@ def test_requirements_list_no_torch_and_mirror_the_project(pyproject):
     assert sorted(declared) == sorted(names)
     for extra in pyproject["project"].get("optional-dependencies", {}).values():
         assert not TORCH_FAMILY & {re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower() for d in extra}
+
+
+def test_the_test_environment_installs_the_cluster_extras_engine(pyproject):
+    """requirements-cluster.txt (what scripts/test installs for the cluster tests) is the cluster extra's Ray."""
+    wanted = {str(Requirement(line)) for line in _requirement_lines(ROOT / "requirements-cluster.txt")}
+    extra = {str(Requirement(d)) for d in pyproject["project"]["optional-dependencies"]["cluster"]}
+    assert wanted and wanted <= extra and all(Requirement(r).name == "ray" for r in wanted)
 
 
 def test_console_script_points_at_the_batch_client(pyproject):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -241,11 +242,15 @@ def test_journal_says_where_an_item_went(tmp_path):
     journal.write("submitted", item="k", prompt_id="p")  # a single-server journal of an earlier version
     assert journal.home("k") == ""
     journal.write("claimed", item="k", server="http://b")
-    journal.write("attempt_failed", item="k", server="http://b", error="boom")
-    journal.write("released", item="k", server="http://b")
-    assert journal.home("k") is None and journal.failed_on("k") == {"http://b"}
+    assert journal.home("k") == "http://b"
+    journal.write("attempt_failed", item="k", server="http://b", error="boom")  # an earlier version's retry
+    assert journal.home("k") is None
+    journal.write("claimed", item="k", server="worker-1")
+    assert journal.home("k") == "worker-1"
+    journal.write("released", item="k", server="worker-1")
+    assert journal.home("k") is None
     journal.write("done", item="k", files=["k.mp4"])
-    assert journal.failed_on("k") == set() and journal.home("k") is None
+    assert journal.home("k") is None
     journal.close()
 
 
@@ -343,3 +348,21 @@ def test_complete_mp4_is_told_from_a_truncated_one(tmp_path):
     assert batch_outputs.is_complete(data, "mp4")
     assert not batch_outputs.is_complete(data[: len(data) // 2], "mp4")
     assert not batch_outputs.is_complete(b"", "mp4")
+
+
+def test_several_servers_without_ray_say_how_to_install_it(tmp_path):
+    """More than one server is the cluster engine's job; without Ray the client says how to get it and does
+    nothing (a ``ray`` package that cannot be imported stands for a machine without Ray)."""
+    missing = tmp_path / "no-ray" / "ray"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    picture(folder / "p.png")
+    command = [*BATCH, "--images", str(folder), "--out", str(tmp_path / "out"), "--server", "http://127.0.0.1:9"]
+    command += ["--server", "http://127.0.0.1:10", "--width", "64", "--height", "64"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(missing.parent), str(ROOT), str(ROOT / "tests")])}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 'pip install "ray[default]>=2.9"' in result.stderr and "with one server, give one --server" in result.stderr
+    assert not (tmp_path / "out").exists(), "nothing was started"
