@@ -114,7 +114,8 @@ def main() -> int:
     print(f"Ray, 1 worker on that server:  {engine['per_minute']:6.2f} items/min ({engine['seconds']:.1f} s)")
     overhead = (engine["seconds"] - direct["seconds"]) / args.items
     print(
-        f"engine overhead per item:      {overhead:+.2f} s (the driver's start, about {engine['first_done_after']:.1f} s to the first item, included)"
+        f"engine overhead per item:      {overhead:+.2f} s (joining Ray and placing the worker included; the first "
+        f"video {engine['first_done_after']:.1f} s after its claim, {direct['first_done_after']:.1f} s direct)"
     )
     for label, figures in (("1 worker", one), (f"{args.workers} workers", many)):
         print(

@@ -1,2 +1,3 @@
 """The API batch client (``dynamicrafter-batch``) and the engine of ``scripts/run``: standard library, aiohttp and
-Pillow only, never the pack's torch packages, so ``pip install .[batch]`` installs it alone."""
+Pillow only (Ray too for a batch on a cluster, imported only then), never the pack's torch packages, so
+``pip install .[batch]`` installs it alone."""

@@ -81,9 +81,14 @@ class Worker:
     name: str
     actor: Any
     concurrency: int
+    resources: str = ""
     resume: deque[Job] = field(default_factory=deque)
     """Items an earlier run claimed for this worker: looked for here before anything else is sent."""
     gone: str | None = None
+    placed: bool = False
+    """Ray was asked where it is (``ready`` when it answered)."""
+    ready: bool = False
+    placing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def worker_specs(cluster: ClusterOptions, options: Options, client_id: str, count: int) -> list[WorkerSpec]:
@@ -130,7 +135,7 @@ def start_workers(ray: Any, cluster: ClusterOptions, options: Options, client_id
             max_task_retries=cluster.max_restarts,
             max_concurrency=concurrency + 2,
         ).remote(spec, client_id, gpus > 0)
-        workers.append(Worker(spec.name, actor, concurrency))
+        workers.append(Worker(spec.name, actor, concurrency, resources=f"{gpus:g} GPU, {cpus:g} CPU"))
     return workers
 
 
@@ -139,20 +144,28 @@ def connect(ray: Any, address: str | None) -> None:
     worker code travels with the job, so the cluster's machines need Ray, ComfyUI and the pack, not this client."""
     if ray.is_initialized():
         return
-    ray.init(
-        address=address,
-        namespace=NAMESPACE,
-        runtime_env={"py_modules": [dynamicrafter_batch]},
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
+    try:
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            runtime_env={"py_modules": [dynamicrafter_batch]},
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"at {address}" if address else "here"
+        raise ClusterError(
+            f"no Ray cluster {where} ({str(e).splitlines()[0] if str(e) else type(e).__name__}): start one with "
+            "'ray start --head' (and 'ray start --address HEAD:6379' on the other machines), or give --cluster local"
+        ) from None
 
 
 class Dispatcher:
     """Hands the items to the workers' free slots and records what comes back."""
 
-    def __init__(self, ledger: Ledger, workers: list[Worker], progress: Progress, ray: Any) -> None:
+    def __init__(self, ledger: Ledger, workers: list[Worker], progress: Progress, ray: Any, place_wait: float) -> None:
         self.ledger = ledger
+        self.place_wait = place_wait
         self.workers = workers
         self.progress = progress
         self.ray = ray
@@ -183,7 +196,31 @@ class Dispatcher:
             return worker.resume.popleft()
         return self.pool.popleft() if self.pool else None
 
+    async def _placed(self, worker: Worker) -> None:
+        """Until Ray has placed the worker (a cluster without the resources it asks for never does: the worker
+        is then given up after ``server_wait`` seconds instead of holding the batch)."""
+        try:
+            await asyncio.wait_for(worker.actor.describe.remote(), self.place_wait)
+        except asyncio.TimeoutError:
+            worker.gone = (
+                f"Ray found no place for it in {self.place_wait:.0f} s (it asks for {worker.resources}): "
+                "add machines, or lower --workers / --gpus-per-worker"
+            )
+        except self.ray.exceptions.RayError as e:
+            worker.gone = f"it could not start ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        if worker.gone:
+            self.progress.server(worker.name).state = "gone"
+            self.progress.message(f"{worker.name} is given up: {worker.gone}")
+            self.pool.extend(worker.resume)
+            worker.resume.clear()
+        else:
+            worker.ready = True
+
     async def _slot(self, worker: Worker) -> None:
+        async with worker.placing:
+            if not worker.placed:
+                await self._placed(worker)
+                worker.placed = True
         while not worker.gone:
             job = self._next(worker)
             if job is None:
@@ -261,13 +298,17 @@ def run_on_cluster(
         if pending:
             connect(ray, cluster.address)
             workers = start_workers(ray, cluster, options, ledger.client_id)
-            stop_reason = asyncio.run(Dispatcher(ledger, workers, progress, ray).run(pending)) or stop_reason
+            stopped = asyncio.run(Dispatcher(ledger, workers, progress, ray, options.server_wait).run(pending))
+            if stopped:
+                stop_reason = stopped
+                progress.message(f"the batch stops: {stopped}")
     finally:
         for worker in workers:
-            try:
-                ray.get(worker.actor.stop.remote(), timeout=60)
-            except ray.exceptions.RayError:
-                pass
+            if worker.ready:
+                try:
+                    ray.get(worker.actor.stop.remote(), timeout=60)
+                except ray.exceptions.RayError:
+                    pass  # gone already: Ray took its server down with it
             ray.kill(worker.actor)
         results = ledger.close(jobs, stop_reason)
     return results

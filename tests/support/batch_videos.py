@@ -34,3 +34,12 @@ def picture(path: Path, colour: tuple[int, int, int] = (220, 120, 40)) -> Path:
     pixels[30:60, 100:140] = (40, 90, 230)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def assert_each_item_done_once(records: list[dict], out: Path, items: int, frames: int) -> None:
+    """The journal's records say each of ``items`` items was done exactly once, and ``out`` holds their videos,
+    each of ``frames`` frames."""
+    done = Counter(r["item"] for r in records if r["event"] == "done")
+    assert len(done) == items and set(done.values()) == {1}, "each item is done exactly once"
+    videos = sorted(out.glob("*.mp4"))
+    assert len(videos) == items and all(frame_count(v) == frames for v in videos)

@@ -16,7 +16,7 @@ import pytest
 
 from dynamicrafter_batch import journal as batch_journal
 from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, server_dir
-from support.batch_videos import complete_videos, frame_count, picture
+from support.batch_videos import assert_each_item_done_once, complete_videos, picture
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -117,11 +117,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     assert client.returncode == 0, f"{summary}\n{log.read_text()[-3000:]}"
 
     records = _journal(out)
-    done = Counter(r["item"] for r in records if r["event"] == "done")
-    assert len(done) == ITEMS and set(done.values()) == {1}, "each item is done exactly once"
-    videos = sorted(out.glob("*.mp4"))
-    assert len(videos) == ITEMS
-    assert all(frame_count(v) == 8 for v in videos)
+    assert_each_item_done_once(records, out, ITEMS, frames=8)
     submitted = Counter(r["item"] for r in records if r["event"] == "submitted")
     requeued = {r["item"] for r in records if r["event"] == "requeued"}
     # What the killed client had queued is followed, not sent again ...

@@ -23,7 +23,7 @@ from dynamicrafter_batch.cluster_worker import STATE_FILE
 from dynamicrafter_batch.comfy_process import server_folders
 from dynamicrafter_batch.journal import JOURNAL_NAME
 from support.batch_server import BATCH
-from support.batch_videos import complete_videos, frame_count, picture
+from support.batch_videos import assert_each_item_done_once, complete_videos, picture
 from support.comfy_server import ServerSetup, comfyui_dir
 from support.host_checkpoints import TINY_FILE_NAME
 from support.ray_cluster import ComfyInside, RayCluster
@@ -168,10 +168,7 @@ def test_twelve_items_on_three_workers_survive_a_server_an_actor_and_the_driver_
     assert second.returncode == 0, f"{summary}\n{log.read_text()[-4000:]}"
 
     records = _records(out)
-    finished = Counter(r["item"] for r in records if r["event"] == "done")
-    assert len(finished) == ITEMS and set(finished.values()) == {1}, "each item is done exactly once"
-    videos = sorted(out.glob("*.mp4"))
-    assert len(videos) == ITEMS and all(frame_count(v) == 4 for v in videos)
+    assert_each_item_done_once(records, out, ITEMS, frames=4)
     made = sum((complete_videos(folder / "output") for folder in workers_dir.glob("*/worker-*")), Counter())
     assert len(made) == ITEMS and set(made.values()) == {1}, f"an item was rendered twice: {made}"
     by_prompt = {r["prompt_id"]: r for r in records if r["event"] == "done"}
@@ -255,3 +252,16 @@ def test_an_installed_client_without_a_checkout_plans_from_the_servers_workflow(
     assert f"{server.url}/api/workflow_templates/" in plan and "/api/image_to_video_512.json" in plan
     assert plan.endswith(f"sent to {server.url} (or whichever is free first)")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_the_cluster_has_no_room_for_is_given_up_instead_of_holding_the_batch(cluster, setup, tmp_path):
+    """A worker asking for a GPU on a cluster without one would wait for ever: after ``--server-wait`` it is
+    given up with what it asked for, and the batch ends, resumable."""
+    command = [*BATCH, "--images", str(_batch(tmp_path, 2)), "--out", str(tmp_path / "out"), *SMALL]
+    command += ["--cluster", cluster.address, "--comfyui", str(comfyui_dir()), "--workers", "1", "--server-wait", "5"]
+    started = time.monotonic()
+    result = subprocess.run(cluster.command(command), capture_output=True, text=True, env=cluster.env(), timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "worker-0 is given up: Ray found no place for it in 5 s (it asks for 1 GPU, 1 CPU)" in result.stderr
+    assert result.stdout.splitlines()[-1] == "2 not run" and "run the same command again to resume" in result.stderr
+    assert time.monotonic() - started < 120
