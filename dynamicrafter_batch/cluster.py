@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import tempfile
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +189,10 @@ class Dispatcher:
             self.progress.server(worker.name)
         slots = [self._slot(w) for w in self.workers for _ in range(w.concurrency)]
         await asyncio.gather(*slots)
+        if not self.pool and not any(w.resume for w in self.workers):
+            return ""
         gone = "; ".join(f"{w.name}: {w.gone}" for w in self.workers if w.gone)
-        return f"no worker left ({gone}); run the same command again to resume" if gone else ""
+        return f"no worker left ({gone}); run the same command again to resume"
 
     def _next(self, worker: Worker) -> Job | None:
         if worker.resume:
@@ -199,13 +202,22 @@ class Dispatcher:
     async def _placed(self, worker: Worker) -> None:
         """Until Ray has placed the worker (a cluster without the resources it asks for never does: the worker
         is then given up after ``server_wait`` seconds instead of holding the batch)."""
+        answer = asyncio.ensure_future(worker.actor.describe.remote())
+        deadline = time.monotonic() + self.place_wait
+        while not answer.done() and time.monotonic() < deadline:
+            await asyncio.wait({answer}, timeout=1.0)
+            if not (answer.done() or self.pool or worker.resume or self.in_flight):
+                answer.cancel()
+                return  # the others finished the batch meanwhile
         try:
-            await asyncio.wait_for(worker.actor.describe.remote(), self.place_wait)
-        except asyncio.TimeoutError:
-            worker.gone = (
-                f"Ray found no place for it in {self.place_wait:.0f} s (it asks for {worker.resources}): "
-                "add machines, or lower --workers / --gpus-per-worker"
-            )
+            if not answer.done():
+                answer.cancel()
+                worker.gone = (
+                    f"Ray found no place for it in {self.place_wait:.0f} s (it asks for {worker.resources}): "
+                    "add machines, or lower --workers / --gpus-per-worker"
+                )
+            else:
+                answer.result()
         except self.ray.exceptions.RayError as e:
             worker.gone = f"it could not start ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         if worker.gone:

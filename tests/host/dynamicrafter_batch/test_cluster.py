@@ -265,3 +265,23 @@ def test_a_worker_the_cluster_has_no_room_for_is_given_up_instead_of_holding_the
     assert "worker-0 is given up: Ray found no place for it in 5 s (it asks for 1 GPU, 1 CPU)" in result.stderr
     assert result.stdout.splitlines()[-1] == "2 not run" and "run the same command again to resume" in result.stderr
     assert time.monotonic() - started < 120
+
+
+def test_a_worker_still_waiting_for_room_does_not_hold_a_finished_batch(cluster, setup, tmp_path):
+    """Two workers of 3 CPUs on a 4-CPU cluster: Ray places one; it renders the batch, and the batch ends then,
+    not when the other's placement wait (``--server-wait``, 300 s here) runs out."""
+    command = [*BATCH, "--images", str(_batch(tmp_path, 2)), "--out", str(tmp_path / "out"), *SMALL]
+    command += ["--cluster", cluster.address, "--comfyui", str(comfyui_dir()), "--workers", "2", "--server-wait", "300"]
+    command += [
+        "--gpus-per-worker",
+        "0",
+        "--cpus-per-worker",
+        "3",
+        f"--comfyui-arg=--extra-model-paths-config={setup.config}",
+    ]
+    command += ["--worker-dir", str(tmp_path / "workers")]
+    started = time.monotonic()
+    result = subprocess.run(cluster.command(command), capture_output=True, text=True, env=cluster.env(), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "2 done" and "given up" not in result.stderr
+    assert time.monotonic() - started < 240, "the batch waited for the worker Ray had no room for"
