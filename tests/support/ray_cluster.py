@@ -126,11 +126,11 @@ class RayCluster:
         return self.get_json(self.dashboard + "/api/v0/tasks?limit=10000&detail=false")["data"]["result"]["result"]
 
     def stop(self) -> None:
-        """Ray first (it stops its own processes), then whatever is left in the namespace."""
+        """Ray first (5 s to stop its own processes), then whatever is left in the namespace."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(30)
+                self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
         if self.namespace is not None:
