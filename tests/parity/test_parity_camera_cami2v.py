@@ -14,12 +14,26 @@ from dynamicrafter.camera.layers import CAMI2V, EPIPOLAR_LEVELS, camera_hook
 from dynamicrafter.camera.path import plucker, relative_c2w
 from dynamicrafter.checkpoint import checkpoint_from_state_dict
 from dynamicrafter.unet import DynamiCrafterUNet
-from support.parity_data import relative_error
+from support.parity_data import relative_error, relative_l2
 from support.reference_data import DATA
 
 GOLDENS = DATA / "parity_camera"
 TOL = 1e-4
 SEED = 77  # the generator's PERTURBATION_SEED
+MASKED_L2 = 1e-3
+MASKED_TOL = 3e-2
+"""Calls through the 256 release's level-1 epipolar mask (8-pixel cells) are compared by relative L2 (MASKED_L2)
+and, more loosely, max |delta| / std (MASKED_TOL). Whether a token pair is masked is decided in float32 (by the
+reference and the pack alike), and there 271 of the 8.4M pairs lie within 1e-4 (relative) of the threshold while the
+distances' float32 round-off reaches 6e-5 near it and depends on the CPU's kernels (MKL's and ATen's AVX2 / AVX-512
+paths): those pairs fall either way. One pair flipped changes one query row of that attention, which moves the
+output by up to 1.8e-2 max/std but about 2e-5 relative L2. Measured on an AMD EPYC with AVX2 and no AVX-512: the
+pack's masks differ from the reference's (the goldens, made on another CPU) at 2 pairs, 9.9e-4 max/std and
+2.0e-5 L2 (realcam 1.3e-3); with those 2 pairs set as the reference's, 4.5e-6 and 7.9e-7 (float32 noise; a float64
+run of the pack differs from the goldens by 9.9e-4 too, the reference's decisions being its own round-off). Half
+of the 271 pairs flipped at random: up to 1.8e-2 and 6.7e-4 (DDIM: 7.4e-3 and 3.1e-4). Mask errors stay outside:
+the level-1 threshold 1% wider gives 5.9e-2 and 6.0e-3 (DDIM 1.6e-2 and 2.3e-3), cell centres without the -0.5
+0.18 and 1.5e-2 (DDIM 3.3e-2 and 5.0e-3), level 1 unmasked 0.65 and 0.14."""
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +60,18 @@ def _pixels(golden) -> tuple[int, int]:
     return 8 * golden["x"].shape[-2], 8 * golden["x"].shape[-1]
 
 
+def _assert_matches_up_to_masked_pairs(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal up to the level-1 token pairs whose masking float32 round-off decides (MASKED_L2, MASKED_TOL)."""
+    assert relative_l2(actual, expected) < MASKED_L2
+    assert relative_error(actual, expected) < MASKED_TOL
+
+
+def _assert_far_beyond_masked_pairs(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Ten times what :func:`_assert_matches_up_to_masked_pairs` lets through, on both measures."""
+    assert relative_l2(actual, expected) > 10 * MASKED_L2
+    assert relative_error(actual, expected) > 10 * MASKED_TOL
+
+
 def test_epipolar_mask_matches(golden, poses):
     height, width = _pixels(golden)
     fundamental = fundamental_matrices(poses, golden["intrinsics"], torch.Generator().manual_seed(SEED))
@@ -68,7 +94,7 @@ def test_unet_call_with_camera_matches_reference(unet, golden, poses):
         out = unet(
             golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
         )
-    assert relative_error(out, golden["unet_out"]) < TOL
+    _assert_matches_up_to_masked_pairs(out, golden["unet_out"])
 
 
 def test_unet_call_without_camera_matches_reference(unet, golden):
@@ -84,7 +110,7 @@ def test_the_epipolar_masks_matter(unet, golden, poses):
         out = unet(
             golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
         )
-    assert relative_error(out, golden["unet_out"]) > 10 * TOL
+    _assert_far_beyond_masked_pairs(out, golden["unet_out"])
 
 
 def test_ddim_run_with_camera_matches_reference(unet, golden, poses, single_thread):
@@ -111,7 +137,7 @@ def test_ddim_run_with_camera_matches_reference(unet, golden, poses, single_thre
             model, x_t, schedule, "eps", settings, golden["context"], golden["ddim/uc_context"], noise=lambda i: 0 * x_t
         )
         final = [x for _, x, _ in steps][-1]
-    assert relative_error(final, golden["ddim/final"]) < TOL
+    _assert_matches_up_to_masked_pairs(final, golden["ddim/final"])
 
 
 def test_512_release_levels_match_reference(unet, golden, poses):
@@ -122,7 +148,7 @@ def test_512_release_levels_match_reference(unet, golden, poses):
             golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
         )
     assert relative_error(out, golden["unet_out_levels_842"]) < TOL
-    assert relative_error(golden["unet_out_levels_842"], golden["unet_out"]) > 10 * TOL
+    _assert_far_beyond_masked_pairs(golden["unet_out_levels_842"], golden["unet_out"])  # level 1's masks matter
 
 
 def test_realcam_camera_part_matches_reference(unet, golden):
@@ -136,5 +162,5 @@ def test_realcam_camera_part_matches_reference(unet, golden):
         out = unet(
             golden["x"], golden["timesteps"], golden["context"], golden["fs"], transformer_options={CAMERA_OPTION: hook}
         )
-    assert relative_error(out, realcam["unet_out"]) < TOL
-    assert relative_error(realcam["unet_out"], golden["unet_out"]) > 10 * TOL  # the scale matters
+    _assert_matches_up_to_masked_pairs(out, realcam["unet_out"])
+    _assert_far_beyond_masked_pairs(realcam["unet_out"], golden["unet_out"])  # the scale matters

@@ -32,11 +32,17 @@ UNET, RESAMPLER = "grad/model.diffusion_model.", "grad/image_proj_model."
 TOL = 1e-4
 """max |pack - original| / std(original) of forward tensors (the loss itself comes out bit-identical)."""
 LOSS_TOL = 1e-6
-GRAD_L2 = 2e-3
-GRAD_MAX = 5e-2
-"""Gradients: relative L2 and max |delta| / std per tensor. fp32 round-off grows through the backward pass:
-the pack's own fp32 gradients differ from a float64 run of the same step by up to 3.6e-4 relative L2 and 4e-3
-max/std (256 case), the original's by 9e-4 and 1.8e-2."""
+GRAD_TOLS = {"256": (4e-3, 8e-2, 5e-3), "512": (2e-3, 5e-2, 2e-3), "512_interp": (2e-3, 5e-2, 2e-3)}
+"""Gradients, per case: relative L2 and max |delta| / std per tensor, and the relative error of a one-number
+gradient (the 256 model's learnable image-attention scales ``attn2.alpha``). fp32 round-off grows through the
+backward pass, most in the 256 case: its output is within 6e-6 of a float64 run, but the GroupNorms of the deepest
+level (2 channels x 1x2 pixels a group) are off by 2.3e-3 already. Against a float64 run of the same step, the
+original's gradients (the goldens) differ by up to 8.9e-4 relative L2, 1.7e-2 max/std and 1.25e-3 on
+``input_blocks.1``'s alpha; the pack's by 3.6e-4 and 4e-3 on the CPU first measured, and by 9.9e-4, 1.9e-2 and
+1.35e-3 on an AMD EPYC with AVX2 and no AVX-512, where the two err in opposite directions: pack against original
+1.9e-3, 3.6e-2 and 2.6e-3. The 256 tolerances are about twice that; a wrong fs (fs + 1) moves the 256 gradients
+by 9e-2 relative L2 (median tensor), 6.4 max/std and that alpha by 0.33. 512 and 512_interp: pack against
+original at most 1.3e-4 and 1.2e-3 there."""
 ZERO_SCALE = 1e-3
 """Gradients that vanish in exact arithmetic (a per-channel bias or time embedding right before a one-channel
 GroupNorm of the tiny network: ~1e-10 here against a typical 2e-3) are pure round-off on both sides: they are
@@ -136,18 +142,19 @@ def test_loss_and_gradients_equal_the_original(single_thread, case):
     }
     grads = {k: v.double() for k, v in t.items() if k.startswith("grad/")}
     scale = float(torch.cat([g.flatten() for g in grads.values()]).pow(2).mean().sqrt())
+    grad_l2, grad_max, scalar_tol = GRAD_TOLS[case]
     compared = 0
     for key, expected in grads.items():
         grad = params[key].grad
         assert grad is not None, key
         if expected.numel() == 1:  # the 256 model's learnable image-attention scales
-            assert abs(float(grad) - float(expected)) <= GRAD_L2 * abs(float(expected)), key
+            assert abs(float(grad) - float(expected)) <= scalar_tol * abs(float(expected)), key
             continue
         if float(expected.std()) < ZERO_SCALE * scale:
             assert float((grad.double() - expected).abs().max()) < 1e-5 * scale, key
             continue
-        assert relative_l2(grad, expected) < GRAD_L2, key
-        assert relative_error(grad, expected) < GRAD_MAX, key
+        assert relative_l2(grad, expected) < grad_l2, key
+        assert relative_error(grad, expected) < grad_max, key
         compared += 1
     assert compared > 150
 
