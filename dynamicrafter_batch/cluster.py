@@ -86,10 +86,8 @@ class Worker:
     resume: deque[Job] = field(default_factory=deque)
     """Items an earlier run claimed for this worker: looked for here before anything else is sent."""
     gone: str | None = None
-    placed: bool = False
-    """Ray was asked where it is (``ready`` when it answered)."""
     ready: bool = False
-    placing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Ray placed it and it answered (it then has a server to stop at the end)."""
 
 
 def worker_specs(cluster: ClusterOptions, options: Options, client_id: str, count: int) -> list[WorkerSpec]:
@@ -187,8 +185,7 @@ class Dispatcher:
                 self.pool.append(job)
         for worker in self.workers:
             self.progress.server(worker.name)
-        slots = [self._slot(w) for w in self.workers for _ in range(w.concurrency)]
-        await asyncio.gather(*slots)
+        await asyncio.gather(*(self._worker(w) for w in self.workers))
         if not self.pool and not any(w.resume for w in self.workers):
             return ""
         gone = "; ".join(f"{w.name}: {w.gone}" for w in self.workers if w.gone)
@@ -228,11 +225,12 @@ class Dispatcher:
         else:
             worker.ready = True
 
+    async def _worker(self, worker: Worker) -> None:
+        """Once Ray has placed the worker, its ``concurrency`` slots."""
+        await self._placed(worker)
+        await asyncio.gather(*(self._slot(worker) for _ in range(worker.concurrency)))
+
     async def _slot(self, worker: Worker) -> None:
-        async with worker.placing:
-            if not worker.placed:
-                await self._placed(worker)
-                worker.placed = True
         while not worker.gone:
             job = self._next(worker)
             if job is None:

@@ -106,8 +106,10 @@ class ComfyWorker:
         """The link to the worker's server, started on first use (and after every actor restart)."""
         async with self._starting:
             if self.link is None:
-                link = await asyncio.to_thread(self._own_server) if self.spec.url is None else None
-                link = link or ServerLink(self.spec.url, self.client_id, self.spec.headers, self.spec.server_wait)
+                if self.spec.url is None:
+                    link = await asyncio.to_thread(self._own_server)
+                else:
+                    link = ServerLink(self.spec.url, self.client_id, self.spec.headers, self.spec.server_wait)
                 self.link = await link.__aenter__()
         return self.link
 

@@ -147,8 +147,7 @@ class ComfyProcess:
                     f"ComfyUI exited with code {self.process.returncode} while starting:\n{self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(self.url + path, timeout=5) as response:
-                    body = response.read().decode("utf-8", "replace")
+                body = self.fetch_text(path)
                 if node is None or node in body:
                     return
                 raise RuntimeError(
@@ -157,6 +156,11 @@ class ComfyProcess:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
         raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def fetch_text(self, path: str) -> str:
+        """The server's answer at ``path``; ``URLError`` / ``ConnectionError`` / ``TimeoutError`` while it is not up."""
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return response.read().decode("utf-8", "replace")
 
     def kill(self) -> None:
         """SIGKILL to the server (its process group, when it has its own), as a crash would."""

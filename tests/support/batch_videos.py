@@ -1,8 +1,9 @@
-"""What the batch-client tests make and count: a test picture, complete videos a server wrote per item, and
-frames of a video."""
+"""What the batch-client tests make and count: a test picture, the journal's records, complete videos a server
+wrote per item, and frames of a video."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,21 @@ import numpy as np
 from PIL import Image
 
 from dynamicrafter_batch.items import DEFAULT_PREFIX
+from dynamicrafter_batch.journal import JOURNAL_NAME
 from dynamicrafter_batch.outputs import is_complete
+
+
+def journal_records(out: Path) -> list[dict]:
+    """The records of the batch journal in ``out`` (none before it exists); a line a killed client was writing
+    is skipped (the next client repairs it)."""
+    path = out / JOURNAL_NAME
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
 
 
 def complete_videos(output_dir: Path) -> Counter:

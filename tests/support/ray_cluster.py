@@ -111,15 +111,19 @@ class RayCluster:
                 time.sleep(0.5)
         raise TimeoutError(f"Ray did not come up in {timeout:.0f} s:\n{self.log_path.read_text()[-3000:]}")
 
-    def get_json(self, url: str) -> Any:
-        """The JSON a server in the namespace answers at ``url`` (fetched from inside)."""
+    def fetch_text(self, url: str) -> str:
+        """What a server in the namespace answers at ``url`` (fetched from inside); CalledProcessError when it
+        does not answer."""
         fetch = (
             f"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen({url!r}, timeout=60).read())"
         )
         result = subprocess.run(
             self.command([sys.executable, "-c", fetch]), capture_output=True, check=True, timeout=120
         )
-        return json.loads(result.stdout)
+        return result.stdout.decode("utf-8", "replace")
+
+    def get_json(self, url: str) -> Any:
+        return json.loads(self.fetch_text(url))
 
     def tasks(self) -> list[dict[str, Any]]:
         """The tasks Ray's dashboard lists (its state API), with their names and states."""
@@ -167,17 +171,12 @@ class ComfyInside(ComfyProcess):
     def command(self) -> list[str]:
         return self.cluster.command(super().command())
 
-    def wait_ready(self, timeout: float = 300.0, node: str | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"ComfyUI exited while starting:\n{self.log_tail()}")
-            try:
-                self.cluster.get_json(self.url + "/system_stats")
-                return
-            except subprocess.CalledProcessError:
-                time.sleep(0.5)
-        raise TimeoutError(f"ComfyUI did not answer in {timeout:.0f} s:\n{self.log_tail()}")
+    def fetch_text(self, path: str) -> str:
+        """The server's answer, fetched from inside the namespace (``wait_ready`` polls this)."""
+        try:
+            return self.cluster.fetch_text(self.url + path)
+        except subprocess.CalledProcessError:
+            raise ConnectionError(f"{self.url} does not answer yet") from None
 
 
 def _pids() -> list[int]:

@@ -5,7 +5,6 @@ rest complete (refused before upload). ``tests/host/dynamicrafter_batch/test_cli
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import uuid
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamicrafter_batch import journal as batch_journal
 from support.batch_server import BATCH, TINY, TINY_CKPT, batch_server, server_dir
-from support.batch_videos import assert_each_item_done_once, complete_videos, picture
+from support.batch_videos import assert_each_item_done_once, complete_videos, journal_records, picture
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,19 +31,6 @@ def _client(args: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen([*BATCH, *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
-def _journal(out: Path) -> list[dict]:
-    path = out / batch_journal.JOURNAL_NAME
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return records
-
-
 def _in_flight(records: list[dict]) -> set[str]:
     done = {r["item"] for r in records if r["event"] in ("done", "failed")}
     return {r["item"] for r in records if r["event"] == "submitted"} - done
@@ -55,7 +40,7 @@ def _wait_until_busy(out: Path, count: int, process: subprocess.Popen, timeout: 
     """Once ``count`` items are done and at least one is queued on the server: the items in flight."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = _journal(out)
+        records = journal_records(out)
         busy = _in_flight(records)
         if sum(r["event"] == "done" for r in records) >= count and busy:
             return busy
@@ -107,7 +92,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     # What it lost: the items in flight once the client saw the server go (one it finished in the instant before
     # is in the journal by then; none can finish while the server is away).
     _wait_for_log(log, "is unreachable", client)
-    lost_by_killed_server = _in_flight(_journal(out))
+    lost_by_killed_server = _in_flight(journal_records(out))
     assert lost_by_killed_server, "the server was killed with nothing in flight: the test checks nothing"
     # Videos it had finished writing (their items may not have reached the client): found there after the restart.
     on_disk_at_kill = complete_videos(server.log_path.parent / "output")
@@ -116,7 +101,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     summary, _ = client.communicate(timeout=900)
     assert client.returncode == 0, f"{summary}\n{log.read_text()[-3000:]}"
 
-    records = _journal(out)
+    records = journal_records(out)
     assert_each_item_done_once(records, out, ITEMS, frames=8)
     submitted = Counter(r["item"] for r in records if r["event"] == "submitted")
     requeued = {r["item"] for r in records if r["event"] == "requeued"}
@@ -135,7 +120,7 @@ def test_twenty_items_survive_client_and_server_kills(server, tmp_path):
     rerun = subprocess.run([*BATCH, *args], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.count("earlier run") == ITEMS
-    assert len(_journal(out)) == len(records), "a finished batch sends nothing again"
+    assert len(journal_records(out)) == len(records), "a finished batch sends nothing again"
 
 
 def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
@@ -165,7 +150,7 @@ def test_broken_picture_is_reported_and_the_rest_complete(server, tmp_path):
     broken = next(line for line in result.stdout.splitlines() if "b_broken.png" in line)
     assert " failed " in broken and "not a picture" in broken
     assert sorted(p.name.split("_")[0] for p in out.glob("*.mp4")) == ["a", "c"]
-    failed = [r for r in _journal(out) if r["event"] == "failed"]
+    failed = [r for r in journal_records(out) if r["event"] == "failed"]
     assert len(failed) == 1 and "nothing was uploaded" in failed[0]["error"]
     uploaded = [p.read_bytes() for p in server_dir(server, "input").rglob("*") if p.is_file()]
     assert uploaded and b"this is not a picture" not in uploaded, "refused before upload: the server never got it"

@@ -21,9 +21,8 @@ import pytest
 
 from dynamicrafter_batch.cluster_worker import STATE_FILE
 from dynamicrafter_batch.comfy_process import server_folders
-from dynamicrafter_batch.journal import JOURNAL_NAME
 from support.batch_server import BATCH
-from support.batch_videos import assert_each_item_done_once, complete_videos, picture
+from support.batch_videos import assert_each_item_done_once, complete_videos, journal_records, picture
 from support.comfy_server import ServerSetup, comfyui_dir
 from support.host_checkpoints import TINY_FILE_NAME
 from support.ray_cluster import ComfyInside, RayCluster
@@ -45,17 +44,6 @@ def setup(tmp_path_factory, tiny_models) -> ServerSetup:
     made = ServerSetup.create(tmp_path_factory.mktemp("worker-setup"))
     (made.models / "checkpoints" / TINY_FILE_NAME).symlink_to(tiny_models / "checkpoints" / TINY_FILE_NAME)
     return made
-
-
-def _records(out: Path) -> list[dict]:
-    path = out / JOURNAL_NAME
-    records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line the killed driver was writing; the next one repairs it
-    return records
 
 
 def _until(what, driver: subprocess.Popen, timeout: float = 300):
@@ -142,7 +130,7 @@ def test_twelve_items_on_three_workers_survive_a_server_an_actor_and_the_driver_
         return {**now, "prompt_id": running[0][1]} if running else {}
 
     def done() -> int:
-        return sum(r["event"] == "done" for r in _records(out))
+        return sum(r["event"] == "done" for r in journal_records(out))
 
     def both_busy() -> tuple[dict, dict] | None:
         """an item done, and worker-1 and worker-2 each running one"""
@@ -168,7 +156,7 @@ def test_twelve_items_on_three_workers_survive_a_server_an_actor_and_the_driver_
     summary, _ = second.communicate(timeout=900)
     assert second.returncode == 0, f"{summary}\n{log.read_text()[-4000:]}"
 
-    records = _records(out)
+    records = journal_records(out)
     assert_each_item_done_once(records, out, ITEMS, frames=4)
     made = sum((complete_videos(folder / "output") for folder in workers_dir.glob("*/worker-*")), Counter())
     assert len(made) == ITEMS and set(made.values()) == {1}, f"an item was rendered twice: {made}"
@@ -194,7 +182,7 @@ def test_twelve_items_on_three_workers_survive_a_server_an_actor_and_the_driver_
 
     again = subprocess.run(cluster.command([*command, "-q"]), capture_output=True, text=True, env=cluster.env())
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("earlier run") == ITEMS and len(_records(out)) == len(records)
+    assert again.stdout.count("earlier run") == ITEMS and len(journal_records(out)) == len(records)
 
 
 def test_existing_servers_are_workers_too(cluster, setup, tmp_path):
@@ -226,7 +214,7 @@ def test_existing_servers_are_workers_too(cluster, setup, tmp_path):
         for server in servers:
             server.stop()
     assert result.returncode == 0, result.stdout + result.stderr
-    done = [r for r in _records(tmp_path / "out") if r["event"] == "done"]
+    done = [r for r in journal_records(tmp_path / "out") if r["event"] == "done"]
     assert len(done) == 4 and {r["server"] for r in done} <= {s.url for s in servers}
     for server in servers:
         assert f"{server.url}: " in result.stderr and "items/min" in result.stderr
